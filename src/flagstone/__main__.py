@@ -1,0 +1,3 @@
+from flagstone.cli.app import main
+
+main()

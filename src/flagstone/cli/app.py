@@ -1,0 +1,97 @@
+"""The Typer application: consoles, exit codes and command registration.
+
+Every module in ``flagstone.cli`` registers its commands with ``@command`` when imported;
+``main`` imports them all, so adding a command is adding a module. Command modules
+import the core lazily inside the command so ``flagstone --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable
+from enum import Enum, IntEnum
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from flagstone.errors import FlagstoneError, Problem
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="flagstone",
+    help="Feature flags, experiments and per-environment configuration as YAML in git.",
+    no_args_is_help=True,
+    add_completion=False,
+    # A traceback that printed its locals would print the secrets in them.
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
+out = Console(soft_wrap=True, highlight=False)  # never wrap file:line lines
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FINDINGS = 1  # invalid, drift, unauthorized
+    ERROR = 2  # usage or environment; click uses 2 for usage errors too
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+class ValidateFormat(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+    github = "github"
+
+
+def exit_code_for(problems: Iterable[Problem], *, strict: bool = False) -> ExitCode:
+    failing = [p for p in problems if p.is_error or strict]
+    return ExitCode.FINDINGS if failing else ExitCode.OK
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one red line to stderr; return the Exit to raise (exit code 2)."""
+    err.print(Text.assemble(("error: ", "bold red"), message))
+    return typer.Exit(ExitCode.ERROR)
+
+
+def command(
+    fn: F | None = None, *, name: str | None = None, group: typer.Typer | None = None
+) -> Any:
+    """Register a command; an expected error becomes one red line on stderr and exit 2."""
+
+    def register(fn: F) -> F:
+        @functools.wraps(fn)  # typer still sees the options
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except FlagstoneError as e:
+                raise fail(str(e)) from None
+
+        (group or app).command(name=name)(wrapper)
+        return fn
+
+    return register(fn) if fn is not None else register
+
+
+def _load_commands() -> None:
+    import flagstone.cli as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name not in ("app", "output") and not info.name.startswith("_"):
+            importlib.import_module(f"flagstone.cli.{info.name}")
+
+
+def main() -> None:
+    _load_commands()
+    app()

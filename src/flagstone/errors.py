@@ -1,0 +1,67 @@
+"""Findings and failures.
+
+Core functions return ``list[Problem]`` for findings and raise a ``FlagstoneError``
+only when they cannot go on; the CLI turns both into output at the very edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+DocPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Problem:
+    file: str  # repository-relative, forward slashes
+    line: int  # 1-based; 0 when the finding is about the file as a whole
+    col: int  # 1-based
+    message: str = field(compare=False)
+    code: str = field(compare=False)  # stable id: "schema", "unknown-segment", ...
+    severity: Severity = field(default="error", compare=False)
+    path: DocPath = field(default=(), compare=False)  # ("new-checkout", "rules", 0, "serve")
+    hint: str | None = field(default=None, compare=False)  # what to do about it
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message} [{self.code}]"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+
+def format_path(path: DocPath) -> str:
+    """Render a document path the way users write it: ``new-checkout.rules[0].serve``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(document)"
+
+
+class FlagstoneError(Exception):
+    """An expected failure the user can act on: one plain sentence, exit code 2."""
+
+
+class RepositoryNotFound(FlagstoneError):
+    pass
+
+
+class LoadError(FlagstoneError):
+    """A file that cannot be read at all; carries the problem for file:line:col output."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+class GitError(FlagstoneError):
+    pass
+
+
+class ConflictError(FlagstoneError):
+    """A write that would clobber someone's work (dirty tree, moved target, existing file)."""

@@ -1,0 +1,359 @@
+"""Read a flagstone repository into the model, fast, and find positions only when needed.
+
+Reading goes through yaml-rs, a YAML 1.2 parser (``on``/``off`` stay strings, duplicate
+keys are rejected, alias expansion is bounded) that reads the 2,000-flag workload about
+80x faster than ruamel.yaml's round-trip mode. Positions (``file:line:col``) come from a
+second, slower read of just the files that have findings (``attach_positions``); edits
+use ruamel.yaml's round trip (``edit.py``) so comments survive.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml_rs
+
+from flagstone.errors import DocPath, LoadError, Problem, RepositoryNotFound
+from flagstone.model import (
+    ENVIRONMENTS_DIR,
+    KEYED_KINDS,
+    SETTINGS_FILE,
+    Config,
+    Environment,
+    Experiment,
+    Flag,
+    Kind,
+    KindLayout,
+    Repository,
+    Segment,
+    Settings,
+)
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+# Real configurations rarely use aliases; a "billion laughs" file hits this in milliseconds.
+ALIAS_LIMITS = yaml_rs.AliasLimits(max_total_replayed_events=200_000, max_replay_stack_depth=32)
+YAML_SUFFIXES = (".yaml", ".yml")
+
+_POSITION = re.compile(r"line (\d+), column (\d+)")
+_DOC_MARKER = re.compile(r"^---(?:\s|$)", re.M)
+_ALIAS = re.compile(r"(?<![\w])\*[^\s,\[\]{}]+")
+
+
+def find_root(start: Path) -> Path:
+    """Walk up from ``start`` to the directory holding flagstone.yaml, as git does for .git."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / SETTINGS_FILE).is_file():
+            return candidate
+    raise RepositoryNotFound(
+        f"no {SETTINGS_FILE} in {start} or any parent directory; "
+        "run `flagstone init` to create a flagstone repository here"
+    )
+
+
+# --- parsing -------------------------------------------------------------------------
+
+
+def parse_yaml(content: bytes | str, file: str) -> Any:
+    """Parse one YAML 1.2 document; raise ``LoadError`` with its position and a hint."""
+    if isinstance(content, bytes):
+        if len(content) > MAX_FILE_BYTES:
+            raise LoadError(
+                Problem(file, 0, 0, f"file is {len(content):,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                        "file-too-large", hint="split the kind into a folder of files (flags/*.yaml)")
+            )
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line, col = _line_col(content, e.start)
+            raise LoadError(
+                Problem(file, line, col, f"not UTF-8: byte 0x{content[e.start]:02x} cannot be decoded",
+                        "encoding", hint="save the file as UTF-8")
+            ) from None
+    else:
+        text = content
+    text = text.removeprefix("\ufeff")
+    try:
+        data = yaml_rs.loads(text, parse_datetime=False, alias_limits=ALIAS_LIMITS)
+    except yaml_rs.YAMLDecodeError as e:
+        raise LoadError(_decode_problem(str(e), text, file)) from None
+    if isinstance(data, list) and _is_multi_document(text):
+        line = _nth_doc_marker_line(text)
+        raise LoadError(
+            Problem(file, line, 1, "more than one YAML document in the file", "multiple-documents",
+                    hint="keep one document per file: remove the '---' separator")
+        )
+    return data
+
+
+def _decode_problem(message: str, text: str, file: str) -> Problem:
+    first, _, rest = message.partition("\n")
+    m = _POSITION.search(first)
+    if m:
+        reason = rest.strip().splitlines()[-1] if rest.strip() else first
+        line, col = int(m.group(1)), int(m.group(2))
+        hint = "indent with spaces: YAML does not allow tabs in indentation" if "tab" in reason else \
+            "fix the YAML syntax at this position"
+        return Problem(file, line, col, f"YAML syntax error: {reason}", "yaml-syntax", hint=hint)
+    if first.startswith("duplicate mapping key"):
+        key = first.split(":", 1)[1].strip().strip("'\"")
+        line, col = _find_duplicate_key(text, key)
+        return Problem(file, line, col, f"duplicate key {key!r}", "duplicate-key",
+                       hint="a key may appear once per mapping: remove or rename one of them")
+    if "alias" in first:
+        m2 = _ALIAS.search(text)
+        line, col = _line_col(text, m2.start()) if m2 else (1, 1)
+        return Problem(file, line, col, f"YAML aliases expand beyond the safe bound ({first})",
+                       "alias-bomb", hint="write the values out instead of nesting aliases")
+    return Problem(file, 1, 1, f"cannot read YAML: {first}", "yaml-syntax")
+
+
+def _is_multi_document(text: str) -> bool:
+    return len(_DOC_MARKER.findall(text)) >= 1 and _nth_doc_marker_line(text) > 0
+
+
+def _nth_doc_marker_line(text: str) -> int:
+    """Line of the marker that starts a second document, or 0 when there is none."""
+    seen_content = False
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if _DOC_MARKER.match(line):
+            if seen_content:
+                return number
+            seen_content = True  # a leading '---' starts the first document
+            continue
+        if stripped and not stripped.startswith("#"):
+            seen_content = True
+    return 0
+
+
+def _line_col(content: bytes | str, offset: int) -> tuple[int, int]:
+    before = content[:offset]
+    nl = b"\n" if isinstance(before, bytes) else "\n"
+    line = before.count(nl) + 1  # type: ignore[arg-type]
+    col = offset - (before.rfind(nl) + 1) + 1  # type: ignore[arg-type]
+    return line, col
+
+
+def _find_duplicate_key(text: str, key: str) -> tuple[int, int]:
+    """Position of the second occurrence of ``key`` in one mapping."""
+    try:
+        root = _compose(text)
+    except Exception:
+        return 1, 1
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.id == "mapping":
+            seen = set()
+            for k, v in node.value:
+                if k.id == "scalar":
+                    if k.value == key and k.value in seen:
+                        return k.start_mark.line + 1, k.start_mark.column + 1
+                    seen.add(k.value)
+                stack.append(v)
+        elif node.id == "sequence":
+            stack.extend(node.value)
+    return 1, 1
+
+
+# --- positions -----------------------------------------------------------------------
+
+
+def _compose(text: str) -> Any:
+    from ruamel.yaml import YAML
+
+    # The safe loader's compose uses the C parser when present: nodes with marks, no
+    # construction; a few times faster than the round-trip loader, and enough for positions.
+    return YAML(typ="safe").compose(text)
+
+
+def locate(root_node: Any, path: DocPath) -> tuple[int, int]:
+    """1-based line and column of ``path`` in a composed document.
+
+    Points at the value when it is a scalar, else at its key, so that a block value
+    reads as "the key that holds it". Walks as far as the path exists.
+    """
+    node = root_node
+    position = (1, 1) if node is None else (node.start_mark.line + 1, node.start_mark.column + 1)
+    for part in path:
+        if node is None:
+            break
+        if node.id == "mapping":
+            for k, v in node.value:
+                if k.id == "scalar" and k.value == str(part):
+                    target = v if v.id == "scalar" else k
+                    position = (target.start_mark.line + 1, target.start_mark.column + 1)
+                    node = v
+                    break
+            else:
+                break
+        elif node.id == "sequence" and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            position = (node.start_mark.line + 1, node.start_mark.column + 1)
+        else:
+            break
+    return position
+
+
+def attach_positions(problems: Iterable[Problem], read_text: Callable[[str], str | None]) -> list[Problem]:
+    """Fill in line:col for problems that only know their document path.
+
+    Each file with such problems is composed once; files without findings are never
+    re-read. ``read_text`` returns a file's text by repository-relative path.
+    """
+    problems = list(problems)
+    pending = {p.file for p in problems if p.line == 0 and p.path}
+    trees: dict[str, Any] = {}
+    for file in pending:
+        text = read_text(file)
+        if text is None:
+            continue
+        try:
+            trees[file] = _compose(text)
+        except Exception:
+            continue
+    out = []
+    for p in problems:
+        if p.line == 0 and p.path and p.file in trees:
+            line, col = locate(trees[p.file], p.path)
+            p = replace(p, line=line, col=col)
+        elif p.line == 0:
+            p = replace(p, line=1, col=1)
+        out.append(p)
+    return sorted(out)
+
+
+# --- repository ------------------------------------------------------------------------
+
+
+def load_settings(content: bytes | str, file: str = SETTINGS_FILE) -> Settings:
+    data = parse_yaml(content, file)
+    if not isinstance(data, dict):
+        raise LoadError(Problem(file, 1, 1, "flagstone.yaml must be a mapping of settings",
+                                "settings", hint="see `flagstone init` for an example"))
+    envs = data.get("environments")
+    if not isinstance(envs, list) or not envs or not all(isinstance(e, str) for e in envs):
+        raise LoadError(Problem(file, 1, 1, "flagstone.yaml needs `environments:`, a list of environment names in promotion order",
+                                "settings", hint="add e.g. `environments: [dev, staging, prod]`"))
+    return Settings(environments=tuple(envs), raw=data, file=file)
+
+
+def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment, list[Problem]]:
+    """Build one environment from its files (repository-relative path -> content).
+
+    The same function serves the working tree and git revisions (``gitio`` hands it blobs).
+    """
+    problems: list[Problem] = []
+    base = f"{ENVIRONMENTS_DIR}/{name}/"
+    keyed: dict[Kind, dict[str, Any]] = {k: {} for k in KEYED_KINDS}
+    layout: dict[Kind, KindLayout] = {k: "absent" for k in (*KEYED_KINDS, "config")}
+    config: Config | None = None
+    read: list[str] = []
+    for rel in sorted(files):
+        if not rel.startswith(base) or not rel.endswith(YAML_SUFFIXES):
+            continue
+        parts = PurePosixPath(rel[len(base):]).parts
+        kind_name = PurePosixPath(parts[0]).stem if len(parts) == 1 else parts[0]
+        if kind_name not in (*KEYED_KINDS, "config") or len(parts) > 2:
+            continue  # other files (README.md, secrets, specs) are not ours to read here
+        kind: Kind = kind_name  # type: ignore[assignment]
+        this_layout: KindLayout = "file" if len(parts) == 1 else "folder"
+        if layout[kind] not in ("absent", this_layout):
+            problems.append(Problem(rel, 1, 1, f"{kind} is both a file and a folder in {name}", "layout",
+                                    hint=f"keep either {kind}.yaml or {kind}/, not both"))
+        layout[kind] = this_layout
+        read.append(rel)
+        try:
+            data = parse_yaml(files[rel], rel)
+        except LoadError as e:
+            problems.append(e.problem)
+            continue
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            problems.append(Problem(rel, 1, 1, f"expected a mapping of {kind} by key, found a {_yaml_type(data)}",
+                                    "not-a-mapping", path=()))
+            continue
+        if kind == "config":
+            if this_layout == "folder":
+                problems.append(Problem(rel, 1, 1, "config must be one file, config.yaml", "layout"))
+                continue
+            config = Config(values=data, file=rel)
+            continue
+        bucket = keyed[kind]
+        for key, raw in data.items():
+            if key in bucket:
+                first = bucket[key][1]
+                problems.append(Problem(rel, 0, 0, f"{kind[:-1]} {key!r} is already defined in {first}",
+                                        "duplicate-key", path=(key,), hint="define each key once per environment"))
+                continue
+            bucket[key] = (raw, rel)
+    env = Environment(
+        name=name,
+        flags={k: Flag(k, raw, f) for k, (raw, f) in keyed["flags"].items()},
+        segments={k: Segment(k, raw, f) for k, (raw, f) in keyed["segments"].items()},
+        experiments={k: Experiment(k, raw, f) for k, (raw, f) in keyed["experiments"].items()},
+        config=config,
+        layout=layout,
+        files=tuple(read),
+    )
+    return env, problems
+
+
+def _yaml_type(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "scalar")
+
+
+def environment_files(root: Path, name: str) -> dict[str, bytes]:
+    """The YAML files of one environment folder in the working tree."""
+    folder = root / ENVIRONMENTS_DIR / name
+    out: dict[str, bytes] = {}
+    if not folder.is_dir():
+        return out
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix in YAML_SUFFIXES:
+            out[f"{ENVIRONMENTS_DIR}/{name}/{path.name}"] = path.read_bytes()
+        elif path.is_dir() and path.name in KEYED_KINDS:
+            for child in path.iterdir():
+                if child.is_file() and child.suffix in YAML_SUFFIXES:
+                    out[f"{ENVIRONMENTS_DIR}/{name}/{path.name}/{child.name}"] = child.read_bytes()
+    return out
+
+
+def load_repository(root: Path, envs: Iterable[str] | None = None) -> tuple[Repository, list[Problem]]:
+    """Read settings and environments from the working tree.
+
+    Raises ``LoadError`` only for an unreadable flagstone.yaml; every other file's
+    problems come back as findings so that one run reports them all.
+    """
+    settings_path = root / SETTINGS_FILE
+    try:
+        settings_bytes = settings_path.read_bytes()
+    except FileNotFoundError:
+        raise RepositoryNotFound(f"no {SETTINGS_FILE} in {root}; run `flagstone init` to create one") from None
+    settings = load_settings(settings_bytes)
+    wanted = list(envs) if envs is not None else list(settings.environments)
+    problems: list[Problem] = []
+    environments: dict[str, Environment] = {}
+    for name in settings.environments:
+        if name not in wanted:
+            continue
+        env, found = read_environment(name, environment_files(root, name))
+        environments[name] = env
+        problems.extend(found)
+    return Repository(root=root, settings=settings, environments=environments), problems
+
+
+def read_worktree_text(root: Path) -> Callable[[str], str | None]:
+    def read(rel: str) -> str | None:
+        try:
+            return (root / rel).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    return read

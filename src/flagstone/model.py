@@ -1,0 +1,320 @@
+"""The repository model: settings, environments and the objects in them.
+
+Objects keep the mapping read from YAML (``raw``), which is what schemas validate, bundles
+compile and diffs compare; the typed properties read it for code that has already
+checked it against the schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+from flagstone.errors import FlagstoneError
+
+Kind = Literal["flags", "segments", "experiments", "config"]
+KEYED_KINDS: tuple[Kind, ...] = ("flags", "segments", "experiments")
+KINDS: tuple[Kind, ...] = (*KEYED_KINDS, "config")
+SETTINGS_FILE = "flagstone.yaml"
+ENVIRONMENTS_DIR = "environments"
+EXPERIMENT_STATUSES = ("draft", "running", "stopped", "concluded")
+
+Json: TypeAlias = Any
+Condition: TypeAlias = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    weights: Mapping[str, float]  # variant -> percent, sums to 100
+    by: str | None = None  # context attribute hashed for the bucket
+
+
+Serve: TypeAlias = str | Rollout
+
+
+def parse_serve(raw: Any) -> Serve:
+    if isinstance(raw, str):
+        return raw
+    return Rollout(weights=dict(raw["rollout"]), by=raw.get("by"))
+
+
+def served_variants(serve: Serve) -> tuple[str, ...]:
+    return (serve,) if isinstance(serve, str) else tuple(serve.weights)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    index: int
+    serve: Serve
+    segment: str | None = None
+    when: Condition | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prerequisite:
+    flag: str
+    variants: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    key: str
+    raw: Mapping[str, Any]
+    file: str  # repository-relative file that defines it
+
+    @property
+    def variants(self) -> Mapping[str, Json]:
+        return self.raw["variants"]  # type: ignore[no-any-return]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.raw.get("enabled", True))
+
+    @property
+    def off_variant(self) -> str | None:
+        return self.raw.get("off_variant")
+
+    @property
+    def unit(self) -> str | None:
+        return self.raw.get("unit")
+
+    @property
+    def salt(self) -> str:
+        return str(self.raw.get("salt", self.key))
+
+    @property
+    def expires(self) -> str | None:
+        return self.raw.get("expires")
+
+    @property
+    def lifetime(self) -> str:
+        return str(self.raw.get("lifetime", "temporary"))
+
+    @property
+    def prerequisites(self) -> tuple[Prerequisite, ...]:
+        return tuple(
+            Prerequisite(p["flag"], tuple(p["variants"]) if "variants" in p else (p["variant"],))
+            for p in self.raw.get("prerequisites", ())
+        )
+
+    @property
+    def targets(self) -> Mapping[str, tuple[str | int, ...]]:
+        return {v: tuple(ids) for v, ids in self.raw.get("targets", {}).items()}
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return tuple(
+            Rule(i, parse_serve(r["serve"]), r.get("segment"), r.get("when"), r.get("name"))
+            for i, r in enumerate(self.raw.get("rules", ()))
+        )
+
+    @property
+    def default(self) -> Serve:
+        return parse_serve(self.raw["default"])
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    key: str
+    raw: Mapping[str, Any]
+    file: str
+
+    @property
+    def when(self) -> Condition:
+        return self.raw["when"]  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    kind: Literal["proportion", "mean", "ratio"]
+    role: Literal["primary", "secondary", "guardrail"]
+    raw: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    key: str
+    raw: Mapping[str, Any]
+    file: str
+
+    @property
+    def flag(self) -> str:
+        return str(self.raw["flag"])
+
+    @property
+    def status(self) -> str:
+        return str(self.raw["status"])
+
+    @property
+    def unit(self) -> str | None:
+        return self.raw.get("unit")
+
+    @property
+    def salt(self) -> str:
+        return str(self.raw.get("salt", self.key))
+
+    @property
+    def traffic(self) -> float:
+        return float(self.raw.get("traffic", 100))
+
+    @property
+    def weights(self) -> Mapping[str, float] | None:
+        return self.raw.get("weights")
+
+    @property
+    def layer(self) -> str | None:
+        return self.raw.get("layer")
+
+    @property
+    def audience(self) -> Condition | None:
+        return self.raw.get("audience")
+
+    @property
+    def consent_required(self) -> bool:
+        return self.raw.get("consent") == "required"
+
+    @property
+    def decision(self) -> Mapping[str, Any] | None:
+        return self.raw.get("decision")
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        m = self.raw["metrics"]
+        out = [Metric(m["primary"]["name"], m["primary"]["kind"], "primary", m["primary"])]
+        out += [Metric(x["name"], x["kind"], "secondary", x) for x in m.get("secondary", ())]
+        out += [Metric(x["name"], x["kind"], "guardrail", x) for x in m.get("guardrails", ())]
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    values: Mapping[str, Any]
+    file: str
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.values
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+KindLayout = Literal["file", "folder", "absent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    name: str
+    flags: Mapping[str, Flag]
+    segments: Mapping[str, Segment]
+    experiments: Mapping[str, Experiment]
+    config: Config | None
+    layout: Mapping[Kind, KindLayout]  # where each kind lives: flags.yaml or flags/
+    files: tuple[str, ...] = ()  # every file read, repository-relative
+
+    @property
+    def directory(self) -> str:
+        return f"{ENVIRONMENTS_DIR}/{self.name}"
+
+    def objects(self, kind: Kind) -> Mapping[str, Flag | Segment | Experiment]:
+        if kind == "flags":
+            return self.flags
+        if kind == "segments":
+            return self.segments
+        if kind == "experiments":
+            return self.experiments
+        raise ValueError(f"{kind} is not a keyed kind")
+
+    def file_for(self, kind: Kind, key: str | None = None) -> str:
+        """The file that holds ``key`` (or would hold a new one) of ``kind``."""
+        if kind != "config" and key is not None:
+            existing = self.objects(kind).get(key)
+            if existing is not None:
+                return existing.file
+        if kind == "config":
+            return f"{self.directory}/config.yaml"
+        if self.layout.get(kind) == "folder":
+            return f"{self.directory}/{kind}/{key}.yaml"
+        return f"{self.directory}/{kind}.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Protection:
+    require_signature: bool = False
+    allowed_signers: str | None = None
+    allowed_authors: tuple[str, ...] | None = None
+    promote_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    environments: tuple[str, ...]
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    file: str = SETTINGS_FILE
+
+    @property
+    def project(self) -> str | None:
+        return self.raw.get("project")
+
+    @property
+    def default_unit(self) -> str:
+        return str(self.raw.get("default_unit", "user_id"))
+
+    @property
+    def config_schema(self) -> str | None:
+        return self.raw.get("config_schema")
+
+    @property
+    def pinned(self) -> tuple[str, ...]:
+        return tuple(self.raw.get("pinned", ()))
+
+    @property
+    def stale_after_days(self) -> int:
+        return int(self.raw.get("hygiene", {}).get("stale_after_days", 30))
+
+    @property
+    def protected(self) -> Mapping[str, Protection]:
+        out = {}
+        for env, p in self.raw.get("policy", {}).get("protected", {}).items():
+            authors = p.get("allowed_authors")
+            out[env] = Protection(
+                require_signature=bool(p.get("require_signature", False)),
+                allowed_signers=p.get("allowed_signers"),
+                allowed_authors=tuple(authors) if authors is not None else None,
+                promote_from=p.get("promote_from"),
+            )
+        return out
+
+    def previous(self, env: str) -> str | None:
+        """The environment that promotes into ``env``, or None for the first."""
+        i = self.environments.index(env)
+        return self.environments[i - 1] if i > 0 else None
+
+    def is_pinned(self, kind: Kind, path: str) -> bool:
+        """Whether ``kind.path`` (e.g. config ``database.url``) or a parent of it is pinned."""
+        dotted = f"{kind}.{path}"
+        return any(dotted == p or dotted.startswith(p + ".") for p in self.pinned)
+
+
+@dataclass(frozen=True, slots=True)
+class Repository:
+    root: Path
+    settings: Settings
+    environments: Mapping[str, Environment]  # in promotion order
+
+    def env(self, name: str) -> Environment:
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(self.settings.environments)
+            raise FlagstoneError(
+                f"unknown environment {name!r}: {SETTINGS_FILE} lists {known}"
+            ) from None
+
+    def __iter__(self) -> Iterator[Environment]:
+        return iter(self.environments.values())
