@@ -54,6 +54,21 @@ class ValidateFormat(str, Enum):
     github = "github"
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from flagstone import __version__
+
+        out.print(f"flagstone {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Feature flags, experiments and per-environment configuration as YAML in git."""
+
+
 def exit_code_for(problems: Iterable[Problem], *, strict: bool = False) -> ExitCode:
     failing = [p for p in problems if p.is_error or strict]
     return ExitCode.FINDINGS if failing else ExitCode.OK

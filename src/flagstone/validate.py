@@ -1,0 +1,573 @@
+"""``flagstone validate``: schema checks plus the rules a schema cannot express.
+
+Every check is a small generator of ``Problem``s over the loaded model. Problems know
+their document path; ``attach_positions`` turns paths into ``file:line:col`` by re-reading
+only the files that have findings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from flagstone.errors import DocPath, Problem, format_path
+from flagstone.load import attach_positions, load_repository, parse_yaml, read_worktree_text
+from flagstone.model import (
+    ENVIRONMENTS_DIR,
+    KEYED_KINDS,
+    Environment,
+    Experiment,
+    Flag,
+    Repository,
+    Rollout,
+    Segment,
+    Serve,
+    served_variants,
+)
+from flagstone.schema import check_against, check_app_config, check_document
+
+# When a key was last changed, for the "fully on for N days" hygiene check (from git).
+LastChanged = Callable[[Sequence[str]], dt.datetime | None]
+
+SECRET_NAME = re.compile(r"(?i)(^|[_.-])(password|passwd|secret|token|api[_-]?key|private[_-]?key|credentials?)($|[_.-])")
+NOT_A_LITERAL = re.compile(r"^(ENC\[|\$\{|env:|vault:|secret://|arn:aws:secretsmanager)")
+# Nested quantifiers such as (a+)+ backtrack exponentially; backreferences are not regular.
+UNSAFE_REGEX = re.compile(r"\((?:[^()\\]|\\.)*[+*](?:[^()\\]|\\.)*\)[+*{]|\\[1-9]|\(\?P=")
+
+
+def validate_repository(
+    root: Path,
+    envs: Iterable[str] | None = None,
+    *,
+    strict: bool = False,
+    today: dt.date | None = None,
+    last_changed: LastChanged | None = None,
+) -> list[Problem]:
+    """Load and check the working tree; problems sorted, with file:line:col."""
+    selected = list(envs) if envs is not None else None
+    repo, load_problems = load_repository(root, _with_previous(root, selected))
+    return validate_loaded(repo, load_problems, envs=selected, strict=strict, today=today,
+                           last_changed=last_changed, read_text=read_worktree_text(root))
+
+
+def _with_previous(root: Path, selected: list[str] | None) -> list[str] | None:
+    """Selected environments plus the ones before them (needed for promotion-order checks)."""
+    if selected is None:
+        return None
+    from flagstone.load import load_settings
+    from flagstone.model import SETTINGS_FILE
+
+    order = load_settings((root / SETTINGS_FILE).read_bytes()).environments
+    wanted = set(selected)
+    for name in selected:
+        if name in order and order.index(name) > 0:
+            wanted.add(order[order.index(name) - 1])
+    return [e for e in order if e in wanted] + [e for e in selected if e not in order]
+
+
+def validate_loaded(
+    repo: Repository,
+    load_problems: Iterable[Problem] = (),
+    *,
+    envs: Iterable[str] | None = None,
+    strict: bool = False,
+    today: dt.date | None = None,
+    last_changed: LastChanged | None = None,
+    read_text: Callable[[str], str | None] | None = None,
+) -> list[Problem]:
+    """Check an already-loaded repository (the working tree, a git revision, or a planned edit)."""
+    today = today or dt.date.today()
+    selected = set(envs) if envs is not None else set(repo.settings.environments)
+    problems = [p for p in load_problems if _env_of(p.file) in selected or _env_of(p.file) is None]
+    problems += check_settings(repo)
+    for name in repo.settings.environments:
+        if name not in selected:
+            continue
+        env = repo.environments.get(name)
+        if env is None or not (repo.root / ENVIRONMENTS_DIR / name).is_dir() and not env.files:
+            problems.append(Problem(repo.settings.file, 0, 0,
+                                    f"environment {name!r} is listed but {ENVIRONMENTS_DIR}/{name}/ does not exist",
+                                    "missing-environment", path=("environments", repo.settings.environments.index(name)),
+                                    hint=f"create {ENVIRONMENTS_DIR}/{name}/ or remove it from environments"))
+            continue
+        problems += check_environment(repo, env, today=today)
+        previous = repo.settings.previous(name)
+        if previous is not None and previous in repo.environments:
+            problems += check_promotion_order(repo.environments[previous], env, strict=strict)
+    if selected >= set(repo.settings.environments):
+        problems += check_stale(repo, last_changed, today)
+    if strict:
+        problems = [replace(p, severity="error") if p.code == "skipped-promotion" else p for p in problems]
+    reader = read_text or read_worktree_text(repo.root)
+    return attach_positions(problems, reader)
+
+
+def _env_of(file: str) -> str | None:
+    parts = file.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == ENVIRONMENTS_DIR else None
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+def check_settings(repo: Repository) -> list[Problem]:
+    settings = repo.settings
+    problems = check_against("flagstone.schema.json", dict(settings.raw), settings.file)
+    schema_file = settings.config_schema
+    if schema_file is not None and not (repo.root / schema_file).is_file():
+        problems.append(Problem(settings.file, 0, 0, f"config_schema {schema_file!r} does not exist",
+                                "missing-config-schema", path=("config_schema",)))
+    for env, protection in settings.protected.items():
+        if env not in settings.environments:
+            problems.append(Problem(settings.file, 0, 0, f"policy protects {env!r}, which is not an environment",
+                                    "unknown-environment", path=("policy", "protected", env)))
+        if protection.promote_from is not None and protection.promote_from not in settings.environments:
+            problems.append(Problem(settings.file, 0, 0,
+                                    f"promote_from {protection.promote_from!r} is not an environment",
+                                    "unknown-environment", path=("policy", "protected", env, "promote_from")))
+    for pinned in settings.pinned:
+        kind = pinned.split(".", 1)[0]
+        if kind not in (*KEYED_KINDS, "config"):
+            problems.append(Problem(settings.file, 0, 0, f"pinned path {pinned!r} must start with flags., segments., experiments. or config.",
+                                    "pinned-path", path=("pinned",)))
+    return problems
+
+
+# --- one environment -----------------------------------------------------------------
+
+
+def check_environment(repo: Repository, env: Environment, *, today: dt.date) -> list[Problem]:
+    problems: list[Problem] = []
+    invalid: set[tuple[str, str]] = set()  # (kind, key) that failed the schema
+    for kind in KEYED_KINDS:
+        for file, doc in _documents(env, kind).items():
+            found = check_document(kind, doc, file)
+            problems += found
+            invalid.update((kind, str(p.path[0])) for p in found if p.path)
+    flags = {k: f for k, f in env.flags.items() if ("flags", k) not in invalid}
+    segments = {k: s for k, s in env.segments.items() if ("segments", k) not in invalid}
+    experiments = {k: e for k, e in env.experiments.items() if ("experiments", k) not in invalid}
+    for flag in flags.values():
+        problems += check_flag(flag, env, today)
+    problems += check_prerequisite_cycles(flags)
+    for segment in segments.values():
+        problems += _condition_problems(segment.when, env, segment.file, (segment.key, "when"))
+    problems += check_segment_cycles(segments)
+    for experiment in experiments.values():
+        problems += check_experiment(experiment, env)
+    problems += check_layers(experiments.values())
+    problems += check_config(repo, env)
+    return problems
+
+
+def _documents(env: Environment, kind: str) -> dict[str, dict[str, Any]]:
+    """Each file's mapping as read (objects grouped back by their file)."""
+    docs: dict[str, dict[str, Any]] = {}
+    for key, obj in env.objects(kind).items():  # type: ignore[arg-type]
+        docs.setdefault(obj.file, {})[key] = obj.raw
+    return docs
+
+
+def check_flag(flag: Flag, env: Environment, today: dt.date) -> Iterator[Problem]:
+    key, file = flag.key, flag.file
+    variants = flag.variants
+
+    def unknown(variant: str, path: DocPath) -> Problem:
+        return Problem(file, 0, 0, f"flag {key!r} has no variant {variant!r} (variants: {', '.join(variants)})",
+                       "unknown-variant", path=path, hint="serve one of the flag's variants")
+
+    if flag.off_variant is not None and flag.off_variant not in variants:
+        yield unknown(flag.off_variant, (key, "off_variant"))
+    if not flag.enabled and flag.off_variant is None:
+        yield Problem(file, 0, 0, f"flag {key!r} is disabled and has no off_variant: apps get their coded default",
+                      "no-off-variant", "warning", path=(key, "enabled"))
+    seen_ids: dict[str, str] = {}
+    for variant, ids in flag.targets.items():
+        if variant not in variants:
+            yield unknown(variant, (key, "targets", variant))
+        for unit_id in ids:
+            other = seen_ids.setdefault(str(unit_id), variant)
+            if other != variant:
+                yield Problem(file, 0, 0, f"unit {unit_id!r} is targeted by both {other!r} and {variant!r}",
+                              "duplicate-target", path=(key, "targets", variant))
+    for rule in flag.rules:
+        path = (key, "rules", rule.index)
+        if rule.segment is not None and rule.segment not in env.segments:
+            yield _unknown_segment(rule.segment, env, file, (*path, "segment"))
+        if rule.when is not None:
+            yield from _condition_problems(rule.when, env, file, (*path, "when"))
+        yield from _serve_problems(rule.serve, flag, (*path, "serve"), unknown)
+    yield from _serve_problems(flag.default, flag, (key, "default"), unknown)
+    for i, prereq in enumerate(flag.prerequisites):
+        path = (key, "prerequisites", i)
+        target = env.flags.get(prereq.flag)
+        if target is None:
+            yield Problem(file, 0, 0, f"prerequisite flag {prereq.flag!r} does not exist in {env.name}",
+                          "unknown-flag", path=(*path, "flag"))
+            continue
+        for variant in prereq.variants:
+            if isinstance(target.raw.get("variants"), Mapping) and variant not in target.variants:
+                yield Problem(file, 0, 0, f"prerequisite flag {prereq.flag!r} has no variant {variant!r}",
+                              "unknown-variant", path=path)
+    kinds = {_json_type(v) for v in variants.values()}
+    if len(kinds) > 1:
+        yield Problem(file, 0, 0, f"flag {key!r} mixes variant value types ({', '.join(sorted(kinds))}); apps expect one type",
+                      "variant-types", "warning", path=(key, "variants"))
+    if flag.expires is not None:
+        try:
+            expires = dt.date.fromisoformat(flag.expires)
+        except ValueError:
+            yield Problem(file, 0, 0, f"expires {flag.expires!r} is not a date (YYYY-MM-DD)", "schema-format",
+                          path=(key, "expires"))
+        else:
+            if expires < today and flag.lifetime != "permanent":
+                days = (today - expires).days
+                yield Problem(file, 0, 0, f"flag {key!r} expired on {flag.expires} ({days} days ago): remove it from the code, then from {env.name}",
+                              "flag-expired", "warning", path=(key, "expires"))
+
+
+def _serve_problems(serve: Serve, flag: Flag, path: DocPath, unknown: Callable[[str, DocPath], Problem]) -> Iterator[Problem]:
+    if isinstance(serve, str):
+        if serve not in flag.variants:
+            yield unknown(serve, path)
+        return
+    for variant in serve.weights:
+        if variant not in flag.variants:
+            yield unknown(variant, (*path, "rollout", variant))
+    total = round(sum(serve.weights.values()), 2)
+    if total != 100:
+        yield Problem(flag.file, 0, 0, f"rollout weights sum to {_num(total)}, expected 100",
+                      "rollout-sum", path=(*path, "rollout"), hint="make the percentages add up to 100")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "null" if value is None else "JSON"
+
+
+def _unknown_segment(name: str, env: Environment, file: str, path: DocPath) -> Problem:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(env.segments), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"define it in {env.file_for('segments', name)}"
+    return Problem(file, 0, 0, f"segment {name!r} does not exist in {env.name}", "unknown-segment", path=path, hint=hint)
+
+
+def iter_condition(condition: Any, path: DocPath) -> Iterator[tuple[str, Any, DocPath]]:
+    """Walk a condition: yields (operator, operand, path) for segment refs and every operator."""
+    if not isinstance(condition, Mapping):
+        return
+    for attribute, matcher in condition.items():
+        here = (*path, attribute)
+        if attribute in ("all", "any") and isinstance(matcher, list):
+            for i, sub in enumerate(matcher):
+                yield from iter_condition(sub, (*here, i))
+        elif attribute == "not":
+            yield from iter_condition(matcher, here)
+        elif attribute == "segment":
+            yield "segment", matcher, here
+        elif isinstance(matcher, Mapping):
+            for op, operand in matcher.items():
+                yield op, operand, (*here, op)
+        else:
+            yield "eq", matcher, here
+
+
+def _condition_problems(condition: Any, env: Environment, file: str, path: DocPath) -> Iterator[Problem]:
+    for op, operand, here in iter_condition(condition, path):
+        if op == "segment" and operand not in env.segments:
+            yield _unknown_segment(str(operand), env, file, here)
+        elif op == "matches":
+            yield from _regex_problems(str(operand), file, here)
+        elif op in ("before", "after"):
+            try:
+                dt.datetime.fromisoformat(str(operand).replace("Z", "+00:00"))
+            except ValueError:
+                yield Problem(file, 0, 0, f"{op}: {operand!r} is not an ISO 8601 date or time", "bad-instant", path=here)
+
+
+def _regex_problems(pattern: str, file: str, path: DocPath) -> Iterator[Problem]:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        yield Problem(file, 0, 0, f"regular expression {pattern!r} does not compile: {e}", "bad-regex", path=path)
+        return
+    if UNSAFE_REGEX.search(pattern):
+        yield Problem(file, 0, 0, f"regular expression {pattern!r} can backtrack catastrophically (nested quantifier or backreference)",
+                      "unsafe-regex", path=path, hint="simplify it, e.g. (a+)+ -> a+")
+
+
+def _find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Elementary cycles, each reported once, starting at its smallest key."""
+    cycles: list[list[str]] = []
+    seen: set[tuple[str, ...]] = set()
+    state: dict[str, int] = {}  # 1 = on stack, 2 = done
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):]
+                start = cycle.index(min(cycle))
+                canonical = tuple(cycle[start:] + cycle[:start])
+                if canonical not in seen:
+                    seen.add(canonical)
+                    cycles.append(list(canonical))
+            elif state.get(nxt) is None:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+def check_prerequisite_cycles(flags: Mapping[str, Flag]) -> Iterator[Problem]:
+    graph = {k: [p.flag for p in f.prerequisites] for k, f in flags.items()}
+    for cycle in _find_cycles(graph):
+        first = flags[cycle[0]]
+        index = next(i for i, p in enumerate(first.prerequisites) if p.flag == (cycle[1] if len(cycle) > 1 else cycle[0]))
+        yield Problem(first.file, 0, 0, f"prerequisite cycle: {' -> '.join([*cycle, cycle[0]])}",
+                      "prerequisite-cycle", path=(cycle[0], "prerequisites", index))
+
+
+def check_segment_cycles(segments: Mapping[str, Segment]) -> Iterator[Problem]:
+    graph = {k: [str(o) for op, o, _ in iter_condition(s.when, ()) if op == "segment"] for k, s in segments.items()}
+    for cycle in _find_cycles(graph):
+        first = segments[cycle[0]]
+        target = cycle[1] if len(cycle) > 1 else cycle[0]
+        path = next(p for op, o, p in iter_condition(first.when, (cycle[0], "when")) if op == "segment" and o == target)
+        yield Problem(first.file, 0, 0, f"segment cycle: {' -> '.join([*cycle, cycle[0]])}", "segment-cycle", path=path)
+
+
+def check_experiment(experiment: Experiment, env: Environment) -> Iterator[Problem]:
+    key, file = experiment.key, experiment.file
+    flag = env.flags.get(experiment.flag)
+    if flag is None:
+        yield Problem(file, 0, 0, f"experiment {key!r} uses flag {experiment.flag!r}, which does not exist in {env.name}",
+                      "unknown-flag", path=(key, "flag"))
+        return
+    arms: list[str] = list(experiment.weights or flag.variants)
+    if experiment.weights is not None:
+        for arm in experiment.weights:
+            if arm not in flag.variants:
+                yield Problem(file, 0, 0, f"arm {arm!r} is not a variant of flag {flag.key!r} (variants: {', '.join(flag.variants)})",
+                              "unknown-variant", path=(key, "weights", arm))
+        total = round(sum(experiment.weights.values()), 2)
+        if total != 100:
+            yield Problem(file, 0, 0, f"experiment weights sum to {_num(total)}, expected 100", "weights-sum",
+                          path=(key, "weights"))
+    elif len(arms) < 2:
+        yield Problem(file, 0, 0, f"flag {flag.key!r} has one variant; an experiment needs at least two arms",
+                      "too-few-arms", path=(key, "flag"))
+    control = experiment.raw.get("control")
+    if control is not None and control not in arms:
+        yield Problem(file, 0, 0, f"control {control!r} is not an arm ({', '.join(arms)})", "unknown-variant",
+                      path=(key, "control"))
+    if experiment.audience is not None:
+        yield from _condition_problems(experiment.audience, env, file, (key, "audience"))
+    decision = experiment.decision
+    if experiment.status == "concluded" and decision is None:
+        yield Problem(file, 0, 0, f"experiment {key!r} is concluded but records no decision",
+                      "missing-decision", path=(key, "status"),
+                      hint="add decision: {winner: ARM, reason: ...} (flagstone experiment conclude writes it)")
+    if decision is not None:
+        if experiment.status != "concluded":
+            yield Problem(file, 0, 0, f"experiment {key!r} has a decision but its status is {experiment.status}",
+                          "decision-before-conclusion", "warning", path=(key, "decision"))
+        winner = decision.get("winner")
+        if winner not in (*arms, "none"):
+            yield Problem(file, 0, 0, f"winner {winner!r} is not an arm ({', '.join(arms)}) or 'none'",
+                          "unknown-variant", path=(key, "decision", "winner"))
+    if experiment.status == "running" and not flag.enabled:
+        yield Problem(file, 0, 0, f"experiment {key!r} is running on flag {flag.key!r}, which is disabled: nobody is enrolled",
+                      "experiment-flag-disabled", "warning", path=(key, "status"))
+    names = Counter(m.name for m in experiment.metrics)
+    for metric in experiment.metrics:
+        if metric.kind == "ratio" and not ("numerator" in metric.raw and "denominator" in metric.raw):
+            yield Problem(file, 0, 0, f"ratio metric {metric.name!r} needs numerator and denominator", "metric-ratio",
+                          path=(key, "metrics"))
+        if names[metric.name] > 1:
+            names[metric.name] = 0  # report once
+            yield Problem(file, 0, 0, f"metric {metric.name!r} is listed more than once", "duplicate-metric",
+                          "warning", path=(key, "metrics"))
+
+
+def check_layers(experiments: Iterable[Experiment]) -> Iterator[Problem]:
+    layers: dict[str, list[Experiment]] = {}
+    for e in experiments:
+        if e.layer is not None and e.status == "running":
+            layers.setdefault(e.layer, []).append(e)
+    for layer, members in sorted(layers.items()):
+        total = round(sum(e.traffic for e in members), 2)
+        if total > 100:
+            last = sorted(members, key=lambda e: e.key)[-1]
+            shares = ", ".join(f"{e.key} {_num(e.traffic)}%" for e in sorted(members, key=lambda e: e.key))
+            yield Problem(last.file, 0, 0, f"running experiments in layer {layer!r} take {_num(total)}% of traffic ({shares}); a layer holds 100%",
+                          "layer-overbooked", path=(last.key, "traffic"))
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+def check_config(repo: Repository, env: Environment) -> list[Problem]:
+    if env.config is None:
+        return []
+    problems: list[Problem] = []
+    file = env.config.file
+    schema = _app_schema(repo)
+    if schema is not None:
+        problems += check_app_config(schema, dict(env.config.values), file, repo.settings.config_schema or "")
+        secret_paths = set(_marked_paths(schema, "x-flagstone-secret"))
+    else:
+        secret_paths = set()
+    for path, value in _leaves(env.config.values, ()):
+        dotted = ".".join(str(p) for p in path)
+        is_literal = isinstance(value, str) and value and not NOT_A_LITERAL.match(value)
+        if dotted in secret_paths and is_literal:
+            problems.append(Problem(file, 0, 0, f"{dotted} is a secret and must be stored encrypted",
+                                    "secret-not-encrypted", path=path, hint="store it with `flagstone secret set`"))
+        elif is_literal and SECRET_NAME.search(str(path[-1])):
+            problems.append(Problem(file, 0, 0, f"{dotted} looks like a plaintext secret",
+                                    "plaintext-secret", "warning", path=path,
+                                    hint="encrypt it, or reference it (${ENV_VAR}) instead of writing it here"))
+    return problems
+
+
+_schema_cache: dict[tuple[Path, float], Mapping[str, Any] | None] = {}
+
+
+def _app_schema(repo: Repository) -> Mapping[str, Any] | None:
+    name = repo.settings.config_schema
+    if name is None:
+        return None
+    path = repo.root / name
+    try:
+        stamp = (path, path.stat().st_mtime)
+    except OSError:
+        return None
+    if stamp not in _schema_cache:
+        raw = path.read_bytes()
+        data = json.loads(raw) if name.endswith(".json") else parse_yaml(raw, name)
+        _schema_cache[stamp] = data if isinstance(data, Mapping) else None
+    return _schema_cache[stamp]
+
+
+def _marked_paths(schema: Mapping[str, Any], marker: str, prefix: str = "") -> Iterator[str]:
+    """Dotted config paths whose schema property carries ``marker: true``."""
+    for name, sub in schema.get("properties", {}).items():
+        if not isinstance(sub, Mapping):
+            continue
+        dotted = f"{prefix}{name}"
+        if sub.get(marker) is True:
+            yield dotted
+        yield from _marked_paths(sub, marker, dotted + ".")
+
+
+def pinned_config_paths(repo: Repository) -> list[str]:
+    """Config paths marked ``x-flagstone-pinned: true`` in the app's schema."""
+    schema = _app_schema(repo)
+    return list(_marked_paths(schema, "x-flagstone-pinned")) if schema is not None else []
+
+
+def _leaves(node: Any, path: DocPath) -> Iterator[tuple[DocPath, Any]]:
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, node
+
+
+# --- across environments ---------------------------------------------------------------
+
+
+def check_promotion_order(previous: Environment, env: Environment, *, strict: bool) -> Iterator[Problem]:
+    for kind in KEYED_KINDS:
+        before = previous.objects(kind)
+        for key, obj in env.objects(kind).items():
+            if key not in before:
+                yield Problem(obj.file, 0, 0,
+                              f"{kind[:-1]} {key!r} is in {env.name} but not in {previous.name}: it skipped review",
+                              "skipped-promotion", "error" if strict else "warning", path=(key,),
+                              hint=f"create it in {previous.name} and promote it, or remove it from {env.name}")
+
+
+def _fully_on_variant(flag: Flag) -> str | None:
+    """The one variant a flag serves to everyone, or None."""
+    if not flag.enabled or flag.raw.get("targets") or flag.raw.get("prerequisites"):
+        return None
+    served = {v for rule in flag.rules for v in _positive(rule.serve)}
+    served.update(_positive(flag.default))
+    return served.pop() if len(served) == 1 else None
+
+
+def _positive(serve: Serve) -> tuple[str, ...]:
+    if isinstance(serve, Rollout):
+        return tuple(v for v, w in serve.weights.items() if w > 0)
+    return served_variants(serve)
+
+
+def check_stale(repo: Repository, last_changed: LastChanged | None, today: dt.date) -> Iterator[Problem]:
+    envs = list(repo)
+    if len(envs) < 2 or last_changed is None:
+        return
+    days = repo.settings.stale_after_days
+    first = envs[0]
+    for key, flag in first.flags.items():
+        if flag.lifetime == "permanent":
+            continue
+        copies = [e.flags.get(key) for e in envs]
+        if any(c is None or c.raw != flag.raw for c in copies):
+            continue
+        variant = _fully_on_variant(flag)
+        if variant is None:
+            continue
+        changed = last_changed([c.file for c in copies if c is not None])
+        if changed is None or (today - changed.date()).days < days:
+            continue
+        last = copies[-1]
+        assert last is not None
+        age = (today - changed.date()).days
+        yield Problem(last.file, 0, 0,
+                      f"flag {key!r} serves {variant!r} to everyone in every environment, unchanged for {age} days: a candidate for removal",
+                      "stale-flag", "warning", path=(key,))
+
+
+def summarize(problems: Sequence[Problem]) -> tuple[int, int]:
+    errors = sum(1 for p in problems if p.is_error)
+    return errors, len(problems) - errors
+
+
+__all__ = [
+    "check_environment",
+    "format_path",
+    "iter_condition",
+    "pinned_config_paths",
+    "summarize",
+    "validate_loaded",
+    "validate_repository",
+]
