@@ -34,6 +34,9 @@ from flagstone.model import (
 )
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
+# Problems that mean a file could not be read at all: its objects are missing from the model.
+UNREADABLE = frozenset({"file-too-large", "encoding", "yaml-syntax", "duplicate-key", "alias-bomb",
+                        "multiple-documents", "not-a-mapping", "layout"})
 # Real configurations rarely use aliases; a "billion laughs" file hits this in milliseconds.
 ALIAS_LIMITS = yaml_rs.AliasLimits(max_total_replayed_events=200_000, max_replay_stack_depth=32)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -290,7 +293,7 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
             if key in bucket:
                 first = bucket[key][1]
                 problems.append(Problem(rel, 0, 0, f"{kind[:-1]} {key!r} is already defined in {first}",
-                                        "duplicate-key", path=(key,), hint="define each key once per environment"))
+                                        "duplicate-definition", path=(key,), hint="define each key once per environment"))
                 continue
             bucket[key] = (raw, rel)
     env = Environment(

@@ -111,17 +111,30 @@ def explain_errors(validator: Any, data: Any, file: str, code: str = "schema") -
 
     problems: dict[DocPath, Problem] = {}
     for error in validator.iter_errors(data):
-        if error.context:
-            error = best_match(error.context)
+        error = _most_relevant(error)
         path, message = _describe(error)
         problems.setdefault(path, Problem(file, 0, 0, message, code, path=path))
     return list(problems.values())
+
+
+def _most_relevant(error: Any) -> Any:
+    """Within anyOf/oneOf, the branch meant for this value: drop the branches whose type
+    does not even match (a rollout object is not "expected string"), then best_match."""
+    from jsonschema.exceptions import best_match
+
+    while error.context:
+        branches = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
+        error = best_match(branches or error.context)
+    return error
 
 
 def _describe(error: Any) -> tuple[DocPath, str]:
     path: DocPath = tuple(error.absolute_path)
     where = format_path(path)
     kind = error.validator
+    if "propertyNames" in error.relative_schema_path:
+        key_path = (*path, error.instance)
+        return key_path, f"key {error.instance!r} is not a valid name: use lowercase letters, digits, '-' and '_'"
     if kind == "additionalProperties" and isinstance(error.instance, Mapping):
         allowed = list(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
@@ -137,8 +150,11 @@ def _describe(error: Any) -> tuple[DocPath, str]:
         return path, f"{where}: {json.dumps(error.instance)} is not one of {options}"
     if kind == "pattern" and isinstance(error.instance, str):
         return path, f"{where}: {error.instance!r} is not a valid name (expected pattern {error.validator_value})"
-    if kind == "propertyNames" or (error.relative_schema_path and "propertyNames" in error.relative_schema_path):
-        return path, f"{where}: key {error.instance!r} is not a valid name: lowercase letters, digits, '-' and '_'"
+    if kind == "oneOf" and not error.context:
+        forms = [b.get("required") for b in error.validator_value if isinstance(b, Mapping)]
+        if all(forms):
+            names = ", ".join(repr(f[0]) for f in forms if f)
+            return path, f"{where}: give exactly one of {names}"
     if kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
@@ -168,8 +184,8 @@ def _non_json_keys(data: Any, file: str, path: DocPath = ()) -> Iterator[Problem
     if isinstance(data, dict):
         for key, value in data.items():
             if not isinstance(key, str):
-                yield Problem(file, 0, 0, f"{format_path(path)}: key {key!r} is not a string; quote it",
-                              "non-string-key", path=path)
+                yield Problem(file, 0, 0, f"key {key!r} is not a string; quote it",
+                              "non-string-key", path=(*path, key))
             else:
                 yield from _non_json_keys(value, file, (*path, key))
     elif isinstance(data, list):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flagstone.errors import DocPath, Problem, format_path
-from flagstone.load import attach_positions, load_repository, parse_yaml, read_worktree_text
+from flagstone.load import UNREADABLE, attach_positions, load_repository, parse_yaml, read_worktree_text
 from flagstone.model import (
     ENVIRONMENTS_DIR,
     KEYED_KINDS,
@@ -86,6 +86,9 @@ def validate_loaded(
     selected = set(envs) if envs is not None else set(repo.settings.environments)
     problems = [p for p in load_problems if _env_of(p.file) in selected or _env_of(p.file) is None]
     problems += check_settings(repo)
+    # An environment with an unreadable file has holes: references into it and promotion
+    # order would only repeat that one problem many times over.
+    incomplete = {_env_of(p.file) for p in problems if p.code in UNREADABLE}
     for name in repo.settings.environments:
         if name not in selected:
             continue
@@ -96,9 +99,10 @@ def validate_loaded(
                                     "missing-environment", path=("environments", repo.settings.environments.index(name)),
                                     hint=f"create {ENVIRONMENTS_DIR}/{name}/ or remove it from environments"))
             continue
-        problems += check_environment(repo, env, today=today)
+        problems += check_environment(repo, env, today=today, complete=name not in incomplete)
         previous = repo.settings.previous(name)
-        if previous is not None and previous in repo.environments:
+        if (previous is not None and previous in repo.environments and repo.environments[previous].files
+                and not {name, previous} & incomplete):
             problems += check_promotion_order(repo.environments[previous], env, strict=strict)
     if selected >= set(repo.settings.environments):
         problems += check_stale(repo, last_changed, today)
@@ -142,14 +146,14 @@ def check_settings(repo: Repository) -> list[Problem]:
 # --- one environment -----------------------------------------------------------------
 
 
-def check_environment(repo: Repository, env: Environment, *, today: dt.date) -> list[Problem]:
+def check_environment(repo: Repository, env: Environment, *, today: dt.date, complete: bool = True) -> list[Problem]:
     problems: list[Problem] = []
     invalid: set[tuple[str, str]] = set()  # (kind, key) that failed the schema
     for kind in KEYED_KINDS:
         for file, doc in _documents(env, kind).items():
             found = check_document(kind, doc, file)
             problems += found
-            invalid.update((kind, str(p.path[0])) for p in found if p.path)
+            invalid.update((kind, p.path[0]) for p in found if p.path)
     flags = {k: f for k, f in env.flags.items() if ("flags", k) not in invalid}
     segments = {k: s for k, s in env.segments.items() if ("segments", k) not in invalid}
     experiments = {k: e for k, e in env.experiments.items() if ("experiments", k) not in invalid}
@@ -159,8 +163,12 @@ def check_environment(repo: Repository, env: Environment, *, today: dt.date) -> 
     for segment in segments.values():
         problems += _condition_problems(segment.when, env, segment.file, (segment.key, "when"))
     problems += check_segment_cycles(segments)
+    if not complete:
+        # Objects that failed to load would show up as dangling references.
+        problems = [p for p in problems if p.code not in ("unknown-flag", "unknown-segment", "unknown-variant")]
     for experiment in experiments.values():
-        problems += check_experiment(experiment, env)
+        if complete:
+            problems += check_experiment(experiment, env)
     problems += check_layers(experiments.values())
     problems += check_config(repo, env)
     return problems
