@@ -1,0 +1,63 @@
+"""Imports point one way; the runtime stays light. Walks ``ast`` imports per module."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "flagstone"
+
+# third-party package -> the only modules allowed to import it
+OWNERS = {
+    "git": {"gitio.py"},
+    "ruamel": {"load.py", "edit.py"},
+    "typer": {"cli/"},
+    "rich": {"cli/"},
+    "click": {"cli/"},
+    "scipy": {"stats/"},
+}
+RUNTIME_ALLOWED = {"flagstone", "mmh3", "watchfiles", "cryptography", "openfeature"}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_heavy_libraries__are_imported_only_by_their_owning_modules() -> None:
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC).as_posix()
+        for package in imported_roots(path) & OWNERS.keys():
+            if not any(rel == owner or (owner.endswith("/") and rel.startswith(owner)) for owner in OWNERS[package]):
+                offenders.append(f"{rel} imports {package}")
+    assert offenders == []
+
+
+def test_runtime__imports_only_stdlib_and_small_compiled_libraries() -> None:
+    stdlib = set(sys.stdlib_module_names)
+    offenders = []
+    for path in (SRC / "runtime").rglob("*.py"):
+        extra = imported_roots(path) - stdlib - RUNTIME_ALLOWED
+        offenders += [f"{path.name} imports {name}" for name in sorted(extra)]
+        flagstone_imports = {
+            node.module for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("flagstone.")
+        }
+        offenders += [f"{path.name} imports {m}" for m in sorted(flagstone_imports)
+                      if not (m.startswith("flagstone.runtime") or m == "flagstone.errors")]
+    assert offenders == []
+
+
+def test_import_flagstone__loads_no_cli_or_heavy_library() -> None:
+    code = ("import sys, flagstone; flagstone.__version__; "
+            "print(sorted(m for m in ('typer','rich','ruamel','jsonschema','scipy','git','yaml_rs') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.test_validate_corpus import CASES, build_case
+
+
+def test_validate__clean_repository__exits_0_from_a_subdirectory(cli, tmp_path: Path) -> None:
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
+    result = cli(["validate"], cwd=root / "environments" / "dev")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "0 errors, 0 warnings" in result.stderr
+
+
+def test_validate__errors__exit_1_with_file_line_col(cli, tmp_path: Path) -> None:
+    root = build_case("rollout-sum", tmp_path / "repo")
+    result = cli(["validate"], cwd=root)
+    assert result.exit_code == 1
+    assert "environments/dev/flags.yaml:13:15: error: rollout weights sum to 90, expected 100 [rollout-sum]" in result.stdout
+
+
+def test_validate__warnings_only__exit_0_unless_strict(cli, tmp_path: Path) -> None:
+    root = build_case("warn-skipped-promotion", tmp_path / "repo")
+    assert cli(["validate"], cwd=root).exit_code == 0
+    strict = cli(["validate", "--strict"], cwd=root)
+    assert strict.exit_code == 1
+    assert "error: flag 'hotfix' is in prod but not in dev" in strict.stdout
+
+
+def test_validate__json__is_stable_and_machine_readable(cli, tmp_path: Path) -> None:
+    root = build_case("unknown-segment-rule", tmp_path / "repo")
+    result = cli(["validate", "--format", "json"], cwd=root)
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False and doc["errors"] == 1
+    assert doc["problems"] == [{
+        "code": "unknown-segment", "column": 16, "file": "environments/dev/flags.yaml",
+        "hint": "did you mean 'internal'?", "line": 10,
+        "message": "segment 'internl' does not exist in dev",
+        "path": ["new-checkout", "rules", 0, "segment"], "severity": "error",
+    }]
+
+
+def test_validate__github_format__prints_workflow_annotations(cli, tmp_path: Path) -> None:
+    root = build_case("unknown-segment-rule", tmp_path / "repo")
+    result = cli(["validate", "--format", "github"], cwd=root)
+    assert result.stdout == (
+        "::error file=environments/dev/flags.yaml,line=10,col=16,title=flagstone unknown-segment::"
+        "segment 'internl' does not exist in dev (did you mean 'internal'?)\n"
+    )
+
+
+def test_validate__inside_github_actions__defaults_to_annotations(cli, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    root = build_case("rollout-sum", tmp_path / "repo")
+    assert cli(["validate"], cwd=root).stdout.startswith("::error file=environments/dev/flags.yaml,line=13")
+
+
+def test_validate__markdown__has_a_table_row_per_problem(cli, tmp_path: Path) -> None:
+    root = build_case("rollout-sum", tmp_path / "repo")
+    result = cli(["validate", "--format", "markdown"], cwd=root)
+    assert "| ❌ | `environments/dev/flags.yaml:13:15` | rollout weights sum to 90, expected 100 | `rollout-sum` |" in result.stdout
+
+
+def test_validate__one_environment__reports_only_it(cli, tmp_path: Path) -> None:
+    root = build_case("rollout-sum", tmp_path / "repo")
+    result = cli(["validate", "--env", "prod"], cwd=root)
+    assert result.exit_code == 0
+
+
+def test_validate__no_repository__exit_2_suggests_init(cli, tmp_path: Path) -> None:
+    result = cli(["validate"], cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "no flagstone.yaml in" in result.stderr and "flagstone init" in result.stderr
+
+
+def test_validate__unreadable_settings__exit_2_with_position(cli, tmp_path: Path) -> None:
+    (tmp_path / "flagstone.yaml").write_text("environments: [dev\n")
+    result = cli(["validate"], cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "flagstone.yaml:" in result.stderr and "yaml-syntax" in result.stderr
+
+
+def test_validate__real_entry_point__exit_codes(flagstone_exe, tmp_path: Path) -> None:
+    good = shutil.copytree(CASES / "valid" / "base", tmp_path / "good")
+    bad = build_case("prerequisite-cycle", tmp_path / "bad")
+    assert flagstone_exe(["validate"], cwd=good).returncode == 0
+    failed = flagstone_exe(["validate"], cwd=bad)
+    assert failed.returncode == 1
+    assert "prerequisite cycle: banner-text -> new-checkout -> banner-text" in failed.stdout
+    missing = flagstone_exe(["validate"], cwd=tmp_path)
+    assert missing.returncode == 2
+
+
+def test_help__lists_validate(flagstone_exe, tmp_path: Path) -> None:
+    result = flagstone_exe(["--help"], cwd=tmp_path)
+    assert result.returncode == 0 and "validate" in result.stdout
