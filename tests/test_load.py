@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from flagstone.errors import LoadError, RepositoryNotFound
+from flagstone.errors import LoadError, Problem, RepositoryNotFound
 from flagstone.load import (
     MAX_FILE_BYTES,
     attach_positions,
@@ -14,7 +14,6 @@ from flagstone.load import (
     parse_yaml,
     read_environment,
 )
-from flagstone.errors import Problem
 
 
 def test_parse_yaml__variant_names_on_off_yes_no__stay_strings() -> None:

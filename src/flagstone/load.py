@@ -264,7 +264,7 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
         kind_name = PurePosixPath(parts[0]).stem if len(parts) == 1 else parts[0]
         if kind_name not in (*KEYED_KINDS, "config") or len(parts) > 2:
             continue  # other files (README.md, secrets, specs) are not ours to read here
-        kind: Kind = kind_name  # type: ignore[assignment]
+        kind: Kind = kind_name  # type: ignore[assignment,unused-ignore]  # checked just above
         this_layout: KindLayout = "file" if len(parts) == 1 else "folder"
         if layout[kind] not in ("absent", this_layout):
             problems.append(Problem(rel, 1, 1, f"{kind} is both a file and a folder in {name}", "layout",

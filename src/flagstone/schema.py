@@ -107,7 +107,6 @@ def check_app_config(schema: Mapping[str, Any], data: Any, file: str, schema_fil
 
 
 def explain_errors(validator: Any, data: Any, file: str, code: str = "schema") -> list[Problem]:
-    from jsonschema.exceptions import best_match
 
     problems: dict[DocPath, Problem] = {}
     for error in validator.iter_errors(data):
@@ -171,7 +170,8 @@ def _json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _short(value: Any) -> str:

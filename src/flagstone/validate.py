@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from flagstone.errors import DocPath, Problem, format_path
-from flagstone.load import UNREADABLE, attach_positions, load_repository, parse_yaml, read_worktree_text
+from flagstone.load import (
+    UNREADABLE,
+    attach_positions,
+    load_repository,
+    parse_yaml,
+    read_worktree_text,
+)
 from flagstone.model import (
     ENVIRONMENTS_DIR,
     KEYED_KINDS,
@@ -93,7 +99,7 @@ def validate_loaded(
         if name not in selected:
             continue
         env = repo.environments.get(name)
-        if env is None or not (repo.root / ENVIRONMENTS_DIR / name).is_dir() and not env.files:
+        if env is None or (not (repo.root / ENVIRONMENTS_DIR / name).is_dir() and not env.files):
             problems.append(Problem(repo.settings.file, 0, 0,
                                     f"environment {name!r} is listed but {ENVIRONMENTS_DIR}/{name}/ does not exist",
                                     "missing-environment", path=("environments", repo.settings.environments.index(name)),
@@ -148,7 +154,7 @@ def check_settings(repo: Repository) -> list[Problem]:
 
 def check_environment(repo: Repository, env: Environment, *, today: dt.date, complete: bool = True) -> list[Problem]:
     problems: list[Problem] = []
-    invalid: set[tuple[str, str]] = set()  # (kind, key) that failed the schema
+    invalid: set[tuple[str, str | int]] = set()  # (kind, key) that failed the schema
     for kind in KEYED_KINDS:
         for file, doc in _documents(env, kind).items():
             found = check_document(kind, doc, file)
@@ -183,72 +189,83 @@ def _documents(env: Environment, kind: str) -> dict[str, dict[str, Any]]:
 
 
 def check_flag(flag: Flag, env: Environment, today: dt.date) -> Iterator[Problem]:
-    key, file = flag.key, flag.file
-    variants = flag.variants
+    # Reads the raw mapping directly: this runs for every flag of every environment.
+    key, file, raw = flag.key, flag.file, flag.raw
+    variants = raw["variants"]
 
     def unknown(variant: str, path: DocPath) -> Problem:
         return Problem(file, 0, 0, f"flag {key!r} has no variant {variant!r} (variants: {', '.join(variants)})",
                        "unknown-variant", path=path, hint="serve one of the flag's variants")
 
-    if flag.off_variant is not None and flag.off_variant not in variants:
-        yield unknown(flag.off_variant, (key, "off_variant"))
-    if not flag.enabled and flag.off_variant is None:
+    off_variant = raw.get("off_variant")
+    if off_variant is not None and off_variant not in variants:
+        yield unknown(off_variant, (key, "off_variant"))
+    if raw.get("enabled", True) is False and off_variant is None:
         yield Problem(file, 0, 0, f"flag {key!r} is disabled and has no off_variant: apps get their coded default",
                       "no-off-variant", "warning", path=(key, "enabled"))
-    seen_ids: dict[str, str] = {}
-    for variant, ids in flag.targets.items():
-        if variant not in variants:
-            yield unknown(variant, (key, "targets", variant))
-        for unit_id in ids:
-            other = seen_ids.setdefault(str(unit_id), variant)
-            if other != variant:
-                yield Problem(file, 0, 0, f"unit {unit_id!r} is targeted by both {other!r} and {variant!r}",
-                              "duplicate-target", path=(key, "targets", variant))
-    for rule in flag.rules:
-        path = (key, "rules", rule.index)
-        if rule.segment is not None and rule.segment not in env.segments:
-            yield _unknown_segment(rule.segment, env, file, (*path, "segment"))
-        if rule.when is not None:
-            yield from _condition_problems(rule.when, env, file, (*path, "when"))
-        yield from _serve_problems(rule.serve, flag, (*path, "serve"), unknown)
-    yield from _serve_problems(flag.default, flag, (key, "default"), unknown)
-    for i, prereq in enumerate(flag.prerequisites):
+    targets = raw.get("targets")
+    if targets:
+        seen_ids: dict[str, str] = {}
+        for variant, ids in targets.items():
+            if variant not in variants:
+                yield unknown(variant, (key, "targets", variant))
+            for unit_id in ids:
+                other = seen_ids.setdefault(str(unit_id), variant)
+                if other != variant:
+                    yield Problem(file, 0, 0, f"unit {unit_id!r} is targeted by both {other!r} and {variant!r}",
+                                  "duplicate-target", path=(key, "targets", variant))
+    for index, rule in enumerate(raw.get("rules", ())):
+        segment = rule.get("segment")
+        if segment is not None and segment not in env.segments:
+            yield _unknown_segment(segment, env, file, (key, "rules", index, "segment"))
+        when = rule.get("when")
+        if when is not None:
+            yield from _condition_problems(when, env, file, (key, "rules", index, "when"))
+        yield from _serve_problems(rule["serve"], flag, (key, "rules", index, "serve"), unknown)
+    yield from _serve_problems(raw["default"], flag, (key, "default"), unknown)
+    for i, prereq in enumerate(raw.get("prerequisites", ())):
         path = (key, "prerequisites", i)
-        target = env.flags.get(prereq.flag)
+        target = env.flags.get(prereq["flag"])
         if target is None:
-            yield Problem(file, 0, 0, f"prerequisite flag {prereq.flag!r} does not exist in {env.name}",
+            yield Problem(file, 0, 0, f"prerequisite flag {prereq['flag']!r} does not exist in {env.name}",
                           "unknown-flag", path=(*path, "flag"))
             continue
-        for variant in prereq.variants:
-            if isinstance(target.raw.get("variants"), Mapping) and variant not in target.variants:
-                yield Problem(file, 0, 0, f"prerequisite flag {prereq.flag!r} has no variant {variant!r}",
+        target_variants = target.raw.get("variants")
+        for variant in prereq["variants"] if "variants" in prereq else (prereq["variant"],):
+            if isinstance(target_variants, Mapping) and variant not in target_variants:
+                yield Problem(file, 0, 0, f"prerequisite flag {prereq['flag']!r} has no variant {variant!r}",
                               "unknown-variant", path=path)
-    kinds = {_json_type(v) for v in variants.values()}
-    if len(kinds) > 1:
-        yield Problem(file, 0, 0, f"flag {key!r} mixes variant value types ({', '.join(sorted(kinds))}); apps expect one type",
-                      "variant-types", "warning", path=(key, "variants"))
-    if flag.expires is not None:
+    if len(variants) > 1:
+        kinds = {_json_type(v) for v in variants.values()}
+        if len(kinds) > 1:
+            yield Problem(file, 0, 0, f"flag {key!r} mixes variant value types ({', '.join(sorted(kinds))}); apps expect one type",
+                          "variant-types", "warning", path=(key, "variants"))
+    expires_text = raw.get("expires")
+    if expires_text is not None:
         try:
-            expires = dt.date.fromisoformat(flag.expires)
+            expires = dt.date.fromisoformat(expires_text)
         except ValueError:
-            yield Problem(file, 0, 0, f"expires {flag.expires!r} is not a date (YYYY-MM-DD)", "schema-format",
+            yield Problem(file, 0, 0, f"expires {expires_text!r} is not a date (YYYY-MM-DD)", "schema-format",
                           path=(key, "expires"))
         else:
-            if expires < today and flag.lifetime != "permanent":
+            if expires < today and raw.get("lifetime") != "permanent":
                 days = (today - expires).days
-                yield Problem(file, 0, 0, f"flag {key!r} expired on {flag.expires} ({days} days ago): remove it from the code, then from {env.name}",
+                yield Problem(file, 0, 0, f"flag {key!r} expired on {expires_text} ({days} days ago): remove it from the code, then from {env.name}",
                               "flag-expired", "warning", path=(key, "expires"))
 
 
-def _serve_problems(serve: Serve, flag: Flag, path: DocPath, unknown: Callable[[str, DocPath], Problem]) -> Iterator[Problem]:
+def _serve_problems(serve: Any, flag: Flag, path: DocPath, unknown: Callable[[str, DocPath], Problem]) -> Iterator[Problem]:
+    """Checks a raw ``serve`` value: a variant name or ``{rollout: {...}}``."""
+    variants = flag.raw["variants"]
     if isinstance(serve, str):
-        if serve not in flag.variants:
+        if serve not in variants:
             yield unknown(serve, path)
         return
-    for variant in serve.weights:
-        if variant not in flag.variants:
+    weights = serve["rollout"]
+    for variant in weights:
+        if variant not in variants:
             yield unknown(variant, (*path, "rollout", variant))
-    total = round(sum(serve.weights.values()), 2)
+    total = round(sum(weights.values()), 2)
     if total != 100:
         yield Problem(flag.file, 0, 0, f"rollout weights sum to {_num(total)}, expected 100",
                       "rollout-sum", path=(*path, "rollout"), hint="make the percentages add up to 100")

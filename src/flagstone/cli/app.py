@@ -11,7 +11,7 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, TypeVar
 
 import typer
@@ -41,13 +41,13 @@ class ExitCode(IntEnum):
     ERROR = 2  # usage or environment; click uses 2 for usage errors too
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
 
 
-class ValidateFormat(str, Enum):
+class ValidateFormat(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
