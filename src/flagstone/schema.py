@@ -87,6 +87,13 @@ def check_against(schema_name: str, data: Any, file: str) -> list[Problem]:
 
 def check_app_config(schema: Mapping[str, Any], data: Any, file: str, schema_file: str) -> list[Problem]:
     """Validate config values against the app's own JSON Schema."""
+    try:
+        if jsonschema_rs.meta.is_valid(dict(schema)) and _app_validator(json.dumps(schema, sort_keys=True)).is_valid(data):
+            return []
+    except ValueError:
+        return list(_non_json_keys(data, file))
+    except Exception:  # jsonschema-rs refuses something the Python validator accepts
+        pass
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
@@ -95,15 +102,12 @@ def check_app_config(schema: Mapping[str, Any], data: Any, file: str, schema_fil
     except SchemaError as e:
         return [Problem(schema_file, 0, 0, f"not a valid JSON Schema: {e.message}", "config-schema-invalid",
                         path=tuple(e.path))]
-    try:
-        validator = jsonschema_rs.validator_for(dict(schema))
-        if validator.is_valid(data):
-            return []
-    except ValueError:
-        return list(_non_json_keys(data, file))
-    except Exception:  # jsonschema-rs refuses something the Python validator accepts
-        pass
     return explain_errors(Draft202012Validator(schema), data, file, code="config-schema")
+
+
+@functools.lru_cache(maxsize=8)
+def _app_validator(schema_json: str) -> Any:
+    return jsonschema_rs.validator_for(json.loads(schema_json))
 
 
 def explain_errors(validator: Any, data: Any, file: str, code: str = "schema") -> list[Problem]:
