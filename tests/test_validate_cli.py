@@ -96,3 +96,10 @@ def test_validate__real_entry_point__exit_codes(flagstone_exe, tmp_path: Path) -
 def test_help__lists_validate(flagstone_exe, tmp_path: Path) -> None:
     result = flagstone_exe(["--help"], cwd=tmp_path)
     assert result.returncode == 0 and "validate" in result.stdout
+
+
+def test_validate__unknown_environment__exit_2_lists_the_known_ones(cli, tmp_path: Path) -> None:
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
+    result = cli(["validate", "--env", "qa"], cwd=root)
+    assert result.exit_code == 2
+    assert "unknown environment 'qa': flagstone.yaml lists dev, prod" in result.stderr
