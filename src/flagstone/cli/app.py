@@ -12,11 +12,9 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
 from enum import IntEnum, StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from flagstone.errors import FlagstoneError, Problem
 
@@ -31,8 +29,29 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
 )
-out = Console(soft_wrap=True, highlight=False)  # never wrap file:line lines
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """A rich Console created on first use: importing rich costs ~30 ms that
+    ``--help`` and the json/github formats never need."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+# soft_wrap: never wrap file:line lines
+out: Console = _LazyConsole(soft_wrap=True, highlight=False)  # type: ignore[assignment]
+err: Console = _LazyConsole(stderr=True, soft_wrap=True, highlight=False)  # type: ignore[assignment]
 
 
 class ExitCode(IntEnum):
@@ -76,6 +95,8 @@ def exit_code_for(problems: Iterable[Problem], *, strict: bool = False) -> ExitC
 
 def fail(message: str) -> typer.Exit:
     """Print one red line to stderr; return the Exit to raise (exit code 2)."""
+    from rich.text import Text
+
     err.print(Text.assemble(("error: ", "bold red"), message))
     return typer.Exit(ExitCode.ERROR)
 
