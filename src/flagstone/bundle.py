@@ -1,0 +1,230 @@
+"""Per-environment bundles: the JSON the runtimes evaluate.
+
+A bundle is compiled at build time into the cheapest form to evaluate: conditions are
+normalized to one tree shape, segments are referenced by key, rollout percentages become
+cumulative bucket ends out of 10,000, experiments get their layer ranges, and every
+object carries its salt. The bytes are deterministic for the same source: sorted keys,
+compact separators, no timestamps. The content hash (sha256 of the canonical JSON
+without ``hash`` and ``signature``) doubles as the HTTP ETag; a signature is Ed25519 over
+``"flagstone-bundle:" + hash``. See docs/runtime.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from flagstone.errors import FlagstoneError
+from flagstone.model import Environment, Experiment, Flag, Repository, Rollout, Serve, parse_serve
+
+FORMAT = "flagstone-bundle"
+FORMAT_VERSION = 1
+BUCKETS = 10_000  # 0.01 % resolution
+SIGNATURE_CONTEXT = b"flagstone-bundle:"
+OPERATORS = frozenset({
+    "eq", "neq", "in", "not_in", "contains", "starts_with", "ends_with", "matches",
+    "gt", "gte", "lt", "lte", "semver_eq", "semver_gt", "semver_gte", "semver_lt", "semver_lte",
+    "before", "after", "exists",
+})
+
+
+def compile_condition(condition: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalize a source condition to the bundle's tree.
+
+    Node shapes: ``{"all": [...]}``, ``{"any": [...]}``, ``{"not": node}``,
+    ``{"segment": key}`` and ``{"attr": name, "op": operator, "value": operand}``.
+    """
+    parts: list[dict[str, Any]] = []
+    for attribute, matcher in condition.items():
+        if attribute in ("all", "any"):
+            parts.append({attribute: [compile_condition(c) for c in matcher]})
+        elif attribute == "not":
+            parts.append({"not": compile_condition(matcher)})
+        elif attribute == "segment":
+            parts.append({"segment": matcher})
+        elif isinstance(matcher, Mapping):
+            for op, operand in matcher.items():
+                parts.append({"attr": attribute, "op": op, "value": operand})
+        else:
+            parts.append({"attr": attribute, "op": "eq", "value": matcher})
+    return parts[0] if len(parts) == 1 else {"all": parts}
+
+
+def compile_weights(weights: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Percentages -> cumulative bucket ends, in the order written (0.01 % steps)."""
+    out, end = [], 0
+    for variant, percent in weights.items():
+        end += round(float(percent) * 100)
+        out.append({"variant": variant, "end": end})
+    if end != BUCKETS:
+        raise FlagstoneError(f"weights {dict(weights)} do not sum to 100; run `flagstone validate`")
+    return out
+
+
+def compile_serve(serve: Serve) -> dict[str, Any]:
+    if isinstance(serve, str):
+        return {"variant": serve}
+    assert isinstance(serve, Rollout)
+    compiled: dict[str, Any] = {"rollout": compile_weights(serve.weights)}
+    if serve.by is not None:
+        compiled["by"] = serve.by
+    return compiled
+
+
+def compile_flag(flag: Flag, default_unit: str, experiment: str | None) -> dict[str, Any]:
+    raw = flag.raw
+    targets: dict[str, str] = {}
+    for variant, ids in flag.targets.items():
+        for unit_id in ids:
+            targets[str(unit_id)] = variant
+    rules = []
+    for rule in flag.rules:
+        conditions = []
+        if rule.segment is not None:
+            conditions.append({"segment": rule.segment})
+        if rule.when is not None:
+            conditions.append(compile_condition(rule.when))
+        compiled: dict[str, Any] = {
+            "when": conditions[0] if len(conditions) == 1 else {"all": conditions},
+            "serve": compile_serve(rule.serve),
+        }
+        if rule.name is not None:
+            compiled["name"] = rule.name
+        rules.append(compiled)
+    out: dict[str, Any] = {
+        "variants": dict(flag.variants),
+        "enabled": flag.enabled,
+        "unit": flag.unit or default_unit,
+        "salt": flag.salt,
+        "prerequisites": [{"flag": p.flag, "variants": list(p.variants)} for p in flag.prerequisites],
+        "targets": targets,
+        "rules": rules,
+        "default": compile_serve(parse_serve(raw["default"])),
+    }
+    if flag.off_variant is not None:
+        out["off_variant"] = flag.off_variant
+    if experiment is not None:
+        out["experiment"] = experiment
+    return out
+
+
+def compile_experiments(env: Environment, default_unit: str) -> dict[str, dict[str, Any]]:
+    """Experiments with arms as bucket ranges and disjoint ranges within each layer.
+
+    Within a layer, running experiments take consecutive ranges of the layer's buckets in
+    order of ``started_at`` then key, each as wide as its traffic.
+    """
+    layer_next: dict[str, int] = {}
+    layer_ranges: dict[str, tuple[int, int]] = {}
+    running_layered = sorted(
+        (e for e in env.experiments.values() if e.layer is not None and e.status == "running"),
+        key=lambda e: (str(e.raw.get("started_at", "")), e.key),
+    )
+    for e in running_layered:
+        assert e.layer is not None
+        start = layer_next.get(e.layer, 0)
+        end = min(BUCKETS, start + round(e.traffic * 100))
+        layer_ranges[e.key] = (start, end)
+        layer_next[e.layer] = end
+    out = {}
+    for key, e in sorted(env.experiments.items()):
+        flag = env.flags.get(e.flag)
+        if flag is None:
+            raise FlagstoneError(f"experiment {key!r} uses flag {e.flag!r}, missing in {env.name}; run `flagstone validate`")
+        out[key] = compile_experiment(e, flag, default_unit, layer_ranges.get(key))
+    return out
+
+
+def compile_experiment(e: Experiment, flag: Flag, default_unit: str, layer_range: tuple[int, int] | None) -> dict[str, Any]:
+    weights = e.weights or _equal_split(list(flag.variants))
+    arms = compile_weights(weights)
+    compiled: dict[str, Any] = {
+        "flag": e.flag,
+        "status": e.status,
+        "unit": e.unit or flag.unit or default_unit,
+        "salt": e.salt,
+        "traffic": round(e.traffic * 100),
+        "arms": arms,
+        "control": e.raw.get("control", arms[0]["variant"]),
+        "consent_required": e.consent_required,
+    }
+    if e.audience is not None:
+        compiled["audience"] = compile_condition(e.audience)
+    if e.layer is not None:
+        compiled["layer"] = e.layer
+        compiled["layer_range"] = list(layer_range) if layer_range is not None else [0, 0]
+    return compiled
+
+
+def _equal_split(variants: list[str]) -> dict[str, float]:
+    """Equal weights in 0.01 % steps; the first arms absorb the remainder."""
+    base, remainder = divmod(BUCKETS, len(variants))
+    return {v: (base + (1 if i < remainder else 0)) / 100 for i, v in enumerate(variants)}
+
+
+def build_bundle(repo: Repository, env_name: str, *, commit: str | None = None, dirty: bool = False,
+                 include_secrets: bool = False) -> dict[str, Any]:
+    """The bundle of one environment as a JSON-ready dict (with its content hash)."""
+    env = repo.env(env_name)
+    default_unit = repo.settings.default_unit
+    running = {e.flag: k for k, e in sorted(env.experiments.items()) if e.status == "running"}
+    config = dict(env.config.values) if env.config is not None else {}
+    if not include_secrets:
+        config = _without_secrets(config)
+    bundle: dict[str, Any] = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "project": repo.settings.project,
+        "environment": env_name,
+        "source": {"commit": commit, "dirty": dirty},
+        "default_unit": default_unit,
+        "flags": {k: compile_flag(f, default_unit, running.get(k)) for k, f in sorted(env.flags.items())},
+        "segments": {k: {"when": compile_condition(s.when)} for k, s in sorted(env.segments.items())},
+        "experiments": compile_experiments(env, default_unit),
+        "config": config,
+    }
+    bundle["hash"] = content_hash(bundle)
+    return bundle
+
+
+def _without_secrets(node: Any) -> Any:
+    """Drop encrypted values (``ENC[...]``): they reach a bundle only with --include-secrets."""
+    if isinstance(node, Mapping):
+        return {k: _without_secrets(v) for k, v in node.items()
+                if not (isinstance(v, str) and v.startswith("ENC["))}
+    if isinstance(node, list):
+        return [_without_secrets(v) for v in node]
+    return node
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def content_hash(bundle: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in bundle.items() if k not in ("hash", "signature")}
+    return "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def dump_bundle(bundle: Mapping[str, Any]) -> bytes:
+    """Canonical bytes of a bundle: what `flagstone build` writes."""
+    return canonical_json(bundle) + b"\n"
+
+
+def sign_bundle(bundle: dict[str, Any], private_key_pem: bytes) -> dict[str, Any]:
+    """Return the bundle with an Ed25519 ``signature`` over its content hash."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(private_key_pem, password=None)
+    except (ValueError, TypeError) as e:
+        raise FlagstoneError(f"cannot read the signing key: {e}; pass an unencrypted Ed25519 PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise FlagstoneError("the signing key is not an Ed25519 key; create one with `openssl genpkey -algorithm ed25519`")
+    signed = dict(bundle)
+    signed["signature"] = base64.b64encode(key.sign(SIGNATURE_CONTEXT + bundle["hash"].encode())).decode()
+    return signed

@@ -1,0 +1,9 @@
+"""The flagstone runtime: evaluates bundles inside applications (stdlib + small C deps)."""
+
+from __future__ import annotations
+
+from flagstone.runtime.client import Client
+from flagstone.runtime.evaluate import REASONS, BundleError, Resolution
+from flagstone.runtime.sinks import Analytics, JsonLinesSink, MemorySink, Sink
+
+__all__ = ["REASONS", "Analytics", "BundleError", "Client", "JsonLinesSink", "MemorySink", "Resolution", "Sink"]
