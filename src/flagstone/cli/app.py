@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import typer
 
@@ -101,9 +101,17 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(ExitCode.ERROR)
 
 
+@overload
+def command(fn: F) -> F: ...
+
+
+@overload
+def command(*, name: str | None = None, group: typer.Typer | None = None) -> Callable[[F], F]: ...
+
+
 def command(
     fn: F | None = None, *, name: str | None = None, group: typer.Typer | None = None
-) -> Any:
+) -> F | Callable[[F], F]:
     """Register a command; an expected error becomes one red line on stderr and exit 2."""
 
     def register(fn: F) -> F:
