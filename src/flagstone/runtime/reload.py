@@ -83,6 +83,7 @@ class UrlPoller:
                 self.etag = response.headers.get("ETag", self.etag)
                 return body
         except urllib.error.HTTPError as e:
+            e.close()
             if e.code == 304:
                 return None
             raise

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from flagstone.bundle import build_bundle, compile_condition, content_hash, dump_bundle
+from flagstone.load import load_repository
+from tests.test_validate_corpus import CASES
+
+
+def test_build__same_source__byte_for_byte_identical(tmp_path: Path) -> None:
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
+    first = dump_bundle(build_bundle(load_repository(root)[0], "prod", commit="a" * 40))
+    second = dump_bundle(build_bundle(load_repository(root)[0], "prod", commit="a" * 40))
+    assert first == second
+    doc = json.loads(first)
+    assert doc["hash"] == content_hash(doc)
+    assert list(doc) == sorted(doc)
+
+
+def test_build__rollouts_become_bucket_ranges_and_layers_get_ranges(tmp_path: Path) -> None:
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
+    doc = build_bundle(load_repository(root)[0], "dev")
+    assert doc["flags"]["new-checkout"]["rules"][1]["serve"] == {
+        "rollout": [{"variant": "on", "end": 2000}, {"variant": "off", "end": 10000}]}
+    assert doc["experiments"]["checkout-test"]["layer_range"] == [0, 5000]
+    assert doc["flags"]["new-checkout"]["experiment"] == "checkout-test"
+    assert doc["flags"]["new-checkout"]["targets"] == {"user-17": "on"}
+
+
+def test_build__any_change__changes_the_hash(tmp_path: Path) -> None:
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
+    before = build_bundle(load_repository(root)[0], "dev")["hash"]
+    flags = root / "environments" / "dev" / "flags.yaml"
+    flags.write_text(flags.read_text().replace("on: 20, off: 80", "on: 21, off: 79"))
+    assert build_bundle(load_repository(root)[0], "dev")["hash"] != before
+
+
+def test_compile_condition__normalizes_to_one_tree_shape() -> None:
+    assert compile_condition({"country": {"in": ["DE"]}, "plan": "pro"}) == {"all": [
+        {"attr": "country", "op": "in", "value": ["DE"]}, {"attr": "plan", "op": "eq", "value": "pro"}]}
+    assert compile_condition({"not": {"segment": "beta"}}) == {"not": {"segment": "beta"}}
+    assert compile_condition({"age": {"gte": 18, "lt": 65}}) == {"all": [
+        {"attr": "age", "op": "gte", "value": 18}, {"attr": "age", "op": "lt", "value": 65}]}
