@@ -81,7 +81,7 @@ def main() -> None:
     assignments = []
     for ctx in contexts(random.Random(7), 200):
         for key in sorted(bundle.experiments):
-            arm, why = bundle.experiments[key].assign(ctx)
+            arm, _ = bundle.experiments[key].assign(ctx)
             assignments.append({"experiment": key, "context": ctx, "arm": arm})
     hashes = []
     for i, (salt, unit) in enumerate([("new-checkout", "user-1"), ("a", ""), ("flag", "ünïcødé"),
