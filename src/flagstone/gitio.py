@@ -76,4 +76,4 @@ def last_changed(root: Path, paths: Sequence[str]) -> dt.datetime | None:
         stamp = repo.git.log("-1", "--format=%ct", "--", *(prefix + p for p in paths))
     except (git.GitCommandError, ValueError):
         return None
-    return dt.datetime.fromtimestamp(int(stamp), dt.timezone.utc) if stamp.strip() else None
+    return dt.datetime.fromtimestamp(int(stamp), dt.UTC) if stamp.strip() else None
