@@ -9,6 +9,7 @@ when a caller asks for details. ``explain`` interprets the same bundle step by s
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,7 +74,19 @@ def hash_bucket(prefix: str, unit: str) -> int:
 # --- conditions --------------------------------------------------------------------------
 
 
-def compile_condition(node: Mapping[str, Any], segments: Mapping[str, Matcher]) -> Matcher:
+def compile_condition(node: Mapping[str, Any], segments: Mapping[str, Matcher],
+                      memo: dict[str, Matcher] | None = None) -> Matcher:
+    """Compile a condition; ``memo`` shares one closure among identical conditions."""
+    if memo is not None:
+        key = repr(node)
+        matcher = memo.get(key)
+        if matcher is None:
+            matcher = memo[key] = _compile_node(node, segments)
+        return matcher
+    return _compile_node(node, segments)
+
+
+def _compile_node(node: Mapping[str, Any], segments: Mapping[str, Matcher]) -> Matcher:
     if "attr" in node:
         return _compile_operator(node["attr"], node["op"], node["value"])
     if "all" in node:
@@ -200,8 +213,7 @@ Serve = Callable[[Context], "tuple[str, int | None] | None"]
 def compile_serve(serve: Mapping[str, Any], salt: str, unit: str) -> tuple[Serve, bool]:
     """(serve function, is_rollout)."""
     if "variant" in serve:
-        fixed = (serve["variant"], None)
-        return (lambda ctx: fixed), False
+        return _fixed_serve(serve["variant"]), False
     by = serve.get("by", unit)
     ends = tuple(a["end"] for a in serve["rollout"])
     names = tuple(a["variant"] for a in serve["rollout"])
@@ -218,6 +230,12 @@ def compile_serve(serve: Mapping[str, Any], salt: str, unit: str) -> tuple[Serve
         return names[bisect_right(ends, b)], b
 
     return rollout, True
+
+
+@functools.lru_cache(maxsize=4096)
+def _fixed_serve(variant: str) -> Serve:
+    fixed = (variant, None)
+    return lambda ctx: fixed
 
 
 # --- experiments -------------------------------------------------------------------------
@@ -341,7 +359,8 @@ def compile_bundle(raw: Mapping[str, Any]) -> CompiledBundle:
             raise BundleError(f"unsupported bundle version {raw.get('version')!r}")
         segments = compile_segments(raw.get("segments", {}))
         experiments = {k: compile_experiment(k, e, segments) for k, e in raw.get("experiments", {}).items()}
-        flags = {k: _compile_flag(k, f, segments, experiments) for k, f in raw.get("flags", {}).items()}
+        memo: dict[str, Matcher] = {}
+        flags = {k: _compile_flag(k, f, segments, experiments, memo) for k, f in raw.get("flags", {}).items()}
         for flag in flags.values():
             for prereq, _ in flag.prerequisites:
                 if prereq not in flags:
@@ -354,12 +373,12 @@ def compile_bundle(raw: Mapping[str, Any]) -> CompiledBundle:
 
 
 def _compile_flag(key: str, raw: Mapping[str, Any], segments: Mapping[str, Matcher],
-                  experiments: Mapping[str, CompiledExperiment]) -> CompiledFlag:
+                  experiments: Mapping[str, CompiledExperiment], memo: dict[str, Matcher]) -> CompiledFlag:
     salt, unit = raw["salt"], raw["unit"]
     rules = []
     for index, rule in enumerate(raw["rules"]):
         serve, is_rollout = compile_serve(rule["serve"], salt, unit)
-        rules.append((compile_condition(rule["when"], segments), serve, index, is_rollout))
+        rules.append((compile_condition(rule["when"], segments, memo), serve, index, is_rollout))
     default, default_is_rollout = compile_serve(raw["default"], salt, unit)
     experiment_key = raw.get("experiment")
     return CompiledFlag(

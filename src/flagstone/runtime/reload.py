@@ -30,7 +30,7 @@ class FileWatcher:
     the next poll (size or mtime changed again) picks up the complete file.
     """
 
-    def __init__(self, path: Path, on_bytes: OnBytes, interval: float = 0.005) -> None:
+    def __init__(self, path: Path, on_bytes: OnBytes, interval: float = 0.002) -> None:
         self.path = path
         self.on_bytes = on_bytes
         self.interval = interval
