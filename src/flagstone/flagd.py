@@ -1,0 +1,180 @@
+"""Export an environment as a flagd flag-definition file (``flagstone build --format flagd``).
+
+flagstone's bucketing is flagd's ``fractional`` (see runtime/hashing.py), so a rollout
+exported as ``{"fractional": [{"cat": [salt + "/", {"var": unit}]}, [variant, weight], ...]}``
+with weights in 0.01 % steps puts every unit in the same bucket as flagstone does.
+The unit attribute becomes flagd's ``targetingKey``. What flagd cannot express is never
+dropped silently: the flag is left out of the export and a warning names the construct
+(prerequisites, ``matches``, ``before``/``after``, running experiments). See docs/flagd.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flagstone.bundle import build_bundle
+from flagstone.errors import Problem
+from flagstone.model import Repository
+
+FLAGD_SCHEMA = "https://flagd.dev/schema/v0/flags.json"
+FLAGD_VERSION_VERIFIED = "openfeature-provider-flagd 0.6.1 (flagd-core 2.0.0)"
+UNSUPPORTED_OPERATORS = {
+    "matches": "regular expressions (`matches`)",
+    "before": "date comparisons (`before`)",
+    "after": "date comparisons (`after`)",
+}
+SEMVER_OPS = {"semver_eq": "=", "semver_gt": ">", "semver_gte": ">=", "semver_lt": "<", "semver_lte": "<="}
+NUMERIC_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+class Unsupported(Exception):
+    """A construct with no flagd equivalent; the message names it."""
+
+
+def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any], list[Problem]]:
+    """The flagd document for one environment, and a warning per flag left out."""
+    bundle = build_bundle(repo, env_name)
+    env = repo.env(env_name)
+    exporter = _Exporter(bundle)
+    flags: dict[str, Any] = {}
+    warnings: list[Problem] = []
+    for key, flag in bundle["flags"].items():
+        try:
+            flags[key] = exporter.flag(key, flag)
+        except Unsupported as e:
+            warnings.append(Problem(env.flags[key].file, 0, 0,
+                                    f"flag {key!r} is not in the flagd export: flagd cannot express {e}",
+                                    "flagd-unsupported", "warning", path=(key,),
+                                    hint="flagd serves its default for a missing flag; keep this flag on the flagstone runtime"))
+    document: dict[str, Any] = {"$schema": FLAGD_SCHEMA, "flags": flags}
+    evaluators = {name: exporter.segments[name] for name in sorted(exporter.used_segments)}
+    if evaluators:
+        document["$evaluators"] = evaluators
+    if warnings:
+        from flagstone.load import attach_positions, read_worktree_text
+
+        warnings = attach_positions(warnings, read_worktree_text(repo.root))
+    return document, warnings
+
+
+class _Exporter:
+    def __init__(self, bundle: Mapping[str, Any]) -> None:
+        self.bundle = bundle
+        self.unit = str(bundle["default_unit"])
+        self.used_segments: set[str] = set()
+        self.segments: dict[str, Any] = {}
+        self._segment_errors: dict[str, str] = {}
+        for name in bundle["segments"]:
+            try:
+                self.segments[name] = self.segment_logic(name)
+            except Unsupported as e:
+                self._segment_errors[name] = f"{e} in segment {name!r}"
+
+    def segment_logic(self, name: str) -> Any:
+        """A segment's logic with the segments it refers to written in place:
+        flagd resolves ``$ref`` in a flag's targeting, not inside ``$evaluators``."""
+        if name not in self.segments:
+            self.segments[name] = self.condition(self.bundle["segments"][name]["when"], inline=True)
+        return self.segments[name]
+
+    def flag(self, key: str, flag: Mapping[str, Any]) -> dict[str, Any]:
+        if flag.get("experiment"):
+            raise Unsupported(f"the running experiment {flag['experiment']!r} (traffic, layers and consent)")
+        if flag["prerequisites"]:
+            raise Unsupported("prerequisites")
+        self.unit = flag["unit"]
+        off = flag.get("off_variant")
+        if not flag["enabled"]:
+            if off is None:
+                return {"state": "DISABLED", "variants": flag["variants"], "defaultVariant": next(iter(flag["variants"]))}
+            # A disabled flag serves off_variant to everyone: a flag without targeting.
+            return {"state": "ENABLED", "variants": flag["variants"], "defaultVariant": off}
+        branches: list[Any] = []
+        by_variant: dict[str, list[str]] = {}
+        for unit_id, variant in flag["targets"].items():
+            by_variant.setdefault(variant, []).append(unit_id)
+        for variant, ids in by_variant.items():
+            branches += [{"in": [self.var(self.unit), sorted(ids)]}, variant]
+        for rule in flag["rules"]:
+            condition = self.condition(rule["when"])
+            serve = rule["serve"]
+            if "rollout" in serve:
+                by = serve.get("by", self.unit)
+                condition = {"and": [condition, self.present(by)]}  # flagstone skips a rule it cannot bucket
+            branches += [condition, self.serve(serve, flag["salt"])]
+        default = flag["default"]
+        out: dict[str, Any] = {"state": "ENABLED", "variants": flag["variants"]}
+        if "variant" in default:
+            out["defaultVariant"] = default["variant"]
+            if branches:
+                out["targeting"] = {"if": branches} if len(branches) > 2 else {"if": [*branches, None]}
+            return out
+        out["defaultVariant"] = default["rollout"][0]["variant"]
+        fallback = self.serve(default, flag["salt"])
+        out["targeting"] = {"if": [*branches, fallback]} if branches else fallback
+        return out
+
+    def var(self, attribute: str) -> dict[str, str]:
+        return {"var": "targetingKey" if attribute == self.unit else attribute}
+
+    def present(self, attribute: str) -> dict[str, Any]:
+        return {"!==": [self.var(attribute), None]}
+
+    def serve(self, serve: Mapping[str, Any], salt: str) -> Any:
+        if "variant" in serve:
+            return serve["variant"]
+        start, weights = 0, []
+        for arm in serve["rollout"]:
+            weights.append([arm["variant"], arm["end"] - start])
+            start = arm["end"]
+        by = serve.get("by", self.unit)
+        return {"fractional": [{"cat": [f"{salt}/", self.var(by)]}, *weights]}
+
+    def condition(self, node: Mapping[str, Any], inline: bool = False) -> Any:
+        if "all" in node:
+            return {"and": [self.condition(n, inline) for n in node["all"]]}
+        if "any" in node:
+            return {"or": [self.condition(n, inline) for n in node["any"]]}
+        if "not" in node:
+            return {"!": [self.condition(node["not"], inline)]}
+        if "segment" in node:
+            name = node["segment"]
+            if name in self._segment_errors:
+                raise Unsupported(self._segment_errors[name])
+            if inline:
+                return self.segment_logic(name)
+            self.used_segments.add(name)
+            return {"$ref": name}
+        return self.operator(node["attr"], node["op"], node["value"])
+
+    def operator(self, attribute: str, op: str, operand: Any) -> Any:
+        if op in UNSUPPORTED_OPERATORS:
+            raise Unsupported(UNSUPPORTED_OPERATORS[op])
+        var = self.var(attribute)
+        present = self.present(attribute)
+        if op in ("eq", "neq"):
+            equal: Any = {"===": [var, operand]}
+            if isinstance(operand, bool):
+                # Python's == makes 1 equal True; the string form tells them apart
+                # (flagd-core in Python writes "True", flagd in Go writes "true").
+                spelled = ["true", "True"] if operand else ["false", "False"]
+                equal = {"and": [equal, {"in": [{"cat": [var]}, spelled]}]}
+            return equal if op == "eq" else {"!": [equal]}
+        if op == "in":
+            return {"in": [var, operand]}
+        if op == "not_in":
+            return {"!": [{"in": [var, operand]}]}
+        if op == "exists":
+            return present if operand else {"===": [var, None]}
+        if op == "contains":
+            return {"and": [present, {"in": [operand, var]}]}
+        if op in ("starts_with", "ends_with"):
+            return {"and": [present, {op: [var, operand]}]}
+        if op in NUMERIC_OPS:
+            # Only numbers compare: "+x" equals x for a number, not for a numeric string.
+            is_number = {"===": [{"+": [var]}, var]}
+            return {"and": [present, is_number, {NUMERIC_OPS[op]: [var, operand]}]}
+        if op in SEMVER_OPS:
+            return {"and": [present, {"sem_ver": [var, SEMVER_OPS[op], operand.removeprefix("v")]}]}
+        raise Unsupported(f"the operator {op!r}")

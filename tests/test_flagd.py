@@ -1,0 +1,143 @@
+"""The flagd export, checked with the real openfeature-provider-flagd in-process file resolver."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openfeature import api
+from openfeature.contrib.provider.flagd import FlagdProvider
+from openfeature.contrib.provider.flagd.config import ResolverType
+from openfeature.evaluation_context import EvaluationContext
+
+from flagstone.bundle import build_bundle
+from flagstone.flagd import export_environment
+from flagstone.load import load_repository
+from flagstone.runtime import Client
+from tests.runtime_helpers import bundle_from_yaml
+
+HERE = Path(__file__).parent
+VECTORS = json.loads((HERE / "conformance" / "vectors.json").read_text())
+
+
+def flagd_context(ctx: dict[str, Any]) -> EvaluationContext:
+    unit = ctx.get("user_id")
+    key = unit if type(unit) is str else str(unit) if type(unit) is int else None
+    return EvaluationContext(key, {k: v for k, v in ctx.items() if k != "user_id"})
+
+
+@pytest.fixture
+def flagd(tmp_path: Path):
+    """Start the flagd in-process file resolver on a path; yields an OpenFeature client factory."""
+    started = []
+
+    def start(path: Path):
+        api.set_provider(FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path)))
+        client = api.get_client()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and client.get_boolean_details("__probe__", False).error_code == "PROVIDER_NOT_READY":
+            time.sleep(0.02)
+        time.sleep(0.3)
+        started.append(True)
+        return client
+
+    yield start
+    if started:
+        api.shutdown()
+        api.clear_providers()
+
+
+def export(repo_root: Path, tmp_path: Path, env: str = "prod") -> tuple[Path, dict[str, Any], list]:
+    repo, _ = load_repository(repo_root)
+    document, warnings = export_environment(repo, env)
+    path = tmp_path / f"{env}.flagd.json"
+    path.write_text(json.dumps(document))
+    return path, document, warnings
+
+
+def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_context(tmp_path: Path, flagd) -> None:
+    path, document, warnings = export(HERE / "conformance" / "repository", tmp_path)
+    left_out = {w.path[0] for w in warnings}
+    assert left_out == {"op-matches", "op-dates", "prereq-child", "json-payload", "onboarding-flow", "checkout-flow"}
+    assert all(w.severity == "warning" and w.code == "flagd-unsupported" for w in warnings)
+    client = flagd(path)
+    ours = Client.from_dict(VECTORS["bundle"])
+    compared = 0
+    mismatches = []
+    for case in VECTORS["flags"]:
+        key, ctx = case["flag"], case["context"]
+        if key not in document["flags"]:
+            continue
+        details = _flagd_details(client, key, ctx)
+        mine = ours.details(key, ctx)
+        expected = mine.variant
+        if mine.reason == "ERROR" or mine.variant is None:
+            continue  # the caller's default on both sides, compared below by value type only
+        compared += 1
+        if details.variant != expected:
+            mismatches.append((key, ctx, expected, details.variant, details.reason))
+    assert compared > 1000
+    assert mismatches == []
+
+
+def _flagd_details(client, key: str, ctx: dict[str, Any]):
+    value = VECTORS["bundle"]["flags"][key]["variants"]
+    sample = next(iter(value.values()))
+    context = flagd_context(ctx)
+    if isinstance(sample, bool):
+        return client.get_boolean_details(key, False, context)
+    if isinstance(sample, str):
+        return client.get_string_details(key, "", context)
+    if isinstance(sample, int):
+        return client.get_integer_details(key, 0, context)
+    return client.get_object_details(key, {}, context)
+
+
+def test_flagd_export__rollout_shares_within_one_point_and_identical_buckets(tmp_path: Path, flagd) -> None:
+    flags = ("split:\n  variants: {red: red, green: green, blue: blue}\n"
+             "  default: {rollout: {red: 20, green: 30, blue: 50}}\n")
+    bundle = bundle_from_yaml(tmp_path, flags)
+    repo_root = next(tmp_path.glob("repo-*"))
+    path, _, warnings = export(repo_root, tmp_path)
+    assert warnings == []
+    client = flagd(path)
+    ours = Client.from_dict(bundle)
+    counts = {"red": 0, "green": 0, "blue": 0}
+    same = 0
+    for i in range(10_000):
+        ctx = {"user_id": f"user-{i}"}
+        theirs = client.get_string_details("split", "", flagd_context(ctx)).variant
+        counts[theirs] += 1
+        same += theirs == ours.variant("split", ctx)
+    assert same == 10_000  # flagstone buckets exactly as flagd's fractional does
+    for variant, share in (("red", 20), ("green", 30), ("blue", 50)):
+        assert abs(counts[variant] / 100 - share) <= 1
+
+
+def test_flagd_export__provider_hot_reloads_a_rewritten_export(tmp_path: Path, flagd) -> None:
+    flags = "banner:\n  variants: {old: old, new: new}\n  default: old\n"
+    bundle_from_yaml(tmp_path, flags)
+    repo_root = next(tmp_path.glob("repo-*"))
+    path, _, _ = export(repo_root, tmp_path)
+    client = flagd(path)
+    assert client.get_string_value("banner", "", EvaluationContext("u1")) == "old"
+    flags_file = repo_root / "environments" / "prod" / "flags.yaml"
+    flags_file.write_text(flags.replace("default: old", "default: new"))
+    repo, _ = load_repository(repo_root)
+    document, _ = export_environment(repo, "prod")
+    path.write_text(json.dumps(document))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and client.get_string_value("banner", "", EvaluationContext("u1")) != "new":
+        time.sleep(0.05)
+    assert client.get_string_value("banner", "", EvaluationContext("u1")) == "new"
+
+
+def test_flagd_export__disabled_flags_serve_off_variant_or_the_default(tmp_path: Path) -> None:
+    repo, _ = load_repository(HERE / "conformance" / "repository")
+    document, _ = export_environment(repo, "prod")
+    assert document["flags"]["killed"] == {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"}
+    assert document["flags"]["killed-no-off"]["state"] == "DISABLED"
+    assert build_bundle(repo, "prod")["flags"]["killed"]["enabled"] is False
