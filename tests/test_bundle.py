@@ -43,3 +43,20 @@ def test_compile_condition__normalizes_to_one_tree_shape() -> None:
     assert compile_condition({"not": {"segment": "beta"}}) == {"not": {"segment": "beta"}}
     assert compile_condition({"age": {"gte": 18, "lt": 65}}) == {"all": [
         {"attr": "age", "op": "gte", "value": 18}, {"attr": "age", "op": "lt", "value": 65}]}
+
+
+def test_bundle_schema__every_built_bundle_validates(tmp_path: Path) -> None:
+    import jsonschema
+
+    from flagstone.schema import builtin_schemas
+    from tests.test_conformance import VECTORS
+
+    validator = jsonschema.Draft202012Validator(builtin_schemas()["bundle.schema.json"])
+    root = Path(__file__).resolve().parent.parent
+    repo, _ = load_repository(root)
+    bundles = [build_bundle(repo, env, commit="a" * 40) for env in ("dev", "staging", "prod")]
+    bundles.append(VECTORS["bundle"])
+    for bundle in bundles:
+        assert list(validator.iter_errors(bundle)) == []
+    broken = dict(bundles[0], version=2)
+    assert not validator.is_valid(broken)
