@@ -18,7 +18,7 @@ OWNERS = {
     "click": {"cli/"},
     "scipy": {"stats/"},
 }
-RUNTIME_ALLOWED = {"flagstone", "mmh3", "watchfiles", "cryptography", "openfeature"}
+RUNTIME_ALLOWED = {"flagstone", "mmh3", "cryptography", "openfeature"}
 
 
 def imported_roots(path: Path) -> set[str]:
