@@ -77,3 +77,14 @@ def last_changed(root: Path, paths: Sequence[str]) -> dt.datetime | None:
     except (git.GitCommandError, ValueError):
         return None
     return dt.datetime.fromtimestamp(int(stamp), dt.UTC) if stamp.strip() else None
+
+
+def init_repo(root: Path) -> bool:
+    """``git init`` ``root`` unless it is already inside a repository; True when it ran."""
+    if _repo(root) is not None:
+        return False
+    try:
+        git.Repo.init(root, initial_branch="main")
+    except git.GitCommandError as e:
+        raise GitError(f"git init failed in {root}: {e.stderr.strip() or e}") from None
+    return True

@@ -44,7 +44,9 @@ def builtin_schemas() -> dict[str, dict[str, Any]]:
     """Every shipped schema by file name."""
     out = {}
     for path in sorted(schemas_dir().glob("*.schema.json")):
-        out[path.name] = json.loads(path.read_text(encoding="utf-8"))
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        if str(schema.get("$id", "")).startswith(BASE_URI):  # not the example app's own schema
+            out[path.name] = schema
     return out
 
 
@@ -116,7 +118,7 @@ def explain_errors(validator: Any, data: Any, file: str, code: str = "schema") -
     for error in validator.iter_errors(data):
         error = _most_relevant(error)
         path, message = _describe(error)
-        problems.setdefault(path, Problem(file, 0, 0, message, code, path=path))
+        problems.setdefault(path, Problem(file, 0, 0, message.lstrip(), code, path=path))
     return list(problems.values())
 
 
@@ -133,7 +135,7 @@ def _most_relevant(error: Any) -> Any:
 
 def _describe(error: Any) -> tuple[DocPath, str]:
     path: DocPath = tuple(error.absolute_path)
-    where = format_path(path)
+    where = format_path(path) + ":" if path else ""
     kind = error.validator
     if "propertyNames" in error.relative_schema_path:
         key_path = (*path, error.instance)
@@ -147,24 +149,24 @@ def _describe(error: Any) -> tuple[DocPath, str]:
             hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"
             return (*path, key), f"{format_path((*path, key))}: unknown key {key!r}{hint}"
     if kind == "required":
-        return path, f"{where}: missing required key {error.message.split(' ')[0]}"
+        return path, f"{where} missing required key {error.message.split(' ')[0]}"
     if kind == "enum":
         options = ", ".join(json.dumps(v) for v in error.validator_value)
-        return path, f"{where}: {json.dumps(error.instance)} is not one of {options}"
+        return path, f"{where} {json.dumps(error.instance)} is not one of {options}"
     if kind == "pattern" and isinstance(error.instance, str):
-        return path, f"{where}: {error.instance!r} is not a valid name (expected pattern {error.validator_value})"
+        return path, f"{where} {error.instance!r} is not a valid name (expected pattern {error.validator_value})"
     if kind == "oneOf" and not error.context:
         forms = [b.get("required") for b in error.validator_value if isinstance(b, Mapping)]
         if all(forms):
             names = ", ".join(repr(f[0]) for f in forms if f)
-            return path, f"{where}: give exactly one of {names}"
+            return path, f"{where} give exactly one of {names}"
     if kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return path, f"{where}: expected {expected}, found {_json_type(error.instance)} {_short(error.instance)}"
+        return path, f"{where} expected {expected}, found {_json_type(error.instance)} {_short(error.instance)}"
     if kind == "multipleOf":
-        return path, f"{where}: {error.instance} has more than two decimals (percentages have 0.01 resolution)"
-    return path, f"{where}: {error.message}"
+        return path, f"{where} {error.instance} has more than two decimals (percentages have 0.01 resolution)"
+    return path, f"{where} {error.message}"
 
 
 def _json_type(value: Any) -> str:

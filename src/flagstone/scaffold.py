@@ -1,0 +1,83 @@
+"""`flagstone init`: the files of a new flagstone repository."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from flagstone.errors import ConflictError, FlagstoneError
+from flagstone.schema import builtin_schemas
+
+TEMPLATES = files("flagstone") / "templates"
+ROLLOUT_BY_POSITION = (100, 50, 10)  # dev serves everyone; later environments ramp up
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    root: Path
+    written: tuple[str, ...]
+    git_initialized: bool
+
+
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def _fill(text: str, **values: str) -> str:
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    return text
+
+
+def scaffold_files(project: str, environments: list[str], today: dt.date) -> dict[str, str]:
+    """Repository-relative path -> text of every file `init` writes."""
+    import json
+
+    out: dict[str, str] = {
+        "flagstone.yaml": _fill(_template("flagstone.yaml"), project=project, environments=", ".join(environments)),
+        "schemas/config.schema.json": _template("config.schema.json"),
+        "specs/example.yaml": _template("specs/example.yaml"),
+        ".github/workflows/flagstone.yml": _template("github/flagstone.yml"),
+        ".pre-commit-config.yaml": _template("pre-commit-config.yaml"),
+        ".gitignore": _template("gitignore"),
+    }
+    for name, schema in builtin_schemas().items():
+        out[f"schemas/{name}"] = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+    expires = (today + dt.timedelta(days=90)).isoformat()
+    for position, env in enumerate(environments):
+        rollout = ROLLOUT_BY_POSITION[min(position, len(ROLLOUT_BY_POSITION) - 1)]
+        if position == len(environments) - 1 and len(environments) > 1:
+            rollout = ROLLOUT_BY_POSITION[-1]
+        is_last = position == len(environments) - 1 and len(environments) > 1
+        base_url = "https://api.example.com" if is_last else f"https://api.{env}.example.com"
+        folder = f"environments/{env}"
+        out[f"{folder}/flags.yaml"] = _fill(_template("environments/flags.yaml"), expires=expires,
+                                            rollout=str(rollout), rollout_off=str(100 - rollout))
+        out[f"{folder}/segments.yaml"] = _template("environments/segments.yaml")
+        out[f"{folder}/experiments.yaml"] = _template("environments/experiments.yaml")
+        out[f"{folder}/config.yaml"] = _fill(_template("environments/config.yaml"), base_url=base_url)
+    return out
+
+
+def init_repository(target: Path, *, project: str | None = None, environments: list[str] | None = None,
+                    force: bool = False, today: dt.date | None = None) -> InitResult:
+    """Write a new repository into ``target``; refuse to overwrite unless ``force``."""
+    from flagstone.gitio import init_repo
+
+    environments = environments or ["dev", "staging", "prod"]
+    if len(set(environments)) != len(environments) or not all(environments):
+        raise FlagstoneError(f"environment names must be distinct and non-empty: {', '.join(environments)}")
+    name = project or target.resolve().name
+    content = scaffold_files(name, environments, today or dt.date.today())
+    existing = sorted(rel for rel in content if (target / rel).exists())
+    if existing and not force:
+        shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
+        raise ConflictError(f"{len(existing)} file(s) already exist in {target}: {shown}; "
+                            "nothing was written (pass --force to overwrite them)")
+    for rel, text in content.items():
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return InitResult(target, tuple(sorted(content)), init_repo(target))
