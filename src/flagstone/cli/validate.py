@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +19,16 @@ def validate(
 ) -> None:
     """Check every file against its schema and the semantic rules."""
     from flagstone.cli.output import default_validate_format, emit_problems
-    from flagstone.gitio import last_changed
     from flagstone.load import find_root
     from flagstone.validate import validate_repository
 
     repo_root = find_root(root or Path.cwd())
-    problems = validate_repository(repo_root, env, strict=strict,
-                                   last_changed=lambda files: last_changed(repo_root, files))
+
+    def last_changed(files: Sequence[str]) -> datetime | None:
+        from flagstone import gitio  # GitPython costs ~30 ms: only for stale-flag candidates
+
+        return gitio.last_changed(repo_root, files)
+
+    problems = validate_repository(repo_root, env, strict=strict, last_changed=last_changed)
     emit_problems(problems, fmt or default_validate_format(), checked=", ".join(env) if env else "every environment")
     raise typer.Exit(exit_code_for(problems, strict=strict))

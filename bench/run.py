@@ -1,0 +1,15 @@
+"""`make bench`: every benchmark, one after another; each rewrites its section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+BENCHMARKS = ["validate.py", "runtime.py"]
+
+if __name__ == "__main__":
+    for name in BENCHMARKS:
+        print(f"== bench/{name}", flush=True)
+        subprocess.run([sys.executable, str(HERE / name), *sys.argv[1:]], check=True)

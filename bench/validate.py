@@ -1,0 +1,119 @@
+"""`flagstone validate`/`build` against `featurevisor lint`/`build` on the same workload, one run.
+
+    make bench            # or: .venv/bin/python bench/validate.py [--runs 5] [--no-write]
+
+Generates the anchor workload (2,000 features, 200 segments, 50 attributes, three
+environments; ../shared/anchors/featurevisor_workload.py, v1 dialect) and the same
+workload in flagstone's format (bench/workload.py), installs @featurevisor/cli@1.11.1
+with npm into bench/.work (once), then times each command N times, alternating tools,
+and reports median wall time, peak RSS (/usr/bin/time) and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / ".work"
+FV_CLI = "@featurevisor/cli@1.11.1"
+sys.path.insert(0, str(Path(__file__).parent))
+
+import workload  # noqa: E402
+
+
+def prepare() -> tuple[Path, Path, Path]:
+    fs_dir, fv_dir = WORK / "flagstone", WORK / "featurevisor"
+    workload.generate(fs_dir)
+    subprocess.run(["git", "init", "-q", str(fs_dir)], check=True)
+    subprocess.run([sys.executable, str(workload.ANCHORS), str(fv_dir), "--dialect", "v1"], check=True,
+                   capture_output=True)
+    cli_dir = WORK / "featurevisor-cli"
+    binary = cli_dir / "node_modules" / ".bin" / "featurevisor"
+    if not binary.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise SystemExit("npm is needed to install Featurevisor's CLI for the comparison")
+        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(cli_dir), FV_CLI], check=True,
+                       capture_output=True)
+    # Featurevisor resolves its config and plugins from the project's node_modules.
+    link = fv_dir / "node_modules"
+    if not link.exists():
+        link.symlink_to(cli_dir / "node_modules")
+    return fs_dir, fv_dir, binary
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MB) of one run, through /usr/bin/time when present."""
+    time_bin = Path("/usr/bin/time")
+    prefix = [str(time_bin), "-f", "%M"] if time_bin.exists() else []
+    started = time.perf_counter()
+    result = subprocess.run([*prefix, *cmd], cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode not in (0,):
+        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    rss = int(result.stderr.strip().splitlines()[-1]) // 1024 if prefix else 0
+    return elapsed, rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    fs_dir, fv_dir, fv = prepare()
+    flagstone = str(Path(sys.executable).parent / "flagstone")
+    pairs = {
+        "validate / lint": ([flagstone, "validate"], [str(fv), "lint"]),
+        "build (all environments)": ([flagstone, "build", "--all", "--out", "dist"], [str(fv), "build"]),
+    }
+    results: dict[str, dict[str, list[tuple[float, int]]]] = {k: {"flagstone": [], "featurevisor": []} for k in pairs}
+    startup: list[float] = []
+    for _ in range(args.runs):
+        for name, (ours, theirs) in pairs.items():
+            results[name]["flagstone"].append(timed(ours, fs_dir))
+            results[name]["featurevisor"].append(timed(theirs, fv_dir))
+        startup.append(timed([flagstone, "--help"], fs_dir)[0])
+    lines = [
+        "## Validate and build",
+        "",
+        f"Command: `.venv/bin/python bench/validate.py` (run by `make bench`). Measured {time.strftime('%Y-%m-%d')} on "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, Node {node_version()}; median of {args.runs} "
+        "alternating runs each. Workload: the anchor (2,000 features, 200 segments, 50 attributes, three "
+        "environments; flagstone's copy adds 50 experiments) — `bench/workload.py` writes it in flagstone's format "
+        f"from the anchor generator's own draws; Featurevisor is `{FV_CLI}` on the v1 dialect.",
+        "",
+        "| task | flagstone | Featurevisor | flagstone ÷ Featurevisor | peak RSS flagstone / Featurevisor |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, by_tool in results.items():
+        ours_t = statistics.median(t for t, _ in by_tool["flagstone"])
+        theirs_t = statistics.median(t for t, _ in by_tool["featurevisor"])
+        ours_m = max(m for _, m in by_tool["flagstone"])
+        theirs_m = max(m for _, m in by_tool["featurevisor"])
+        lines.append(f"| {name} | {ours_t:.2f} s | {theirs_t:.2f} s | {ours_t / theirs_t:.2f} | {ours_m} MB / {theirs_m} MB |")
+    lines += ["", f"`flagstone --help` starts in {statistics.median(startup):.3f} s (median).", ""]
+    section = "\n".join(lines)
+    print(section)
+    if not args.no_write:
+        from runtime import write_section
+
+        write_section(section)
+
+
+def node_version() -> str:
+    try:
+        return subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "not found"
+
+
+if __name__ == "__main__":
+    main()
