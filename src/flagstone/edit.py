@@ -8,6 +8,7 @@ bytes and an edited one differs only where it was edited.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 import tempfile
@@ -38,14 +39,14 @@ def detect_indentation(text: str) -> Indentation:
     # Comments and blank lines do not show the structure: pair only content lines.
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     mapping = 0
-    for previous, line in zip(lines, lines[1:], strict=False):
+    for previous, line in itertools.pairwise(lines):
         a, b = _OPENS_BLOCK.match(previous), _MAPPING_KEY.match(line)
         if a and b and len(b.group(1)) > len(a.group(1)):
             mapping = len(b.group(1)) - len(a.group(1))
             break
     mapping = mapping or 2
     offset = 0
-    for previous, line in zip(lines, lines[1:], strict=False):
+    for previous, line in itertools.pairwise(lines):
         parent, item = _OPENS_BLOCK.match(previous), _SEQUENCE_ITEM.match(line)
         if parent and item:
             offset = max(0, len(item.group(1)) - len(parent.group(1)))
