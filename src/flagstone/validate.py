@@ -513,10 +513,11 @@ def _marked_paths(schema: Mapping[str, Any], marker: str, prefix: str = "") -> I
         yield from _marked_paths(sub, marker, dotted + ".")
 
 
-def pinned_config_paths(repo: Repository) -> list[str]:
-    """Config paths marked ``x-flagstone-pinned: true`` in the app's schema."""
+def marked_config_paths(repo: Repository, marker: str) -> list[str]:
+    """Config paths whose property in the app's schema carries ``marker: true``
+    (``x-flagstone-pinned``, ``x-flagstone-secret``)."""
     schema = _app_schema(repo)
-    return list(_marked_paths(schema, "x-flagstone-pinned")) if schema is not None else []
+    return list(_marked_paths(schema, marker)) if schema is not None else []
 
 
 def _leaves(node: Any, path: DocPath) -> Iterator[tuple[DocPath, Any]]:
@@ -594,7 +595,7 @@ __all__ = [
     "check_environment",
     "format_path",
     "iter_condition",
-    "pinned_config_paths",
+    "marked_config_paths",
     "summarize",
     "validate_loaded",
     "validate_repository",
