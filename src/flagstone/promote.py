@@ -1,0 +1,335 @@
+"""Promotion: copy objects forward (dev → staging → prod), keeping the target's pinned values.
+
+``plan_promotion`` is pure: it works out what moves (and what the selection drags along),
+writes the new target files in round-trip mode — the target keeps its comments and
+formatting — and validates the result. ``apply_promotion`` writes them atomically (all or
+nothing) and can commit with trailers that make promotion history computable from git.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from flagstone.diff import Change, diff_environments, is_secret_value
+from flagstone.edit import Document, write_all
+from flagstone.errors import ConflictError, FlagstoneError, Problem
+from flagstone.load import environment_files, read_environment
+from flagstone.model import KEYED_KINDS, Environment, Kind, Repository
+from flagstone.validate import iter_condition, marked_config_paths, validate_loaded
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    kind: Kind
+    key: str  # object key; for config the dotted prefix promoted ("" = all of it)
+    reason: str  # "selected", or why a dependency came along
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}.{self.key}" if self.key else self.kind
+
+
+@dataclass
+class Promotion:
+    src: str
+    dst: str
+    moves: list[Move]
+    files: dict[str, str]  # repository-relative path -> new text
+    changes: list[Change]
+    kept: list[str] = field(default_factory=list)  # pinned or secret paths left as the target had them
+    skip_order_reason: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+
+class PromotionInvalid(FlagstoneError):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(f"the promotion would leave the target invalid ({len(problems)} error(s)); nothing was written")
+        self.problems = problems
+
+
+def plan_promotion(repo: Repository, src: str, dst: str, *, only: Sequence[str] = (),
+                   kinds: Sequence[str] = (), include_deps: bool = True,
+                   skip_order_reason: str | None = None) -> Promotion:
+    source, target = repo.env(src), repo.env(dst)
+    order = repo.settings.environments
+    if order.index(dst) != order.index(src) + 1 and skip_order_reason is None:
+        expected = order[order.index(dst) - 1] if order.index(dst) > 0 else None
+        raise FlagstoneError(
+            f"{src} → {dst} is out of promotion order ({' → '.join(order)})"
+            + (f": promote from {expected}" if expected else "")
+            + ", or pass --skip-order REASON (recorded in the commit)")
+    moves = _select(source, target, only, kinds)
+    moves += _dependencies(source, target, moves, include_deps)
+    pinned = set(repo.settings.pinned) | {f"config.{p}" for p in marked_config_paths(repo, "x-flagstone-pinned")}
+    secret_paths = set(marked_config_paths(repo, "x-flagstone-secret"))
+    files, kept = _write_targets(repo, source, target, moves, pinned, secret_paths)
+    after, problems = _target_after(repo, target, files)
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        raise PromotionInvalid(errors)
+    changes = diff_environments(target, after, dst, frozenset(secret_paths))
+    return Promotion(src, dst, moves, files, changes, kept, skip_order_reason)
+
+
+def _select(source: Environment, target: Environment, only: Sequence[str], kinds: Sequence[str]) -> list[Move]:
+    for kind in kinds:
+        if kind not in (*KEYED_KINDS, "config"):
+            raise FlagstoneError(f"unknown kind {kind!r}: use flags, segments, experiments or config")
+    wanted_kinds = list(kinds) or [*KEYED_KINDS, "config"]
+    if not only:
+        moves = []
+        for kind in KEYED_KINDS:
+            if kind not in wanted_kinds:
+                continue
+            before = target.objects(kind)
+            for key, obj in source.objects(kind).items():
+                if key not in before or before[key].raw != obj.raw:
+                    moves.append(Move(kind, key, "selected"))
+        if "config" in wanted_kinds and source.config is not None:
+            moves.append(Move("config", "", "selected"))
+        return moves
+    moves = []
+    for name in only:
+        if name == "config" or name.startswith("config."):
+            moves.append(Move("config", name.removeprefix("config").lstrip("."), "selected"))
+            continue
+        kind_hint, _, key = name.partition(".") if name.split(".", 1)[0] in KEYED_KINDS else ("", "", name)
+        found = [k for k in KEYED_KINDS if (not kind_hint or k == kind_hint) and key in source.objects(k)]
+        if not found:
+            raise FlagstoneError(f"{name!r} is not a flag, segment or experiment in {source.name} "
+                                 "(write config keys as config.some.key)")
+        if len(found) > 1:
+            raise FlagstoneError(f"{key!r} is a {' and a '.join(k[:-1] for k in found)} in {source.name}; "
+                                 f"name one: {', '.join(f'{k}.{key}' for k in found)}")
+        moves.append(Move(found[0], key, "selected"))
+    return moves
+
+
+def segment_refs(condition: Any) -> set[str]:
+    return {str(o) for op, o, _ in iter_condition(condition, ()) if op == "segment"}
+
+
+def _dependencies(source: Environment, target: Environment, moves: list[Move], include: bool) -> list[Move]:
+    moving = {(m.kind, m.key) for m in moves}
+    found: list[Move] = []
+    queue = list(moves)
+    while queue:
+        move = queue.pop(0)
+        needs: list[tuple[Kind, str, str]] = []
+        if move.kind == "flags":
+            flag = source.flags[move.key]
+            for rule in flag.rules:
+                if rule.segment:
+                    needs.append(("segments", rule.segment, f"used by flag {move.key}"))
+                needs += [("segments", s, f"used by flag {move.key}") for s in segment_refs(rule.when or {})]
+            needs += [("flags", p.flag, f"a prerequisite of flag {move.key}") for p in flag.prerequisites]
+        elif move.kind == "segments":
+            needs += [("segments", s, f"used by segment {move.key}") for s in segment_refs(source.segments[move.key].when)]
+        elif move.kind == "experiments":
+            experiment = source.experiments[move.key]
+            needs.append(("flags", experiment.flag, f"the flag of experiment {move.key}"))
+            needs += [("segments", s, f"in experiment {move.key}'s audience") for s in segment_refs(experiment.audience or {})]
+        for kind, key, reason in needs:
+            if (kind, key) in moving or key in target.objects(kind):
+                continue
+            if not include:
+                raise FlagstoneError(f"{move.label} needs {kind[:-1]} {key!r}, which {target.name} lacks: "
+                                     "promote it too (drop --no-deps) or name it with --only")
+            dependency = Move(kind, key, reason)
+            moving.add((kind, key))
+            found.append(dependency)
+            queue.append(dependency)
+    return found
+
+
+def _write_targets(repo: Repository, source: Environment, target: Environment, moves: Sequence[Move],
+                   pinned: set[str], secret_paths: set[str]) -> tuple[dict[str, str], list[str]]:
+    docs: dict[str, Document] = {}
+    kept: list[str] = []
+    target_prefix = f"{target.directory}/"
+
+    def document(rel: str) -> Document:
+        if rel not in docs:
+            path = repo.root / rel
+            docs[rel] = Document.parse(path.read_text(encoding="utf-8") if path.exists() else "")
+        return docs[rel]
+
+    for move in moves:
+        if move.kind == "config":
+            kept += _promote_config(repo, source, target, move.key, pinned, secret_paths, document)
+            continue
+        node = copy.deepcopy(document(source.file_for(move.kind, move.key)).data[move.key])
+        target_doc = document(target.file_for(move.kind, move.key))
+        old = target_doc.data.get(move.key)
+        for path in sorted(pinned):
+            prefix = f"{move.kind}.{move.key}."
+            if path.startswith(prefix) and old is not None:
+                field_path = tuple(path[len(prefix):].split("."))
+                restored = _get(old, field_path)
+                if restored is not _ABSENT:
+                    _set(node, field_path, copy.deepcopy(restored))
+                    kept.append(path)
+        target_doc.data[move.key] = node
+    return {rel: doc.dump() for rel, doc in docs.items() if rel.startswith(target_prefix)}, kept
+
+
+def _promote_config(repo: Repository, source: Environment, target: Environment, prefix: str,
+                    pinned: set[str], secret_paths: set[str], document: Any) -> list[str]:
+    if source.config is None:
+        return []
+    src_doc = document(source.file_for("config"))
+    dst_doc = document(target.file_for("config"))
+    kept = []
+    src_leaves = dict(_leaves(src_doc.data))
+    dst_leaves = dict(_leaves(dst_doc.data))
+    in_scope = [k for k in {**dst_leaves, **src_leaves} if not prefix or k == prefix or k.startswith(prefix + ".")]
+    for dotted in sorted(in_scope):
+        is_pinned = any(dotted == p.removeprefix("config.") or dotted.startswith(p.removeprefix("config.") + ".")
+                        for p in pinned if p.startswith("config."))
+        secret = dotted in secret_paths or is_secret_value(src_leaves.get(dotted)) or is_secret_value(dst_leaves.get(dotted))
+        if is_pinned or secret:
+            if src_leaves.get(dotted, _ABSENT) != dst_leaves.get(dotted, _ABSENT):
+                kept.append(f"config.{dotted}" + (" (secret)" if secret and not is_pinned else ""))
+            continue
+        path = tuple(dotted.split("."))
+        if dotted in src_leaves:
+            _set(dst_doc.data, path, copy.deepcopy(src_leaves[dotted]), create=True)
+        else:
+            _delete(dst_doc.data, path)
+    return kept
+
+
+_ABSENT: Any = object()
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    if isinstance(node, Mapping) and node:
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}{key}.")
+    elif prefix:
+        yield prefix.rstrip("."), node
+
+
+def _get(node: Any, path: Sequence[str]) -> Any:
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def _set(node: Any, path: Sequence[str], value: Any, create: bool = False) -> None:
+    from ruamel.yaml.comments import CommentedMap
+
+    for part in path[:-1]:
+        if part not in node or not isinstance(node[part], Mapping):
+            if not create:
+                return
+            node[part] = CommentedMap()
+        node = node[part]
+    node[path[-1]] = value
+
+
+def _delete(node: Any, path: Sequence[str]) -> None:
+    parents = []
+    for part in path[:-1]:
+        if not isinstance(node, Mapping) or part not in node:
+            return
+        parents.append((node, part))
+        node = node[part]
+    if isinstance(node, MutableMapping) and path[-1] in node:
+        del node[path[-1]]
+    for parent, part in reversed(parents):  # drop mappings the deletion emptied
+        if isinstance(parent, MutableMapping) and isinstance(parent[part], Mapping) and not parent[part]:
+            del parent[part]
+
+
+def _target_after(repo: Repository, target: Environment, files: Mapping[str, str]) -> tuple[Environment, list[Problem]]:
+    current = environment_files(repo.root, target.name)
+    current.update({rel: text.encode() for rel, text in files.items()})
+    after, load_problems = read_environment(target.name, current)
+    environments = {**repo.environments, target.name: after}
+    candidate = replace(repo, environments=environments)
+
+    def read_text(rel: str) -> str | None:
+        if rel in files:
+            return files[rel]
+        path = repo.root / rel
+        return path.read_text(encoding="utf-8") if path.exists() else None
+
+    problems = validate_loaded(candidate, load_problems, envs=[target.name], read_text=read_text)
+    return after, problems
+
+
+def apply_promotion(root: Path, promotion: Promotion, *, commit: bool = False, branch: str | None = None,
+                    expect_target_rev: str | None = None, message: str | None = None) -> str | None:
+    """Write the promotion (all files or none); with ``commit``, commit it. Returns the sha."""
+    from flagstone import gitio
+
+    target_dir = f"environments/{promotion.dst}"
+    if expect_target_rev is not None and gitio.changed_since(root, expect_target_rev, [target_dir]):
+        raise ConflictError(f"{promotion.dst} changed since {expect_target_rev}: review the promotion again")
+    source_sha = None
+    if commit:
+        if not gitio.is_clean(root, [target_dir]):
+            raise ConflictError(f"{target_dir}/ has uncommitted changes: commit or stash them before promoting with --commit")
+        source_sha = gitio.current_revision(root, [f"environments/{promotion.src}"]).sha
+    if branch is not None:
+        gitio.create_branch(root, branch)
+    write_all([(root / rel, text) for rel, text in promotion.files.items()])
+    if not commit:
+        return None
+    keys = ", ".join(m.label for m in promotion.moves)
+    trailers = {
+        "Flagstone-Promote": f"{promotion.src} -> {promotion.dst}",
+        "Flagstone-Source": source_sha or "uncommitted",
+        "Flagstone-Keys": keys,
+    }
+    if promotion.skip_order_reason:
+        trailers["Flagstone-Skip-Order"] = promotion.skip_order_reason
+    body = message or promotion_message(promotion)
+    return gitio.commit(root, sorted(promotion.files), body, trailers)
+
+
+def promotion_message(promotion: Promotion) -> str:
+    lines = [f"Promote {promotion.src} → {promotion.dst}: {len(promotion.moves)} object(s)", ""]
+    lines += [f"- {c.kind[:-1] if c.kind != 'config' else 'config'} {c.key}: {c.summary}" for c in promotion.changes]
+    if promotion.kept:
+        lines += ["", "Kept in " + promotion.dst + ": " + ", ".join(promotion.kept)]
+    if promotion.skip_order_reason:
+        lines += ["", f"Out of order: {promotion.skip_order_reason}"]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    kind: str
+    key: str
+    state: str  # "not promoted yet", "only in <later>: flow it back", "differs"
+    changes: tuple[str, ...]
+
+
+def drift(repo: Repository, earlier: str, later: str) -> list[Drift]:
+    """What differs between two environments, beyond pinned values."""
+    a, b = repo.env(earlier), repo.env(later)
+    pinned = set(repo.settings.pinned) | {f"config.{p}" for p in marked_config_paths(repo, "x-flagstone-pinned")}
+    out: dict[tuple[str, str], list[Change]] = {}
+    for change in diff_environments(a, b, f"{earlier} → {later}"):
+        dotted = f"{change.kind}.{change.key}" + (f".{change.field}" if change.field else "")
+        if any(dotted == p or dotted.startswith(p + ".") for p in pinned):
+            continue
+        out.setdefault((change.kind, change.key), []).append(change)
+    result = []
+    for (kind, key), changes in sorted(out.items()):
+        action = changes[0].action
+        state = {"removed": f"only in {earlier}: not promoted to {later} yet",
+                 "added": f"only in {later}: flow it back to {earlier}"}.get(action, f"differs: {later} is not {earlier}'s")
+        result.append(Drift(kind, key, state, tuple(c.summary for c in changes)))
+    return result
