@@ -64,6 +64,12 @@ def diff_environments(old: Environment | None, new: Environment | None, label: s
     return changes
 
 
+def object_changes(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The changes between two versions of one object, in words."""
+    compare = {"flags": _flag_changes, "experiments": _experiment_changes}.get(kind, _generic_changes)
+    return [summary for _, summary, _, _ in compare(old, new)]
+
+
 def _noun(kind: str) -> str:
     return kind[:-1]
 

@@ -12,7 +12,7 @@ import itertools
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,3 +144,40 @@ def write_all(changes: Sequence[tuple[Path, str]]) -> None:
             else:
                 atomic_write(path, before.decode("utf-8"))
         raise
+
+
+MISSING: Any = object()  # what get_path returns for a path that is not there
+
+
+def get_path(node: Any, path: Sequence[str]) -> Any:
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+def set_path(node: Any, path: Sequence[str], value: Any, create: bool = False) -> None:
+    """Set a nested mapping value; with ``create``, missing parents become mappings."""
+    for part in path[:-1]:
+        if part not in node or not isinstance(node[part], Mapping):
+            if not create:
+                return
+            node[part] = CommentedMap()
+        node = node[part]
+    node[path[-1]] = value
+
+
+def delete_path(node: Any, path: Sequence[str]) -> None:
+    """Delete a nested key and any mapping the deletion leaves empty."""
+    parents = []
+    for part in path[:-1]:
+        if not isinstance(node, Mapping) or part not in node:
+            return
+        parents.append((node, part))
+        node = node[part]
+    if isinstance(node, MutableMapping) and path[-1] in node:
+        del node[path[-1]]
+    for parent, part in reversed(parents):
+        if isinstance(parent, MutableMapping) and isinstance(parent[part], Mapping) and not parent[part]:
+            del parent[part]

@@ -194,7 +194,7 @@ def log(root: Path, rev_range: str | None = None, paths: Sequence[str] = (), *, 
     commit's changed files as (status, path, new blob sha), renames split into D + A."""
     repo = ensure_repo(root)
     prefix = _prefix(repo, root)
-    args = [*(f"-c{c}" for c in config)]
+    args = [item for c in config for item in ("-c", c)]
     fmt = _RECORD + "%x00".join(_FIELDS) + "%x00"
     log_args = ["log", f"--format={fmt}"]
     if reverse:

@@ -9,17 +9,16 @@ nothing) and can commit with trailers that make promotion history computable fro
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flagstone.diff import Change, diff_environments, is_secret_value
-from flagstone.edit import Document, write_all
+from flagstone.edit import MISSING, Document, delete_path, get_path, set_path, write_all
 from flagstone.errors import ConflictError, FlagstoneError, Problem
-from flagstone.load import environment_files, read_environment
 from flagstone.model import KEYED_KINDS, Environment, Kind, Repository
-from flagstone.validate import iter_condition, marked_config_paths, validate_loaded
+from flagstone.validate import iter_condition, marked_config_paths, validate_with_files
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +171,9 @@ def _write_targets(repo: Repository, source: Environment, target: Environment, m
             prefix = f"{move.kind}.{move.key}."
             if path.startswith(prefix) and old is not None:
                 field_path = tuple(path[len(prefix):].split("."))
-                restored = _get(old, field_path)
-                if restored is not _ABSENT:
-                    _set(node, field_path, copy.deepcopy(restored))
+                restored = get_path(old, field_path)
+                if restored is not MISSING:
+                    set_path(node, field_path, copy.deepcopy(restored))
                     kept.append(path)
         target_doc.data[move.key] = node
     return {rel: doc.dump() for rel, doc in docs.items() if rel.startswith(target_prefix)}, kept
@@ -195,18 +194,15 @@ def _promote_config(repo: Repository, source: Environment, target: Environment, 
                         for p in pinned if p.startswith("config."))
         secret = dotted in secret_paths or is_secret_value(src_leaves.get(dotted)) or is_secret_value(dst_leaves.get(dotted))
         if is_pinned or secret:
-            if src_leaves.get(dotted, _ABSENT) != dst_leaves.get(dotted, _ABSENT):
+            if src_leaves.get(dotted, MISSING) != dst_leaves.get(dotted, MISSING):
                 kept.append(f"config.{dotted}" + (" (secret)" if secret and not is_pinned else ""))
             continue
         path = tuple(dotted.split("."))
         if dotted in src_leaves:
-            _set(dst_doc.data, path, copy.deepcopy(src_leaves[dotted]), create=True)
+            set_path(dst_doc.data, path, copy.deepcopy(src_leaves[dotted]), create=True)
         else:
-            _delete(dst_doc.data, path)
+            delete_path(dst_doc.data, path)
     return kept
-
-
-_ABSENT: Any = object()
 
 
 def _leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -217,55 +213,8 @@ def _leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
         yield prefix.rstrip("."), node
 
 
-def _get(node: Any, path: Sequence[str]) -> Any:
-    for part in path:
-        if not isinstance(node, Mapping) or part not in node:
-            return _ABSENT
-        node = node[part]
-    return node
-
-
-def _set(node: Any, path: Sequence[str], value: Any, create: bool = False) -> None:
-    from ruamel.yaml.comments import CommentedMap
-
-    for part in path[:-1]:
-        if part not in node or not isinstance(node[part], Mapping):
-            if not create:
-                return
-            node[part] = CommentedMap()
-        node = node[part]
-    node[path[-1]] = value
-
-
-def _delete(node: Any, path: Sequence[str]) -> None:
-    parents = []
-    for part in path[:-1]:
-        if not isinstance(node, Mapping) or part not in node:
-            return
-        parents.append((node, part))
-        node = node[part]
-    if isinstance(node, MutableMapping) and path[-1] in node:
-        del node[path[-1]]
-    for parent, part in reversed(parents):  # drop mappings the deletion emptied
-        if isinstance(parent, MutableMapping) and isinstance(parent[part], Mapping) and not parent[part]:
-            del parent[part]
-
-
 def _target_after(repo: Repository, target: Environment, files: Mapping[str, str]) -> tuple[Environment, list[Problem]]:
-    current = environment_files(repo.root, target.name)
-    current.update({rel: text.encode() for rel, text in files.items()})
-    after, load_problems = read_environment(target.name, current)
-    environments = {**repo.environments, target.name: after}
-    candidate = replace(repo, environments=environments)
-
-    def read_text(rel: str) -> str | None:
-        if rel in files:
-            return files[rel]
-        path = repo.root / rel
-        return path.read_text(encoding="utf-8") if path.exists() else None
-
-    problems = validate_loaded(candidate, load_problems, envs=[target.name], read_text=read_text)
-    return after, problems
+    return validate_with_files(repo, target.name, files)
 
 
 def apply_promotion(root: Path, promotion: Promotion, *, commit: bool = False, branch: str | None = None,

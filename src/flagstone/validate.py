@@ -121,6 +121,29 @@ def validate_loaded(
     return attach_positions(problems, reader)
 
 
+def validate_with_files(repo: Repository, env_name: str, files: Mapping[str, str | None]) -> tuple[Environment, list[Problem]]:
+    """Validate ``env_name`` as it would be with ``files`` written (None: deleted), before
+    anything touches the disk; positions refer to the new texts."""
+    from flagstone.load import environment_files, read_environment
+
+    current = environment_files(repo.root, env_name)
+    for rel, text in files.items():
+        if text is None:
+            current.pop(rel, None)
+        else:
+            current[rel] = text.encode()
+    after, load_problems = read_environment(env_name, current)
+    candidate = replace(repo, environments={**repo.environments, env_name: after})
+
+    def read_text(rel: str) -> str | None:
+        if rel in files:
+            return files[rel]
+        path = repo.root / rel
+        return path.read_text(encoding="utf-8") if path.exists() else None
+
+    return after, validate_loaded(candidate, load_problems, envs=[env_name], read_text=read_text)
+
+
 def _env_of(file: str) -> str | None:
     parts = file.split("/")
     return parts[1] if len(parts) > 2 and parts[0] == ENVIRONMENTS_DIR else None

@@ -1,0 +1,299 @@
+"""The audit trail from git: per-key history, rollback to a revision, semantic revert.
+
+History walks the commits that touched ``environments/`` once (oldest first, with the
+blob of every changed file), reads each distinct blob once through one ``cat-file``,
+parses it once, and compares the key's value between consecutive versions — git's
+line-based tools cannot tell one ``enabled:`` from another.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from flagstone import gitio
+from flagstone.diff import Change, diff_environments, object_changes
+from flagstone.edit import MISSING, Document, delete_path, get_path, set_path, write_all
+from flagstone.errors import FlagstoneError, LoadError, Problem
+from flagstone.load import environment_files, parse_yaml, read_environment
+from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, Environment, Repository
+from flagstone.validate import validate_with_files
+
+_ABSENT: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    commit: gitio.CommitInfo
+    env: str
+    kind: str
+    key: str
+    action: str  # added, removed, changed
+    changes: tuple[str, ...]
+    old: Any
+    new: Any
+
+
+def _kind_of(rel: str, env: str) -> str | None:
+    """The kind a repository-relative file belongs to in ``env``, or None."""
+    base = f"{ENVIRONMENTS_DIR}/{env}/"
+    if not rel.startswith(base) or not rel.endswith((".yaml", ".yml")):
+        return None
+    parts = PurePosixPath(rel[len(base):]).parts
+    name = PurePosixPath(parts[0]).stem if len(parts) == 1 else parts[0]
+    return name if name in (*KEYED_KINDS, "config") and len(parts) <= 2 else None
+
+
+def _env_of(rel: str) -> str | None:
+    parts = rel.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == ENVIRONMENTS_DIR else None
+
+
+def key_history(root: Path, key: str, *, envs: Sequence[str] | None = None, since: dt.datetime | None = None,
+                author: str | None = None) -> list[HistoryEntry]:
+    """Every commit that changed ``key`` (a flag, segment or experiment key, or a dotted
+    config key such as ``api.timeout_ms``), newest first."""
+    config_path = tuple(key.removeprefix("config.").split(".")) if "." in key else None
+    entries = gitio.log(root, paths=[ENVIRONMENTS_DIR], reverse=True, raw=True)
+    state: dict[str, str] = {}  # path -> blob sha, as of the commit being walked
+    parsed: dict[str, Any] = {}  # blob sha -> data
+    previous: dict[str, tuple[str, Any]] = {}  # env -> (kind, value)
+    out: list[HistoryEntry] = []
+    for info, files in entries:
+        touched: set[tuple[str, str]] = set()
+        for status, rel, sha in files:
+            if status == "D":
+                state.pop(rel, None)
+            else:
+                state[rel] = sha
+            env = _env_of(rel)
+            kind = _kind_of(rel, env) if env else None
+            if env and kind and (envs is None or env in envs):
+                touched.add((env, kind))
+        for env in sorted({e for e, _ in touched}):
+            kinds = {k for e, k in touched if e == env}
+            wanted = {"config"} if config_path else set(KEYED_KINDS)
+            if not kinds & wanted:
+                continue
+            kind, value = _value_at(root, state, parsed, env, key, config_path)
+            old_kind, old = previous.get(env, (kind, _ABSENT))
+            if value == old or (value is _ABSENT and old is _ABSENT):
+                continue
+            previous[env] = (kind, value)
+            summary: tuple[str, ...]
+            if old is _ABSENT:
+                action, summary = "added", (f"{kind[:-1] if kind != 'config' else 'config key'} added",)
+            elif value is _ABSENT:
+                action, summary = "removed", (f"{old_kind[:-1] if old_kind != 'config' else 'config key'} removed",)
+            elif kind == "config" or not isinstance(old, Mapping) or not isinstance(value, Mapping):
+                action, summary = "changed", (f"{_short(old)} → {_short(value)}",)
+            else:
+                action, summary = "changed", tuple(object_changes(kind, old, value)) or ("changed",)
+            out.append(HistoryEntry(info, env, kind if value is not _ABSENT else old_kind, key, action, summary,
+                                    None if old is _ABSENT else old, None if value is _ABSENT else value))
+    out.reverse()
+    if since is not None:
+        out = [e for e in out if e.commit.date >= since]
+    if author is not None:
+        needle = author.lower()
+        out = [e for e in out if needle in e.commit.author_email.lower() or needle in e.commit.author_name.lower()]
+    return out
+
+
+def _short(value: Any) -> str:
+    import json
+
+    if isinstance(value, str) and value.startswith("ENC["):
+        return "<secret>"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _value_at(root: Path, state: Mapping[str, str], parsed: dict[str, Any], env: str, key: str,
+              config_path: tuple[str, ...] | None) -> tuple[str, Any]:
+    for rel, sha in state.items():
+        kind = _kind_of(rel, env)
+        if kind is None or (config_path is None) == (kind == "config"):
+            continue
+        if sha not in parsed:
+            try:
+                parsed[sha] = parse_yaml(gitio.blob(root, sha), rel)
+            except LoadError:
+                parsed[sha] = None
+        data = parsed[sha]
+        if not isinstance(data, Mapping):
+            continue
+        if config_path is not None:
+            node: Any = data
+            for part in config_path:
+                if not isinstance(node, Mapping) or part not in node:
+                    node = _ABSENT
+                    break
+                node = node[part]
+            return "config", node
+        if key in data:
+            return kind, data[key]
+    return "config" if config_path else "flags", _ABSENT
+
+
+# --- rollback and revert --------------------------------------------------------------------
+
+
+@dataclass
+class Restoration:
+    env: str
+    files: dict[str, str | None]  # repository-relative path -> new text, None to delete
+    changes: list[Change]
+    message: str
+    trailers: dict[str, str]
+
+
+class RestorationInvalid(FlagstoneError):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(f"the result would be invalid ({len(problems)} error(s)); nothing was written")
+        self.problems = problems
+
+
+def _env_at(root: Path, rev: str, env: str) -> tuple[Environment | None, dict[str, bytes]]:
+    files = gitio.tree_files(root, rev, f"{ENVIRONMENTS_DIR}/{env}")
+    return (read_environment(env, files)[0] if files else None), files
+
+
+def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()) -> Restoration:
+    """Restore ``env`` (or only some keys of it) as it was at ``rev``."""
+    current = repo.env(env)
+    sha = gitio.resolve(repo.root, rev)
+    old_env, old_files = _env_at(repo.root, sha, env)
+    if old_env is None:
+        raise FlagstoneError(f"{env} did not exist at {rev}; pick a later revision")
+    files: dict[str, str | None]
+    if only:
+        files = dict(_restore_keys(repo, current, old_env, only))
+    else:
+        now = environment_files(repo.root, env)
+        files = {rel: data.decode() for rel, data in old_files.items()
+                                        if _kind_of(rel, env) and now.get(rel) != data}
+        files.update({rel: None for rel in now if rel not in old_files and _kind_of(rel, env)})
+    after, problems = validate_with_files(repo, env, files)
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        raise RestorationInvalid(errors)
+    changes = diff_environments(current, after, env)
+    scope = ", ".join(only) if only else "every key"
+    message = f"Roll back {env} to {sha[:12]} ({scope})\n\n" + "\n".join(
+        f"- {c.kind[:-1] if c.kind != 'config' else 'config'} {c.key}: {c.summary}" for c in changes)
+    return Restoration(env, files, changes, message, {"Flagstone-Rollback": f"{env} to {sha}"})
+
+
+def _restore_keys(repo: Repository, current: Environment, old: Environment, keys: Sequence[str]) -> dict[str, str | None]:
+    docs: dict[str, Document] = {}
+
+    def document(rel: str) -> Document:
+        if rel not in docs:
+            path = repo.root / rel
+            docs[rel] = Document.parse(path.read_text(encoding="utf-8") if path.exists() else "")
+        return docs[rel]
+
+    for name in keys:
+        if "." in name:
+            _restore_config(document(current.file_for("config")), old, tuple(name.removeprefix("config.").split(".")))
+            continue
+        kinds = [k for k in KEYED_KINDS if name in old.objects(k) or name in current.objects(k)]
+        if not kinds:
+            raise FlagstoneError(f"{name!r} is neither in {current.name} now nor at that revision")
+        for kind in kinds:
+            before = old.objects(kind).get(name)
+            target = document(current.file_for(kind, name))
+            if before is None:
+                target.data.pop(name, None)
+            else:
+                target.data[name] = copy.deepcopy(dict(before.raw))
+    return {rel: doc.dump() for rel, doc in docs.items()}
+
+
+def _restore_config(doc: Document, old: Environment, path: tuple[str, ...]) -> None:
+    value = get_path(old.config.values, path) if old.config else MISSING
+    if value is MISSING:
+        delete_path(doc.data, path)
+    else:
+        set_path(doc.data, path, copy.deepcopy(value), create=True)
+
+
+def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -> list[Restoration]:
+    """Undo one commit's changes to flagstone objects, key by key: later changes to other
+    keys of the same files stay; a key that changed again since is a conflict."""
+    root = repo.root
+    sha = gitio.resolve(root, rev)
+    info, files = gitio.log(root, f"{sha}^!", raw=True)[0]
+    if not info.parents:
+        raise FlagstoneError(f"{sha[:12]} is the first commit: there is nothing before it to return to")
+    parent = info.parents[0]
+    touched = sorted({e for _, rel, _ in files if (e := _env_of(rel)) and (envs is None or e in envs)})
+    if not touched:
+        raise FlagstoneError(f"{sha[:12]} changed no flagstone environment" + (f" in {', '.join(envs)}" if envs else ""))
+    plans = []
+    for env in touched:
+        before, _ = _env_at(root, parent, env)
+        after, _ = _env_at(root, sha, env)
+        current = repo.env(env)
+        undo: list[str] = []
+        conflicts: list[str] = []
+        for change in diff_environments(before, after, env):
+            name = f"config.{change.key}" if change.kind == "config" else change.key
+            if name in undo or name in conflicts:
+                continue
+            then = _lookup(after, change.kind, change.key)
+            now = _lookup(current, change.kind, change.key)
+            if now == _lookup(before, change.kind, change.key):
+                continue  # already back where it was
+            if now != then:
+                conflicts.append(name)
+            else:
+                undo.append(name)
+        if conflicts:
+            raise FlagstoneError(f"cannot revert {sha[:12]} in {env}: {', '.join(conflicts)} changed again since; "
+                                 f"use `flagstone rollback {env} --to {parent[:12]} --only KEY` for the keys you mean")
+        if not undo:
+            continue
+        files_out = _restore_keys(repo, current, before or read_environment(env, {})[0], undo)
+        after_revert, problems = validate_with_files(repo, env, files_out)
+        errors = [p for p in problems if p.is_error]
+        if errors:
+            raise RestorationInvalid(errors)
+        changes = diff_environments(current, after_revert, env)
+        message = f"Revert \"{info.subject}\" in {env}\n\nThis undoes {sha[:12]} for: {', '.join(undo)}"
+        plans.append(Restoration(env, dict(files_out), changes, message, {"Flagstone-Revert": sha}))
+    if not plans:
+        raise FlagstoneError(f"{sha[:12]}'s changes are already undone")
+    return plans
+
+
+def _lookup(env: Environment | None, kind: str, key: str) -> Any:
+    if env is None:
+        return _ABSENT
+    if kind == "config":
+        node: Any = env.config.values if env.config else {}
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return _ABSENT
+            node = node[part]
+        return node
+    obj = env.objects(kind).get(key)  # type: ignore[arg-type]
+    return obj.raw if obj is not None else _ABSENT
+
+
+def apply_restoration(root: Path, plan: Restoration, *, commit: bool = True) -> str | None:
+    env_dir = f"{ENVIRONMENTS_DIR}/{plan.env}"
+    if commit and not gitio.is_clean(root, [env_dir]):
+        raise FlagstoneError(f"{env_dir}/ has uncommitted changes: commit or stash them first")
+    writes = [(root / rel, text) for rel, text in plan.files.items() if text is not None]
+    deletions = [root / rel for rel, text in plan.files.items() if text is None]
+    write_all(writes)
+    for path in deletions:
+        path.unlink(missing_ok=True)
+    if not commit:
+        return None
+    return gitio.commit(root, sorted(plan.files), plan.message, plan.trailers)

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.test_validate_corpus import CASES
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+
+
+def edit(root: Path, rel: str, old: str, new: str) -> None:
+    path = root / rel
+    text = path.read_text()
+    assert old in text, (rel, old)
+    path.write_text(text.replace(old, new))
+
+
+@pytest.fixture
+def repo(git_repo, commit) -> Path:
+    root = Path(git_repo.working_dir)
+    shutil.copytree(CASES / "valid" / "base", root, dirs_exist_ok=True)
+    commit(message="base", GIT_AUTHOR_NAME="Ann", GIT_AUTHOR_EMAIL="ann@example.test", GIT_AUTHOR_DATE="2026-01-01T10:00:00+00:00", GIT_COMMITTER_DATE="2026-01-01T10:00:00+00:00")
+    edit(root, "environments/prod/flags.yaml", "on: 20, off: 80", "on: 50, off: 50")
+    commit(message="ramp checkout", GIT_AUTHOR_NAME="Bob", GIT_AUTHOR_EMAIL="bob@example.test", GIT_AUTHOR_DATE="2026-02-01T10:00:00+00:00", GIT_COMMITTER_DATE="2026-02-01T10:00:00+00:00")
+    edit(root, "environments/prod/config.yaml", "timeout_ms: 500", "timeout_ms: 800")
+    edit(root, "environments/prod/flags.yaml", "  default: short", "  default: long")
+    commit(message="timeouts and banner", GIT_AUTHOR_NAME="Cy", GIT_AUTHOR_EMAIL="cy@example.test", GIT_AUTHOR_DATE="2026-03-01T10:00:00+00:00", GIT_COMMITTER_DATE="2026-03-01T10:00:00+00:00")
+    return root
+
+
+def history(cli, root: Path, *args: str) -> list[dict]:
+    result = cli(["history", *args, "--format", "json"], cwd=root)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_history__one_flag__newest_first_with_author_and_change(cli, repo: Path) -> None:
+    entries = history(cli, repo, "new-checkout", "--env", "prod")
+    assert [(e["author"], e["changes"]) for e in entries] == [
+        ("Bob", ["rule 2 rollout on 20% → 50%, off 80% → 50%"]),
+        ("Ann", ["flag added"]),
+    ]
+    assert entries[0]["signature"] == "N"
+
+
+def test_history__config_key__and_filters(cli, repo: Path) -> None:
+    entries = history(cli, repo, "api.timeout_ms", "--env", "prod")
+    assert [(e["author"], e["changes"]) for e in entries] == [("Cy", ["500 → 800"]), ("Ann", ["config key added"])]
+    assert [e["author"] for e in history(cli, repo, "new-checkout", "--since", "2026-01-15")] == ["Bob"]
+    assert [e["author"] for e in history(cli, repo, "new-checkout", "--author", "ann@")] == ["Ann", "Ann"]
+
+
+def test_history__follows_a_kind_moving_from_a_file_to_a_folder(cli, repo: Path, commit) -> None:
+    flags = repo / "environments" / "prod" / "flags.yaml"
+    text = flags.read_text()
+    (repo / "environments" / "prod" / "flags").mkdir()
+    (repo / "environments" / "prod" / "flags" / "checkout.yaml").write_text(text.split("banner-text:")[0])
+    (repo / "environments" / "prod" / "flags" / "banner.yaml").write_text("banner-text:" + text.split("banner-text:")[1])
+    flags.unlink()
+    commit(message="split flags into a folder")
+    edit(repo, "environments/prod/flags/checkout.yaml", "on: 50, off: 50", "on: 60, off: 40")
+    commit(message="ramp again")
+    entries = history(cli, repo, "new-checkout", "--env", "prod")
+    assert [e["subject"] for e in entries] == ["ramp again", "ramp checkout", "base"]
+
+
+def test_rollback__restores_the_environment_as_a_new_commit(cli, repo: Path) -> None:
+    first = git(repo, "rev-list", "--max-parents=0", "HEAD").strip()
+    result = cli(["rollback", "prod", "--to", first, "--yes"], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "4"  # history is never rewritten
+    assert (repo / "environments" / "prod" / "flags.yaml").read_text() == (CASES / "valid" / "base" / "environments" / "prod" / "flags.yaml").read_text()
+    assert cli(["validate"], cwd=repo).exit_code == 0
+    message = git(repo, "log", "-1", "--format=%B")
+    assert message.startswith(f"Roll back prod to {first[:12]} (every key)")
+    assert f"Flagstone-Rollback: prod to {first}" in message
+    latest = history(cli, repo, "new-checkout", "--env", "prod")[0]
+    assert latest["subject"].startswith("Roll back prod") and latest["changes"] == ["rule 2 rollout on 50% → 20%, off 50% → 80%"]
+
+
+def test_rollback__only_one_key__keeps_the_rest(cli, repo: Path) -> None:
+    result = cli(["rollback", "prod", "--to", "HEAD~2", "--only", "api.timeout_ms", "--yes"], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    assert "timeout_ms: 500" in (repo / "environments/prod/config.yaml").read_text()
+    assert "default: long" in (repo / "environments/prod/flags.yaml").read_text()
+
+
+def test_rollback__to_date(cli, repo: Path) -> None:
+    assert cli(["rollback", "prod", "--to-date", "2026-01-15", "--yes"], cwd=repo).exit_code == 0
+    assert "on: 20, off: 80" in (repo / "environments/prod/flags.yaml").read_text()
+
+
+def test_rollback__invalid_result__aborts_and_leaves_the_tree_clean(cli, repo: Path, commit) -> None:
+    schema = repo / "schemas" / "config.schema.json"
+    schema.write_text(schema.read_text().replace('"minimum": 1', '"minimum": 600'))
+    edit(repo, "environments/dev/config.yaml", "timeout_ms: 500", "timeout_ms: 700")
+    commit(message="timeouts must be at least 600")
+    result = cli(["rollback", "prod", "--to", "HEAD~3", "--yes"], cwd=repo)
+    assert result.exit_code == 1
+    assert "api.timeout_ms: 500 is less than the minimum of 600" in result.stdout
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_revert__undoes_one_commit_key_by_key_keeping_later_changes(cli, repo: Path, commit) -> None:
+    edit(repo, "environments/prod/flags.yaml", "on: 50, off: 50", "on: 70, off: 30")
+    commit(message="ramp to 70")
+    target = git(repo, "rev-parse", "HEAD~1").strip()  # "timeouts and banner"
+    result = cli(["revert", target, "--yes"], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    flags = (repo / "environments/prod/flags.yaml").read_text()
+    assert "default: short" in flags and "on: 70, off: 30" in flags
+    assert "timeout_ms: 500" in (repo / "environments/prod/config.yaml").read_text()
+    assert f"Flagstone-Revert: {target}" in git(repo, "log", "-1", "--format=%B")
+
+
+def test_revert__a_key_changed_again_since__is_a_conflict(cli, repo: Path, commit) -> None:
+    ramp = git(repo, "rev-parse", "HEAD~1").strip()  # "ramp checkout"
+    edit(repo, "environments/prod/flags.yaml", "on: 50, off: 50", "on: 70, off: 30")
+    commit(message="ramp to 70")
+    result = cli(["revert", ramp, "--yes"], cwd=repo)
+    assert result.exit_code == 2
+    assert "new-checkout changed again since" in result.stderr
+    assert git(repo, "status", "--porcelain") == ""
