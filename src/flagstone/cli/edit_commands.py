@@ -1,0 +1,306 @@
+"""`flag …`, `segment …`, `config …`: edits that keep comments, validate, and can commit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flagstone.cli.app import ExitCode, ValidateFormat, app, command, err, out
+from flagstone.errors import FlagstoneError
+
+flag_app = typer.Typer(help="Create and change flags (comments and formatting are kept).", no_args_is_help=True)
+segment_app = typer.Typer(help="Create and change segments.", no_args_is_help=True)
+config_app = typer.Typer(help="Read and change configuration values.", no_args_is_help=True)
+app.add_typer(flag_app, name="flag")
+app.add_typer(segment_app, name="segment")
+app.add_typer(config_app, name="config")
+
+Env = Annotated[str, typer.Option("--env", "-e", help="The environment to change.")]
+Commit = Annotated[bool, typer.Option("--commit", help="Commit the change.")]
+Message = Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")]
+Root = Annotated[Path | None, typer.Option("--root", help="Repository root.")]
+
+
+def apply_edit(root: Path | None, env: str, kind: str, key: str | None, change: Callable[[Any], str],
+               commit: bool, message: str | None) -> None:
+    """Load the file that holds ``key``, let ``change`` edit it (returning a description),
+    validate the environment with the new text, then write atomically and maybe commit."""
+    from flagstone import gitio
+    from flagstone.cli.output import emit_problems
+    from flagstone.edit import Document, atomic_write
+    from flagstone.load import find_root, load_repository
+    from flagstone.validate import validate_with_files
+
+    repo_root = find_root(root or Path.cwd())
+    repo, _ = load_repository(repo_root, [env])
+    target = repo.env(env)
+    rel = target.file_for(kind, key)  # type: ignore[arg-type]
+    path = repo_root / rel
+    if commit and not gitio.is_clean(repo_root, [rel]):
+        raise FlagstoneError(f"{rel} has uncommitted changes: commit them first, or edit without --commit")
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    doc = Document.parse(before)
+    description = change(doc.data)
+    text = doc.dump()
+    if text == before:
+        err.print(f"{rel}: already so, nothing to change")
+        return
+    _, problems = validate_with_files(repo, env, {rel: text})
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        emit_problems(errors, ValidateFormat.text)
+        err.print(f"error: the edit would leave {env} invalid; {rel} was not changed")
+        raise typer.Exit(ExitCode.FINDINGS)
+    atomic_write(path, text)
+    out.print(f"{rel}: {description}")
+    if commit:
+        sha = gitio.commit(repo_root, [rel], message or f"{env}: {description}")
+        err.print(f"committed {sha[:12]}")
+
+
+def _flag(data: Any, key: str) -> Any:
+    if key not in data:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(data), n=1)
+        raise FlagstoneError(f"no flag {key!r} here" + (f"; did you mean {close[0]!r}?" if close else ""))
+    return data[key]
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as YAML/JSON would read it: 3 → 3, true → True, "x" → "x"."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+@command(name="create", group=flag_app)
+def flag_create(
+    key: Annotated[str, typer.Argument(help="The new flag's key.")],
+    env: Env = "dev",
+    description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    owner: Annotated[str | None, typer.Option("--owner")] = None,
+    variants: Annotated[str, typer.Option("--variants", help="name=value pairs, comma-separated (values as JSON).")] = "on=true,off=false",
+    default: Annotated[str | None, typer.Option("--default", help="The variant served by default (default: the last).")] = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="YYYY-MM-DD after which the flag should go.")] = None,
+    commit: Commit = False, message: Message = None, root: Root = None,
+) -> None:
+    """Create a flag (disabled variants and rules come later with `flag rollout`/`flag target`)."""
+    pairs = [p.split("=", 1) for p in variants.split(",") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise FlagstoneError("--variants takes name=value pairs, e.g. on=true,off=false")
+    values = {name.strip(): parse_value(value.strip()) for name, value in pairs}
+
+    def change(data: Any) -> str:
+        from ruamel.yaml.comments import CommentedMap
+
+        if key in data:
+            raise FlagstoneError(f"flag {key!r} already exists in {env}")
+        flag = CommentedMap()
+        if description:
+            flag["description"] = description
+        if owner:
+            flag["owner"] = owner
+        if expires:
+            flag["expires"] = expires
+        flag["variants"] = CommentedMap(values)
+        flag["variants"].fa.set_flow_style()
+        flag["enabled"] = True
+        off = "off" if "off" in values else list(values)[-1]
+        flag["off_variant"] = off
+        flag["default"] = default or off
+        data[key] = flag
+        return f"flag {key} created"
+
+    apply_edit(root, env, "flags", key, change, commit, message)
+
+
+def _toggle(key: str, env: str, enabled: bool, commit: bool, message: str | None, root: Path | None) -> None:
+    def change(data: Any) -> str:
+        _flag(data, key)["enabled"] = enabled
+        return f"flag {key} {'enabled' if enabled else 'disabled (kill switch)'}"
+
+    apply_edit(root, env, "flags", key, change, commit, message)
+
+
+@command(name="enable", group=flag_app)
+def flag_enable(key: str, env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None) -> None:
+    """Release the kill switch."""
+    _toggle(key, env, True, commit, message, root)
+
+
+@command(name="disable", group=flag_app)
+def flag_disable(key: str, env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None) -> None:
+    """Pull the kill switch: everyone gets off_variant."""
+    _toggle(key, env, False, commit, message, root)
+
+
+@command(name="rollout", group=flag_app)
+def flag_rollout(
+    key: str,
+    variant: Annotated[list[str], typer.Option("--variant", "-v", help="name=percent (repeatable); the rest of the variants share nothing.")],
+    env: Env = "dev",
+    rule: Annotated[int | None, typer.Option("--rule", help="Change the rollout of this rule (1-based) instead of the default.")] = None,
+    commit: Commit = False, message: Message = None, root: Root = None,
+) -> None:
+    """Set a percentage rollout on the default (or a rule): --variant on=50 --variant off=50."""
+    weights: dict[str, float] = {}
+    for item in variant:
+        name, _, pct = item.partition("=")
+        try:
+            weights[name.strip()] = float(pct)
+        except ValueError:
+            raise FlagstoneError(f"--variant {item!r}: write name=percent, e.g. on=25") from None
+    if len(weights) == 1:
+        raise FlagstoneError("give every variant of the rollout, e.g. --variant on=25 --variant off=75")
+
+    def change(data: Any) -> str:
+        from ruamel.yaml.comments import CommentedMap
+
+        flag = _flag(data, key)
+        rollout = CommentedMap((k, int(v) if v.is_integer() else v) for k, v in weights.items())
+        rollout.fa.set_flow_style()
+        serve = CommentedMap(rollout=rollout)
+        serve.fa.set_flow_style()
+        if rule is None:
+            old = flag.get("default")
+            if isinstance(old, dict) and "by" in old:
+                serve["by"] = old["by"]
+            flag["default"] = serve
+            where = "default"
+        else:
+            rules = flag.get("rules") or []
+            if not 1 <= rule <= len(rules):
+                raise FlagstoneError(f"flag {key!r} has {len(rules)} rule(s); --rule takes 1..{len(rules)}")
+            old = rules[rule - 1].get("serve")
+            if isinstance(old, dict) and "by" in old:
+                serve["by"] = old["by"]
+            rules[rule - 1]["serve"] = serve
+            where = f"rule {rule}"
+        shares = ", ".join(f"{k} {v:g}%" for k, v in weights.items())
+        return f"flag {key} {where} rollout {shares}"
+
+    apply_edit(root, env, "flags", key, change, commit, message)
+
+
+@command(name="target", group=flag_app)
+def flag_target(
+    key: str,
+    variant: Annotated[str, typer.Option("--variant", "-v", help="The variant the units get.")],
+    add: Annotated[list[str] | None, typer.Option("--add", help="Unit ids to target (repeatable).")] = None,
+    remove: Annotated[list[str] | None, typer.Option("--remove", help="Unit ids to stop targeting (repeatable).")] = None,
+    env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None,
+) -> None:
+    """Add or remove individual targets of a variant."""
+    def change(data: Any) -> str:
+        from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+        flag = _flag(data, key)
+        targets = flag.setdefault("targets", CommentedMap())
+        ids = targets.setdefault(variant, CommentedSeq())
+        if not ids:
+            ids.fa.set_flow_style()
+        added = [u for u in add or [] if u not in ids]
+        ids.extend(added)
+        removed = [u for u in remove or [] if u in ids]
+        for unit in removed:
+            ids.remove(unit)
+        if not ids:
+            del targets[variant]
+        if not targets:
+            del flag["targets"]
+        return f"flag {key} targets {variant} +{len(added)} −{len(removed)}"
+
+    apply_edit(root, env, "flags", key, change, commit, message)
+
+
+@command(name="set", group=segment_app)
+def segment_set(
+    key: str,
+    when: Annotated[str, typer.Option("--when", help='The condition as JSON, e.g. \'{"plan": "pro"}\'.')],
+    description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None,
+) -> None:
+    """Create a segment or replace its condition."""
+    try:
+        condition = json.loads(when)
+    except json.JSONDecodeError as e:
+        raise FlagstoneError(f"--when is not valid JSON ({e.msg}); e.g. '{{\"plan\": \"pro\"}}'") from None
+
+    def change(data: Any) -> str:
+        from ruamel.yaml.comments import CommentedMap
+
+        created = key not in data
+        segment = data.setdefault(key, CommentedMap())
+        if description:
+            segment["description"] = description
+        node = CommentedMap(condition)
+        node.fa.set_flow_style()
+        segment["when"] = node
+        return f"segment {key} {'created' if created else 'changed'}"
+
+    apply_edit(root, env, "segments", key, change, commit, message)
+
+
+@command(name="set", group=config_app)
+def config_set(
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. api.timeout_ms.")],
+    value: Annotated[str, typer.Argument(help="The value; typed by the app's schema (numbers, booleans, JSON).")],
+    env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None,
+) -> None:
+    """Set a config value, typed against the app's config schema."""
+    from flagstone.edit import set_path
+    from flagstone.load import find_root, load_repository
+    from flagstone.validate import marked_config_paths
+
+    repo, _ = load_repository(find_root(root or Path.cwd()), [env])
+    if key in marked_config_paths(repo, "x-flagstone-secret"):
+        raise FlagstoneError(f"{key} is a secret: it must be stored encrypted, not set in plain text")
+    typed = _typed(repo, key, value)
+
+    def change(data: Any) -> str:
+        set_path(data, tuple(key.split(".")), typed, create=True)
+        return f"config {key} = {json.dumps(typed)}"
+
+    apply_edit(root, env, "config", None, change, commit, message)
+
+
+def _typed(repo: Any, key: str, value: str) -> Any:
+    """Read the value as the schema's type for that key says (string unless it says otherwise)."""
+    from flagstone.validate import _app_schema
+
+    node = _app_schema(repo) or {}
+    for part in key.split("."):
+        node = node.get("properties", {}).get(part, {}) if isinstance(node, dict) else {}
+    kinds = node.get("type") if isinstance(node, dict) else None
+    kinds = [kinds] if isinstance(kinds, str) else kinds or []
+    if kinds == ["string"]:
+        return value
+    parsed = parse_value(value)
+    if "integer" in kinds and isinstance(parsed, float) and parsed.is_integer():
+        return int(parsed)
+    return parsed
+
+
+@command(name="get", group=config_app)
+def config_get(
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. api.timeout_ms.")],
+    env: Env = "dev", root: Root = None,
+) -> None:
+    """Print a config value as JSON (secrets are not shown)."""
+    from flagstone.diff import is_secret_value
+    from flagstone.load import find_root, load_repository
+
+    repo, _ = load_repository(find_root(root or Path.cwd()), [env])
+    config = repo.env(env).config
+    missing = object()
+    value = config.get(key, missing) if config is not None else missing
+    if value is missing:
+        raise FlagstoneError(f"no config key {key!r} in {env}")
+    sys.stdout.write(("<secret>" if is_secret_value(value) else json.dumps(value, sort_keys=True)) + "\n")
