@@ -33,9 +33,25 @@ def actionlint() -> Path:
 
 
 def workflow_files(tmp_path: Path) -> list[Path]:
-    scaffolded = tmp_path / "scaffold.yml"
-    scaffolded.write_text(scaffold_files("x", ["dev", "prod"], __import__("datetime").date(2026, 1, 1))[".github/workflows/flagstone.yml"])
-    return [*sorted((ROOT / ".github" / "workflows").glob("*.yml")), scaffolded]
+    import datetime as dt
+
+    files = scaffold_files("x", ["dev", "prod"], dt.date(2026, 1, 1))
+    scaffolded = []
+    for name in ("flagstone.yml", "flagstone-comment.yml"):
+        path = tmp_path / f"scaffold-{name}"
+        path.write_text(files[f".github/workflows/{name}"])
+        scaffolded.append(path)
+    return [*sorted((ROOT / ".github" / "workflows").glob("*.yml")), *scaffolded]
+
+
+def test_comment_workflow__finds_its_comment_by_the_diff_marker() -> None:
+    import datetime as dt
+
+    from flagstone.report_diff import MARKER
+
+    workflow = scaffold_files("x", ["dev"], dt.date(2026, 1, 1))[".github/workflows/flagstone-comment.yml"]
+    assert f"const marker = '{MARKER}';" in workflow
+    assert "updateComment" in workflow and "actions/checkout" not in workflow  # never runs the PR's code
 
 
 def test_workflows__pass_actionlint(actionlint: Path, tmp_path: Path) -> None:

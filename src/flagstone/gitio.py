@@ -7,6 +7,7 @@ becomes a ``GitError`` saying what to do.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,13 @@ class Revision:
 
 
 def _repo(root: Path) -> git.Repo | None:
+    return _open(str(root.resolve()))
+
+
+@functools.lru_cache(maxsize=8)
+def _open(root: str) -> git.Repo | None:
+    # One Repo per root for the process: its persistent `git cat-file --batch` is what
+    # makes reading thousands of blobs cheap.
     try:
         return git.Repo(root, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -60,7 +61,7 @@ def key_history(root: Path, key: str, *, envs: Sequence[str] | None = None, sinc
     config_path = tuple(key.removeprefix("config.").split(".")) if "." in key else None
     entries = gitio.log(root, paths=[ENVIRONMENTS_DIR], reverse=True, raw=True)
     state: dict[str, str] = {}  # path -> blob sha, as of the commit being walked
-    parsed: dict[str, Any] = {}  # blob sha -> data
+    parsed: dict[tuple[str, str], Any] = {}  # (blob sha, top-level key) -> (found, value)
     previous: dict[str, tuple[str, Any]] = {}  # env -> (kind, value)
     out: list[HistoryEntry] = []
     for info, files in entries:
@@ -112,31 +113,61 @@ def _short(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def _value_at(root: Path, state: Mapping[str, str], parsed: dict[str, Any], env: str, key: str,
+_NEXT_TOP_LEVEL = re.compile(r"^[^\s#-]", re.M)
+
+
+def _key_block(text: str, key: str) -> str | None:
+    """The lines of one top-level key (``key:`` at column 0 up to the next top-level
+    line), or None when the file is not laid out so (flow style, quoted keys, anchors)."""
+    match = re.search(rf"^{re.escape(key)}:(?=[ \t\r\n])", text, re.M)
+    if match is None or "&" in text or "*" in text:
+        return None
+    end = _NEXT_TOP_LEVEL.search(text, match.end())
+    return text[match.start():end.start() if end else len(text)]
+
+
+def _value_at(root: Path, state: Mapping[str, str], parsed: dict[tuple[str, str], Any], env: str, key: str,
               config_path: tuple[str, ...] | None) -> tuple[str, Any]:
+    top = config_path[0] if config_path else key
     for rel, sha in state.items():
         kind = _kind_of(rel, env)
         if kind is None or (config_path is None) == (kind == "config"):
             continue
-        if sha not in parsed:
-            try:
-                parsed[sha] = parse_yaml(gitio.blob(root, sha), rel)
-            except LoadError:
-                parsed[sha] = None
-        data = parsed[sha]
-        if not isinstance(data, Mapping):
+        if (sha, top) not in parsed:
+            parsed[(sha, top)] = _read_top_level(root, sha, rel, top)
+        found, value = parsed[(sha, top)]
+        if not found:
             continue
         if config_path is not None:
-            node: Any = data
-            for part in config_path:
+            node: Any = value
+            for part in config_path[1:]:
                 if not isinstance(node, Mapping) or part not in node:
-                    node = _ABSENT
-                    break
+                    return "config", _ABSENT
                 node = node[part]
             return "config", node
-        if key in data:
-            return kind, data[key]
+        return kind, value
     return "config" if config_path else "flags", _ABSENT
+
+
+def _read_top_level(root: Path, sha: str, rel: str, top: str) -> tuple[bool, Any]:
+    """(found, value) of one top-level key in a blob, parsing only that key's block
+    when the layout allows: ~1/50 of the work for a 50-flag file."""
+    text = gitio.blob(root, sha).decode("utf-8", errors="replace")
+    if top not in text:
+        return False, None  # other files of a folder kind: nothing to parse
+    block = _key_block(text, top)
+    try:
+        data = parse_yaml(block if block is not None else text, rel)
+    except LoadError:
+        if block is None:
+            return False, None
+        try:
+            data = parse_yaml(text, rel)
+        except LoadError:
+            return False, None
+    if not isinstance(data, Mapping) or top not in data:
+        return False, None
+    return True, data[top]
 
 
 # --- rollback and revert --------------------------------------------------------------------

@@ -40,6 +40,7 @@ def scaffold_files(project: str, environments: list[str], today: dt.date) -> dic
         "schemas/config.schema.json": _template("config.schema.json"),
         "specs/example.yaml": _template("specs/example.yaml"),
         ".github/workflows/flagstone.yml": _template("github/flagstone.yml"),
+        ".github/workflows/flagstone-comment.yml": _template("github/flagstone-comment.yml"),
         ".pre-commit-config.yaml": _template("pre-commit-config.yaml"),
         ".gitignore": _template("gitignore"),
     }
