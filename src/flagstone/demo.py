@@ -114,7 +114,18 @@ def tour(scratch: Path) -> None:
     print(textwrap.indent((result.stdout + result.stderr).rstrip(), "  "))
     if result.returncode != 0:
         raise SystemExit(1)
-    step("7. Start a new repository", "init scaffolds settings, schemas, three environments, a spec, a CI workflow "
+    step("7. Promote, review, audit, undo", "A rollout change in dev is promoted to staging as a commit with "
+         "trailers; the reviewer sees a semantic diff; history answers who changed what; rollback undoes it.")
+    run(scratch, ["flag", "rollout", "cloudkit-sync-v2", "--env", "staging", "-v", "on=60", "-v", "off=40",
+                  "--commit", "-m", "staging: sync v2 to 60%"])
+    run(scratch, ["diff", "--rev", "HEAD~1..HEAD", "--format", "markdown"])
+    run(scratch, ["flag", "target", "cloudkit-sync-v2", "--env", "dev", "-v", "on", "--add", "qa-android-1",
+                  "--commit", "-m", "dev: target the Android QA device"])
+    run(scratch, ["promote", "dev", "staging", "--only", "cloudkit-sync-v2", "--yes", "--commit"])
+    run(scratch, ["history", "cloudkit-sync-v2", "--env", "staging"])
+    run(scratch, ["rollback", "staging", "--to", "HEAD~3", "--only", "cloudkit-sync-v2", "--yes"])
+    run(scratch, ["drift", "staging", "prod"], expect=(1,))
+    step("8. Start a new repository", "init scaffolds settings, schemas, three environments, a spec, a CI workflow "
          "and a pre-commit hook; the result validates and its specs pass.")
     run(scratch, ["init", "new-project", "--project", "new-project"])
     run(scratch / "new-project", ["validate"])

@@ -181,3 +181,18 @@ def delete_path(node: Any, path: Sequence[str]) -> None:
     for parent, part in reversed(parents):
         if isinstance(parent, MutableMapping) and isinstance(parent[part], Mapping) and not parent[part]:
             del parent[part]
+
+
+def mapping(items: Any = (), *, flow: bool = False) -> CommentedMap:
+    """A new round-trip mapping; ``flow`` writes it inline ({a: 1})."""
+    node = CommentedMap(items)
+    if flow:
+        node.fa.set_flow_style()
+    return node
+
+
+def sequence(items: Any = (), *, flow: bool = False) -> CommentedSeq:
+    node = CommentedSeq(items)
+    if flow:
+        node.fa.set_flow_style()
+    return node

@@ -98,19 +98,18 @@ def flag_create(
     values = {name.strip(): parse_value(value.strip()) for name, value in pairs}
 
     def change(data: Any) -> str:
-        from ruamel.yaml.comments import CommentedMap
+        from flagstone.edit import mapping
 
         if key in data:
             raise FlagstoneError(f"flag {key!r} already exists in {env}")
-        flag = CommentedMap()
+        flag = mapping()
         if description:
             flag["description"] = description
         if owner:
             flag["owner"] = owner
         if expires:
             flag["expires"] = expires
-        flag["variants"] = CommentedMap(values)
-        flag["variants"].fa.set_flow_style()
+        flag["variants"] = mapping(values, flow=True)
         flag["enabled"] = True
         off = "off" if "off" in values else list(values)[-1]
         flag["off_variant"] = off
@@ -161,13 +160,11 @@ def flag_rollout(
         raise FlagstoneError("give every variant of the rollout, e.g. --variant on=25 --variant off=75")
 
     def change(data: Any) -> str:
-        from ruamel.yaml.comments import CommentedMap
+        from flagstone.edit import mapping
 
         flag = _flag(data, key)
-        rollout = CommentedMap((k, int(v) if v.is_integer() else v) for k, v in weights.items())
-        rollout.fa.set_flow_style()
-        serve = CommentedMap(rollout=rollout)
-        serve.fa.set_flow_style()
+        rollout = mapping(((k, int(v) if v.is_integer() else v) for k, v in weights.items()), flow=True)
+        serve = mapping({"rollout": rollout}, flow=True)
         if rule is None:
             old = flag.get("default")
             if isinstance(old, dict) and "by" in old:
@@ -199,13 +196,11 @@ def flag_target(
 ) -> None:
     """Add or remove individual targets of a variant."""
     def change(data: Any) -> str:
-        from ruamel.yaml.comments import CommentedMap, CommentedSeq
+        from flagstone.edit import mapping, sequence
 
         flag = _flag(data, key)
-        targets = flag.setdefault("targets", CommentedMap())
-        ids = targets.setdefault(variant, CommentedSeq())
-        if not ids:
-            ids.fa.set_flow_style()
+        targets = flag.setdefault("targets", mapping())
+        ids = targets.setdefault(variant, sequence(flow=True))
         added = [u for u in add or [] if u not in ids]
         ids.extend(added)
         removed = [u for u in remove or [] if u in ids]
@@ -234,15 +229,13 @@ def segment_set(
         raise FlagstoneError(f"--when is not valid JSON ({e.msg}); e.g. '{{\"plan\": \"pro\"}}'") from None
 
     def change(data: Any) -> str:
-        from ruamel.yaml.comments import CommentedMap
+        from flagstone.edit import mapping
 
         created = key not in data
-        segment = data.setdefault(key, CommentedMap())
+        segment = data.setdefault(key, mapping())
         if description:
             segment["description"] = description
-        node = CommentedMap(condition)
-        node.fa.set_flow_style()
-        segment["when"] = node
+        segment["when"] = mapping(condition, flow=True)
         return f"segment {key} {'created' if created else 'changed'}"
 
     apply_edit(root, env, "segments", key, change, commit, message)
