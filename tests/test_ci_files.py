@@ -93,3 +93,13 @@ def test_pre_commit_hooks__are_well_formed() -> None:
     for hook in hooks:
         assert {"id", "name", "entry", "language"} <= hook.keys()
         assert hook["entry"].startswith("flagstone ") and hook["pass_filenames"] is False
+
+
+def test_repository_workflows__are_the_scaffolded_ones() -> None:
+    import datetime as dt
+
+    files = scaffold_files("x", ["dev"], dt.date(2026, 1, 1))
+    ours = (ROOT / ".github" / "workflows" / "flagstone.yml").read_text()
+    assert ours == files[".github/workflows/flagstone.yml"].replace(
+        "run: python -m pip install flagstone", "run: python -m pip install .  # this repository is flagstone itself")
+    assert (ROOT / ".github" / "workflows" / "flagstone-comment.yml").read_text() == files[".github/workflows/flagstone-comment.yml"]
