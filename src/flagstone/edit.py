@@ -196,3 +196,22 @@ def sequence(items: Any = (), *, flow: bool = False) -> CommentedSeq:
     if flow:
         node.fa.set_flow_style()
     return node
+
+
+class DocumentSet:
+    """Round-trip documents of one repository, each file read once; a missing file
+    starts as an empty mapping."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.documents: dict[str, Document] = {}
+
+    def __getitem__(self, rel: str) -> Document:
+        if rel not in self.documents:
+            path = self.root / rel
+            self.documents[rel] = Document.parse(path.read_text(encoding="utf-8") if path.exists() else "")
+        return self.documents[rel]
+
+    def texts(self, under: str = "") -> dict[str, str]:
+        """The dumped text of every document under a folder (repository-relative)."""
+        return {rel: doc.dump() for rel, doc in self.documents.items() if rel.startswith(under)}

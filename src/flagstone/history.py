@@ -18,7 +18,15 @@ from typing import Any
 
 from flagstone import gitio
 from flagstone.diff import Change, diff_environments, object_changes
-from flagstone.edit import MISSING, Document, delete_path, get_path, set_path, write_all
+from flagstone.edit import (
+    MISSING,
+    Document,
+    DocumentSet,
+    delete_path,
+    get_path,
+    set_path,
+    write_all,
+)
 from flagstone.errors import FlagstoneError, LoadError, Problem
 from flagstone.load import environment_files, parse_yaml, read_environment
 from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, Environment, Repository
@@ -220,29 +228,22 @@ def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()
 
 
 def _restore_keys(repo: Repository, current: Environment, old: Environment, keys: Sequence[str]) -> dict[str, str | None]:
-    docs: dict[str, Document] = {}
-
-    def document(rel: str) -> Document:
-        if rel not in docs:
-            path = repo.root / rel
-            docs[rel] = Document.parse(path.read_text(encoding="utf-8") if path.exists() else "")
-        return docs[rel]
-
+    docs = DocumentSet(repo.root)
     for name in keys:
         if "." in name:
-            _restore_config(document(current.file_for("config")), old, tuple(name.removeprefix("config.").split(".")))
+            _restore_config(docs[current.file_for("config")], old, tuple(name.removeprefix("config.").split(".")))
             continue
         kinds = [k for k in KEYED_KINDS if name in old.objects(k) or name in current.objects(k)]
         if not kinds:
             raise FlagstoneError(f"{name!r} is neither in {current.name} now nor at that revision")
         for kind in kinds:
             before = old.objects(kind).get(name)
-            target = document(current.file_for(kind, name))
+            target = docs[current.file_for(kind, name)]
             if before is None:
                 target.data.pop(name, None)
             else:
                 target.data[name] = copy.deepcopy(dict(before.raw))
-    return {rel: doc.dump() for rel, doc in docs.items()}
+    return dict(docs.texts())
 
 
 def _restore_config(doc: Document, old: Environment, path: tuple[str, ...]) -> None:

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from flagstone.diff import Change, diff_environments, is_secret_value
-from flagstone.edit import MISSING, Document, delete_path, get_path, set_path, write_all
+from flagstone.edit import (
+    MISSING,
+    DocumentSet,
+    delete_path,
+    get_path,
+    set_path,
+    write_all,
+)
 from flagstone.errors import ConflictError, FlagstoneError, Problem
 from flagstone.model import KEYED_KINDS, Environment, Kind, Repository
 from flagstone.validate import iter_condition, marked_config_paths, validate_with_files
@@ -150,16 +157,9 @@ def _dependencies(source: Environment, target: Environment, moves: list[Move], i
 
 def _write_targets(repo: Repository, source: Environment, target: Environment, moves: Sequence[Move],
                    pinned: set[str], secret_paths: set[str]) -> tuple[dict[str, str], list[str]]:
-    docs: dict[str, Document] = {}
+    docs = DocumentSet(repo.root)
+    document = docs.__getitem__
     kept: list[str] = []
-    target_prefix = f"{target.directory}/"
-
-    def document(rel: str) -> Document:
-        if rel not in docs:
-            path = repo.root / rel
-            docs[rel] = Document.parse(path.read_text(encoding="utf-8") if path.exists() else "")
-        return docs[rel]
-
     for move in moves:
         if move.kind == "config":
             kept += _promote_config(repo, source, target, move.key, pinned, secret_paths, document)
@@ -176,7 +176,7 @@ def _write_targets(repo: Repository, source: Environment, target: Environment, m
                     set_path(node, field_path, copy.deepcopy(restored))
                     kept.append(path)
         target_doc.data[move.key] = node
-    return {rel: doc.dump() for rel, doc in docs.items() if rel.startswith(target_prefix)}, kept
+    return docs.texts(under=f"{target.directory}/"), kept
 
 
 def _promote_config(repo: Repository, source: Environment, target: Environment, prefix: str,
