@@ -128,12 +128,16 @@ def command(
     return register(fn) if fn is not None else register
 
 
+# The order `flagstone --help` lists commands in: a user's path through the tool.
+HELP_ORDER = ("init", "validate", "test", "eval", "build", "diff", "promote", "history", "verify", "edit_commands")
+
+
 def _load_commands() -> None:
     import flagstone.cli as package
 
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        if info.name not in ("app", "output") and not info.name.startswith("_"):
-            importlib.import_module(f"flagstone.cli.{info.name}")
+    names = [i.name for i in pkgutil.iter_modules(package.__path__) if i.name not in ("app", "output") and not i.name.startswith("_")]
+    for name in sorted(names, key=lambda n: (HELP_ORDER.index(n) if n in HELP_ORDER else len(HELP_ORDER), n)):
+        importlib.import_module(f"flagstone.cli.{name}")
 
 
 def main() -> None:

@@ -91,7 +91,7 @@ def flag_create(
     expires: Annotated[str | None, typer.Option("--expires", help="YYYY-MM-DD after which the flag should go.")] = None,
     commit: Commit = False, message: Message = None, root: Root = None,
 ) -> None:
-    """Create a flag (disabled variants and rules come later with `flag rollout`/`flag target`)."""
+    """Create a flag in one environment; add rollouts and targets with `flag rollout` and `flag target`."""
     pairs = [p.split("=", 1) for p in variants.split(",") if p.strip()]
     if any(len(p) != 2 for p in pairs):
         raise FlagstoneError("--variants takes name=value pairs, e.g. on=true,off=false")
