@@ -60,3 +60,13 @@ def test_bundle_schema__every_built_bundle_validates(tmp_path: Path) -> None:
         assert list(validator.iter_errors(bundle)) == []
     broken = dict(bundles[0], version=2)
     assert not validator.is_valid(broken)
+
+
+def test_build_bundle_bytes__equal_the_canonical_dump(tmp_path: Path) -> None:
+    from flagstone.bundle import build_bundle_bytes
+
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
+    repo = load_repository(root)[0]
+    bundle, data = build_bundle_bytes(repo, "prod", commit="b" * 40)
+    assert data == dump_bundle(build_bundle(repo, "prod", commit="b" * 40))
+    assert bundle["hash"] == content_hash(json.loads(data))

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flagstone.errors import FlagstoneError
-from flagstone.model import Environment, Experiment, Flag, Repository, Rollout, Serve, parse_serve
+from flagstone.model import Environment, Experiment, Flag, Repository, Rollout, Serve
 
 FORMAT = "flagstone-bundle"
 FORMAT_VERSION = 1
@@ -64,48 +64,46 @@ def compile_weights(weights: Mapping[str, float]) -> list[dict[str, Any]]:
     return out
 
 
-def compile_serve(serve: Serve) -> dict[str, Any]:
+def compile_serve(serve: Serve | Mapping[str, Any]) -> dict[str, Any]:
+    """A serve (a variant name, a Rollout, or the raw ``{rollout: ..., by: ...}``) for the bundle."""
     if isinstance(serve, str):
         return {"variant": serve}
-    assert isinstance(serve, Rollout)
-    compiled: dict[str, Any] = {"rollout": compile_weights(serve.weights)}
-    if serve.by is not None:
-        compiled["by"] = serve.by
+    weights, by = (serve.weights, serve.by) if isinstance(serve, Rollout) else (serve["rollout"], serve.get("by"))
+    compiled: dict[str, Any] = {"rollout": compile_weights(weights)}
+    if by is not None:
+        compiled["by"] = by
     return compiled
 
 
 def compile_flag(flag: Flag, default_unit: str, experiment: str | None) -> dict[str, Any]:
+    # Reads the raw mapping directly: this runs for every flag of every environment.
     raw = flag.raw
-    targets: dict[str, str] = {}
-    for variant, ids in flag.targets.items():
-        for unit_id in ids:
-            targets[str(unit_id)] = variant
+    targets = {str(unit_id): variant for variant, ids in raw.get("targets", {}).items() for unit_id in ids}
     rules = []
-    for rule in flag.rules:
-        conditions = []
-        if rule.segment is not None:
-            conditions.append({"segment": rule.segment})
-        if rule.when is not None:
-            conditions.append(compile_condition(rule.when))
+    for rule in raw.get("rules", ()):
+        segment, when = rule.get("segment"), rule.get("when")
+        conditions = ([{"segment": segment}] if segment is not None else []) + \
+            ([compile_condition(when)] if when is not None else [])
         compiled: dict[str, Any] = {
             "when": conditions[0] if len(conditions) == 1 else {"all": conditions},
-            "serve": compile_serve(rule.serve),
+            "serve": compile_serve(rule["serve"]),
         }
-        if rule.name is not None:
-            compiled["name"] = rule.name
+        if "name" in rule:
+            compiled["name"] = rule["name"]
         rules.append(compiled)
     out: dict[str, Any] = {
-        "variants": dict(flag.variants),
-        "enabled": flag.enabled,
-        "unit": flag.unit or default_unit,
-        "salt": flag.salt,
-        "prerequisites": [{"flag": p.flag, "variants": list(p.variants)} for p in flag.prerequisites],
+        "variants": dict(raw["variants"]),
+        "enabled": bool(raw.get("enabled", True)),
+        "unit": raw.get("unit") or default_unit,
+        "salt": str(raw.get("salt", flag.key)),
+        "prerequisites": [{"flag": p["flag"], "variants": list(p["variants"]) if "variants" in p else [p["variant"]]}
+                          for p in raw.get("prerequisites", ())],
         "targets": targets,
         "rules": rules,
-        "default": compile_serve(parse_serve(raw["default"])),
+        "default": compile_serve(raw["default"]),
     }
-    if flag.off_variant is not None:
-        out["off_variant"] = flag.off_variant
+    if "off_variant" in raw:
+        out["off_variant"] = raw["off_variant"]
     if experiment is not None:
         out["experiment"] = experiment
     return out
@@ -166,7 +164,7 @@ def _equal_split(variants: list[str]) -> dict[str, float]:
 
 
 def build_bundle(repo: Repository, env_name: str, *, commit: str | None = None, dirty: bool = False,
-                 include_secrets: bool = False) -> dict[str, Any]:
+                 include_secrets: bool = False, hashed: bool = True) -> dict[str, Any]:
     """The bundle of one environment as a JSON-ready dict (with its content hash)."""
     env = repo.env(env_name)
     default_unit = repo.settings.default_unit
@@ -186,8 +184,20 @@ def build_bundle(repo: Repository, env_name: str, *, commit: str | None = None, 
         "experiments": compile_experiments(env, default_unit),
         "config": config,
     }
-    bundle["hash"] = content_hash(bundle)
+    if hashed:
+        bundle["hash"] = content_hash(bundle)
     return bundle
+
+
+def build_bundle_bytes(repo: Repository, env_name: str, *, commit: str | None = None, dirty: bool = False,
+                       include_secrets: bool = False) -> tuple[dict[str, Any], bytes]:
+    """The bundle and its canonical bytes, encoding each part once for both the hash and
+    the file (a 2,000-flag bundle takes ~20 ms to encode)."""
+    bundle = build_bundle(repo, env_name, commit=commit, dirty=dirty, include_secrets=include_secrets, hashed=False)
+    parts = _parts(bundle)
+    bundle["hash"] = _hash(parts)
+    parts["hash"] = canonical_json(bundle["hash"])
+    return bundle, _join(parts, parts) + b"\n"
 
 
 def _without_secrets(node: Any) -> Any:
@@ -204,14 +214,28 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _parts(bundle: Mapping[str, Any]) -> dict[str, bytes]:
+    """Each top-level value's canonical JSON."""
+    return {key: canonical_json(value) for key, value in bundle.items()}
+
+
+def _join(parts: Mapping[str, bytes], keys: Any) -> bytes:
+    # Identical to canonical_json of the whole mapping: sorted keys, compact separators.
+    return b"{" + b",".join(json.dumps(k).encode() + b":" + parts[k] for k in sorted(keys)) + b"}"
+
+
+def _hash(parts: Mapping[str, bytes]) -> str:
+    body = [k for k in parts if k not in ("hash", "signature")]
+    return "sha256:" + hashlib.sha256(_join(parts, body)).hexdigest()
+
+
 def content_hash(bundle: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in bundle.items() if k not in ("hash", "signature")}
-    return "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
+    return _hash(_parts({k: v for k, v in bundle.items() if k not in ("hash", "signature")}))
 
 
 def dump_bundle(bundle: Mapping[str, Any]) -> bytes:
     """Canonical bytes of a bundle: what `flagstone build` writes."""
-    return canonical_json(bundle) + b"\n"
+    return _join(_parts(bundle), bundle) + b"\n"
 
 
 def sign_bundle(bundle: dict[str, Any], private_key_pem: bytes) -> dict[str, Any]:

@@ -60,6 +60,23 @@ def current_revision(root: Path, paths: Sequence[str] = ()) -> Revision:
     return Revision(sha, dirty)
 
 
+def revisions(root: Path, groups: dict[str, Sequence[str]]) -> dict[str, Revision]:
+    """``current_revision`` for several groups of paths with one `git status`."""
+    repo = _repo(root)
+    if repo is None:
+        return {name: Revision(None, True) for name in groups}
+    try:
+        sha = repo.head.commit.hexsha
+    except ValueError:
+        return {name: Revision(None, True) for name in groups}
+    prefix = _prefix(repo, root)
+    every = sorted({p for paths in groups.values() for p in paths})
+    status = repo.git.status("--porcelain", "--untracked-files=all", "-z", "--", *(prefix + p for p in every))
+    changed = [entry[3:][len(prefix):] for entry in status.split("\0") if len(entry) > 3]
+    return {name: Revision(sha, any(c == p or c.startswith(p.rstrip("/") + "/") for c in changed for p in paths))
+            for name, paths in groups.items()}
+
+
 def _is_dirty(repo: git.Repo, root: Path, paths: Sequence[str]) -> bool:
     prefix = _prefix(repo, root)
     scoped = [prefix + p for p in paths] or [prefix or "."]

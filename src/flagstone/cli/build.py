@@ -46,9 +46,9 @@ def build(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Write one deterministic JSON bundle per environment (dist/<env>.json)."""
-    from flagstone.bundle import build_bundle, dump_bundle, sign_bundle
+    from flagstone.bundle import build_bundle_bytes, dump_bundle, sign_bundle
     from flagstone.cli.output import emit_problems
-    from flagstone.gitio import current_revision
+    from flagstone import gitio
     from flagstone.load import find_root, load_repository
     from flagstone.validate import validate_loaded
 
@@ -67,8 +67,9 @@ def build(
         raise typer.Exit(ExitCode.FINDINGS)
     key = sign.read_bytes() if sign is not None else None
     target = out_dir if out_dir.is_absolute() else Path.cwd() / out_dir
+    revisions = gitio.revisions(repo_root, {n: [repo.settings.file, f"environments/{n}"] for n in names})
     for name in names:
-        revision = current_revision(repo_root, [repo.settings.file, f"environments/{name}"])
+        revision = revisions[name]
         if fmt is BundleFormat.flagd:
             from flagstone.flagd import export_environment
 
@@ -79,11 +80,13 @@ def build(
             write_atomically(path, data)
             out.print(f"wrote {path} (flagd)")
             continue
-        bundle = build_bundle(repo, name, commit=revision.sha, dirty=revision.dirty, include_secrets=include_secrets)
+        bundle, data = build_bundle_bytes(repo, name, commit=revision.sha, dirty=revision.dirty,
+                                          include_secrets=include_secrets)
         if key is not None:
             bundle = sign_bundle(bundle, key)
+            data = dump_bundle(bundle)
         path = target / f"{name}.json"
-        write_atomically(path, dump_bundle(bundle))
+        write_atomically(path, data)
         note = " from uncommitted changes" if revision.dirty else ""
         out.print(f"wrote {path}  {bundle['hash'][:19]}  {len(bundle['flags'])} flags{note}"
                   + ("  signed" if key is not None else ""))
