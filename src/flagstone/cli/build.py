@@ -46,9 +46,9 @@ def build(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Write one deterministic JSON bundle per environment (dist/<env>.json)."""
+    from flagstone import gitio
     from flagstone.bundle import build_bundle_bytes, dump_bundle, sign_bundle
     from flagstone.cli.output import emit_problems
-    from flagstone import gitio
     from flagstone.load import find_root, load_repository
     from flagstone.validate import validate_loaded
 
