@@ -197,3 +197,20 @@ def test_from_url__polls_with_etag_and_picks_up_a_new_bundle(tmp_path: Path) -> 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_reload__unchanged_flags_are_reused_and_changed_ones_recompiled(tmp_path: Path) -> None:
+    from flagstone.runtime.evaluate import compile_bundle
+
+    flags = "a:\n  variants: {x: 1, y: 2}\n  rules: [{segment: s, serve: y}]\n  default: x\nb:\n  variants: {x: 1}\n  default: x\n"
+    segments = "s:\n  when: {plan: pro}\n"
+    old = compile_bundle(bundle_from_yaml(tmp_path, flags, segments))
+    one_changed = compile_bundle(bundle_from_yaml(tmp_path, flags.replace("b:\n  variants: {x: 1}", "b:\n  variants: {x: 3}"), segments), old)
+    assert one_changed.flags["a"] is old.flags["a"]
+    assert one_changed.flags["b"] is not old.flags["b"]
+    assert Client(one_changed).value("b", {}) == 3
+    # A changed segment changes what the unchanged flag means: everything is recompiled.
+    segment_changed = compile_bundle(bundle_from_yaml(tmp_path, flags, "s:\n  when: {plan: team}\n"), old)
+    assert segment_changed.flags["a"] is not old.flags["a"]
+    assert Client(segment_changed).variant("a", {"plan": "team"}) == "y"
+    assert Client(segment_changed).variant("a", {"plan": "pro"}) == "x"

@@ -44,7 +44,8 @@ def canonical_hash(bundle: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def load_bundle_bytes(data: bytes, public_key: bytes | None = None) -> CompiledBundle:
+def load_bundle_bytes(data: bytes, public_key: bytes | None = None,
+                      previous: CompiledBundle | None = None) -> CompiledBundle:
     """Parse, check (hash, signature) and compile; raise BundleError when unusable."""
     # Building thousands of closures would trigger full collections mid-load and double
     # the reload time; collect once afterwards instead.
@@ -59,7 +60,7 @@ def load_bundle_bytes(data: bytes, public_key: bytes | None = None) -> CompiledB
             raise BundleError("a bundle is a JSON object")
         if public_key is not None:
             verify_signature(raw, public_key)
-        return compile_bundle(raw)
+        return compile_bundle(raw, previous)
     finally:
         if was_enabled:
             gc.enable()
@@ -142,7 +143,7 @@ class Client:
 
     def _reload_bytes(self, data: bytes) -> bool:
         try:
-            new = load_bundle_bytes(data, self._public_key)
+            new = load_bundle_bytes(data, self._public_key, self._bundle)
         except BundleError as e:
             self.last_error = str(e)
             logger.error("flagstone: refused a new bundle, keeping %s: %s", self._bundle.hash, e)

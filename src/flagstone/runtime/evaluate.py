@@ -74,19 +74,7 @@ def hash_bucket(prefix: str, unit: str) -> int:
 # --- conditions --------------------------------------------------------------------------
 
 
-def compile_condition(node: Mapping[str, Any], segments: Mapping[str, Matcher],
-                      memo: dict[str, Matcher] | None = None) -> Matcher:
-    """Compile a condition; ``memo`` shares one closure among identical conditions."""
-    if memo is not None:
-        key = repr(node)
-        matcher = memo.get(key)
-        if matcher is None:
-            matcher = memo[key] = _compile_node(node, segments)
-        return matcher
-    return _compile_node(node, segments)
-
-
-def _compile_node(node: Mapping[str, Any], segments: Mapping[str, Matcher]) -> Matcher:
+def compile_condition(node: Mapping[str, Any], segments: Mapping[str, Matcher]) -> Matcher:
     if "attr" in node:
         return _compile_operator(node["attr"], node["op"], node["value"])
     if "all" in node:
@@ -350,17 +338,34 @@ class CompiledBundle:
         return self.raw.get("environment")
 
 
-def compile_bundle(raw: Mapping[str, Any]) -> CompiledBundle:
-    """Compile a parsed bundle; raise ``BundleError`` for anything malformed."""
+def compile_bundle(raw: Mapping[str, Any], previous: CompiledBundle | None = None) -> CompiledBundle:
+    """Compile a parsed bundle; raise ``BundleError`` for anything malformed.
+
+    With ``previous`` (the bundle being replaced), flags whose JSON is unchanged are
+    reused as they are when segments and experiments are unchanged too: a reload that
+    changes one flag compiles one flag.
+    """
     try:
         if raw.get("format") != "flagstone-bundle":
             raise BundleError("not a flagstone bundle (format field)")
         if raw.get("version") != 1:
             raise BundleError(f"unsupported bundle version {raw.get('version')!r}")
-        segments = compile_segments(raw.get("segments", {}))
-        experiments = {k: compile_experiment(k, e, segments) for k, e in raw.get("experiments", {}).items()}
-        memo: dict[str, Matcher] = {}
-        flags = {k: _compile_flag(k, f, segments, experiments, memo) for k, f in raw.get("flags", {}).items()}
+        reuse = (previous is not None and previous.raw.get("segments") == raw.get("segments")
+                 and previous.raw.get("experiments") == raw.get("experiments"))
+        if reuse:
+            assert previous is not None
+            segments, experiments = previous.segments, previous.experiments
+            old_flags = previous.raw.get("flags", {})
+        else:
+            segments = compile_segments(raw.get("segments", {}))
+            experiments = {k: compile_experiment(k, e, segments) for k, e in raw.get("experiments", {}).items()}
+            old_flags = {}
+        flags = {}
+        for k, f in raw.get("flags", {}).items():
+            if reuse and old_flags.get(k) == f:
+                flags[k] = previous.flags[k]  # type: ignore[union-attr]
+            else:
+                flags[k] = _compile_flag(k, f, segments, experiments)
         for flag in flags.values():
             for prereq, _ in flag.prerequisites:
                 if prereq not in flags:
@@ -373,12 +378,12 @@ def compile_bundle(raw: Mapping[str, Any]) -> CompiledBundle:
 
 
 def _compile_flag(key: str, raw: Mapping[str, Any], segments: Mapping[str, Matcher],
-                  experiments: Mapping[str, CompiledExperiment], memo: dict[str, Matcher]) -> CompiledFlag:
+                  experiments: Mapping[str, CompiledExperiment]) -> CompiledFlag:
     salt, unit = raw["salt"], raw["unit"]
     rules = []
     for index, rule in enumerate(raw["rules"]):
         serve, is_rollout = compile_serve(rule["serve"], salt, unit)
-        rules.append((compile_condition(rule["when"], segments, memo), serve, index, is_rollout))
+        rules.append((compile_condition(rule["when"], segments), serve, index, is_rollout))
     default, default_is_rollout = compile_serve(raw["default"], salt, unit)
     experiment_key = raw.get("experiment")
     return CompiledFlag(
