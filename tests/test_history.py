@@ -128,3 +128,22 @@ def test_revert__a_key_changed_again_since__is_a_conflict(cli, repo: Path, commi
     assert result.exit_code == 2
     assert "new-checkout changed again since" in result.stderr
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_history__across_branches_and_merges__credits_the_branch_commit(cli, repo: Path, commit) -> None:
+    git(repo, "checkout", "-q", "-b", "feature")
+    edit(repo, "environments/prod/flags.yaml", "on: 50, off: 50", "on: 60, off: 40")
+    commit(message="feature: ramp to 60", GIT_AUTHOR_NAME="Dee", GIT_AUTHOR_EMAIL="dee@example.test",
+           GIT_AUTHOR_DATE="2026-04-01T10:00:00+00:00", GIT_COMMITTER_DATE="2026-04-01T10:00:00+00:00")
+    git(repo, "checkout", "-q", "main")
+    edit(repo, "environments/prod/config.yaml", "timeout_ms: 800", "timeout_ms: 900")
+    commit(message="main: timeout", GIT_AUTHOR_NAME="Eve", GIT_AUTHOR_EMAIL="eve@example.test",
+           GIT_AUTHOR_DATE="2026-04-02T10:00:00+00:00", GIT_COMMITTER_DATE="2026-04-02T10:00:00+00:00")
+    git(repo, "merge", "-q", "--no-ff", "--no-edit", "feature")
+    flag = history(cli, repo, "new-checkout", "--env", "prod")
+    assert [(e["author"], e["changes"]) for e in flag[:2]] == [
+        ("Dee", ["rule 2 rollout on 50% → 60%, off 50% → 40%"]),
+        ("Bob", ["rule 2 rollout on 20% → 50%, off 80% → 50%"]),
+    ]
+    timeout = history(cli, repo, "api.timeout_ms", "--env", "prod")
+    assert [e["author"] for e in timeout] == ["Eve", "Cy", "Ann"]

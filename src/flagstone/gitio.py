@@ -223,9 +223,10 @@ def log(root: Path, rev_range: str | None = None, paths: Sequence[str] = (), *, 
     fmt = _RECORD + "%x00".join(_FIELDS) + "%x00"
     log_args = ["log", f"--format={fmt}"]
     if reverse:
-        log_args.append("--reverse")
+        log_args += ["--reverse", "--topo-order"]  # parents before children
     if raw:
-        log_args += ["--raw", "--no-abbrev", "--no-renames"]
+        # A merge's files are its changes against its first parent.
+        log_args += ["--raw", "--no-abbrev", "--no-renames", "--diff-merges=first-parent"]
     if rev_range:
         log_args.append(rev_range)
     log_args += ["--", *(prefix + p for p in paths)] if paths else []

@@ -67,43 +67,51 @@ def key_history(root: Path, key: str, *, envs: Sequence[str] | None = None, sinc
     """Every commit that changed ``key`` (a flag, segment or experiment key, or a dotted
     config key such as ``api.timeout_ms``), newest first."""
     config_path = tuple(key.removeprefix("config.").split(".")) if "." in key else None
+    wanted = {"config"} if config_path else set(KEYED_KINDS)
     entries = gitio.log(root, paths=[ENVIRONMENTS_DIR], reverse=True, raw=True)
-    state: dict[str, str] = {}  # path -> blob sha, as of the commit being walked
+    states: dict[str, dict[str, str]] = {}  # commit -> {path: blob sha} of environments/
     parsed: dict[tuple[str, str], Any] = {}  # (blob sha, top-level key) -> (found, value)
-    previous: dict[str, tuple[str, Any]] = {}  # env -> (kind, value)
+    values: dict[tuple[str, str], tuple[str, Any]] = {}  # (commit, env) -> (kind, value)
     out: list[HistoryEntry] = []
+
+    def value(commit: str | None, env: str) -> tuple[str, Any]:
+        if commit is None or commit not in states:
+            return ("config" if config_path else "flags"), _ABSENT
+        if (commit, env) not in values:
+            values[(commit, env)] = _value_at(root, states[commit], parsed, env, key, config_path)
+        return values[(commit, env)]
+
     for info, files in entries:
-        touched: set[tuple[str, str]] = set()
+        parent = info.parents[0] if info.parents else None
+        state = dict(states.get(parent, {})) if parent else {}
+        touched: set[str] = set()
         for status, rel, sha in files:
             if status == "D":
                 state.pop(rel, None)
             else:
                 state[rel] = sha
             env = _env_of(rel)
-            kind = _kind_of(rel, env) if env else None
-            if env and kind and (envs is None or env in envs):
-                touched.add((env, kind))
-        for env in sorted({e for e, _ in touched}):
-            kinds = {k for e, k in touched if e == env}
-            wanted = {"config"} if config_path else set(KEYED_KINDS)
-            if not kinds & wanted:
+            if env and _kind_of(rel, env) in wanted and (envs is None or env in envs):
+                touched.add(env)
+        states[info.sha] = state
+        for env in sorted(touched):
+            old_kind, old = value(parent, env)
+            kind, new = value(info.sha, env)
+            if new == old or (new is _ABSENT and old is _ABSENT):
                 continue
-            kind, value = _value_at(root, state, parsed, env, key, config_path)
-            old_kind, old = previous.get(env, (kind, _ABSENT))
-            if value == old or (value is _ABSENT and old is _ABSENT):
-                continue
-            previous[env] = (kind, value)
+            if len(info.parents) > 1 and value(info.parents[1], env)[1] == new:
+                continue  # a merge bringing in a change: the branch's commit already has the entry
             summary: tuple[str, ...]
             if old is _ABSENT:
                 action, summary = "added", (f"{kind[:-1] if kind != 'config' else 'config key'} added",)
-            elif value is _ABSENT:
+            elif new is _ABSENT:
                 action, summary = "removed", (f"{old_kind[:-1] if old_kind != 'config' else 'config key'} removed",)
-            elif kind == "config" or not isinstance(old, Mapping) or not isinstance(value, Mapping):
-                action, summary = "changed", (f"{_short(old)} → {_short(value)}",)
+            elif kind == "config" or not isinstance(old, Mapping) or not isinstance(new, Mapping):
+                action, summary = "changed", (f"{_short(old)} → {_short(new)}",)
             else:
-                action, summary = "changed", tuple(object_changes(kind, old, value)) or ("changed",)
-            out.append(HistoryEntry(info, env, kind if value is not _ABSENT else old_kind, key, action, summary,
-                                    None if old is _ABSENT else old, None if value is _ABSENT else value))
+                action, summary = "changed", tuple(object_changes(kind, old, new)) or ("changed",)
+            out.append(HistoryEntry(info, env, kind if new is not _ABSENT else old_kind, key, action, summary,
+                                    None if old is _ABSENT else old, None if new is _ABSENT else new))
     out.reverse()
     if since is not None:
         out = [e for e in out if e.commit.date >= since]
