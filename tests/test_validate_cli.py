@@ -103,3 +103,30 @@ def test_validate__unknown_environment__exit_2_lists_the_known_ones(cli, tmp_pat
     result = cli(["validate", "--env", "qa"], cwd=root)
     assert result.exit_code == 2
     assert "unknown environment 'qa': flagstone.yaml lists dev, prod" in result.stderr
+
+
+STALE_FLAG = "old-banner:\n  variants: {on: true, off: false}\n  default: on\n"
+
+
+def test_validate__flag_fully_on_everywhere_and_unchanged__is_reported_stale(cli, git_repo, commit) -> None:
+    root = Path(git_repo.working_dir)
+    files = {"flagstone.yaml": "environments: [dev, prod]\n"}
+    for env in ("dev", "prod"):
+        files[f"environments/{env}/flags.yaml"] = STALE_FLAG
+    commit(files, "old flag", GIT_COMMITTER_DATE="2026-01-01T00:00:00+00:00")
+    result = cli(["validate", "--format", "json"], cwd=root)
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["code"], p["file"]) for p in problems] == [("stale-flag", "environments/prod/flags.yaml")]
+    assert "serves 'on' to everyone in every environment, unchanged for" in problems[0]["message"]
+    assert result.exit_code == 0  # a warning
+
+
+def test_validate__permanent_or_recently_changed_flag__is_not_stale(cli, git_repo, commit) -> None:
+    root = Path(git_repo.working_dir)
+    permanent = STALE_FLAG.replace("  default: on\n", "  default: on\n  lifetime: permanent\n")
+    commit({"flagstone.yaml": "environments: [dev, prod]\n", "environments/dev/flags.yaml": permanent,
+            "environments/prod/flags.yaml": permanent}, "permanent toggle", GIT_COMMITTER_DATE="2026-01-01T00:00:00+00:00")
+    assert json.loads(cli(["validate", "--format", "json"], cwd=root).stdout)["problems"] == []
+    (root / "environments/dev/flags.yaml").write_text(STALE_FLAG)
+    (root / "environments/prod/flags.yaml").write_text(STALE_FLAG)  # uncommitted: changed just now
+    assert json.loads(cli(["validate", "--format", "json"], cwd=root).stdout)["problems"] == []
