@@ -28,6 +28,7 @@ class Violation:
 
 
 def default_range(root: Path) -> str:
+    gitio.ensure_repo(root)
     for base in ("origin/main", "origin/master"):
         try:
             gitio.resolve(root, base)
