@@ -147,3 +147,14 @@ def test_history__across_branches_and_merges__credits_the_branch_commit(cli, rep
     ]
     timeout = history(cli, repo, "api.timeout_ms", "--env", "prod")
     assert [e["author"] for e in timeout] == ["Eve", "Cy", "Ann"]
+
+
+def test_rollback__only_a_key__brings_back_its_old_layout_and_comments(cli, repo: Path, commit) -> None:
+    original = (repo / "environments/prod/flags.yaml").read_text()
+    edit(repo, "environments/prod/flags.yaml", "  rules:\n", "  # the rules below are under review\n  rules:\n")
+    commit(message="comment")
+    result = cli(["rollback", "prod", "--to", "HEAD~3", "--only", "new-checkout", "--yes"], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    restored = (repo / "environments/prod/flags.yaml").read_text()
+    # new-checkout is back exactly as it was at HEAD~3; banner-text keeps its later change.
+    assert restored == original.replace("on: 50, off: 50", "on: 20, off: 80")

@@ -218,7 +218,7 @@ def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()
         raise FlagstoneError(f"{env} did not exist at {rev}; pick a later revision")
     files: dict[str, str | None]
     if only:
-        files = dict(_restore_keys(repo, current, old_env, only))
+        files = dict(_restore_keys(repo, current, old_env, only, old_files))
     else:
         now = environment_files(repo.root, env)
         files = {rel: data.decode() for rel, data in old_files.items()
@@ -235,7 +235,10 @@ def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()
     return Restoration(env, files, changes, message, {"Flagstone-Rollback": f"{env} to {sha}"})
 
 
-def _restore_keys(repo: Repository, current: Environment, old: Environment, keys: Sequence[str]) -> dict[str, str | None]:
+def _restore_keys(repo: Repository, current: Environment, old: Environment, keys: Sequence[str],
+                  old_files: Mapping[str, bytes]) -> dict[str, str | None]:
+    """Set each key as it was in ``old`` (or delete it), in the current files. An object
+    comes back as its old round-trip node, with its own comments and layout."""
     docs = DocumentSet(repo.root)
     for name in keys:
         if "." in name:
@@ -249,6 +252,9 @@ def _restore_keys(repo: Repository, current: Environment, old: Environment, keys
             target = docs[current.file_for(kind, name)]
             if before is None:
                 target.data.pop(name, None)
+            elif before.file in old_files:
+                old_doc = Document.parse(old_files[before.file].decode("utf-8"))
+                target.data[name] = copy.deepcopy(old_doc.data[name])
             else:
                 target.data[name] = copy.deepcopy(dict(before.raw))
     return dict(docs.texts())
@@ -276,7 +282,7 @@ def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -
         raise FlagstoneError(f"{sha[:12]} changed no flagstone environment" + (f" in {', '.join(envs)}" if envs else ""))
     plans = []
     for env in touched:
-        before, _ = _env_at(root, parent, env)
+        before, before_files = _env_at(root, parent, env)
         after, _ = _env_at(root, sha, env)
         current = repo.env(env)
         undo: list[str] = []
@@ -298,7 +304,7 @@ def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -
                                  f"use `flagstone rollback {env} --to {parent[:12]} --only KEY` for the keys you mean")
         if not undo:
             continue
-        files_out = _restore_keys(repo, current, before or read_environment(env, {})[0], undo)
+        files_out = _restore_keys(repo, current, before or read_environment(env, {})[0], undo, before_files)
         after_revert, problems = validate_with_files(repo, env, files_out)
         errors = [p for p in problems if p.is_error]
         if errors:
