@@ -32,8 +32,6 @@ from flagstone.load import environment_files, parse_yaml, read_environment
 from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, Environment, Repository
 from flagstone.validate import validate_with_files
 
-_ABSENT: Any = object()
-
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
@@ -76,7 +74,7 @@ def key_history(root: Path, key: str, *, envs: Sequence[str] | None = None, sinc
 
     def value(commit: str | None, env: str) -> tuple[str, Any]:
         if commit is None or commit not in states:
-            return ("config" if config_path else "flags"), _ABSENT
+            return ("config" if config_path else "flags"), MISSING
         if (commit, env) not in values:
             values[(commit, env)] = _value_at(root, states[commit], parsed, env, key, config_path)
         return values[(commit, env)]
@@ -97,21 +95,21 @@ def key_history(root: Path, key: str, *, envs: Sequence[str] | None = None, sinc
         for env in sorted(touched):
             old_kind, old = value(parent, env)
             kind, new = value(info.sha, env)
-            if new == old or (new is _ABSENT and old is _ABSENT):
+            if new == old or (new is MISSING and old is MISSING):
                 continue
             if len(info.parents) > 1 and value(info.parents[1], env)[1] == new:
                 continue  # a merge bringing in a change: the branch's commit already has the entry
             summary: tuple[str, ...]
-            if old is _ABSENT:
+            if old is MISSING:
                 action, summary = "added", (f"{kind[:-1] if kind != 'config' else 'config key'} added",)
-            elif new is _ABSENT:
+            elif new is MISSING:
                 action, summary = "removed", (f"{old_kind[:-1] if old_kind != 'config' else 'config key'} removed",)
             elif kind == "config" or not isinstance(old, Mapping) or not isinstance(new, Mapping):
                 action, summary = "changed", (f"{_short(old)} → {_short(new)}",)
             else:
                 action, summary = "changed", tuple(object_changes(kind, old, new)) or ("changed",)
-            out.append(HistoryEntry(info, env, kind if new is not _ABSENT else old_kind, key, action, summary,
-                                    None if old is _ABSENT else old, None if new is _ABSENT else new))
+            out.append(HistoryEntry(info, env, kind if new is not MISSING else old_kind, key, action, summary,
+                                    None if old is MISSING else old, None if new is MISSING else new))
     out.reverse()
     if since is not None:
         out = [e for e in out if e.commit.date >= since]
@@ -158,11 +156,11 @@ def _value_at(root: Path, state: Mapping[str, str], parsed: dict[tuple[str, str]
             node: Any = value
             for part in config_path[1:]:
                 if not isinstance(node, Mapping) or part not in node:
-                    return "config", _ABSENT
+                    return "config", MISSING
                 node = node[part]
             return "config", node
         return kind, value
-    return "config" if config_path else "flags", _ABSENT
+    return "config" if config_path else "flags", MISSING
 
 
 def _read_top_level(root: Path, sha: str, rel: str, top: str) -> tuple[bool, Any]:
@@ -319,16 +317,16 @@ def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -
 
 def _lookup(env: Environment | None, kind: str, key: str) -> Any:
     if env is None:
-        return _ABSENT
+        return MISSING
     if kind == "config":
         node: Any = env.config.values if env.config else {}
         for part in key.split("."):
             if not isinstance(node, Mapping) or part not in node:
-                return _ABSENT
+                return MISSING
             node = node[part]
         return node
     obj = env.objects(kind).get(key)  # type: ignore[arg-type]
-    return obj.raw if obj is not None else _ABSENT
+    return obj.raw if obj is not None else MISSING
 
 
 def apply_restoration(root: Path, plan: Restoration, *, commit: bool = True) -> str | None:
