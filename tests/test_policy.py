@@ -151,3 +151,18 @@ def test_verify__dev_only_commits__are_not_checked(cli, signed_repo) -> None:
     flags.write_text(flags.read_text().replace("on: 20, off: 80", "on: 30, off: 70"))
     signed_commit(root, None, "dev only, unsigned")
     assert cli(["verify", "--range", "base..HEAD"], cwd=root).exit_code == 0
+
+
+def test_verify__a_branch_that_merges_main__is_not_blamed_for_mains_prod_changes(cli, signed_repo) -> None:
+    root, trusted, _ = signed_repo
+    git(root, "checkout", "-q", "-b", "feature")
+    flags = root / "environments" / "dev" / "flags.yaml"
+    flags.write_text(flags.read_text().replace("on: 20, off: 80", "on: 30, off: 70"))
+    signed_commit(root, None, "feature: dev only")
+    git(root, "checkout", "-q", "main")
+    promote_with_commit(cli, root, trusted)  # a proper, signed promotion on main
+    git(root, "branch", "-f", "base", "main")
+    git(root, "checkout", "-q", "feature")
+    git(root, "merge", "-q", "--no-edit", "--no-gpg-sign", "main")
+    result = cli(["verify", "--range", "base..HEAD"], cwd=root)
+    assert result.exit_code == 0, result.stdout + result.stderr

@@ -214,7 +214,7 @@ _RECORD = "\x1e"
 
 
 def log(root: Path, rev_range: str | None = None, paths: Sequence[str] = (), *, reverse: bool = False,
-        raw: bool = False, config: Sequence[str] = ()) -> list[tuple[CommitInfo, list[tuple[str, str, str]]]]:
+        raw: bool = False, merges: bool = True, config: Sequence[str] = ()) -> list[tuple[CommitInfo, list[tuple[str, str, str]]]]:
     """Commits (newest first unless ``reverse``) touching ``paths``; with ``raw``, each
     commit's changed files as (status, path, new blob sha), renames split into D + A."""
     repo = ensure_repo(root)
@@ -227,6 +227,8 @@ def log(root: Path, rev_range: str | None = None, paths: Sequence[str] = (), *, 
     if raw:
         # A merge's files are its changes against its first parent.
         log_args += ["--raw", "--no-abbrev", "--no-renames", "--diff-merges=first-parent"]
+    if not merges:
+        log_args.append("--no-merges")
     if rev_range:
         log_args.append(rev_range)
     log_args += ["--", *(prefix + p for p in paths)] if paths else []

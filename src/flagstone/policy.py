@@ -67,7 +67,9 @@ def verify_range(root: Path, rev_range: str) -> list[Violation]:
                 handle.write(data if data.endswith(b"\n") else data + b"\n")
         if signers_files:
             config = [f"gpg.ssh.allowedSignersFile={Path(tmp) / 'allowed_signers'}"]
-        entries = gitio.log(root, f"{base_sha}..{head or 'HEAD'}", raw=True, config=config)
+        # A merge brings in commits that are checked themselves (or were already in the
+        # base); its first-parent diff would re-attribute main's changes to it.
+        entries = gitio.log(root, f"{base_sha}..{head or 'HEAD'}", raw=True, merges=False, config=config)
     violations: list[Violation] = []
     for info, files in entries:
         envs = sorted({parts[1] for _, rel, _ in files if len(parts := rel.split("/")) > 2 and parts[0] == ENVIRONMENTS_DIR})
