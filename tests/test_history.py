@@ -158,3 +158,21 @@ def test_rollback__only_a_key__brings_back_its_old_layout_and_comments(cli, repo
     restored = (repo / "environments/prod/flags.yaml").read_text()
     # new-checkout is back exactly as it was at HEAD~3; banner-text keeps its later change.
     assert restored == original.replace("on: 50, off: 50", "on: 20, off: 80")
+
+
+def test_rollback__whole_environment__deletes_files_added_since(cli, repo: Path, commit) -> None:
+    extra = repo / "environments" / "prod" / "experiments.yaml"
+    assert extra.exists()
+    first = git(repo, "rev-list", "--max-parents=0", "HEAD").strip()
+    extra.unlink()
+    (repo / "environments" / "prod" / "segments.yaml").unlink()
+    segments = repo / "environments" / "prod" / "segments"
+    segments.mkdir()
+    (segments / "internal.yaml").write_text((CASES / "valid" / "base" / "environments" / "prod" / "segments.yaml").read_text())
+    commit(message="segments into a folder, experiments removed")
+    result = cli(["rollback", "prod", "--to", first, "--yes"], cwd=repo)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert extra.exists() and (repo / "environments" / "prod" / "segments.yaml").exists()
+    assert not (segments / "internal.yaml").exists()
+    assert git(repo, "status", "--porcelain") == ""
+    assert cli(["validate"], cwd=repo).exit_code == 0

@@ -134,3 +134,18 @@ def test_drift__lists_unpromoted_work_and_hot_fixes(cli, repo: Path) -> None:
     assert found[("segments", "beta")] == "only in dev: not promoted to staging yet"
     assert found[("flags", "new-checkout")].startswith("differs")
     assert ("config", "api.base_url") not in found  # pinned
+
+
+def test_promote__into_a_folder_layout__writes_one_file_per_new_flag(cli, repo: Path, commit) -> None:
+    staging = repo / "environments" / "staging"
+    text = (staging / "flags.yaml").read_text()
+    (staging / "flags").mkdir()
+    (staging / "flags" / "checkout.yaml").write_text(text)
+    (staging / "flags.yaml").unlink()
+    dev_flags = repo / "environments" / "dev" / "flags.yaml"
+    dev_flags.write_text(dev_flags.read_text() + "promo:\n  variants: {on: true, off: false}\n  default: off\n")
+    commit(message="staging keeps flags in a folder; dev has a new flag")
+    result = cli(["promote", "dev", "staging", "--only", "promo", "--yes"], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    assert (staging / "flags" / "promo.yaml").read_text() == "promo:\n  variants: {on: true, off: false}\n  default: off\n"
+    assert cli(["validate", "--env", "staging"], cwd=repo).exit_code == 0
