@@ -127,10 +127,16 @@ def _most_relevant(error: Any) -> Any:
     does not even match (a rollout object is not "expected string"), then best_match."""
     from jsonschema.exceptions import best_match
 
-    while error.context:
+    while error.context and not _only_required(error):
         branches = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
         error = best_match(branches or error.context)
     return error
+
+
+def _only_required(error: Any) -> bool:
+    """An anyOf/oneOf whose branches only require keys: say which keys, not one branch."""
+    forms = error.validator_value if error.validator in ("anyOf", "oneOf") else None
+    return bool(forms) and all(isinstance(b, Mapping) and set(b) == {"required"} for b in forms)
 
 
 def _describe(error: Any) -> tuple[DocPath, str]:
@@ -155,11 +161,12 @@ def _describe(error: Any) -> tuple[DocPath, str]:
         return path, f"{where} {json.dumps(error.instance)} is not one of {options}"
     if kind == "pattern" and isinstance(error.instance, str):
         return path, f"{where} {error.instance!r} is not a valid name (expected pattern {error.validator_value})"
-    if kind == "oneOf" and not error.context:
-        forms = [b.get("required") for b in error.validator_value if isinstance(b, Mapping)]
-        if all(forms):
-            names = ", ".join(repr(f[0]) for f in forms if f)
-            return path, f"{where} give exactly one of {names}"
+    if _only_required(error):
+        names = ", ".join(repr(b["required"][0]) for b in error.validator_value)
+        if kind == "anyOf":
+            return path, f"{where} give at least one of {names}"
+        missing = not any(b["required"][0] in error.instance for b in error.validator_value)
+        return path, f"{where} give {'one' if missing else 'exactly one'} of {names}"
     if kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
