@@ -135,8 +135,9 @@ def _most_relevant(error: Any) -> Any:
 
 def _only_required(error: Any) -> bool:
     """An anyOf/oneOf whose branches only require keys: say which keys, not one branch."""
-    forms = error.validator_value if error.validator in ("anyOf", "oneOf") else None
-    return bool(forms) and all(isinstance(b, Mapping) and set(b) == {"required"} for b in forms)
+    if error.validator not in ("anyOf", "oneOf") or not error.validator_value:
+        return False
+    return all(isinstance(b, Mapping) and set(b) == {"required"} for b in error.validator_value)
 
 
 def _describe(error: Any) -> tuple[DocPath, str]:

@@ -3,13 +3,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flagstone.cli.app import ExitCode, Format, ValidateFormat, command, err, out
 from flagstone.errors import FlagstoneError
+
+if TYPE_CHECKING:
+    from flagstone.history import Restoration
 
 SIGNATURES = {"G": "good signature", "U": "signed, unknown key", "N": "unsigned", "B": "bad signature",
               "X": "expired signature", "Y": "expired key", "R": "revoked key", "E": "signature not checked"}
@@ -59,7 +63,7 @@ def history(
             err.print(f"no commit changed {key!r}" + (f" in {', '.join(env)}" if env else ""))
 
 
-def _apply(root: Path, plans: list, yes: bool, dry_run: bool, commit: bool) -> None:  # type: ignore[type-arg]
+def _apply(root: Path, plans: Sequence[Restoration], yes: bool, dry_run: bool, commit: bool) -> None:
     from flagstone.cli.diff import render_changes
     from flagstone.history import apply_restoration
 
