@@ -141,3 +141,23 @@ def test_flagd_export__disabled_flags_serve_off_variant_or_the_default(tmp_path:
     assert document["flags"]["killed"] == {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"}
     assert document["flags"]["killed-no-off"]["state"] == "DISABLED"
     assert build_bundle(repo, "prod")["flags"]["killed"]["enabled"] is False
+
+
+def test_flagd_export__a_plain_running_experiment__assigns_the_same_arms(tmp_path: Path, flagd) -> None:
+    flags = "checkout:\n  variants: {old: old, new: new}\n  targets: {new: [qa-1]}\n  default: old\n"
+    experiments = ("checkout-test:\n  flag: checkout\n  status: running\n  traffic: 40\n"
+                   "  weights: {old: 50, new: 50}\n  metrics: {primary: {name: conversion, kind: proportion}}\n")
+    bundle = bundle_from_yaml(tmp_path, flags, experiments=experiments)
+    repo_root = next(tmp_path.glob("repo-*"))
+    path, _, warnings = export(repo_root, tmp_path)
+    assert warnings == []
+    client = flagd(path)
+    ours = Client.from_dict(bundle)
+    enrolled = 0
+    for i in range(3000):
+        ctx = {"user_id": f"user-{i}"}
+        theirs = client.get_string_details("checkout", "", flagd_context(ctx)).variant
+        assert theirs == ours.variant("checkout", ctx), ctx
+        enrolled += ours.assign("checkout-test", ctx) is not None
+    assert abs(enrolled / 3000 - 0.4) < 0.03
+    assert client.get_string_details("checkout", "", flagd_context({"user_id": "qa-1"})).variant == "new"

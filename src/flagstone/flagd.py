@@ -5,7 +5,8 @@ exported as ``{"fractional": [{"cat": [salt + "/", {"var": unit}]}, [variant, we
 with weights in 0.01 % steps puts every unit in the same bucket as flagstone does.
 The unit attribute becomes flagd's ``targetingKey``. What flagd cannot express is never
 dropped silently: the flag is left out of the export and a warning names the construct
-(prerequisites, ``matches``, ``before``/``after``, running experiments). See docs/flagd.md.
+(prerequisites, ``matches``, ``before``/``after``, an experiment with a layer, consent or
+an audience). See docs/flagd.md.
 """
 
 from __future__ import annotations
@@ -79,8 +80,6 @@ class _Exporter:
         return self.segments[name]
 
     def flag(self, key: str, flag: Mapping[str, Any]) -> dict[str, Any]:
-        if flag.get("experiment"):
-            raise Unsupported(f"the running experiment {flag['experiment']!r} (traffic, layers and consent)")
         if flag["prerequisites"]:
             raise Unsupported("prerequisites")
         self.unit = flag["unit"]
@@ -96,6 +95,8 @@ class _Exporter:
             by_variant.setdefault(variant, []).append(unit_id)
         for variant, ids in by_variant.items():
             branches += [{"in": [self.var(self.unit), sorted(ids)]}, variant]
+        if flag.get("experiment"):
+            branches += self.experiment(flag["experiment"])
         for rule in flag["rules"]:
             condition = self.condition(rule["when"])
             serve = rule["serve"]
@@ -114,6 +115,28 @@ class _Exporter:
         fallback = self.serve(default, flag["salt"])
         out["targeting"] = {"if": [*branches, fallback]} if branches else fallback
         return out
+
+    def experiment(self, key: str) -> list[Any]:
+        """A running experiment as if-branches: enrolment by one `fractional` over the
+        traffic salt, the arm by another over the arm salt (runtime/hashing.py)."""
+        experiment = self.bundle["experiments"][key]
+        unsupported = [name for name, present in (("a layer", "layer" in experiment),
+                                                  ("consent", experiment.get("consent_required")),
+                                                  ("an audience", "audience" in experiment)) if present]
+        if unsupported:
+            raise Unsupported(f"the running experiment {key!r} ({' and '.join(unsupported)})")
+        unit = {"var": "targetingKey" if experiment["unit"] == self.unit else experiment["unit"]}
+        start, arms = 0, []
+        for arm in experiment["arms"]:
+            arms.append([arm["variant"], arm["end"] - start])
+            start = arm["end"]
+        pick = {"fractional": [{"cat": [f"experiment:{experiment['salt']}/", unit]}, *arms]}
+        conditions: list[Any] = [{"!==": [unit, None]}]
+        if experiment["traffic"] < 10_000:
+            enrolled = {"fractional": [{"cat": [f"experiment:{experiment['salt']}:traffic/", unit]},
+                                       ["in", experiment["traffic"]], ["out", 10_000 - experiment["traffic"]]]}
+            conditions.append({"==": [enrolled, "in"]})
+        return [{"and": conditions} if len(conditions) > 1 else conditions[0], pick]
 
     def var(self, attribute: str) -> dict[str, str]:
         return {"var": "targetingKey" if attribute == self.unit else attribute}
