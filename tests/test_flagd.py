@@ -143,9 +143,10 @@ def test_flagd_export__disabled_flags_serve_off_variant_or_the_default(tmp_path:
     assert build_bundle(repo, "prod")["flags"]["killed"]["enabled"] is False
 
 
-def test_flagd_export__a_plain_running_experiment__assigns_the_same_arms(tmp_path: Path, flagd) -> None:
+def test_flagd_export__a_running_experiment_with_an_audience__assigns_the_same_arms(tmp_path: Path, flagd) -> None:
     flags = "checkout:\n  variants: {old: old, new: new}\n  targets: {new: [qa-1]}\n  default: old\n"
     experiments = ("checkout-test:\n  flag: checkout\n  status: running\n  traffic: 40\n"
+                   "  audience: {country: {in: [DE, FR]}}\n"
                    "  weights: {old: 50, new: 50}\n  metrics: {primary: {name: conversion, kind: proportion}}\n")
     bundle = bundle_from_yaml(tmp_path, flags, experiments=experiments)
     repo_root = next(tmp_path.glob("repo-*"))
@@ -155,9 +156,9 @@ def test_flagd_export__a_plain_running_experiment__assigns_the_same_arms(tmp_pat
     ours = Client.from_dict(bundle)
     enrolled = 0
     for i in range(3000):
-        ctx = {"user_id": f"user-{i}"}
+        ctx = {"user_id": f"user-{i}", "country": ("DE", "US")[i % 2]}
         theirs = client.get_string_details("checkout", "", flagd_context(ctx)).variant
         assert theirs == ours.variant("checkout", ctx), ctx
         enrolled += ours.assign("checkout-test", ctx) is not None
-    assert abs(enrolled / 3000 - 0.4) < 0.03
+    assert abs(enrolled / 3000 - 0.2) < 0.03  # 40 % of the half in the audience
     assert client.get_string_details("checkout", "", flagd_context({"user_id": "qa-1"})).variant == "new"

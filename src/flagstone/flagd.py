@@ -5,8 +5,8 @@ exported as ``{"fractional": [{"cat": [salt + "/", {"var": unit}]}, [variant, we
 with weights in 0.01 % steps puts every unit in the same bucket as flagstone does.
 The unit attribute becomes flagd's ``targetingKey``. What flagd cannot express is never
 dropped silently: the flag is left out of the export and a warning names the construct
-(prerequisites, ``matches``, ``before``/``after``, an experiment with a layer, consent or
-an audience). See docs/flagd.md.
+(prerequisites, ``matches``, ``before``/``after``, an experiment with a layer or consent).
+See docs/flagd.md.
 """
 
 from __future__ import annotations
@@ -121,8 +121,7 @@ class _Exporter:
         traffic salt, the arm by another over the arm salt (runtime/hashing.py)."""
         experiment = self.bundle["experiments"][key]
         unsupported = [name for name, present in (("a layer", "layer" in experiment),
-                                                  ("consent", experiment.get("consent_required")),
-                                                  ("an audience", "audience" in experiment)) if present]
+                                                  ("consent", experiment.get("consent_required"))) if present]
         if unsupported:
             raise Unsupported(f"the running experiment {key!r} ({' and '.join(unsupported)})")
         unit = {"var": "targetingKey" if experiment["unit"] == self.unit else experiment["unit"]}
@@ -132,6 +131,8 @@ class _Exporter:
             start = arm["end"]
         pick = {"fractional": [{"cat": [f"experiment:{experiment['salt']}/", unit]}, *arms]}
         conditions: list[Any] = [{"!==": [unit, None]}]
+        if "audience" in experiment:
+            conditions.append(self.condition(experiment["audience"]))
         if experiment["traffic"] < 10_000:
             enrolled = {"fractional": [{"cat": [f"experiment:{experiment['salt']}:traffic/", unit]},
                                        ["in", experiment["traffic"]], ["out", 10_000 - experiment["traffic"]]]}
