@@ -82,3 +82,14 @@ def test_eval__unknown_flag__suggests_the_closest(cli, tmp_path: Path) -> None:
     result = cli(["eval", "new-chekout"], cwd=root)
     assert result.exit_code == 2
     assert "did you mean 'new-checkout'?" in result.stderr
+
+
+def test_build__secrets__left_out_unless_asked_for(cli, tmp_path: Path) -> None:
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
+    config = root / "environments" / "prod" / "config.yaml"
+    secret = "ENC[AES256_GCM,data:QUJD,iv:REVG,tag:R0hJ,type:str]"
+    config.write_text(config.read_text() + f"  token: {secret}\n")
+    assert cli(["build", "--env", "prod"], cwd=root).exit_code == 0
+    assert "token" not in json.loads((root / "dist" / "prod.json").read_text())["config"]["api"]
+    assert cli(["build", "--env", "prod", "--include-secrets", "--out", "server"], cwd=root).exit_code == 0
+    assert json.loads((root / "server" / "prod.json").read_text())["config"]["api"]["token"] == secret

@@ -214,3 +214,14 @@ def test_reload__unchanged_flags_are_reused_and_changed_ones_recompiled(tmp_path
     assert segment_changed.flags["a"] is not old.flags["a"]
     assert Client(segment_changed).variant("a", {"plan": "team"}) == "y"
     assert Client(segment_changed).variant("a", {"plan": "pro"}) == "x"
+
+
+def test_hot_reload__file_missing_for_a_while__keeps_serving_then_picks_up_the_new_one(tmp_path: Path) -> None:
+    path = tmp_path / "prod.json"
+    path.write_bytes(dump_bundle(bundle_from_yaml(tmp_path, flags_with("first"))))
+    with Client.from_file(path, watch=True) as client:
+        path.unlink()
+        time.sleep(0.02)
+        assert client.value("f", {}) == "first"
+        write_atomically(path, dump_bundle(bundle_from_yaml(tmp_path, flags_with("second"))))
+        assert wait_for(lambda: client.value("f", {}) == "second")
