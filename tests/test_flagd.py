@@ -65,7 +65,7 @@ def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_con
     assert all(w.severity == "warning" and w.code == "flagd-unsupported" for w in warnings)
     client = flagd(path)
     ours = Client.from_dict(VECTORS["bundle"])
-    compared = 0
+    compared = errors = 0
     mismatches = []
     for case in VECTORS["flags"]:
         key, ctx = case["flag"], case["context"]
@@ -73,13 +73,16 @@ def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_con
             continue
         details = _flagd_details(client, key, ctx)
         mine = ours.details(key, ctx)
-        expected = mine.variant
-        if mine.reason == "ERROR" or mine.variant is None:
-            continue  # the caller's default on both sides, compared below by value type only
         compared += 1
-        if details.variant != expected:
-            mismatches.append((key, ctx, expected, details.variant, details.reason))
+        if mine.variant is None:
+            # The caller's default on both sides, for the same reason (ERROR or DISABLED).
+            if (details.variant, str(details.reason).rsplit(".", 1)[-1]) != (None, mine.reason):
+                mismatches.append((key, ctx, mine.reason, details.variant, details.reason))
+            errors += 1
+        elif details.variant != mine.variant:
+            mismatches.append((key, ctx, mine.variant, details.variant, details.reason))
     assert compared > 1000
+    assert errors > 0
     assert mismatches == []
 
 

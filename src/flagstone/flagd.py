@@ -27,6 +27,7 @@ UNSUPPORTED_OPERATORS = {
 }
 SEMVER_OPS = {"semver_eq": "=", "semver_gt": ">", "semver_gte": ">=", "semver_lt": "<", "semver_lte": "<="}
 NUMERIC_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+NO_UNIT_VARIANT = "flagstone: no unit to bucket"  # never a variant: flagd answers ERROR
 
 
 class Unsupported(Exception):
@@ -112,7 +113,9 @@ class _Exporter:
                 out["targeting"] = {"if": branches} if len(branches) > 2 else {"if": [*branches, None]}
             return out
         out["defaultVariant"] = default["rollout"][0]["variant"]
-        fallback = self.serve(default, flag["salt"])
+        # flagstone answers ERROR (the caller's default) when the default rollout has no
+        # unit to bucket; flagd does the same for a variant name it does not know.
+        fallback = {"if": [self.present(default.get("by", self.unit)), self.serve(default, flag["salt"]), NO_UNIT_VARIANT]}
         out["targeting"] = {"if": [*branches, fallback]} if branches else fallback
         return out
 
