@@ -6,7 +6,8 @@ with weights in 0.01 % steps puts every unit in the same bucket as flagstone doe
 The unit attribute becomes flagd's ``targetingKey``. What flagd cannot express is never
 dropped silently: the flag is left out of the export and a warning names the construct
 (prerequisites, ``matches``, ``before``/``after``, an experiment with a layer or consent).
-See docs/flagd.md.
+A flag that is exported but reads a dotted attribute gets a warning too: flagd reads
+``device.os`` only as a nested path, flagstone also as a literal key. See docs/flagd.md.
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any],
                                     f"flag {key!r} is not in the flagd export: flagd cannot express {e}",
                                     "flagd-unsupported", "warning", path=(key,),
                                     hint="flagd serves its default for a missing flag; keep this flag on the flagstone runtime"))
+            continue
+        dotted = sorted(a for a in _attributes(flags[key], exporter.segments) if "." in a)
+        if dotted:
+            names = ", ".join(repr(a) for a in dotted)
+            warnings.append(Problem(env.flags[key].file, 0, 0,
+                                    f"flag {key!r} reads {names} as a nested path under flagd: a context with a "
+                                    "literal dotted key matches in flagstone but not in flagd",
+                                    "flagd-dotted-attribute", "warning", path=(key,),
+                                    hint="send nested objects ({\"device\": {\"os\": ...}}) to apps that evaluate through flagd"))
     document: dict[str, Any] = {"$schema": FLAGD_SCHEMA, "flags": flags}
     evaluators = {name: exporter.segments[name] for name in sorted(exporter.used_segments)}
     if evaluators:
@@ -58,6 +68,19 @@ def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any],
 
         warnings = attach_positions(warnings, read_worktree_text(repo.root))
     return document, warnings
+
+
+def _attributes(node: Any, evaluators: Mapping[str, Any]) -> set[str]:
+    """Every context attribute a piece of flagd targeting reads, through ``$ref`` too."""
+    if isinstance(node, list):
+        return set().union(*(_attributes(n, evaluators) for n in node))
+    if not isinstance(node, dict):
+        return set()
+    if "var" in node and isinstance(node["var"], str):
+        return {node["var"]}
+    if "$ref" in node:
+        return _attributes(evaluators[node["$ref"]], evaluators)
+    return _attributes(list(node.values()), evaluators)
 
 
 class _Exporter:
