@@ -93,3 +93,19 @@ def test_build__secrets__left_out_unless_asked_for(cli, tmp_path: Path) -> None:
     assert "token" not in json.loads((root / "dist" / "prod.json").read_text())["config"]["api"]
     assert cli(["build", "--env", "prod", "--include-secrets", "--out", "server"], cwd=root).exit_code == 0
     assert json.loads((root / "server" / "prod.json").read_text())["config"]["api"]["token"] == secret
+
+
+def test_build__format_flagd__writes_the_export_and_prints_what_it_left_out(cli, repo_from_case) -> None:
+    root = repo_from_case("valid/base")
+    flags = root / "environments" / "prod" / "flags.yaml"
+    flags.write_text(flags.read_text() + "regex-only:\n  variants: {on: true, off: false}\n"
+                     "  rules: [{when: {email: {matches: '@isometry[.]app$'}}, serve: on}]\n  default: off\n"
+                     "plain:\n  variants: {on: true, off: false}\n"
+                     "  rules: [{when: {country: DE}, serve: on}]\n  default: off\n")
+    result = cli(["build", "--env", "prod", "--format", "flagd"], cwd=root)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    document = json.loads((root / "dist" / "prod.flagd.json").read_text())
+    assert document["$schema"] == "https://flagd.dev/schema/v0/flags.json"
+    assert set(document["flags"]) == {"plain"}  # new-checkout runs a layered experiment, banner-text has a prerequisite
+    assert "flag 'regex-only' is not in the flagd export: flagd cannot express regular expressions" in result.stdout
+    assert result.stdout.count("[flagd-unsupported]") == 3
