@@ -84,3 +84,17 @@ def test_spec__example_repository_specs_pass_through_the_real_entry_point(flagst
     result = flagstone_exe(["test"], cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0 failed" in result.stderr
+
+
+def test_spec__unknown_flag__fails_naming_it(cli, tmp_path: Path) -> None:
+    root = repo_with_spec(tmp_path, """\
+        env: prod
+        cases:
+          - flag: new-chekout
+            context: {user_id: u1}
+            expect: {variant: on}
+        """)
+    result = cli(["test"], cwd=root)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[:2] == ["specs/checkout.yaml:3:5: FAIL [prod] flag new-chekout",
+                                              "    no flag 'new-chekout' in prod"]

@@ -130,7 +130,9 @@ def run_case(file: str, index: int, case: Mapping[str, Any], env: str, bundle: C
         failures += _check_distribution(case, bundle, context)
     if "expect" in case:
         expect = case["expect"]
-        if "flag" in case:
+        if "flag" in case and case["flag"] not in bundle.flags:
+            failures.append(f"no flag {case['flag']!r} in {env}")
+        elif "flag" in case:
             resolution = resolve(bundle, case["flag"], context)
             actual = {"variant": resolution.variant, "value": resolution.value, "reason": resolution.reason}
             for key in ("variant", "value", "reason"):
