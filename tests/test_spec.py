@@ -98,3 +98,14 @@ def test_spec__unknown_flag__fails_naming_it(cli, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stdout.splitlines()[:2] == ["specs/checkout.yaml:3:5: FAIL [prod] flag new-chekout",
                                               "    no flag 'new-chekout' in prod"]
+
+
+def test_spec__expectation_the_subject_cannot_have__refused_with_its_position(cli, tmp_path: Path) -> None:
+    root = repo_with_spec(tmp_path, """\
+        cases:
+          - experiment: checkout-test
+            expect: {variant: on}
+        """)
+    result = cli(["test"], cwd=root)
+    assert result.exit_code == 1
+    assert "specs/checkout.yaml:3:23: error: an experiment case expects only arm, not 'variant'" in result.stdout

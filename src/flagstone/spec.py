@@ -93,6 +93,10 @@ def run_specs(root: Path, paths: Sequence[Path] = (), envs: Sequence[str] | None
         default_envs = _envs(doc.get("env"), repo.settings.environments)
         shared_context = doc.get("context", {})
         for index, case in enumerate(doc["cases"]):
+            misplaced = _misplaced_expectations(rel, index, case)
+            if misplaced:
+                report.problems += misplaced
+                continue
             for env in _envs(case.get("env"), default_envs):
                 if envs is not None and env not in envs:
                     continue
@@ -104,6 +108,18 @@ def run_specs(root: Path, paths: Sequence[Path] = (), envs: Sequence[str] | None
     report.problems = attach_positions(report.problems, read_worktree_text(root))
     report.results = _positioned(root, report.results)
     return report
+
+
+EXPECTATIONS = {"flag": ("variant", "value", "reason"), "experiment": ("arm",), "config": ("value",)}
+
+
+def _misplaced_expectations(file: str, index: int, case: Mapping[str, Any]) -> list[Problem]:
+    """An expectation the case's subject cannot have would never be checked: refuse it."""
+    subject = next(s for s in EXPECTATIONS if s in case)
+    allowed = EXPECTATIONS[subject]
+    return [Problem(file, 0, 0, f"{'an' if subject == 'experiment' else 'a'} {subject} case expects only {', '.join(allowed)}, not {key!r}", "spec-expect",
+                    path=("cases", index, "expect", key))
+            for key in case.get("expect", {}) if key not in allowed]
 
 
 def _relative(root: Path, path: Path) -> str:
