@@ -182,3 +182,13 @@ def test_flagd_export__dotted_attribute__exported_with_a_warning_naming_the_diff
     # The difference the warning names: flagstone reads the literal key, flagd does not.
     assert ours.variant("op-nested", literal) == "ios"
     assert client.get_string_details("op-nested", "", flagd_context(literal)).variant == "other"
+
+
+def test_flagd_export__installed_provider__is_the_version_documented_as_verified() -> None:
+    from importlib.metadata import version
+
+    from flagstone.flagd import FLAGD_VERSION_VERIFIED
+
+    installed = f"openfeature-provider-flagd {version('openfeature-provider-flagd')} (flagd-core {version('openfeature-flagd-core')})"
+    assert installed == FLAGD_VERSION_VERIFIED
+    assert FLAGD_VERSION_VERIFIED in (HERE.parent / "docs" / "flagd.md").read_text()
