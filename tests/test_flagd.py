@@ -192,3 +192,28 @@ def test_flagd_export__installed_provider__is_the_version_documented_as_verified
     installed = f"openfeature-provider-flagd {version('openfeature-provider-flagd')} (flagd-core {version('openfeature-flagd-core')})"
     assert installed == FLAGD_VERSION_VERIFIED
     assert FLAGD_VERSION_VERIFIED in (HERE.parent / "docs" / "flagd.md").read_text()
+
+
+def test_flagd_export__flag_bucketed_by_another_unit__targeting_key_stays_the_default_unit(tmp_path: Path, flagd) -> None:
+    flags = ("team-plan:\n  unit: org_id\n  variants: {on: true, off: false}\n  targets: {on: [org-7]}\n"
+             "  rules:\n    - {segment: staff, serve: on}\n    - {when: {plan: team}, serve: {rollout: {on: 30, off: 70}}}\n"
+             "  default: off\n")
+    segments = "staff:\n  when: {user_id: {in: [u-1, u-2]}}\n"
+    bundle = bundle_from_yaml(tmp_path, flags, segments=segments)
+    repo_root = next(tmp_path.glob("repo-*"))
+    path, document, warnings = export(repo_root, tmp_path)
+    assert warnings == []
+    assert document["$evaluators"]["staff"] == {"in": [{"var": "targetingKey"}, ["u-1", "u-2"]]}
+    client = flagd(path)
+    ours = Client.from_dict(bundle)
+    served = {True: 0, False: 0}
+    for i in range(2000):
+        ctx: dict[str, Any] = {"user_id": f"u-{i % 5}", "org_id": f"org-{i}", "plan": ("team", "free")[i % 3 == 0]}
+        if i % 7 == 3:
+            del ctx["org_id"]
+        theirs = client.get_boolean_details("team-plan", False, flagd_context(ctx))
+        mine = ours.details("team-plan", ctx)
+        assert (theirs.variant, theirs.value) == (mine.variant, mine.value), ctx
+        served[bool(mine.value)] += 1
+    assert min(served.values()) > 100
+    assert client.get_boolean_details("team-plan", False, flagd_context({"user_id": "u-9", "org_id": "org-7"})).value is True

@@ -86,7 +86,10 @@ def _attributes(node: Any, evaluators: Mapping[str, Any]) -> set[str]:
 class _Exporter:
     def __init__(self, bundle: Mapping[str, Any]) -> None:
         self.bundle = bundle
+        # One OpenFeature context has one targeting key: it carries the environment's
+        # default unit for every flag and segment; other units are plain attributes.
         self.unit = str(bundle["default_unit"])
+        self.flag_unit = self.unit
         self.used_segments: set[str] = set()
         self.segments: dict[str, Any] = {}
         self._segment_errors: dict[str, str] = {}
@@ -106,7 +109,7 @@ class _Exporter:
     def flag(self, key: str, flag: Mapping[str, Any]) -> dict[str, Any]:
         if flag["prerequisites"]:
             raise Unsupported("prerequisites")
-        self.unit = flag["unit"]
+        self.flag_unit = flag["unit"]
         off = flag.get("off_variant")
         if not flag["enabled"]:
             if off is None:
@@ -118,14 +121,14 @@ class _Exporter:
         for unit_id, variant in flag["targets"].items():
             by_variant.setdefault(variant, []).append(unit_id)
         for variant, ids in by_variant.items():
-            branches += [{"in": [self.var(self.unit), sorted(ids)]}, variant]
+            branches += [{"in": [self.var(self.flag_unit), sorted(ids)]}, variant]
         if flag.get("experiment"):
             branches += self.experiment(flag["experiment"])
         for rule in flag["rules"]:
             condition = self.condition(rule["when"])
             serve = rule["serve"]
             if "rollout" in serve:
-                by = serve.get("by", self.unit)
+                by = serve.get("by", self.flag_unit)
                 condition = {"and": [condition, self.present(by)]}  # flagstone skips a rule it cannot bucket
             branches += [condition, self.serve(serve, flag["salt"])]
         default = flag["default"]
@@ -138,7 +141,7 @@ class _Exporter:
         out["defaultVariant"] = default["rollout"][0]["variant"]
         # flagstone answers ERROR (the caller's default) when the default rollout has no
         # unit to bucket; flagd does the same for a variant name it does not know.
-        fallback = {"if": [self.present(default.get("by", self.unit)), self.serve(default, flag["salt"]), NO_UNIT_VARIANT]}
+        fallback = {"if": [self.present(default.get("by", self.flag_unit)), self.serve(default, flag["salt"]), NO_UNIT_VARIANT]}
         out["targeting"] = {"if": [*branches, fallback]} if branches else fallback
         return out
 
@@ -150,7 +153,7 @@ class _Exporter:
                                                   ("consent", experiment.get("consent_required"))) if present]
         if unsupported:
             raise Unsupported(f"the running experiment {key!r} ({' and '.join(unsupported)})")
-        unit = {"var": "targetingKey" if experiment["unit"] == self.unit else experiment["unit"]}
+        unit = self.var(experiment["unit"])
         start, arms = 0, []
         for arm in experiment["arms"]:
             arms.append([arm["variant"], arm["end"] - start])
@@ -178,7 +181,7 @@ class _Exporter:
         for arm in serve["rollout"]:
             weights.append([arm["variant"], arm["end"] - start])
             start = arm["end"]
-        by = serve.get("by", self.unit)
+        by = serve.get("by", self.flag_unit)
         return {"fractional": [{"cat": [f"{salt}/", self.var(by)]}, *weights]}
 
     def condition(self, node: Mapping[str, Any], inline: bool = False) -> Any:
