@@ -3,7 +3,7 @@
 flagstone's bucketing is flagd's ``fractional`` (see runtime/hashing.py), so a rollout
 exported as ``{"fractional": [{"cat": [salt + "/", {"var": unit}]}, [variant, weight], ...]}``
 with weights in 0.01 % steps puts every unit in the same bucket as flagstone does.
-The unit attribute becomes flagd's ``targetingKey``. What flagd cannot express is never
+The default unit becomes flagd's ``targetingKey``. What flagd cannot express is never
 dropped silently: the flag is left out of the export and a warning names the construct
 (prerequisites, ``matches``, ``before``/``after``, an experiment with a layer or consent).
 A flag that is exported but reads a dotted attribute gets a warning too: flagd reads
