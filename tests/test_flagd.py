@@ -61,7 +61,8 @@ def export(repo_root: Path, tmp_path: Path, env: str = "prod") -> tuple[Path, di
 def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_context(tmp_path: Path, flagd) -> None:
     path, document, warnings = export(HERE / "conformance" / "repository", tmp_path)
     left_out = {w.path[0] for w in warnings if w.code == "flagd-unsupported"}
-    assert left_out == {"op-matches", "op-dates", "prereq-child", "json-payload", "onboarding-flow", "checkout-flow"}
+    assert left_out == {"op-matches", "op-dates", "prereq-child"}
+    assert {"json-payload", "checkout-flow", "onboarding-flow"} <= set(document["flags"])  # layers, consent
     assert left_out.isdisjoint(document["flags"])
     assert all(w.severity == "warning" for w in warnings)
     client = flagd(path)
@@ -171,7 +172,7 @@ def test_flagd_export__a_running_experiment_with_an_audience__assigns_the_same_a
 def test_flagd_export__dotted_attribute__exported_with_a_warning_naming_the_difference(tmp_path: Path, flagd) -> None:
     path, document, warnings = export(HERE / "conformance" / "repository", tmp_path)
     dotted = {w.path[0]: w for w in warnings if w.code == "flagd-dotted-attribute"}
-    assert set(dotted) == {"op-nested"}  # json-payload reads device.os too, but is left out
+    assert set(dotted) == {"op-nested", "json-payload"}  # onboarding-flow's consent.experiments is a path in both
     assert "'device.os'" in dotted["op-nested"].message and dotted["op-nested"].line > 0
     assert "op-nested" in document["flags"]
     client = flagd(path)
@@ -217,3 +218,27 @@ def test_flagd_export__flag_bucketed_by_another_unit__targeting_key_stays_the_de
         served[bool(mine.value)] += 1
     assert min(served.values()) > 100
     assert client.get_boolean_details("team-plan", False, flagd_context({"user_id": "u-9", "org_id": "org-7"})).value is True
+
+
+def test_flagd_export__layered_experiments_with_consent__assign_the_same_arms(tmp_path: Path, flagd) -> None:
+    flags = ("search:\n  variants: {old: old, new: new}\n  default: old\n"
+             "ranking:\n  variants: {a: a, b: b, c: c}\n  default: a\n")
+    experiments = ("search-test:\n  flag: search\n  status: running\n  traffic: 30\n  layer: discovery\n"
+                   "  consent: required\n  metrics: {primary: {name: clicks, kind: mean}}\n"
+                   "ranking-test:\n  flag: ranking\n  status: running\n  traffic: 50\n  layer: discovery\n"
+                   "  weights: {a: 20, b: 40, c: 40}\n  metrics: {primary: {name: clicks, kind: mean}}\n")
+    bundle = bundle_from_yaml(tmp_path, flags, experiments=experiments)
+    repo_root = next(tmp_path.glob("repo-*"))
+    path, _, warnings = export(repo_root, tmp_path)
+    assert warnings == []
+    client = flagd(path)
+    ours = Client.from_dict(bundle)
+    consents: tuple[Any, ...] = (True, False, {"experiments": True}, {"experiments": 1}, 1, "true", None)
+    enrolled = {"search-test": 0, "ranking-test": 0}
+    for i in range(3000):
+        ctx = {"user_id": f"user-{i}", "consent": consents[i % len(consents)]}
+        for flag, experiment in (("search", "search-test"), ("ranking", "ranking-test")):
+            theirs = client.get_string_details(flag, "", flagd_context(ctx)).variant
+            assert theirs == ours.variant(flag, ctx), (flag, ctx)
+            enrolled[experiment] += ours.assign(experiment, ctx) is not None
+    assert enrolled["search-test"] > 200 and enrolled["ranking-test"] > 1200

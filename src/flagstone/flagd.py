@@ -5,7 +5,8 @@ exported as ``{"fractional": [{"cat": [salt + "/", {"var": unit}]}, [variant, we
 with weights in 0.01 % steps puts every unit in the same bucket as flagstone does.
 The default unit becomes flagd's ``targetingKey``. What flagd cannot express is never
 dropped silently: the flag is left out of the export and a warning names the construct
-(prerequisites, ``matches``, ``before``/``after``, an experiment with a layer or consent).
+(prerequisites, ``matches``, ``before``/``after``). Running experiments, layered or not,
+with or without consent, are exported with the runtime's buckets.
 A flag that is exported but reads a dotted attribute gets a warning too: flagd reads
 ``device.os`` only as a nested path, flagstone also as a literal key. See docs/flagd.md.
 """
@@ -28,6 +29,7 @@ UNSUPPORTED_OPERATORS = {
 }
 SEMVER_OPS = {"semver_eq": "=", "semver_gt": ">", "semver_gte": ">=", "semver_lt": "<", "semver_lte": "<="}
 NUMERIC_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+CONSENT_PATH = "consent.experiments"  # read as a path by flagstone too: no dotted-key difference
 NO_UNIT_VARIANT = "flagstone: no unit to bucket"  # never a variant: flagd answers ERROR
 
 
@@ -51,7 +53,7 @@ def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any],
                                     "flagd-unsupported", "warning", path=(key,),
                                     hint="flagd serves its default for a missing flag; keep this flag on the flagstone runtime"))
             continue
-        dotted = sorted(a for a in _attributes(flags[key], exporter.segments) if "." in a)
+        dotted = sorted(a for a in _attributes(flags[key], exporter.segments) if "." in a and a != CONSENT_PATH)
         if dotted:
             names = ", ".join(repr(a) for a in dotted)
             warnings.append(Problem(env.flags[key].file, 0, 0,
@@ -149,10 +151,6 @@ class _Exporter:
         """A running experiment as if-branches: enrolment by one `fractional` over the
         traffic salt, the arm by another over the arm salt (runtime/hashing.py)."""
         experiment = self.bundle["experiments"][key]
-        unsupported = [name for name, present in (("a layer", "layer" in experiment),
-                                                  ("consent", experiment.get("consent_required"))) if present]
-        if unsupported:
-            raise Unsupported(f"the running experiment {key!r} ({' and '.join(unsupported)})")
         unit = self.var(experiment["unit"])
         start, arms = 0, []
         for arm in experiment["arms"]:
@@ -160,9 +158,18 @@ class _Exporter:
             start = arm["end"]
         pick = {"fractional": [{"cat": [f"experiment:{experiment['salt']}/", unit]}, *arms]}
         conditions: list[Any] = [{"!==": [unit, None]}]
+        if experiment.get("consent_required"):
+            # runtime.evaluate.has_consent: `consent` is true, or `consent.experiments` is.
+            conditions.append({"or": [self.operator("consent", "eq", True), self.operator(CONSENT_PATH, "eq", True)]})
         if "audience" in experiment:
             conditions.append(self.condition(experiment["audience"]))
-        if experiment["traffic"] < 10_000:
+        if "layer" in experiment:
+            low, high = experiment["layer_range"]
+            slices = [[name, width] for name, width in (("below", low), ("in", high - low), ("above", 10_000 - high))
+                      if width > 0]
+            in_layer = {"fractional": [{"cat": [f"layer:{experiment['layer']}/", unit]}, *slices]}
+            conditions.append({"==": [in_layer, "in"]} if high > low else False)
+        elif experiment["traffic"] < 10_000:
             enrolled = {"fractional": [{"cat": [f"experiment:{experiment['salt']}:traffic/", unit]},
                                        ["in", experiment["traffic"]], ["out", 10_000 - experiment["traffic"]]]}
             conditions.append({"==": [enrolled, "in"]})
