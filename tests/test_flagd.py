@@ -174,6 +174,7 @@ def test_flagd_export__dotted_attribute__exported_with_a_warning_naming_the_diff
     dotted = {w.path[0]: w for w in warnings if w.code == "flagd-dotted-attribute"}
     assert set(dotted) == {"op-nested", "json-payload"}  # onboarding-flow's consent.experiments is a path in both
     assert "'device.os'" in dotted["op-nested"].message and dotted["op-nested"].line > 0
+    assert dotted["op-nested"].hint.endswith('{"device": {"os": ...}}')
     assert "op-nested" in document["flags"]
     client = flagd(path)
     ours = Client.from_dict(VECTORS["bundle"])

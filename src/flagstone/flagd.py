@@ -60,7 +60,7 @@ def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any],
                                     f"flag {key!r} reads {names} as a nested path under flagd: a context with a "
                                     "literal dotted key matches in flagstone but not in flagd",
                                     "flagd-dotted-attribute", "warning", path=(key,),
-                                    hint="send nested objects ({\"device\": {\"os\": ...}}) to apps that evaluate through flagd"))
+                                    hint=f"apps that evaluate through flagd must send nested objects: {_nested_example(dotted[0])}"))
     document: dict[str, Any] = {"$schema": FLAGD_SCHEMA, "flags": flags}
     evaluators = {name: exporter.segments[name] for name in sorted(exporter.used_segments)}
     if evaluators:
@@ -70,6 +70,12 @@ def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any],
 
         warnings = attach_positions(warnings, read_worktree_text(repo.root))
     return document, warnings
+
+
+def _nested_example(dotted: str) -> str:
+    """``device.os`` -> ``{"device": {"os": ...}}``."""
+    parts = dotted.split(".")
+    return "".join(f'{{"{p}": ' for p in parts) + "..." + "}" * len(parts)
 
 
 def _attributes(node: Any, evaluators: Mapping[str, Any]) -> set[str]:
