@@ -27,9 +27,12 @@ ENVS = ("dev", "staging", "prod")
 
 
 def flags_text(pcts: list[int]) -> str:
-    return "".join(f"flag-{i:03d}:\n  description: Flag {i}\n  variants: {{on: true, off: false}}\n"
-                   f"  rules:\n    - when: {{plan: pro}}\n      serve: on\n"
-                   f"  default: {{rollout: {{on: {p}, off: {100 - p}}}}}\n" for i, p in enumerate(pcts))
+    return "".join(
+        f"flag-{i:03d}:\n  description: Flag {i}\n  variants: {{on: true, off: false}}\n"
+        f"  rules:\n    - when: {{plan: pro}}\n      serve: on\n"
+        f"  default: {{rollout: {{on: {p}, off: {100 - p}}}}}\n"
+        for i, p in enumerate(pcts)
+    )
 
 
 def build(commits: int) -> Path:
@@ -64,12 +67,16 @@ def build(commits: int) -> Path:
             files[f"environments/{env}/flags.yaml"] = flags_text(state[env])
         when += 60
         message = f"change {n}"
-        stream.append(f"commit refs/heads/main\nauthor Bench <bench@example.test> {when} +0000\n"
-                      f"committer Bench <bench@example.test> {when} +0000\n{data(message)}")
+        stream.append(
+            f"commit refs/heads/main\nauthor Bench <bench@example.test> {when} +0000\n"
+            f"committer Bench <bench@example.test> {when} +0000\n{data(message)}"
+        )
         for path, text in files.items():
             stream.append(f"M 100644 inline {path}\n{data(text)}")
         stream.append("\n")
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=WORK, input="".join(stream).encode(), check=True)
+    subprocess.run(
+        ["git", "fast-import", "--quiet"], cwd=WORK, input="".join(stream).encode(), check=True
+    )
     subprocess.run(["git", "checkout", "-q", "-f", "main"], cwd=WORK, check=True)
     return WORK
 
@@ -93,27 +100,33 @@ def main() -> None:
     started = time.perf_counter()
     repo = build(args.commits)
     built = time.perf_counter() - started
-    count = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
-    flag_time, flag_out = time_command(["history", "flag-007", "--env", "prod", "--format", "json"], repo)
+    count = subprocess.run(
+        ["git", "rev-list", "--count", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    flag_time, flag_out = time_command(
+        ["history", "flag-007", "--env", "prod", "--format", "json"], repo
+    )
     config_time, _ = time_command(["history", "api.timeout_ms", "--format", "json"], repo)
     all_envs_time, _ = time_command(["history", "flag-007", "--format", "json"], repo)
     import json
 
     entries = len(json.loads(flag_out))
-    section = "\n".join([
-        "## History",
-        "",
-        f"Command: `.venv/bin/python bench/history.py` (run by `make bench`). Measured {time.strftime('%Y-%m-%d')} on "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}; a repository of {count} commits over three "
-        f"environments of {FLAGS} flags (built with git fast-import in {built:.1f} s); median of 3 runs of the real CLI.",
-        "",
-        "| query | time | goal |",
-        "|---|---:|---:|",
-        f"| `flagstone history flag-007 --env prod` ({entries} changes found) | {flag_time:.2f} s | < 3 s |",
-        f"| `flagstone history flag-007` (every environment) | {all_envs_time:.2f} s | < 3 s |",
-        f"| `flagstone history api.timeout_ms` (a config key) | {config_time:.2f} s | < 3 s |",
-        "",
-    ])
+    section = "\n".join(
+        [
+            "## History",
+            "",
+            f"Command: `.venv/bin/python bench/history.py` (run by `make bench`). Measured {time.strftime('%Y-%m-%d')} on "
+            f"{os.cpu_count()} cores, Python {platform.python_version()}; a repository of {count} commits over three "
+            f"environments of {FLAGS} flags (built with git fast-import in {built:.1f} s); median of 3 runs of the real CLI.",
+            "",
+            "| query | time | goal |",
+            "|---|---:|---:|",
+            f"| `flagstone history flag-007 --env prod` ({entries} changes found) | {flag_time:.2f} s | < 3 s |",
+            f"| `flagstone history flag-007` (every environment) | {all_envs_time:.2f} s | < 3 s |",
+            f"| `flagstone history api.timeout_ms` (a config key) | {config_time:.2f} s | < 3 s |",
+            "",
+        ]
+    )
     print(section)
     if not args.no_write:
         sys.path.insert(0, str(Path(__file__).parent))

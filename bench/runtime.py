@@ -40,7 +40,14 @@ def make_contexts(n: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         email = f"person{i}@isometry.app" if i % 10 == 0 else f"person{i}@example.com"
-        out.append({"user_id": f"user-{i}", "email": email, "country": COUNTRIES[i % 7], "plan": PLANS[i % 3]})
+        out.append(
+            {
+                "user_id": f"user-{i}",
+                "email": email,
+                "country": COUNTRIES[i % 7],
+                "plan": PLANS[i % 3],
+            }
+        )
     return out
 
 
@@ -84,19 +91,39 @@ Evaluator = Callable[[dict[str, Any]], Any]
 def setup_flagstone(tmp: Path) -> tuple[Evaluator, Evaluator, str]:
     client = Client.from_dict(flagstone_bundle(tmp, FLAG_YAML, EXPERIMENT_YAML))
     variant, assign = client.variant, client.assign
-    return (lambda ctx: variant("checkout", ctx) == "on"), (lambda ctx: assign("onboarding-test", ctx)), "flagstone"
+    return (
+        (lambda ctx: variant("checkout", ctx) == "on"),
+        (lambda ctx: assign("onboarding-test", ctx)),
+        "flagstone",
+    )
 
 
 def setup_growthbook(tmp: Path) -> tuple[Evaluator, Evaluator, str]:
     from growthbook import GrowthBook
 
     features = {
-        "checkout": {"defaultValue": False, "rules": [
-            {"condition": {"email": {"$regex": "@isometry\\.app$"}}, "force": True},
-            {"condition": {"country": {"$in": ["DE", "FR", "NL"]}, "plan": "pro"}, "force": True},
-            {"coverage": 0.3, "force": True, "hashAttribute": "user_id"}]},
-        "onboarding": {"defaultValue": "a", "rules": [
-            {"key": "onboarding-test", "variations": ["a", "b", "c"], "weights": [0.34, 0.33, 0.33], "hashAttribute": "user_id"}]},
+        "checkout": {
+            "defaultValue": False,
+            "rules": [
+                {"condition": {"email": {"$regex": "@isometry\\.app$"}}, "force": True},
+                {
+                    "condition": {"country": {"$in": ["DE", "FR", "NL"]}, "plan": "pro"},
+                    "force": True,
+                },
+                {"coverage": 0.3, "force": True, "hashAttribute": "user_id"},
+            ],
+        },
+        "onboarding": {
+            "defaultValue": "a",
+            "rules": [
+                {
+                    "key": "onboarding-test",
+                    "variations": ["a", "b", "c"],
+                    "weights": [0.34, 0.33, 0.33],
+                    "hashAttribute": "user_id",
+                }
+            ],
+        },
     }
     gb = GrowthBook(attributes={}, features=features)
 
@@ -115,27 +142,58 @@ def setup_featurevisor(tmp: Path) -> tuple[Evaluator, Evaluator, str]:
     from featurevisor import create_featurevisor
 
     datafile = {
-        "schemaVersion": "2", "revision": "1",
+        "schemaVersion": "2",
+        "revision": "1",
         "segments": {
-            "staff": {"key": "staff", "conditions": [{"attribute": "email", "operator": "endsWith", "value": "@isometry.app"}]},
-            "eu-pro": {"key": "eu-pro", "conditions": [
-                {"attribute": "country", "operator": "in", "value": ["DE", "FR", "NL"]},
-                {"attribute": "plan", "operator": "equals", "value": "pro"}]},
+            "staff": {
+                "key": "staff",
+                "conditions": [
+                    {"attribute": "email", "operator": "endsWith", "value": "@isometry.app"}
+                ],
+            },
+            "eu-pro": {
+                "key": "eu-pro",
+                "conditions": [
+                    {"attribute": "country", "operator": "in", "value": ["DE", "FR", "NL"]},
+                    {"attribute": "plan", "operator": "equals", "value": "pro"},
+                ],
+            },
         },
         "features": {
-            "checkout": {"key": "checkout", "bucketBy": "user_id", "traffic": [
-                {"key": "staff", "segments": ["staff"], "percentage": 100000},
-                {"key": "eu-pro", "segments": ["eu-pro"], "percentage": 100000},
-                {"key": "everyone", "segments": "*", "percentage": 30000}]},
-            "onboarding": {"key": "onboarding", "bucketBy": "user_id",
-                           "variations": [{"value": "a"}, {"value": "b"}, {"value": "c"}],
-                           "traffic": [{"key": "everyone", "segments": "*", "percentage": 100000, "allocation": [
-                               {"variation": "a", "range": [0, 34000]}, {"variation": "b", "range": [34000, 67000]},
-                               {"variation": "c", "range": [67000, 100000]}]}]},
+            "checkout": {
+                "key": "checkout",
+                "bucketBy": "user_id",
+                "traffic": [
+                    {"key": "staff", "segments": ["staff"], "percentage": 100000},
+                    {"key": "eu-pro", "segments": ["eu-pro"], "percentage": 100000},
+                    {"key": "everyone", "segments": "*", "percentage": 30000},
+                ],
+            },
+            "onboarding": {
+                "key": "onboarding",
+                "bucketBy": "user_id",
+                "variations": [{"value": "a"}, {"value": "b"}, {"value": "c"}],
+                "traffic": [
+                    {
+                        "key": "everyone",
+                        "segments": "*",
+                        "percentage": 100000,
+                        "allocation": [
+                            {"variation": "a", "range": [0, 34000]},
+                            {"variation": "b", "range": [34000, 67000]},
+                            {"variation": "c", "range": [67000, 100000]},
+                        ],
+                    }
+                ],
+            },
         },
     }
     f = create_featurevisor({"datafile": datafile, "logLevel": "error"})
-    return (lambda ctx: f.is_enabled("checkout", ctx)), (lambda ctx: f.get_variation("onboarding", ctx)), "featurevisor"
+    return (
+        (lambda ctx: f.is_enabled("checkout", ctx)),
+        (lambda ctx: f.get_variation("onboarding", ctx)),
+        "featurevisor",
+    )
 
 
 def setup_flagsmith(tmp: Path) -> tuple[Evaluator, Evaluator, str]:
@@ -144,27 +202,58 @@ def setup_flagsmith(tmp: Path) -> tuple[Evaluator, Evaluator, str]:
     on = {"key": "1", "name": "checkout", "enabled": True, "value": True, "priority": 1}
 
     def segment(name: str, conditions: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"key": name, "name": name, "rules": [{"type": "ALL", "conditions": conditions}], "overrides": [dict(on)]}
+        return {
+            "key": name,
+            "name": name,
+            "rules": [{"type": "ALL", "conditions": conditions}],
+            "overrides": [dict(on)],
+        }
 
     segments = {
-        "staff": segment("staff", [{"property": "email", "operator": "REGEX", "value": ".*@isometry\\.app$"}]),
-        "eu-pro": segment("eu-pro", [{"property": "country", "operator": "IN", "value": ["DE", "FR", "NL"]},
-                                     {"property": "plan", "operator": "EQUAL", "value": "pro"}]),
-        "rollout": segment("rollout", [{"property": "$.identity.key", "operator": "PERCENTAGE_SPLIT", "value": "30"}]),
+        "staff": segment(
+            "staff", [{"property": "email", "operator": "REGEX", "value": ".*@isometry\\.app$"}]
+        ),
+        "eu-pro": segment(
+            "eu-pro",
+            [
+                {"property": "country", "operator": "IN", "value": ["DE", "FR", "NL"]},
+                {"property": "plan", "operator": "EQUAL", "value": "pro"},
+            ],
+        ),
+        "rollout": segment(
+            "rollout",
+            [{"property": "$.identity.key", "operator": "PERCENTAGE_SPLIT", "value": "30"}],
+        ),
     }
     features = {"checkout": {"key": "1", "name": "checkout", "enabled": False, "value": False}}
-    multivariate = {"onboarding": {"key": "2", "name": "onboarding", "enabled": True, "value": "a", "variants": [
-        {"value": "a", "weight": 34, "priority": 0}, {"value": "b", "weight": 33, "priority": 1},
-        {"value": "c", "weight": 33, "priority": 2}]}}
+    multivariate = {
+        "onboarding": {
+            "key": "2",
+            "name": "onboarding",
+            "enabled": True,
+            "value": "a",
+            "variants": [
+                {"value": "a", "weight": 34, "priority": 0},
+                {"value": "b", "weight": 33, "priority": 1},
+                {"value": "c", "weight": 33, "priority": 2},
+            ],
+        }
+    }
 
     def context(ctx: dict[str, Any], feats: dict[str, Any], segs: dict[str, Any]) -> dict[str, Any]:
         uid = ctx["user_id"]
         traits = {k: v for k, v in ctx.items() if k != "user_id"}
-        return {"environment": {"key": "env", "name": "prod"},
-                "identity": {"identifier": uid, "key": uid, "traits": traits}, "segments": segs, "features": feats}
+        return {
+            "environment": {"key": "env", "name": "prod"},
+            "identity": {"identifier": uid, "key": uid, "traits": traits},
+            "segments": segs,
+            "features": feats,
+        }
 
     def flag(ctx: dict[str, Any]) -> Any:
-        return get_evaluation_result(context(ctx, features, segments))["flags"]["checkout"]["enabled"]
+        return get_evaluation_result(context(ctx, features, segments))["flags"]["checkout"][
+            "enabled"
+        ]
 
     def arm(ctx: dict[str, Any]) -> Any:
         return get_evaluation_result(context(ctx, multivariate, {}))["flags"]["onboarding"]["value"]
@@ -177,22 +266,88 @@ def setup_unleash(tmp: Path) -> tuple[Evaluator, Evaluator, str]:
     from UnleashClient.cache import FileCache
 
     cache = FileCache("bench", directory=tempfile.mkdtemp(dir=tmp))
-    cache.bootstrap_from_dict({"version": 1, "features": [
-        {"name": "checkout", "enabled": True, "strategies": [
-            {"name": "default", "constraints": [{"contextName": "email", "operator": "STR_ENDS_WITH", "values": ["@isometry.app"]}]},
-            {"name": "default", "constraints": [{"contextName": "country", "operator": "IN", "values": ["DE", "FR", "NL"]},
-                                                {"contextName": "plan", "operator": "IN", "values": ["pro"]}]},
-            {"name": "flexibleRollout", "parameters": {"rollout": "30", "stickiness": "userId", "groupId": "checkout"}}]},
-        {"name": "onboarding", "enabled": True, "strategies": [{"name": "default"}], "variants": [
-            {"name": "a", "weight": 340, "stickiness": "userId", "weightType": "variable"},
-            {"name": "b", "weight": 330, "stickiness": "userId", "weightType": "variable"},
-            {"name": "c", "weight": 330, "stickiness": "userId", "weightType": "variable"}]}]})
-    client = UnleashClient(url="http://127.0.0.1:9", app_name="bench", disable_metrics=True,
-                           disable_registration=True, cache=cache, refresh_interval=3600)
+    cache.bootstrap_from_dict(
+        {
+            "version": 1,
+            "features": [
+                {
+                    "name": "checkout",
+                    "enabled": True,
+                    "strategies": [
+                        {
+                            "name": "default",
+                            "constraints": [
+                                {
+                                    "contextName": "email",
+                                    "operator": "STR_ENDS_WITH",
+                                    "values": ["@isometry.app"],
+                                }
+                            ],
+                        },
+                        {
+                            "name": "default",
+                            "constraints": [
+                                {
+                                    "contextName": "country",
+                                    "operator": "IN",
+                                    "values": ["DE", "FR", "NL"],
+                                },
+                                {"contextName": "plan", "operator": "IN", "values": ["pro"]},
+                            ],
+                        },
+                        {
+                            "name": "flexibleRollout",
+                            "parameters": {
+                                "rollout": "30",
+                                "stickiness": "userId",
+                                "groupId": "checkout",
+                            },
+                        },
+                    ],
+                },
+                {
+                    "name": "onboarding",
+                    "enabled": True,
+                    "strategies": [{"name": "default"}],
+                    "variants": [
+                        {
+                            "name": "a",
+                            "weight": 340,
+                            "stickiness": "userId",
+                            "weightType": "variable",
+                        },
+                        {
+                            "name": "b",
+                            "weight": 330,
+                            "stickiness": "userId",
+                            "weightType": "variable",
+                        },
+                        {
+                            "name": "c",
+                            "weight": 330,
+                            "stickiness": "userId",
+                            "weightType": "variable",
+                        },
+                    ],
+                },
+            ],
+        }
+    )
+    client = UnleashClient(
+        url="http://127.0.0.1:9",
+        app_name="bench",
+        disable_metrics=True,
+        disable_registration=True,
+        cache=cache,
+        refresh_interval=3600,
+    )
     client.initialize_client(fetch_toggles=False)
 
     def unleash_context(ctx: dict[str, Any]) -> dict[str, Any]:
-        return {"userId": ctx["user_id"], "properties": {k: v for k, v in ctx.items() if k != "user_id"}}
+        return {
+            "userId": ctx["user_id"],
+            "properties": {k: v for k, v in ctx.items() if k != "user_id"},
+        }
 
     contexts: dict[int, dict[str, Any]] = {}
 
@@ -203,8 +358,11 @@ def setup_unleash(tmp: Path) -> tuple[Evaluator, Evaluator, str]:
             contexts[key] = unleash_context(ctx)
         return contexts[key]
 
-    return (lambda ctx: client.is_enabled("checkout", converted(ctx))), \
-        (lambda ctx: client.get_variant("onboarding", converted(ctx))["name"]), "UnleashClient"
+    return (
+        (lambda ctx: client.is_enabled("checkout", converted(ctx))),
+        (lambda ctx: client.get_variant("onboarding", converted(ctx))["name"]),
+        "UnleashClient",
+    )
 
 
 def setup_flagd(tmp: Path) -> tuple[Evaluator, Evaluator, str]:
@@ -214,17 +372,48 @@ def setup_flagd(tmp: Path) -> tuple[Evaluator, Evaluator, str]:
     from openfeature.evaluation_context import EvaluationContext
 
     path = tmp / "flagd.json"
-    path.write_text(json.dumps({"flags": {
-        "checkout": {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off", "targeting": {"if": [
-            {"ends_with": [{"var": "email"}, "@isometry.app"]}, "on",
-            {"and": [{"in": [{"var": "country"}, ["DE", "FR", "NL"]]}, {"==": [{"var": "plan"}, "pro"]}]}, "on",
-            {"fractional": [["on", 30], ["off", 70]]}]}},
-        "onboarding": {"state": "ENABLED", "variants": {"a": "a", "b": "b", "c": "c"}, "defaultVariant": "a",
-                       "targeting": {"fractional": [["a", 34], ["b", 33], ["c", 33]]}}}}))
-    api.set_provider(FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path)))
+    path.write_text(
+        json.dumps(
+            {
+                "flags": {
+                    "checkout": {
+                        "state": "ENABLED",
+                        "variants": {"on": True, "off": False},
+                        "defaultVariant": "off",
+                        "targeting": {
+                            "if": [
+                                {"ends_with": [{"var": "email"}, "@isometry.app"]},
+                                "on",
+                                {
+                                    "and": [
+                                        {"in": [{"var": "country"}, ["DE", "FR", "NL"]]},
+                                        {"==": [{"var": "plan"}, "pro"]},
+                                    ]
+                                },
+                                "on",
+                                {"fractional": [["on", 30], ["off", 70]]},
+                            ]
+                        },
+                    },
+                    "onboarding": {
+                        "state": "ENABLED",
+                        "variants": {"a": "a", "b": "b", "c": "c"},
+                        "defaultVariant": "a",
+                        "targeting": {"fractional": [["a", 34], ["b", 33], ["c", 33]]},
+                    },
+                }
+            }
+        )
+    )
+    api.set_provider(
+        FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path))
+    )
     client = api.get_client()
     deadline = time.monotonic() + 10
-    while client.get_boolean_details("checkout", False, EvaluationContext("probe")).reason == "ERROR" and time.monotonic() < deadline:
+    while (
+        client.get_boolean_details("checkout", False, EvaluationContext("probe")).reason == "ERROR"
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     time.sleep(0.5)
     contexts: dict[int, EvaluationContext] = {}
@@ -232,14 +421,26 @@ def setup_flagd(tmp: Path) -> tuple[Evaluator, Evaluator, str]:
     def converted(ctx: dict[str, Any]) -> EvaluationContext:
         key = id(ctx)
         if key not in contexts:
-            contexts[key] = EvaluationContext(ctx["user_id"], {k: v for k, v in ctx.items() if k != "user_id"})
+            contexts[key] = EvaluationContext(
+                ctx["user_id"], {k: v for k, v in ctx.items() if k != "user_id"}
+            )
         return contexts[key]
 
-    return (lambda ctx: client.get_boolean_value("checkout", False, converted(ctx))), \
-        (lambda ctx: client.get_string_value("onboarding", "a", converted(ctx))), "openfeature-provider-flagd (in-process)"
+    return (
+        (lambda ctx: client.get_boolean_value("checkout", False, converted(ctx))),
+        (lambda ctx: client.get_string_value("onboarding", "a", converted(ctx))),
+        "openfeature-provider-flagd (in-process)",
+    )
 
 
-SETUPS = [setup_flagstone, setup_growthbook, setup_featurevisor, setup_flagsmith, setup_unleash, setup_flagd]
+SETUPS = [
+    setup_flagstone,
+    setup_growthbook,
+    setup_featurevisor,
+    setup_flagsmith,
+    setup_unleash,
+    setup_flagd,
+]
 
 
 def time_per_call(fn: Evaluator, contexts: list[dict[str, Any]], calls: int) -> float:
@@ -263,7 +464,9 @@ def reload_latency(tmp: Path, samples: int, *, busy: bool, every_flag: bool) -> 
             f"flag-{i:04d}:\n  variants: {{on: true, off: false}}\n"
             f"  rules:\n    - when: {{country: {{in: [DE, FR]}}, plan: {plan}}}\n      serve: on\n"
             f"  default: {{rollout: {{on: {(i + (version if i == 500 else 0)) % 100}, "
-            f"off: {100 - (i + (version if i == 500 else 0)) % 100}}}}}\n" for i in range(1000))
+            f"off: {100 - (i + (version if i == 500 else 0)) % 100}}}}}\n"
+            for i in range(1000)
+        )
 
     variants = [flags(v) for v in range(2)]
     bundles = [dump_bundle(flagstone_bundle(tmp, text)) for text in variants]
@@ -316,7 +519,9 @@ def percentile(values: list[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds (a smoke run)")
-    parser.add_argument("--no-write", action="store_true", help="print, do not update docs/benchmarks.md")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print, do not update docs/benchmarks.md"
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     calls, rounds, samples = (2_000, 2, 5) if args.quick else (20_000, 5, 40)
@@ -328,25 +533,37 @@ def main() -> None:
             try:
                 flag, arm, name = setup(tmp)
             except Exception as e:  # a peer that cannot start is reported, never silently dropped
-                print(f"{setup.__name__}: could not start ({type(e).__name__}: {e})", file=sys.stderr)
+                print(
+                    f"{setup.__name__}: could not start ({type(e).__name__}: {e})", file=sys.stderr
+                )
                 continue
             share = sum(bool(flag(c)) for c in contexts) / len(contexts)
             sdks.append((name, flag, arm, share))
-        results: dict[str, dict[str, list[float]]] = {name: {"flag": [], "assign": []} for name, *_ in sdks}
+        results: dict[str, dict[str, list[float]]] = {
+            name: {"flag": [], "assign": []} for name, *_ in sdks
+        }
         for _ in range(rounds):
             for name, flag, arm, _share in sdks:
                 results[name]["flag"].append(time_per_call(flag, contexts, calls))
                 results[name]["assign"].append(time_per_call(arm, contexts, calls))
-        reloads = {(every, busy): reload_latency(tmp, samples, busy=busy, every_flag=every)
-                   for every in (True, False) for busy in (False, True)}
+        reloads = {
+            (every, busy): reload_latency(tmp, samples, busy=busy, every_flag=every)
+            for every in (True, False)
+            for busy in (False, True)
+        }
     table = render(sdks, results, reloads, calls, rounds)
     print(table)
     if not args.no_write:
         write_section(table)
 
 
-def render(sdks: list[tuple[str, Any, Any, float]], results: dict[str, dict[str, list[float]]],
-           reloads: dict[tuple[bool, bool], list[float]], calls: int, rounds: int) -> str:
+def render(
+    sdks: list[tuple[str, Any, Any, float]],
+    results: dict[str, dict[str, list[float]]],
+    reloads: dict[tuple[bool, bool], list[float]],
+    calls: int,
+    rounds: int,
+) -> str:
     median = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
     ours = median["flagstone"]
     peers = {k: v for k, v in median.items() if k != "flagstone"}
@@ -362,8 +579,10 @@ def render(sdks: list[tuple[str, Any, Any, float]], results: dict[str, dict[str,
     ]
     for name, _f, _a, share in sdks:
         m = median[name]
-        lines.append(f"| {name} | {m['flag']:,.0f} | {m['flag'] / ours['flag']:.1f} | {m['assign']:,.0f} | "
-                     f"{m['assign'] / ours['assign']:.1f} | {share:.1%} |")
+        lines.append(
+            f"| {name} | {m['flag']:,.0f} | {m['flag'] / ours['flag']:.1f} | {m['assign']:,.0f} | "
+            f"{m['assign'] / ours['assign']:.1f} | {share:.1%} |"
+        )
     if peers:
         fastest_flag = min(peers.items(), key=lambda kv: kv[1]["flag"])
         fastest_assign = min(peers.items(), key=lambda kv: kv[1]["assign"])
@@ -382,9 +601,11 @@ def render(sdks: list[tuple[str, Any, Any, float]], results: dict[str, dict[str,
         "|---|---|---:|---:|---:|",
     ]
     for (every, busy), values in reloads.items():
-        lines.append(f"| {'every flag changed' if every else 'one flag changed'} | "
-                     f"{'evaluates flags on another thread without pause' if busy else 'is idle'} | "
-                     f"{percentile(values, 50):.1f} ms | {percentile(values, 95):.1f} ms | {max(values):.1f} ms |")
+        lines.append(
+            f"| {'every flag changed' if every else 'one flag changed'} | "
+            f"{'evaluates flags on another thread without pause' if busy else 'is idle'} | "
+            f"{percentile(values, 50):.1f} ms | {percentile(values, 95):.1f} ms | {max(values):.1f} ms |"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -392,11 +613,15 @@ def render(sdks: list[tuple[str, Any, Any, float]], results: dict[str, dict[str,
 def write_section(section: str) -> None:
     """Replace this benchmark's section of docs/benchmarks.md, keeping the others."""
     path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery number here comes from one command, run on the same machine in one go; ratios compare tools measured in the same run.\n\n"
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmarks\n\nEvery number here comes from one command, run on the same machine in one go; ratios compare tools measured in the same run.\n\n"
+    )
     heading = section.splitlines()[0]
     if heading in text:
         start = text.index(heading)
-        rest = text[start + len(heading):]
+        rest = text[start + len(heading) :]
         end = rest.find("\n## ")
         text = text[:start] + section.rstrip("\n") + ("\n" + rest[end:] if end != -1 else "\n")
     else:

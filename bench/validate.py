@@ -33,16 +33,22 @@ def prepare() -> tuple[Path, Path, Path]:
     fs_dir, fv_dir = WORK / "flagstone", WORK / "featurevisor"
     workload.generate(fs_dir)
     subprocess.run(["git", "init", "-q", str(fs_dir)], check=True)
-    subprocess.run([sys.executable, str(workload.ANCHORS), str(fv_dir), "--dialect", "v1"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(workload.ANCHORS), str(fv_dir), "--dialect", "v1"],
+        check=True,
+        capture_output=True,
+    )
     cli_dir = WORK / "featurevisor-cli"
     binary = cli_dir / "node_modules" / ".bin" / "featurevisor"
     if not binary.exists():
         npm = shutil.which("npm")
         if npm is None:
             raise SystemExit("npm is needed to install Featurevisor's CLI for the comparison")
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(cli_dir), FV_CLI], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cli_dir), FV_CLI],
+            check=True,
+            capture_output=True,
+        )
     # Featurevisor resolves its config and plugins from the project's node_modules.
     link = fv_dir / "node_modules"
     if not link.exists():
@@ -58,7 +64,9 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, int]:
     result = subprocess.run([*prefix, *cmd], cwd=cwd, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode not in (0,):
-        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise SystemExit(
+            f"{' '.join(cmd)} failed in {cwd}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
     rss = int(result.stderr.strip().splitlines()[-1]) // 1024 if prefix else 0
     return elapsed, rss
 
@@ -72,9 +80,14 @@ def main() -> None:
     flagstone = str(Path(sys.executable).parent / "flagstone")
     pairs = {
         "validate / lint": ([flagstone, "validate"], [str(fv), "lint"]),
-        "build (all environments)": ([flagstone, "build", "--all", "--out", "dist"], [str(fv), "build"]),
+        "build (all environments)": (
+            [flagstone, "build", "--all", "--out", "dist"],
+            [str(fv), "build"],
+        ),
     }
-    results: dict[str, dict[str, list[tuple[float, int]]]] = {k: {"flagstone": [], "featurevisor": []} for k in pairs}
+    results: dict[str, dict[str, list[tuple[float, int]]]] = {
+        k: {"flagstone": [], "featurevisor": []} for k in pairs
+    }
     startup: list[float] = []
     for _ in range(args.runs):
         for name, (ours, theirs) in pairs.items():
@@ -98,7 +111,9 @@ def main() -> None:
         theirs_t = statistics.median(t for t, _ in by_tool["featurevisor"])
         ours_m = max(m for _, m in by_tool["flagstone"])
         theirs_m = max(m for _, m in by_tool["featurevisor"])
-        lines.append(f"| {name} | {ours_t:.2f} s | {theirs_t:.2f} s | {ours_t / theirs_t:.2f} | {ours_m} MB / {theirs_m} MB |")
+        lines.append(
+            f"| {name} | {ours_t:.2f} s | {theirs_t:.2f} s | {ours_t / theirs_t:.2f} | {ours_m} MB / {theirs_m} MB |"
+        )
     lines += ["", f"`flagstone --help` starts in {statistics.median(startup):.3f} s (median).", ""]
     section = "\n".join(lines)
     print(section)

@@ -32,7 +32,9 @@ OPERATORS = {"equals": "eq", "in": "in", "greaterThan": "gt", "lessThan": "lt"}
 
 def anchor_module() -> Any:
     if not ANCHORS.exists():
-        raise SystemExit(f"{ANCHORS} is missing: the benchmark needs the shared anchors beside the checkout")
+        raise SystemExit(
+            f"{ANCHORS} is missing: the benchmark needs the shared anchors beside the checkout"
+        )
     spec = importlib.util.spec_from_file_location("featurevisor_workload", ANCHORS)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -54,17 +56,29 @@ def segment_doc(seg: dict[str, Any]) -> dict[str, Any]:
     return {"description": seg["description"], "when": when}
 
 
-def flag_doc(key: str, index: int, f: dict[str, Any], env: str, envs: list[str], features: dict[str, Any]) -> dict[str, Any]:
+def flag_doc(
+    key: str, index: int, f: dict[str, Any], env: str, envs: list[str], features: dict[str, Any]
+) -> dict[str, Any]:
     fv_env = {"dev": envs[0], "staging": envs[1], "prod": envs[-1]}[env]
     pct = f["pcts"][fv_env]
     targeted = f["targeted"]
-    rule: dict[str, Any] = ({"segment": targeted} if isinstance(targeted, str)
-                            else {"when": {"all": [{"segment": s} for s in targeted["and"]]}})
-    doc: dict[str, Any] = {"description": f"Synthetic feature {key}", "owner": "bench", "tags": ["all"]}
+    rule: dict[str, Any] = (
+        {"segment": targeted}
+        if isinstance(targeted, str)
+        else {"when": {"all": [{"segment": s} for s in targeted["and"]]}}
+    )
+    doc: dict[str, Any] = {
+        "description": f"Synthetic feature {key}",
+        "owner": "bench",
+        "tags": ["all"],
+    }
     if f["variables"]:
         defaults = {k: v["defaultValue"] for k, v in f["variables"].items()}
-        doc["variants"] = {"on": defaults, "targeted": {"color": "purple", "limit": 99, "showBadge": True},
-                           "off": {}}
+        doc["variants"] = {
+            "on": defaults,
+            "targeted": {"color": "purple", "limit": 99, "showBadge": True},
+            "off": {},
+        }
         rule["serve"] = "targeted"
         on_variants = ["on"]
     elif f["variations"]:
@@ -78,7 +92,11 @@ def flag_doc(key: str, index: int, f: dict[str, Any], env: str, envs: list[str],
     doc["off_variant"] = "off"
     if f["required"]:
         required = features[f["required"]]
-        variants = ["control", "treatment"] if required["variations"] and not required["variables"] else ["on"]
+        variants = (
+            ["control", "treatment"]
+            if required["variations"] and not required["variables"]
+            else ["on"]
+        )
         doc["prerequisites"] = [{"flag": f["required"].replace("_", "-"), "variants": variants}]
     if f["force"] and env == "prod":
         doc["targets"] = {on_variants[0]: [f"qa-{index}"]}
@@ -97,8 +115,10 @@ def experiment_doc(flag_key: str, i: int) -> dict[str, Any]:
         "traffic": 40,
         "weights": {"control": 50, "treatment": 50},
         "layer": f"layer-{i % 5}" if i % 2 == 1 else None,
-        "metrics": {"primary": {"name": "conversion", "kind": "proportion"},
-                    "guardrails": [{"name": "errors", "kind": "proportion", "worse": "increase"}]},
+        "metrics": {
+            "primary": {"name": "conversion", "kind": "proportion"},
+            "guardrails": [{"name": "errors", "kind": "proportion", "worse": "increase"}],
+        },
         "analysis": {"method": "frequentist", "alpha": 0.05},
     }
 
@@ -124,8 +144,15 @@ def to_yaml(value: Any, indent: int = 0) -> str:
     return "\n".join(lines)
 
 
-def generate(out: Path, features: int = 2000, segments: int = 200, attributes: int = 50,
-             experiments: int = 50, layout: str = "file", seed: int = 42) -> dict[str, int]:
+def generate(
+    out: Path,
+    features: int = 2000,
+    segments: int = 200,
+    attributes: int = 50,
+    experiments: int = 50,
+    layout: str = "file",
+    seed: int = 42,
+) -> dict[str, int]:
     anchor = anchor_module()
     rnd = random.Random(seed)
     envs = ["dev", "staging", "production"]
@@ -135,27 +162,49 @@ def generate(out: Path, features: int = 2000, segments: int = 200, attributes: i
     if out.exists():
         shutil.rmtree(out)
     (out / "environments").mkdir(parents=True)
-    (out / "flagstone.yaml").write_text("version: 1\nproject: anchor-workload\nenvironments: [dev, staging, prod]\n")
-    with_variations = [k for k, f in feats.items() if f["variations"] and not f["variables"]][:experiments]
+    (out / "flagstone.yaml").write_text(
+        "version: 1\nproject: anchor-workload\nenvironments: [dev, staging, prod]\n"
+    )
+    with_variations = [k for k, f in feats.items() if f["variations"] and not f["variables"]][
+        :experiments
+    ]
     for env in ENVS:
         folder = out / "environments" / env
         folder.mkdir()
         (folder / "segments.yaml").write_text(
-            "\n".join(to_yaml({k: segment_doc(s)}) for k, s in segs.items()) + "\n")
-        flags = {k.replace("_", "-"): flag_doc(k, i, f, env, envs, feats) for i, (k, f) in enumerate(feats.items())}
+            "\n".join(to_yaml({k: segment_doc(s)}) for k, s in segs.items()) + "\n"
+        )
+        flags = {
+            k.replace("_", "-"): flag_doc(k, i, f, env, envs, feats)
+            for i, (k, f) in enumerate(feats.items())
+        }
         if layout == "folder":
             (folder / "flags").mkdir()
             for key, doc in flags.items():
                 (folder / "flags" / f"{key}.yaml").write_text(to_yaml({key: doc}) + "\n")
         else:
-            (folder / "flags.yaml").write_text("\n".join(to_yaml({k: d}) for k, d in flags.items()) + "\n")
-        exps = {f"exp-{i:03d}": experiment_doc(k.replace("_", "-"), i) for i, k in enumerate(with_variations)}
-        (folder / "experiments.yaml").write_text(("\n".join(to_yaml({k: d}) for k, d in exps.items()) or "{}") + "\n")
-    return {"features": len(feats), "segments": len(segs), "experiments": len(with_variations), "environments": len(ENVS)}
+            (folder / "flags.yaml").write_text(
+                "\n".join(to_yaml({k: d}) for k, d in flags.items()) + "\n"
+            )
+        exps = {
+            f"exp-{i:03d}": experiment_doc(k.replace("_", "-"), i)
+            for i, k in enumerate(with_variations)
+        }
+        (folder / "experiments.yaml").write_text(
+            ("\n".join(to_yaml({k: d}) for k, d in exps.items()) or "{}") + "\n"
+        )
+    return {
+        "features": len(feats),
+        "segments": len(segs),
+        "experiments": len(with_variations),
+        "environments": len(ENVS),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("--features", type=int, default=2000)
     parser.add_argument("--segments", type=int, default=200)
@@ -163,7 +212,18 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--layout", choices=["file", "folder"], default="file")
     args = parser.parse_args()
-    print(json.dumps(generate(args.out, args.features, args.segments, args.attributes, args.experiments, args.layout)))
+    print(
+        json.dumps(
+            generate(
+                args.out,
+                args.features,
+                args.segments,
+                args.attributes,
+                args.experiments,
+                args.layout,
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

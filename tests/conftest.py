@@ -24,6 +24,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden files")
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """In CI nothing may skip: a skipped test there is a test that did not run."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if os.environ.get("CI") == "true" and skipped:
+        terminalreporter.write_line(
+            f"CI=true: {len(skipped)} test(s) skipped; CI must run every test", red=True
+        )
+        terminalreporter._session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(autouse=True)
 def _isolated_git(monkeypatch: pytest.MonkeyPatch) -> None:
     """No user git config, fixed identity and dates: commit SHAs repeat on every run."""
@@ -113,9 +123,12 @@ def flagstone_exe() -> Callable[..., subprocess.CompletedProcess[str]]:
 def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
     def check(name: str, actual: str) -> None:
         path = GOLDEN / name
-        if request.config.getoption("--update-golden") or not path.exists():
+        if request.config.getoption("--update-golden"):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(actual)
+        assert path.exists(), (
+            f"{name}: no expectation yet; run pytest --update-golden and review it"
+        )
         assert actual == path.read_text(), f"{name}: rerun with --update-golden and review the diff"
 
     return check

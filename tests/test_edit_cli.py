@@ -50,9 +50,26 @@ def flags(root: Path) -> str:
 
 
 def test_flag_rollout__changes_only_that_value_and_keeps_every_comment(cli, repo: Path) -> None:
-    result = cli(["flag", "rollout", "new-checkout", "--env", "dev", "--rule", "2", "-v", "on=50", "-v", "off=50"], cwd=repo)
+    result = cli(
+        [
+            "flag",
+            "rollout",
+            "new-checkout",
+            "--env",
+            "dev",
+            "--rule",
+            "2",
+            "-v",
+            "on=50",
+            "-v",
+            "off=50",
+        ],
+        cwd=repo,
+    )
     assert result.exit_code == 0, result.stderr
-    assert flags(repo) == COMMENTED.replace("{rollout: {on: 20, off: 80}}", "{rollout: {on: 50, off: 50}}")
+    assert flags(repo) == COMMENTED.replace(
+        "{rollout: {on: 20, off: 80}}", "{rollout: {on: 50, off: 50}}"
+    )
 
 
 def test_flag_disable_and_enable__toggle_the_kill_switch(cli, repo: Path) -> None:
@@ -63,31 +80,59 @@ def test_flag_disable_and_enable__toggle_the_kill_switch(cli, repo: Path) -> Non
 
 
 def test_flag_target__adds_and_removes_ids(cli, repo: Path) -> None:
-    cli(["flag", "target", "new-checkout", "--env", "dev", "-v", "on", "--add", "user-99", "--remove", "user-17"], cwd=repo)
+    cli(
+        [
+            "flag",
+            "target",
+            "new-checkout",
+            "--env",
+            "dev",
+            "-v",
+            "on",
+            "--add",
+            "user-99",
+            "--remove",
+            "user-17",
+        ],
+        cwd=repo,
+    )
     assert flags(repo) == COMMENTED.replace("on: [user-17]", "on: [user-99]")
 
 
 def test_flag_create__appends_a_valid_flag(cli, repo: Path) -> None:
-    result = cli(["flag", "create", "promo", "--env", "dev", "-d", "Promo banner", "--owner", "growth"], cwd=repo)
+    result = cli(
+        ["flag", "create", "promo", "--env", "dev", "-d", "Promo banner", "--owner", "growth"],
+        cwd=repo,
+    )
     assert result.exit_code == 0, result.stderr
     assert flags(repo) == COMMENTED + (
         "promo:\n  description: Promo banner\n  owner: growth\n  variants: {on: true, off: false}\n"
-        "  enabled: true\n  off_variant: off\n  default: off\n")
+        "  enabled: true\n  off_variant: off\n  default: off\n"
+    )
     assert cli(["validate", "--env", "dev"], cwd=repo).exit_code == 0
 
 
 def test_edit__that_would_be_invalid__is_refused_and_the_file_untouched(cli, repo: Path) -> None:
-    result = cli(["flag", "rollout", "new-checkout", "--env", "dev", "-v", "on=30", "-v", "off=60"], cwd=repo)
+    result = cli(
+        ["flag", "rollout", "new-checkout", "--env", "dev", "-v", "on=30", "-v", "off=60"], cwd=repo
+    )
     assert result.exit_code == 1
     assert "rollout weights sum to 90, expected 100" in result.stdout
     assert flags(repo) == COMMENTED
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(
+            ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True
+        ).stdout
+        == ""
+    )
 
 
 def test_edit__commit__records_the_change(cli, repo: Path) -> None:
     result = cli(["flag", "disable", "new-checkout", "--env", "dev", "--commit"], cwd=repo)
     assert result.exit_code == 0, result.stderr
-    log = subprocess.run(["git", "log", "-1", "--format=%s"], cwd=repo, capture_output=True, text=True).stdout
+    log = subprocess.run(
+        ["git", "log", "-1", "--format=%s"], cwd=repo, capture_output=True, text=True
+    ).stdout
     assert log.strip() == "dev: flag new-checkout disabled (kill switch)"
 
 

@@ -40,7 +40,10 @@ def test_example__variant_names_on_and_off_stay_strings() -> None:
 
 def test_example__eval_through_the_real_cli(flagstone_exe) -> None:
     ctx = {"user_id": "u-1", "platform": "web", "browser": "chrome", "plan": "pro"}
-    result = flagstone_exe(["eval", "--all", "--env", "prod", "--context", json.dumps(ctx), "--format", "json"], cwd=ROOT)
+    result = flagstone_exe(
+        ["eval", "--all", "--env", "prod", "--context", json.dumps(ctx), "--format", "json"],
+        cwd=ROOT,
+    )
     served = {d["flag"]: d["value"] for d in json.loads(result.stdout)}
     assert served["graph-renderer"] == "webgl"
     assert served["max-graph-nodes"] == 2000

@@ -35,10 +35,15 @@ def flagd(tmp_path: Path):
     started = []
 
     def start(path: Path):
-        api.set_provider(FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path)))
+        api.set_provider(
+            FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path))
+        )
         client = api.get_client()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and client.get_boolean_details("__probe__", False).error_code == "PROVIDER_NOT_READY":
+        while (
+            time.monotonic() < deadline
+            and client.get_boolean_details("__probe__", False).error_code == "PROVIDER_NOT_READY"
+        ):
             time.sleep(0.02)
         time.sleep(0.3)
         started.append(True)
@@ -58,11 +63,15 @@ def export(repo_root: Path, tmp_path: Path, env: str = "prod") -> tuple[Path, di
     return path, document, warnings
 
 
-def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_context(tmp_path: Path, flagd) -> None:
+def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_context(
+    tmp_path: Path, flagd
+) -> None:
     path, document, warnings = export(HERE / "conformance" / "repository", tmp_path)
     left_out = {w.path[0] for w in warnings if w.code == "flagd-unsupported"}
     assert left_out == {"op-matches", "op-dates", "prereq-child"}
-    assert {"json-payload", "checkout-flow", "onboarding-flow"} <= set(document["flags"])  # layers, consent
+    assert {"json-payload", "checkout-flow", "onboarding-flow"} <= set(
+        document["flags"]
+    )  # layers, consent
     assert left_out.isdisjoint(document["flags"])
     assert all(w.severity == "warning" for w in warnings)
     client = flagd(path)
@@ -101,9 +110,13 @@ def _flagd_details(client, key: str, ctx: dict[str, Any]):
     return client.get_object_details(key, {}, context)
 
 
-def test_flagd_export__rollout_shares_within_one_point_and_identical_buckets(tmp_path: Path, flagd) -> None:
-    flags = ("split:\n  variants: {red: red, green: green, blue: blue}\n"
-             "  default: {rollout: {red: 20, green: 30, blue: 50}}\n")
+def test_flagd_export__rollout_shares_within_one_point_and_identical_buckets(
+    tmp_path: Path, flagd
+) -> None:
+    flags = (
+        "split:\n  variants: {red: red, green: green, blue: blue}\n"
+        "  default: {rollout: {red: 20, green: 30, blue: 50}}\n"
+    )
     bundle = bundle_from_yaml(tmp_path, flags)
     repo_root = next(tmp_path.glob("repo-*"))
     path, _, warnings = export(repo_root, tmp_path)
@@ -135,7 +148,10 @@ def test_flagd_export__provider_hot_reloads_a_rewritten_export(tmp_path: Path, f
     document, _ = export_environment(repo, "prod")
     path.write_text(json.dumps(document))
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and client.get_string_value("banner", "", EvaluationContext("u1")) != "new":
+    while (
+        time.monotonic() < deadline
+        and client.get_string_value("banner", "", EvaluationContext("u1")) != "new"
+    ):
         time.sleep(0.05)
     assert client.get_string_value("banner", "", EvaluationContext("u1")) == "new"
 
@@ -143,16 +159,26 @@ def test_flagd_export__provider_hot_reloads_a_rewritten_export(tmp_path: Path, f
 def test_flagd_export__disabled_flags_serve_off_variant_or_the_default(tmp_path: Path) -> None:
     repo, _ = load_repository(HERE / "conformance" / "repository")
     document, _ = export_environment(repo, "prod")
-    assert document["flags"]["killed"] == {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"}
+    assert document["flags"]["killed"] == {
+        "state": "ENABLED",
+        "variants": {"on": True, "off": False},
+        "defaultVariant": "off",
+    }
     assert document["flags"]["killed-no-off"]["state"] == "DISABLED"
     assert build_bundle(repo, "prod")["flags"]["killed"]["enabled"] is False
 
 
-def test_flagd_export__a_running_experiment_with_an_audience__assigns_the_same_arms(tmp_path: Path, flagd) -> None:
-    flags = "checkout:\n  variants: {old: old, new: new}\n  targets: {new: [qa-1]}\n  default: old\n"
-    experiments = ("checkout-test:\n  flag: checkout\n  status: running\n  traffic: 40\n"
-                   "  audience: {country: {in: [DE, FR]}}\n"
-                   "  weights: {old: 50, new: 50}\n  metrics: {primary: {name: conversion, kind: proportion}}\n")
+def test_flagd_export__a_running_experiment_with_an_audience__assigns_the_same_arms(
+    tmp_path: Path, flagd
+) -> None:
+    flags = (
+        "checkout:\n  variants: {old: old, new: new}\n  targets: {new: [qa-1]}\n  default: old\n"
+    )
+    experiments = (
+        "checkout-test:\n  flag: checkout\n  status: running\n  traffic: 40\n"
+        "  audience: {country: {in: [DE, FR]}}\n"
+        "  weights: {old: 50, new: 50}\n  metrics: {primary: {name: conversion, kind: proportion}}\n"
+    )
     bundle = bundle_from_yaml(tmp_path, flags, experiments=experiments)
     repo_root = next(tmp_path.glob("repo-*"))
     path, _, warnings = export(repo_root, tmp_path)
@@ -166,13 +192,21 @@ def test_flagd_export__a_running_experiment_with_an_audience__assigns_the_same_a
         assert theirs == ours.variant("checkout", ctx), ctx
         enrolled += ours.assign("checkout-test", ctx) is not None
     assert abs(enrolled / 3000 - 0.2) < 0.03  # 40 % of the half in the audience
-    assert client.get_string_details("checkout", "", flagd_context({"user_id": "qa-1"})).variant == "new"
+    assert (
+        client.get_string_details("checkout", "", flagd_context({"user_id": "qa-1"})).variant
+        == "new"
+    )
 
 
-def test_flagd_export__dotted_attribute__exported_with_a_warning_naming_the_difference(tmp_path: Path, flagd) -> None:
+def test_flagd_export__dotted_attribute__exported_with_a_warning_naming_the_difference(
+    tmp_path: Path, flagd
+) -> None:
     path, document, warnings = export(HERE / "conformance" / "repository", tmp_path)
     dotted = {w.path[0]: w for w in warnings if w.code == "flagd-dotted-attribute"}
-    assert set(dotted) == {"op-nested", "json-payload"}  # onboarding-flow's consent.experiments is a path in both
+    assert set(dotted) == {
+        "op-nested",
+        "json-payload",
+    }  # onboarding-flow's consent.experiments is a path in both
     assert "'device.os'" in dotted["op-nested"].message and dotted["op-nested"].line > 0
     assert dotted["op-nested"].hint.endswith('{"device": {"os": ...}}')
     assert "op-nested" in document["flags"]
@@ -180,7 +214,11 @@ def test_flagd_export__dotted_attribute__exported_with_a_warning_naming_the_diff
     ours = Client.from_dict(VECTORS["bundle"])
     nested = {"user_id": "u-1", "device": {"os": "ios"}}
     literal = {"user_id": "u-1", "device.os": "ios"}
-    assert client.get_string_details("op-nested", "", flagd_context(nested)).variant == ours.variant("op-nested", nested) == "ios"
+    assert (
+        client.get_string_details("op-nested", "", flagd_context(nested)).variant
+        == ours.variant("op-nested", nested)
+        == "ios"
+    )
     # The difference the warning names: flagstone reads the literal key, flagd does not.
     assert ours.variant("op-nested", literal) == "ios"
     assert client.get_string_details("op-nested", "", flagd_context(literal)).variant == "other"
@@ -196,10 +234,14 @@ def test_flagd_export__installed_provider__is_the_version_documented_as_verified
     assert FLAGD_VERSION_VERIFIED in (HERE.parent / "docs" / "flagd.md").read_text()
 
 
-def test_flagd_export__flag_bucketed_by_another_unit__targeting_key_stays_the_default_unit(tmp_path: Path, flagd) -> None:
-    flags = ("team-plan:\n  unit: org_id\n  variants: {on: true, off: false}\n  targets: {on: [org-7]}\n"
-             "  rules:\n    - {segment: staff, serve: on}\n    - {when: {plan: team}, serve: {rollout: {on: 30, off: 70}}}\n"
-             "  default: off\n")
+def test_flagd_export__flag_bucketed_by_another_unit__targeting_key_stays_the_default_unit(
+    tmp_path: Path, flagd
+) -> None:
+    flags = (
+        "team-plan:\n  unit: org_id\n  variants: {on: true, off: false}\n  targets: {on: [org-7]}\n"
+        "  rules:\n    - {segment: staff, serve: on}\n    - {when: {plan: team}, serve: {rollout: {on: 30, off: 70}}}\n"
+        "  default: off\n"
+    )
     segments = "staff:\n  when: {user_id: {in: [u-1, u-2]}}\n"
     bundle = bundle_from_yaml(tmp_path, flags, segments=segments)
     repo_root = next(tmp_path.glob("repo-*"))
@@ -210,7 +252,11 @@ def test_flagd_export__flag_bucketed_by_another_unit__targeting_key_stays_the_de
     ours = Client.from_dict(bundle)
     served = {True: 0, False: 0}
     for i in range(2000):
-        ctx: dict[str, Any] = {"user_id": f"u-{i % 5}", "org_id": f"org-{i}", "plan": ("team", "free")[i % 3 == 0]}
+        ctx: dict[str, Any] = {
+            "user_id": f"u-{i % 5}",
+            "org_id": f"org-{i}",
+            "plan": ("team", "free")[i % 3 == 0],
+        }
         if i % 7 == 3:
             del ctx["org_id"]
         theirs = client.get_boolean_details("team-plan", False, flagd_context(ctx))
@@ -218,23 +264,42 @@ def test_flagd_export__flag_bucketed_by_another_unit__targeting_key_stays_the_de
         assert (theirs.variant, theirs.value) == (mine.variant, mine.value), ctx
         served[bool(mine.value)] += 1
     assert min(served.values()) > 100
-    assert client.get_boolean_details("team-plan", False, flagd_context({"user_id": "u-9", "org_id": "org-7"})).value is True
+    assert (
+        client.get_boolean_details(
+            "team-plan", False, flagd_context({"user_id": "u-9", "org_id": "org-7"})
+        ).value
+        is True
+    )
 
 
-def test_flagd_export__layered_experiments_with_consent__assign_the_same_arms(tmp_path: Path, flagd) -> None:
-    flags = ("search:\n  variants: {old: old, new: new}\n  default: old\n"
-             "ranking:\n  variants: {a: a, b: b, c: c}\n  default: a\n")
-    experiments = ("search-test:\n  flag: search\n  status: running\n  traffic: 30\n  layer: discovery\n"
-                   "  consent: required\n  metrics: {primary: {name: clicks, kind: mean}}\n"
-                   "ranking-test:\n  flag: ranking\n  status: running\n  traffic: 50\n  layer: discovery\n"
-                   "  weights: {a: 20, b: 40, c: 40}\n  metrics: {primary: {name: clicks, kind: mean}}\n")
+def test_flagd_export__layered_experiments_with_consent__assign_the_same_arms(
+    tmp_path: Path, flagd
+) -> None:
+    flags = (
+        "search:\n  variants: {old: old, new: new}\n  default: old\n"
+        "ranking:\n  variants: {a: a, b: b, c: c}\n  default: a\n"
+    )
+    experiments = (
+        "search-test:\n  flag: search\n  status: running\n  traffic: 30\n  layer: discovery\n"
+        "  consent: required\n  metrics: {primary: {name: clicks, kind: mean}}\n"
+        "ranking-test:\n  flag: ranking\n  status: running\n  traffic: 50\n  layer: discovery\n"
+        "  weights: {a: 20, b: 40, c: 40}\n  metrics: {primary: {name: clicks, kind: mean}}\n"
+    )
     bundle = bundle_from_yaml(tmp_path, flags, experiments=experiments)
     repo_root = next(tmp_path.glob("repo-*"))
     path, _, warnings = export(repo_root, tmp_path)
     assert warnings == []
     client = flagd(path)
     ours = Client.from_dict(bundle)
-    consents: tuple[Any, ...] = (True, False, {"experiments": True}, {"experiments": 1}, 1, "true", None)
+    consents: tuple[Any, ...] = (
+        True,
+        False,
+        {"experiments": True},
+        {"experiments": 1},
+        1,
+        "true",
+        None,
+    )
     enrolled = {"search-test": 0, "ranking-test": 0}
     for i in range(3000):
         ctx = {"user_id": f"user-{i}", "consent": consents[i % len(consents)]}

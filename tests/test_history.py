@@ -11,7 +11,9 @@ from tests.test_validate_corpus import CASES
 
 
 def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def edit(root: Path, rel: str, old: str, new: str) -> None:
@@ -25,12 +27,30 @@ def edit(root: Path, rel: str, old: str, new: str) -> None:
 def repo(git_repo, commit) -> Path:
     root = Path(git_repo.working_dir)
     shutil.copytree(CASES / "valid" / "base", root, dirs_exist_ok=True)
-    commit(message="base", GIT_AUTHOR_NAME="Ann", GIT_AUTHOR_EMAIL="ann@example.test", GIT_AUTHOR_DATE="2026-01-01T10:00:00+00:00", GIT_COMMITTER_DATE="2026-01-01T10:00:00+00:00")
+    commit(
+        message="base",
+        GIT_AUTHOR_NAME="Ann",
+        GIT_AUTHOR_EMAIL="ann@example.test",
+        GIT_AUTHOR_DATE="2026-01-01T10:00:00+00:00",
+        GIT_COMMITTER_DATE="2026-01-01T10:00:00+00:00",
+    )
     edit(root, "environments/prod/flags.yaml", "on: 20, off: 80", "on: 50, off: 50")
-    commit(message="ramp checkout", GIT_AUTHOR_NAME="Bob", GIT_AUTHOR_EMAIL="bob@example.test", GIT_AUTHOR_DATE="2026-02-01T10:00:00+00:00", GIT_COMMITTER_DATE="2026-02-01T10:00:00+00:00")
+    commit(
+        message="ramp checkout",
+        GIT_AUTHOR_NAME="Bob",
+        GIT_AUTHOR_EMAIL="bob@example.test",
+        GIT_AUTHOR_DATE="2026-02-01T10:00:00+00:00",
+        GIT_COMMITTER_DATE="2026-02-01T10:00:00+00:00",
+    )
     edit(root, "environments/prod/config.yaml", "timeout_ms: 500", "timeout_ms: 800")
     edit(root, "environments/prod/flags.yaml", "  default: short", "  default: long")
-    commit(message="timeouts and banner", GIT_AUTHOR_NAME="Cy", GIT_AUTHOR_EMAIL="cy@example.test", GIT_AUTHOR_DATE="2026-03-01T10:00:00+00:00", GIT_COMMITTER_DATE="2026-03-01T10:00:00+00:00")
+    commit(
+        message="timeouts and banner",
+        GIT_AUTHOR_NAME="Cy",
+        GIT_AUTHOR_EMAIL="cy@example.test",
+        GIT_AUTHOR_DATE="2026-03-01T10:00:00+00:00",
+        GIT_COMMITTER_DATE="2026-03-01T10:00:00+00:00",
+    )
     return root
 
 
@@ -51,17 +71,29 @@ def test_history__one_flag__newest_first_with_author_and_change(cli, repo: Path)
 
 def test_history__config_key__and_filters(cli, repo: Path) -> None:
     entries = history(cli, repo, "api.timeout_ms", "--env", "prod")
-    assert [(e["author"], e["changes"]) for e in entries] == [("Cy", ["500 → 800"]), ("Ann", ["config key added"])]
-    assert [e["author"] for e in history(cli, repo, "new-checkout", "--since", "2026-01-15")] == ["Bob"]
-    assert [e["author"] for e in history(cli, repo, "new-checkout", "--author", "ann@")] == ["Ann", "Ann"]
+    assert [(e["author"], e["changes"]) for e in entries] == [
+        ("Cy", ["500 → 800"]),
+        ("Ann", ["config key added"]),
+    ]
+    assert [e["author"] for e in history(cli, repo, "new-checkout", "--since", "2026-01-15")] == [
+        "Bob"
+    ]
+    assert [e["author"] for e in history(cli, repo, "new-checkout", "--author", "ann@")] == [
+        "Ann",
+        "Ann",
+    ]
 
 
 def test_history__follows_a_kind_moving_from_a_file_to_a_folder(cli, repo: Path, commit) -> None:
     flags = repo / "environments" / "prod" / "flags.yaml"
     text = flags.read_text()
     (repo / "environments" / "prod" / "flags").mkdir()
-    (repo / "environments" / "prod" / "flags" / "checkout.yaml").write_text(text.split("banner-text:")[0])
-    (repo / "environments" / "prod" / "flags" / "banner.yaml").write_text("banner-text:" + text.split("banner-text:")[1])
+    (repo / "environments" / "prod" / "flags" / "checkout.yaml").write_text(
+        text.split("banner-text:")[0]
+    )
+    (repo / "environments" / "prod" / "flags" / "banner.yaml").write_text(
+        "banner-text:" + text.split("banner-text:")[1]
+    )
     flags.unlink()
     commit(message="split flags into a folder")
     edit(repo, "environments/prod/flags/checkout.yaml", "on: 50, off: 50", "on: 60, off: 40")
@@ -76,17 +108,23 @@ def test_rollback__restores_the_environment_as_a_new_commit(cli, repo: Path) -> 
     assert result.exit_code == 0, result.stderr
     assert git(repo, "status", "--porcelain") == ""
     assert git(repo, "rev-list", "--count", "HEAD").strip() == "4"  # history is never rewritten
-    assert (repo / "environments" / "prod" / "flags.yaml").read_text() == (CASES / "valid" / "base" / "environments" / "prod" / "flags.yaml").read_text()
+    assert (repo / "environments" / "prod" / "flags.yaml").read_text() == (
+        CASES / "valid" / "base" / "environments" / "prod" / "flags.yaml"
+    ).read_text()
     assert cli(["validate"], cwd=repo).exit_code == 0
     message = git(repo, "log", "-1", "--format=%B")
     assert message.startswith(f"Roll back prod to {first[:12]} (every key)")
     assert f"Flagstone-Rollback: prod to {first}" in message
     latest = history(cli, repo, "new-checkout", "--env", "prod")[0]
-    assert latest["subject"].startswith("Roll back prod") and latest["changes"] == ["rule 2 rollout on 50% → 20%, off 50% → 80%"]
+    assert latest["subject"].startswith("Roll back prod") and latest["changes"] == [
+        "rule 2 rollout on 50% → 20%, off 50% → 80%"
+    ]
 
 
 def test_rollback__only_one_key__keeps_the_rest(cli, repo: Path) -> None:
-    result = cli(["rollback", "prod", "--to", "HEAD~2", "--only", "api.timeout_ms", "--yes"], cwd=repo)
+    result = cli(
+        ["rollback", "prod", "--to", "HEAD~2", "--only", "api.timeout_ms", "--yes"], cwd=repo
+    )
     assert result.exit_code == 0, result.stderr
     assert "timeout_ms: 500" in (repo / "environments/prod/config.yaml").read_text()
     assert "default: long" in (repo / "environments/prod/flags.yaml").read_text()
@@ -97,7 +135,9 @@ def test_rollback__to_date(cli, repo: Path) -> None:
     assert "on: 20, off: 80" in (repo / "environments/prod/flags.yaml").read_text()
 
 
-def test_rollback__invalid_result__aborts_and_leaves_the_tree_clean(cli, repo: Path, commit) -> None:
+def test_rollback__invalid_result__aborts_and_leaves_the_tree_clean(
+    cli, repo: Path, commit
+) -> None:
     schema = repo / "schemas" / "config.schema.json"
     schema.write_text(schema.read_text().replace('"minimum": 1', '"minimum": 600'))
     edit(repo, "environments/dev/config.yaml", "timeout_ms: 500", "timeout_ms: 700")
@@ -108,7 +148,9 @@ def test_rollback__invalid_result__aborts_and_leaves_the_tree_clean(cli, repo: P
     assert git(repo, "status", "--porcelain") == ""
 
 
-def test_revert__undoes_one_commit_key_by_key_keeping_later_changes(cli, repo: Path, commit) -> None:
+def test_revert__undoes_one_commit_key_by_key_keeping_later_changes(
+    cli, repo: Path, commit
+) -> None:
     edit(repo, "environments/prod/flags.yaml", "on: 50, off: 50", "on: 70, off: 30")
     commit(message="ramp to 70")
     target = git(repo, "rev-parse", "HEAD~1").strip()  # "timeouts and banner"
@@ -130,15 +172,27 @@ def test_revert__a_key_changed_again_since__is_a_conflict(cli, repo: Path, commi
     assert git(repo, "status", "--porcelain") == ""
 
 
-def test_history__across_branches_and_merges__credits_the_branch_commit(cli, repo: Path, commit) -> None:
+def test_history__across_branches_and_merges__credits_the_branch_commit(
+    cli, repo: Path, commit
+) -> None:
     git(repo, "checkout", "-q", "-b", "feature")
     edit(repo, "environments/prod/flags.yaml", "on: 50, off: 50", "on: 60, off: 40")
-    commit(message="feature: ramp to 60", GIT_AUTHOR_NAME="Dee", GIT_AUTHOR_EMAIL="dee@example.test",
-           GIT_AUTHOR_DATE="2026-04-01T10:00:00+00:00", GIT_COMMITTER_DATE="2026-04-01T10:00:00+00:00")
+    commit(
+        message="feature: ramp to 60",
+        GIT_AUTHOR_NAME="Dee",
+        GIT_AUTHOR_EMAIL="dee@example.test",
+        GIT_AUTHOR_DATE="2026-04-01T10:00:00+00:00",
+        GIT_COMMITTER_DATE="2026-04-01T10:00:00+00:00",
+    )
     git(repo, "checkout", "-q", "main")
     edit(repo, "environments/prod/config.yaml", "timeout_ms: 800", "timeout_ms: 900")
-    commit(message="main: timeout", GIT_AUTHOR_NAME="Eve", GIT_AUTHOR_EMAIL="eve@example.test",
-           GIT_AUTHOR_DATE="2026-04-02T10:00:00+00:00", GIT_COMMITTER_DATE="2026-04-02T10:00:00+00:00")
+    commit(
+        message="main: timeout",
+        GIT_AUTHOR_NAME="Eve",
+        GIT_AUTHOR_EMAIL="eve@example.test",
+        GIT_AUTHOR_DATE="2026-04-02T10:00:00+00:00",
+        GIT_COMMITTER_DATE="2026-04-02T10:00:00+00:00",
+    )
     git(repo, "merge", "-q", "--no-ff", "--no-edit", "feature")
     flag = history(cli, repo, "new-checkout", "--env", "prod")
     assert [(e["author"], e["changes"]) for e in flag[:2]] == [
@@ -149,11 +203,20 @@ def test_history__across_branches_and_merges__credits_the_branch_commit(cli, rep
     assert [e["author"] for e in timeout] == ["Eve", "Cy", "Ann"]
 
 
-def test_rollback__only_a_key__brings_back_its_old_layout_and_comments(cli, repo: Path, commit) -> None:
+def test_rollback__only_a_key__brings_back_its_old_layout_and_comments(
+    cli, repo: Path, commit
+) -> None:
     original = (repo / "environments/prod/flags.yaml").read_text()
-    edit(repo, "environments/prod/flags.yaml", "  rules:\n", "  # the rules below are under review\n  rules:\n")
+    edit(
+        repo,
+        "environments/prod/flags.yaml",
+        "  rules:\n",
+        "  # the rules below are under review\n  rules:\n",
+    )
     commit(message="comment")
-    result = cli(["rollback", "prod", "--to", "HEAD~3", "--only", "new-checkout", "--yes"], cwd=repo)
+    result = cli(
+        ["rollback", "prod", "--to", "HEAD~3", "--only", "new-checkout", "--yes"], cwd=repo
+    )
     assert result.exit_code == 0, result.stderr
     restored = (repo / "environments/prod/flags.yaml").read_text()
     # new-checkout is back exactly as it was at HEAD~3; banner-text keeps its later change.
@@ -168,7 +231,9 @@ def test_rollback__whole_environment__deletes_files_added_since(cli, repo: Path,
     (repo / "environments" / "prod" / "segments.yaml").unlink()
     segments = repo / "environments" / "prod" / "segments"
     segments.mkdir()
-    (segments / "internal.yaml").write_text((CASES / "valid" / "base" / "environments" / "prod" / "segments.yaml").read_text())
+    (segments / "internal.yaml").write_text(
+        (CASES / "valid" / "base" / "environments" / "prod" / "segments.yaml").read_text()
+    )
     commit(message="segments into a folder, experiments removed")
     result = cli(["rollback", "prod", "--to", first, "--yes"], cwd=repo)
     assert result.exit_code == 0, result.stdout + result.stderr

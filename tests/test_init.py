@@ -21,7 +21,11 @@ def test_init__scaffold__validates_and_its_specs_pass(cli, tmp_path: Path) -> No
 
 def test_init__every_yaml_file__starts_with_a_schema_modeline(tmp_path: Path) -> None:
     init_repository(tmp_path, project="shop")
-    for path in [tmp_path / "flagstone.yaml", *tmp_path.glob("environments/*/*.yaml"), *tmp_path.glob("specs/*.yaml")]:
+    for path in [
+        tmp_path / "flagstone.yaml",
+        *tmp_path.glob("environments/*/*.yaml"),
+        *tmp_path.glob("specs/*.yaml"),
+    ]:
         first = path.read_text().splitlines()[0]
         assert first.startswith("# yaml-language-server: $schema="), path
         schema = (path.parent / first.split("=", 1)[1]).resolve()
@@ -32,7 +36,11 @@ def test_init__existing_files__refused_and_nothing_written(cli, tmp_path: Path) 
     (tmp_path / "flagstone.yaml").write_text("# mine\n")
     result = cli(["init"], cwd=tmp_path)
     assert result.exit_code == 2
-    assert "already exist" in result.stderr and "flagstone.yaml" in result.stderr and "--force" in result.stderr
+    assert (
+        "already exist" in result.stderr
+        and "flagstone.yaml" in result.stderr
+        and "--force" in result.stderr
+    )
     assert (tmp_path / "flagstone.yaml").read_text() == "# mine\n"
     assert not (tmp_path / "environments").exists()
 
@@ -44,7 +52,9 @@ def test_init__force__overwrites(cli, tmp_path: Path) -> None:
 
 
 def test_init__custom_environments__ramp_rollouts_and_pin_urls(tmp_path: Path) -> None:
-    init_repository(tmp_path, project="shop", environments=["dev", "qa", "live"], today=dt.date(2026, 1, 1))
+    init_repository(
+        tmp_path, project="shop", environments=["dev", "qa", "live"], today=dt.date(2026, 1, 1)
+    )
     assert "environments: [dev, qa, live]" in (tmp_path / "flagstone.yaml").read_text()
     assert "{on: 100, off: 0}" in (tmp_path / "environments/dev/flags.yaml").read_text()
     assert "{on: 10, off: 90}" in (tmp_path / "environments/live/flags.yaml").read_text()

@@ -136,8 +136,10 @@ def test_attach_positions__reads_only_files_with_findings() -> None:
         read.append(rel)
         return "flag:\n  rules:\n    - serve: on\n      segment: beta\n"
 
-    problems = [Problem("a.yaml", 0, 0, "m", "c", path=("flag", "rules", 0, "segment")),
-                Problem("b.yaml", 3, 4, "m", "c")]
+    problems = [
+        Problem("a.yaml", 0, 0, "m", "c", path=("flag", "rules", 0, "segment")),
+        Problem("b.yaml", 3, 4, "m", "c"),
+    ]
     positioned = attach_positions(problems, reader)
     assert read == ["a.yaml"]
     assert [(p.file, p.line, p.col) for p in positioned] == [("a.yaml", 4, 16), ("b.yaml", 3, 4)]

@@ -27,12 +27,21 @@ policy:
 def git(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
     import os
 
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True,
-                          env={**os.environ, **(env or {})}).stdout
+    return subprocess.run(
+        ["git", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    ).stdout
 
 
 def keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)],
+        check=True,
+    )
     return path.with_suffix(".pub").read_text().strip()
 
 
@@ -87,7 +96,9 @@ def test_verify__unsigned_prod_commit__is_a_violation(cli, signed_repo) -> None:
     import json
 
     violations = json.loads(result.stdout)["violations"]
-    assert [(v["commit"], v["rule"], v["reason"]) for v in violations] == [(sha, "signature", "changes prod but is not signed")]
+    assert [(v["commit"], v["rule"], v["reason"]) for v in violations] == [
+        (sha, "signature", "changes prod but is not signed")
+    ]
 
 
 def test_verify__commit_signed_by_an_unknown_key__is_a_violation(cli, signed_repo) -> None:
@@ -95,12 +106,17 @@ def test_verify__commit_signed_by_an_unknown_key__is_a_violation(cli, signed_rep
     promote_with_commit(cli, root, stranger)
     result = cli(["verify", "--range", "base..HEAD"], cwd=root)
     assert result.exit_code == 1
-    assert "[signature] changes prod but is signed by a key that is not an allowed signer" in result.stdout
+    assert (
+        "[signature] changes prod but is signed by a key that is not an allowed signer"
+        in result.stdout
+    )
 
 
 def test_verify__a_pull_request_cannot_authorize_its_own_key(cli, signed_repo) -> None:
     root, _, stranger = signed_repo
-    (root / ".flagstone" / "allowed_signers").write_text(f"author@example.test {stranger.with_suffix('.pub').read_text()}")
+    (root / ".flagstone" / "allowed_signers").write_text(
+        f"author@example.test {stranger.with_suffix('.pub').read_text()}"
+    )
     signed_commit(root, stranger, "trust me")
     promote_with_commit(cli, root, stranger)
     result = cli(["verify", "--range", "base..HEAD"], cwd=root)
@@ -116,9 +132,17 @@ def test_verify__disallowed_author__is_a_violation(cli, signed_repo) -> None:
     cli(["promote", "dev", "prod", "--yes", "--only", "new-checkout"], cwd=root)
     head = git(root, "rev-parse", "HEAD").strip()
     git(root, "add", "-A")
-    git(root, "-c", f"user.signingkey={trusted}", "commit", "-q", f"-S{trusted}", "-m",
+    git(
+        root,
+        "-c",
+        f"user.signingkey={trusted}",
+        "commit",
+        "-q",
+        f"-S{trusted}",
+        "-m",
         f"Promote\n\nFlagstone-Promote: dev -> prod\nFlagstone-Source: {head}\nFlagstone-Keys: flags.new-checkout\n",
-        env={"GIT_AUTHOR_EMAIL": "mallory@example.test", "GIT_AUTHOR_NAME": "Mallory"})
+        env={"GIT_AUTHOR_EMAIL": "mallory@example.test", "GIT_AUTHOR_NAME": "Mallory"},
+    )
     result = cli(["verify", "--range", "base..HEAD"], cwd=root)
     assert result.exit_code == 1
     assert "[author] mallory@example.test may not change prod" in result.stdout
@@ -128,8 +152,14 @@ def test_verify__forged_promotion_trailer__is_caught(cli, signed_repo) -> None:
     root, trusted, _ = signed_repo
     head = git(root, "rev-parse", "HEAD").strip()
     prod = root / "environments" / "prod" / "flags.yaml"
-    prod.write_text(prod.read_text().replace("on: 20, off: 80", "on: 90, off: 10"))  # dev never had 90 %
-    signed_commit(root, trusted, f"Promote\n\nFlagstone-Promote: dev -> prod\nFlagstone-Source: {head}\nFlagstone-Keys: flags.new-checkout\n")
+    prod.write_text(
+        prod.read_text().replace("on: 20, off: 80", "on: 90, off: 10")
+    )  # dev never had 90 %
+    signed_commit(
+        root,
+        trusted,
+        f"Promote\n\nFlagstone-Promote: dev -> prod\nFlagstone-Source: {head}\nFlagstone-Keys: flags.new-checkout\n",
+    )
     result = cli(["verify", "--range", "base..HEAD"], cwd=root)
     assert result.exit_code == 1
     assert "[promotion] claims to promote flags.new-checkout from dev" in result.stdout
@@ -153,7 +183,9 @@ def test_verify__dev_only_commits__are_not_checked(cli, signed_repo) -> None:
     assert cli(["verify", "--range", "base..HEAD"], cwd=root).exit_code == 0
 
 
-def test_verify__a_branch_that_merges_main__is_not_blamed_for_mains_prod_changes(cli, signed_repo) -> None:
+def test_verify__a_branch_that_merges_main__is_not_blamed_for_mains_prod_changes(
+    cli, signed_repo
+) -> None:
     root, trusted, _ = signed_repo
     git(root, "checkout", "-q", "-b", "feature")
     flags = root / "environments" / "dev" / "flags.yaml"

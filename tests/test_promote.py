@@ -24,18 +24,30 @@ def repo(git_repo, commit) -> Path:
         flags.write_text("# " + env + " flags: reviewed by the release team\n" + flags.read_text())
     commit(message="three environments")
     dev = root / "environments" / "dev"
-    (dev / "flags.yaml").write_text((dev / "flags.yaml").read_text()
-                                    .replace("on: 20, off: 80", "on: 40, off: 60")
-                                    .replace("    - segment: internal\n", "    - segment: beta\n      serve: on\n    - segment: internal\n")
-                                    .replace("  default: off\n", "  default: on\n", 1))
-    (dev / "segments.yaml").write_text((dev / "segments.yaml").read_text() + "beta:\n  when: {plan: pro}\n")
-    (dev / "config.yaml").write_text((dev / "config.yaml").read_text().replace("timeout_ms: 500", "timeout_ms: 700"))
+    (dev / "flags.yaml").write_text(
+        (dev / "flags.yaml")
+        .read_text()
+        .replace("on: 20, off: 80", "on: 40, off: 60")
+        .replace(
+            "    - segment: internal\n",
+            "    - segment: beta\n      serve: on\n    - segment: internal\n",
+        )
+        .replace("  default: off\n", "  default: on\n", 1)
+    )
+    (dev / "segments.yaml").write_text(
+        (dev / "segments.yaml").read_text() + "beta:\n  when: {plan: pro}\n"
+    )
+    (dev / "config.yaml").write_text(
+        (dev / "config.yaml").read_text().replace("timeout_ms: 500", "timeout_ms: 700")
+    )
     commit(message="dev: beta segment, wider rollout")
     return root
 
 
 def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_promote__then_diff__equal_except_pinned(cli, repo: Path) -> None:
@@ -43,7 +55,10 @@ def test_promote__then_diff__equal_except_pinned(cli, repo: Path) -> None:
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "kept in staging: flags.new-checkout.default, config.api.base_url" in result.stdout
     diff = json.loads(cli(["diff", "dev", "staging", "--format", "json"], cwd=repo).stdout)
-    assert sorted((c["key"], c["field"]) for c in diff["changes"]) == [("api.base_url", None), ("new-checkout", "default")]
+    assert sorted((c["key"], c["field"]) for c in diff["changes"]) == [
+        ("api.base_url", None),
+        ("new-checkout", "default"),
+    ]
 
 
 def test_promote__keeps_the_targets_comments_byte_for_byte(cli, repo: Path) -> None:
@@ -54,11 +69,15 @@ def test_promote__keeps_the_targets_comments_byte_for_byte(cli, repo: Path) -> N
     after = flags.read_text()
     assert after.startswith("# staging flags: reviewed by the release team\n")
     assert after == before.replace("{on: 20, off: 80}", "{on: 40, off: 60}").replace(
-        "    - segment: internal\n", "    - segment: beta\n      serve: on\n    - segment: internal\n")
+        "    - segment: internal\n",
+        "    - segment: beta\n      serve: on\n    - segment: internal\n",
+    )
 
 
 def test_promote__no_deps__refuses_and_names_the_missing_segment(cli, repo: Path) -> None:
-    result = cli(["promote", "dev", "staging", "--only", "new-checkout", "--no-deps", "--yes"], cwd=repo)
+    result = cli(
+        ["promote", "dev", "staging", "--only", "new-checkout", "--no-deps", "--yes"], cwd=repo
+    )
     assert result.exit_code == 2
     assert "flags.new-checkout needs segment 'beta', which staging lacks" in result.stderr
     assert git(repo, "status", "--porcelain") == ""
@@ -66,8 +85,14 @@ def test_promote__no_deps__refuses_and_names_the_missing_segment(cli, repo: Path
 
 def test_promote__out_of_order__refused_unless_a_reason_is_given(cli, repo: Path) -> None:
     result = cli(["promote", "dev", "prod", "--yes"], cwd=repo)
-    assert result.exit_code == 2 and "out of promotion order" in result.stderr and "promote from staging" in result.stderr
-    ok = cli(["promote", "dev", "prod", "--yes", "--commit", "--skip-order", "incident 4711"], cwd=repo)
+    assert (
+        result.exit_code == 2
+        and "out of promotion order" in result.stderr
+        and "promote from staging" in result.stderr
+    )
+    ok = cli(
+        ["promote", "dev", "prod", "--yes", "--commit", "--skip-order", "incident 4711"], cwd=repo
+    )
     assert ok.exit_code == 0, ok.stderr
     assert "Flagstone-Skip-Order: incident 4711" in git(repo, "log", "-1", "--format=%B")
 
@@ -78,7 +103,10 @@ def test_promote__invalid_result__aborts_and_leaves_the_tree_clean(cli, repo: Pa
     git(repo, "commit", "-qam", "stricter timeout")
     result = cli(["promote", "dev", "staging", "--yes", "--commit"], cwd=repo)
     assert result.exit_code == 1
-    assert "environments/staging/config.yaml:3:15: error: api.timeout_ms: 700 is greater than the maximum of 600" in result.stdout
+    assert (
+        "environments/staging/config.yaml:3:15: error: api.timeout_ms: 700 is greater than the maximum of 600"
+        in result.stdout
+    )
     assert "nothing was written" in result.stderr
     assert git(repo, "status", "--porcelain") == ""
 
@@ -111,7 +139,10 @@ def test_promote__expect_target_rev__refuses_when_the_target_moved(cli, repo: Pa
 
 
 def test_promote__branch__commits_on_a_new_branch(cli, repo: Path) -> None:
-    result = cli(["promote", "dev", "staging", "--yes", "--commit", "--branch", "promote/dev-staging"], cwd=repo)
+    result = cli(
+        ["promote", "dev", "staging", "--yes", "--commit", "--branch", "promote/dev-staging"],
+        cwd=repo,
+    )
     assert result.exit_code == 0, result.stderr
     assert git(repo, "branch", "--show-current").strip() == "promote/dev-staging"
     assert "Flagstone-Promote" in git(repo, "log", "-1", "--format=%B")
@@ -136,16 +167,22 @@ def test_drift__lists_unpromoted_work_and_hot_fixes(cli, repo: Path) -> None:
     assert ("config", "api.base_url") not in found  # pinned
 
 
-def test_promote__into_a_folder_layout__writes_one_file_per_new_flag(cli, repo: Path, commit) -> None:
+def test_promote__into_a_folder_layout__writes_one_file_per_new_flag(
+    cli, repo: Path, commit
+) -> None:
     staging = repo / "environments" / "staging"
     text = (staging / "flags.yaml").read_text()
     (staging / "flags").mkdir()
     (staging / "flags" / "checkout.yaml").write_text(text)
     (staging / "flags.yaml").unlink()
     dev_flags = repo / "environments" / "dev" / "flags.yaml"
-    dev_flags.write_text(dev_flags.read_text() + "promo:\n  variants: {on: true, off: false}\n  default: off\n")
+    dev_flags.write_text(
+        dev_flags.read_text() + "promo:\n  variants: {on: true, off: false}\n  default: off\n"
+    )
     commit(message="staging keeps flags in a folder; dev has a new flag")
     result = cli(["promote", "dev", "staging", "--only", "promo", "--yes"], cwd=repo)
     assert result.exit_code == 0, result.stderr
-    assert (staging / "flags" / "promo.yaml").read_text() == "promo:\n  variants: {on: true, off: false}\n  default: off\n"
+    assert (
+        staging / "flags" / "promo.yaml"
+    ).read_text() == "promo:\n  variants: {on: true, off: false}\n  default: off\n"
     assert cli(["validate", "--env", "staging"], cwd=repo).exit_code == 0

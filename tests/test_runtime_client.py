@@ -52,9 +52,16 @@ def test_client__api_surface(tmp_path: Path) -> None:
 
 def test_analytics__exposures_are_pseudonymized_and_counts_flushed(tmp_path: Path) -> None:
     sink = MemorySink()
-    client = Client.from_dict(bundle_from_yaml(tmp_path, FLAGS, experiments=EXPERIMENTS), sink=sink,
-                              pseudonym_key="pepper", flush_interval=3600)
-    arms = [client.assign("onboarding-test", {"user_id": f"person-{i}", "consent": True}) for i in range(20)]
+    client = Client.from_dict(
+        bundle_from_yaml(tmp_path, FLAGS, experiments=EXPERIMENTS),
+        sink=sink,
+        pseudonym_key="pepper",
+        flush_interval=3600,
+    )
+    arms = [
+        client.assign("onboarding-test", {"user_id": f"person-{i}", "consent": True})
+        for i in range(20)
+    ]
     assert client.assign("onboarding-test", {"user_id": "no-consent"}) is None
     for _ in range(3):
         client.variant("dark-mode", {"user_id": "user-1"})
@@ -65,8 +72,17 @@ def test_analytics__exposures_are_pseudonymized_and_counts_flushed(tmp_path: Pat
     assert "person-" not in text and "no-consent" not in text
     assert len({e["unit"] for e in exposures}) == 20
     counts = [r for r in sink.records if r["type"] == "evaluations"]
-    assert counts == [{"type": "evaluations", "flag": "dark-mode", "variant": "on", "reason": "TARGET_MATCH",
-                       "count": 3, "from": counts[0]["from"], "to": counts[0]["to"]}]
+    assert counts == [
+        {
+            "type": "evaluations",
+            "flag": "dark-mode",
+            "variant": "on",
+            "reason": "TARGET_MATCH",
+            "count": 3,
+            "from": counts[0]["from"],
+            "to": counts[0]["to"],
+        }
+    ]
     client.close()
 
 
@@ -83,14 +99,19 @@ def test_analytics__same_key_same_pseudonym_across_clients(tmp_path: Path) -> No
 
 def test_analytics__json_lines_file_sink(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "exposures.jsonl"
-    with Client.from_dict(bundle_from_yaml(tmp_path, FLAGS, experiments=EXPERIMENTS), analytics_file=log,
-                          pseudonymize=False) as client:
+    with Client.from_dict(
+        bundle_from_yaml(tmp_path, FLAGS, experiments=EXPERIMENTS),
+        analytics_file=log,
+        pseudonymize=False,
+    ) as client:
         client.assign("onboarding-test", {"user_id": "alice", "consent": True})
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert rows[0]["type"] == "exposure" and rows[0]["unit"] == "alice"
 
 
-def test_openfeature_provider__resolves_through_the_standard_api_and_emits_on_reload(tmp_path: Path) -> None:
+def test_openfeature_provider__resolves_through_the_standard_api_and_emits_on_reload(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "prod.json"
     path.write_bytes(dump_bundle(bundle_from_yaml(tmp_path, FLAGS)))
     client = Client.from_file(path, watch=True)
@@ -100,11 +121,17 @@ def test_openfeature_provider__resolves_through_the_standard_api_and_emits_on_re
     try:
         of = api.get_client()
         details = of.get_boolean_details("dark-mode", False, EvaluationContext("user-1"))
-        assert (details.value, details.variant, details.reason) == (True, "on", Reason.TARGETING_MATCH)
+        assert (details.value, details.variant, details.reason) == (
+            True,
+            "on",
+            Reason.TARGETING_MATCH,
+        )
         assert of.get_object_value("layout", {}, EvaluationContext("u")) == {"columns": 1}
         assert of.get_string_details("dark-mode", "x").error_code == "TYPE_MISMATCH"
         assert of.get_boolean_details("missing", True).error_code == "FLAG_NOT_FOUND"
-        path.write_bytes(dump_bundle(bundle_from_yaml(tmp_path, FLAGS.replace("default: off", "default: on"))))
+        path.write_bytes(
+            dump_bundle(bundle_from_yaml(tmp_path, FLAGS.replace("default: off", "default: on")))
+        )
         deadline = time.monotonic() + 2
         while not events and time.monotonic() < deadline:
             time.sleep(0.005)

@@ -50,7 +50,9 @@ def test_evaluate__prerequisite_failure__beats_targets(client: Client) -> None:
 
 
 def test_evaluate__first_matching_rule__wins(client: Client) -> None:
-    r = client.details("checkout", {"user_id": "u", "email": "a@isometry.app", "country": "DE", "plan": "pro"})
+    r = client.details(
+        "checkout", {"user_id": "u", "email": "a@isometry.app", "country": "DE", "plan": "pro"}
+    )
     assert (r.variant, r.reason, r.rule_index) == ("on", "RULE_MATCH", 0)
 
 
@@ -73,10 +75,17 @@ def test_evaluate__missing_flag__returns_callers_default(client: Client) -> None
     assert client.variant("nope", {}) is None
 
 
-@pytest.mark.parametrize("context", [
-    {"user_id": ["a", "list"]}, {"user_id": {"nested": 1}}, {"country": ["DE"], "plan": {"x": 1}},
-    {"email": 12, "country": None}, {"user_id": float("nan")}, {},
-])
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"user_id": ["a", "list"]},
+        {"user_id": {"nested": 1}},
+        {"country": ["DE"], "plan": {"x": 1}},
+        {"email": 12, "country": None},
+        {"user_id": float("nan")},
+        {},
+    ],
+)
 def test_evaluate__odd_context__never_raises(client: Client, context: dict) -> None:
     r = client.details("checkout", context, default="d")
     assert r.reason in {"DEFAULT", "RULE_MATCH", "ERROR", "PREREQUISITE_FAILED", "TARGET_MATCH"}
@@ -84,39 +93,65 @@ def test_evaluate__odd_context__never_raises(client: Client, context: dict) -> N
     client.value("checkout", context)
 
 
-def test_evaluate__default_rollout_without_unit__is_an_error_with_the_callers_default(tmp_path: Path) -> None:
-    client = Client.from_dict(bundle_from_yaml(tmp_path, "f:\n  variants: {a: 1, b: 2}\n  default: {rollout: {a: 50, b: 50}}\n"))
+def test_evaluate__default_rollout_without_unit__is_an_error_with_the_callers_default(
+    tmp_path: Path,
+) -> None:
+    client = Client.from_dict(
+        bundle_from_yaml(
+            tmp_path, "f:\n  variants: {a: 1, b: 2}\n  default: {rollout: {a: 50, b: 50}}\n"
+        )
+    )
     r = client.details("f", {}, default=0)
     assert (r.value, r.reason) == (0, "ERROR")
     assert "user_id" in (r.message or "")
 
 
 def test_evaluate__boolean_is_not_one(tmp_path: Path) -> None:
-    client = Client.from_dict(bundle_from_yaml(tmp_path, "f:\n  variants: {y: 1, n: 0}\n  rules: [{when: {age: {in: [1, 2]}}, serve: y}]\n  default: n\n"))
+    client = Client.from_dict(
+        bundle_from_yaml(
+            tmp_path,
+            "f:\n  variants: {y: 1, n: 0}\n  rules: [{when: {age: {in: [1, 2]}}, serve: y}]\n  default: n\n",
+        )
+    )
     assert client.variant("f", {"age": 1}) == "y"
     assert client.variant("f", {"age": 1.0}) == "y"
     assert client.variant("f", {"age": True}) == "n"
 
 
-ATTR_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, width=16),
-                        st.sampled_from(["DE", "de", "", "qa@isometry.app", "x@example.com", "1.2.3"]),
-                        st.lists(st.sampled_from(["DE", "vip"]), max_size=2))
+ATTR_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=False, width=16),
+    st.sampled_from(["DE", "de", "", "qa@isometry.app", "x@example.com", "1.2.3"]),
+    st.lists(st.sampled_from(["DE", "vip"]), max_size=2),
+)
 OPERANDS = {
     "eq": st.one_of(st.sampled_from(["DE", "1.2.3"]), st.integers(-2, 2), st.booleans()),
-    "in": st.lists(st.one_of(st.sampled_from(["DE", "FR", ""]), st.integers(-2, 2), st.booleans()), min_size=1, max_size=3),
-    "not_in": st.lists(st.one_of(st.sampled_from(["DE", "FR"]), st.integers(-2, 2)), min_size=1, max_size=3),
+    "in": st.lists(
+        st.one_of(st.sampled_from(["DE", "FR", ""]), st.integers(-2, 2), st.booleans()),
+        min_size=1,
+        max_size=3,
+    ),
+    "not_in": st.lists(
+        st.one_of(st.sampled_from(["DE", "FR"]), st.integers(-2, 2)), min_size=1, max_size=3
+    ),
     "starts_with": st.sampled_from(["qa", "x", ""]),
     "ends_with": st.sampled_from(["@isometry.app", "com"]),
     "matches": st.sampled_from(["^qa", "@isometry\\.app$", "[0-9]"]),
     "exists": st.booleans(),
-    "gt": st.integers(-3, 3), "lte": st.integers(-3, 3), "neq": st.sampled_from(["DE", 1]),
+    "gt": st.integers(-3, 3),
+    "lte": st.integers(-3, 3),
+    "neq": st.sampled_from(["DE", 1]),
     "contains": st.sampled_from(["vip", "@", "DE"]),
 }
 
 
 @settings(max_examples=400, deadline=None)
 @given(op=st.sampled_from(sorted(OPERANDS)), data=st.data(), value=ATTR_VALUES)
-def test_compiled_operator__agrees_with_reference_semantics(op: str, data: st.DataObject, value: object) -> None:
+def test_compiled_operator__agrees_with_reference_semantics(
+    op: str, data: st.DataObject, value: object
+) -> None:
     operand = data.draw(OPERANDS[op])
     matcher = _compile_operator("attr", op, operand)
     context = {} if value is None else {"attr": value}
@@ -139,7 +174,12 @@ def test_dates__iso_and_epoch_compare_as_instants() -> None:
 
 
 def test_nested_attribute__dotted_name_reaches_into_objects(tmp_path: Path) -> None:
-    client = Client.from_dict(bundle_from_yaml(tmp_path, "f:\n  variants: {i: 1, o: 0}\n  rules: [{when: {device.os: ios}, serve: i}]\n  default: o\n"))
+    client = Client.from_dict(
+        bundle_from_yaml(
+            tmp_path,
+            "f:\n  variants: {i: 1, o: 0}\n  rules: [{when: {device.os: ios}, serve: i}]\n  default: o\n",
+        )
+    )
     assert client.variant("f", {"device": {"os": "ios"}}) == "i"
     assert client.variant("f", {"device.os": "ios"}) == "i"
     assert client.variant("f", {"device": "ios"}) == "o"
@@ -148,8 +188,13 @@ def test_nested_attribute__dotted_name_reaches_into_objects(tmp_path: Path) -> N
 def test_buckets__are_stable_across_processes_and_hash_seeds() -> None:
     code = "from flagstone.runtime.hashing import bucket; print([bucket('f', f'u{i}') for i in range(50)])"
     outputs = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+        ).stdout
         for seed in ("0", "1", "4242", "random")
     }
     assert len(outputs) == 1

@@ -73,7 +73,9 @@ def test_hot_reload__rewritten_while_evaluating__no_error_no_torn_read(tmp_path:
     assert errors == []
 
 
-def test_hot_reload__corrupt_or_truncated_bundle__is_refused_and_last_good_stays(tmp_path: Path) -> None:
+def test_hot_reload__corrupt_or_truncated_bundle__is_refused_and_last_good_stays(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "prod.json"
     good = dump_bundle(bundle_from_yaml(tmp_path, flags_with("good")))
     path.write_bytes(good)
@@ -99,7 +101,9 @@ def test_hot_reload__kubernetes_style_symlink_swap__is_seen(tmp_path: Path) -> N
     for version in ("v1", "v2"):
         folder = tmp_path / f"..{version}"
         folder.mkdir()
-        (folder / "prod.json").write_bytes(dump_bundle(bundle_from_yaml(tmp_path, flags_with(version))))
+        (folder / "prod.json").write_bytes(
+            dump_bundle(bundle_from_yaml(tmp_path, flags_with(version)))
+        )
     (tmp_path / "..data").symlink_to("..v1")
     (tmp_path / "prod.json").symlink_to("..data/prod.json")
     with Client.from_file(tmp_path / "prod.json", watch=True) as client:
@@ -133,6 +137,7 @@ def test_signature__signed_bundle_loads_tampered_or_unsigned_is_refused(tmp_path
 
     rehashed = dict(tampered)
     from flagstone.bundle import content_hash
+
     rehashed["hash"] = content_hash(rehashed)
     path.write_bytes(dump_bundle(rehashed))
     with pytest.raises(BundleError, match="signature is not valid"):
@@ -152,9 +157,16 @@ def test_signature__wrongly_signed_reload__keeps_the_last_good_bundle(tmp_path: 
     private, public = keypair()
     other_private, _ = keypair()
     path = tmp_path / "prod.json"
-    path.write_bytes(dump_bundle(sign_bundle(bundle_from_yaml(tmp_path, flags_with("trusted")), private)))
+    path.write_bytes(
+        dump_bundle(sign_bundle(bundle_from_yaml(tmp_path, flags_with("trusted")), private))
+    )
     with Client.from_file(path, watch=True, public_key=public) as client:
-        write_atomically(path, dump_bundle(sign_bundle(bundle_from_yaml(tmp_path, flags_with("forged")), other_private)))
+        write_atomically(
+            path,
+            dump_bundle(
+                sign_bundle(bundle_from_yaml(tmp_path, flags_with("forged")), other_private)
+            ),
+        )
         assert wait_for(lambda: client.last_error is not None)
         assert client.value("f", {}) == "trusted"
 
@@ -182,7 +194,11 @@ class BundleServer(http.server.BaseHTTPRequestHandler):
 
 def test_from_url__polls_with_etag_and_picks_up_a_new_bundle(tmp_path: Path) -> None:
     first = bundle_from_yaml(tmp_path, flags_with("one"))
-    BundleServer.body, BundleServer.etag, BundleServer.requests = dump_bundle(first), f'"{first["hash"]}"', []
+    BundleServer.body, BundleServer.etag, BundleServer.requests = (
+        dump_bundle(first),
+        f'"{first["hash"]}"',
+        [],
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BundleServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -205,18 +221,27 @@ def test_reload__unchanged_flags_are_reused_and_changed_ones_recompiled(tmp_path
     flags = "a:\n  variants: {x: 1, y: 2}\n  rules: [{segment: s, serve: y}]\n  default: x\nb:\n  variants: {x: 1}\n  default: x\n"
     segments = "s:\n  when: {plan: pro}\n"
     old = compile_bundle(bundle_from_yaml(tmp_path, flags, segments))
-    one_changed = compile_bundle(bundle_from_yaml(tmp_path, flags.replace("b:\n  variants: {x: 1}", "b:\n  variants: {x: 3}"), segments), old)
+    one_changed = compile_bundle(
+        bundle_from_yaml(
+            tmp_path, flags.replace("b:\n  variants: {x: 1}", "b:\n  variants: {x: 3}"), segments
+        ),
+        old,
+    )
     assert one_changed.flags["a"] is old.flags["a"]
     assert one_changed.flags["b"] is not old.flags["b"]
     assert Client(one_changed).value("b", {}) == 3
     # A changed segment changes what the unchanged flag means: everything is recompiled.
-    segment_changed = compile_bundle(bundle_from_yaml(tmp_path, flags, "s:\n  when: {plan: team}\n"), old)
+    segment_changed = compile_bundle(
+        bundle_from_yaml(tmp_path, flags, "s:\n  when: {plan: team}\n"), old
+    )
     assert segment_changed.flags["a"] is not old.flags["a"]
     assert Client(segment_changed).variant("a", {"plan": "team"}) == "y"
     assert Client(segment_changed).variant("a", {"plan": "pro"}) == "x"
 
 
-def test_hot_reload__file_missing_for_a_while__keeps_serving_then_picks_up_the_new_one(tmp_path: Path) -> None:
+def test_hot_reload__file_missing_for_a_while__keeps_serving_then_picks_up_the_new_one(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "prod.json"
     path.write_bytes(dump_bundle(bundle_from_yaml(tmp_path, flags_with("first"))))
     with Client.from_file(path, watch=True) as client:

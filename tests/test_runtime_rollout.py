@@ -65,11 +65,17 @@ def test_experiments__assignments_are_independent(tmp_path: Path) -> None:
 
 def test_experiment__arm_is_independent_of_its_flags_own_rollout(tmp_path: Path) -> None:
     flags = "same:\n  variants: {on: true, off: false}\n  default: {rollout: {on: 50, off: 50}}\n"
-    experiments = "same:\n  flag: same\n  status: draft\n  metrics: {primary: {name: m, kind: proportion}}\n"
-    client = Client.from_dict(bundle_from_yaml(tmp_path, flags, experiments=experiments.replace("draft", "running")))
+    experiments = (
+        "same:\n  flag: same\n  status: draft\n  metrics: {primary: {name: m, kind: proportion}}\n"
+    )
+    client = Client.from_dict(
+        bundle_from_yaml(tmp_path, flags, experiments=experiments.replace("draft", "running"))
+    )
     rollout = Client.from_dict(bundle_from_yaml(tmp_path, flags))
-    agree = sum(client.assign("same", {"user_id": f"u{i}"}) == rollout.variant("same", {"user_id": f"u{i}"})
-                for i in range(20_000))
+    agree = sum(
+        client.assign("same", {"user_id": f"u{i}"}) == rollout.variant("same", {"user_id": f"u{i}"})
+        for i in range(20_000)
+    )
     assert abs(agree / 20_000 - 0.5) < 0.02
 
 
@@ -89,7 +95,9 @@ def test_traffic__raising_it_only_adds_units_and_keeps_their_arm(tmp_path: Path)
 
 
 def test_layer__experiments_never_share_a_unit(tmp_path: Path) -> None:
-    exps = EXPERIMENTS.replace("status: running\n", "status: running\n      layer: checkout\n      traffic: 50\n")
+    exps = EXPERIMENTS.replace(
+        "status: running\n", "status: running\n      layer: checkout\n      traffic: 50\n"
+    )
     client = Client.from_dict(bundle_from_yaml(tmp_path, FLAGS, experiments=exps))
     both = in_a = in_b = 0
     for i in range(20_000):
@@ -102,7 +110,9 @@ def test_layer__experiments_never_share_a_unit(tmp_path: Path) -> None:
     assert abs(in_a / 20_000 - 0.5) < 0.015 and abs(in_b / 20_000 - 0.5) < 0.015
 
 
-def test_consent__required_and_missing__means_no_enrolment_and_the_flags_normal_value(tmp_path: Path) -> None:
+def test_consent__required_and_missing__means_no_enrolment_and_the_flags_normal_value(
+    tmp_path: Path,
+) -> None:
     exps = EXPERIMENTS.replace("status: running\n", "status: running\n      consent: required\n", 1)
     client = Client.from_dict(bundle_from_yaml(tmp_path, FLAGS, experiments=exps))
     assert client.assign("exp-a", {"user_id": "u1"}) is None
@@ -113,5 +123,7 @@ def test_consent__required_and_missing__means_no_enrolment_and_the_flags_normal_
 
 
 def test_experiment__not_running__assigns_nobody(tmp_path: Path) -> None:
-    client = Client.from_dict(bundle_from_yaml(tmp_path, FLAGS, experiments=EXPERIMENTS.replace("running", "stopped")))
+    client = Client.from_dict(
+        bundle_from_yaml(tmp_path, FLAGS, experiments=EXPERIMENTS.replace("running", "stopped"))
+    )
     assert {client.assign("exp-a", {"user_id": f"u{i}"}) for i in range(100)} == {None}

@@ -18,7 +18,10 @@ def test_validate__errors__exit_1_with_file_line_col(cli, tmp_path: Path) -> Non
     root = build_case("rollout-sum", tmp_path / "repo")
     result = cli(["validate"], cwd=root)
     assert result.exit_code == 1
-    assert "environments/dev/flags.yaml:13:15: error: rollout weights sum to 90, expected 100 [rollout-sum]" in result.stdout
+    assert (
+        "environments/dev/flags.yaml:13:15: error: rollout weights sum to 90, expected 100 [rollout-sum]"
+        in result.stdout
+    )
 
 
 def test_validate__warnings_only__exit_0_unless_strict(cli, tmp_path: Path) -> None:
@@ -34,12 +37,18 @@ def test_validate__json__is_stable_and_machine_readable(cli, tmp_path: Path) -> 
     result = cli(["validate", "--format", "json"], cwd=root)
     doc = json.loads(result.stdout)
     assert doc["ok"] is False and doc["errors"] == 1
-    assert doc["problems"] == [{
-        "code": "unknown-segment", "column": 16, "file": "environments/dev/flags.yaml",
-        "hint": "did you mean 'internal'?", "line": 10,
-        "message": "segment 'internl' does not exist in dev",
-        "path": ["new-checkout", "rules", 0, "segment"], "severity": "error",
-    }]
+    assert doc["problems"] == [
+        {
+            "code": "unknown-segment",
+            "column": 16,
+            "file": "environments/dev/flags.yaml",
+            "hint": "did you mean 'internal'?",
+            "line": 10,
+            "message": "segment 'internl' does not exist in dev",
+            "path": ["new-checkout", "rules", 0, "segment"],
+            "severity": "error",
+        }
+    ]
 
 
 def test_validate__github_format__prints_workflow_annotations(cli, tmp_path: Path) -> None:
@@ -51,16 +60,23 @@ def test_validate__github_format__prints_workflow_annotations(cli, tmp_path: Pat
     )
 
 
-def test_validate__inside_github_actions__defaults_to_annotations(cli, tmp_path: Path, monkeypatch) -> None:
+def test_validate__inside_github_actions__defaults_to_annotations(
+    cli, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     root = build_case("rollout-sum", tmp_path / "repo")
-    assert cli(["validate"], cwd=root).stdout.startswith("::error file=environments/dev/flags.yaml,line=13")
+    assert cli(["validate"], cwd=root).stdout.startswith(
+        "::error file=environments/dev/flags.yaml,line=13"
+    )
 
 
 def test_validate__markdown__has_a_table_row_per_problem(cli, tmp_path: Path) -> None:
     root = build_case("rollout-sum", tmp_path / "repo")
     result = cli(["validate", "--format", "markdown"], cwd=root)
-    assert "| ❌ | `environments/dev/flags.yaml:13:15` | rollout weights sum to 90, expected 100 | `rollout-sum` |" in result.stdout
+    assert (
+        "| ❌ | `environments/dev/flags.yaml:13:15` | rollout weights sum to 90, expected 100 | `rollout-sum` |"
+        in result.stdout
+    )
 
 
 def test_validate__one_environment__reports_only_it(cli, tmp_path: Path) -> None:
@@ -108,7 +124,9 @@ def test_validate__unknown_environment__exit_2_lists_the_known_ones(cli, tmp_pat
 STALE_FLAG = "old-banner:\n  variants: {on: true, off: false}\n  default: on\n"
 
 
-def test_validate__flag_fully_on_everywhere_and_unchanged__is_reported_stale(cli, git_repo, commit) -> None:
+def test_validate__flag_fully_on_everywhere_and_unchanged__is_reported_stale(
+    cli, git_repo, commit
+) -> None:
     root = Path(git_repo.working_dir)
     files = {"flagstone.yaml": "environments: [dev, prod]\n"}
     for env in ("dev", "prod"):
@@ -116,7 +134,9 @@ def test_validate__flag_fully_on_everywhere_and_unchanged__is_reported_stale(cli
     commit(files, "old flag", GIT_COMMITTER_DATE="2026-01-01T00:00:00+00:00")
     result = cli(["validate", "--format", "json"], cwd=root)
     problems = json.loads(result.stdout)["problems"]
-    assert [(p["code"], p["file"]) for p in problems] == [("stale-flag", "environments/prod/flags.yaml")]
+    assert [(p["code"], p["file"]) for p in problems] == [
+        ("stale-flag", "environments/prod/flags.yaml")
+    ]
     assert "serves 'on' to everyone in every environment, unchanged for" in problems[0]["message"]
     assert result.exit_code == 0  # a warning
 
@@ -124,8 +144,15 @@ def test_validate__flag_fully_on_everywhere_and_unchanged__is_reported_stale(cli
 def test_validate__permanent_or_recently_changed_flag__is_not_stale(cli, git_repo, commit) -> None:
     root = Path(git_repo.working_dir)
     permanent = STALE_FLAG.replace("  default: on\n", "  default: on\n  lifetime: permanent\n")
-    commit({"flagstone.yaml": "environments: [dev, prod]\n", "environments/dev/flags.yaml": permanent,
-            "environments/prod/flags.yaml": permanent}, "permanent toggle", GIT_COMMITTER_DATE="2026-01-01T00:00:00+00:00")
+    commit(
+        {
+            "flagstone.yaml": "environments: [dev, prod]\n",
+            "environments/dev/flags.yaml": permanent,
+            "environments/prod/flags.yaml": permanent,
+        },
+        "permanent toggle",
+        GIT_COMMITTER_DATE="2026-01-01T00:00:00+00:00",
+    )
     assert json.loads(cli(["validate", "--format", "json"], cwd=root).stdout)["problems"] == []
     (root / "environments/dev/flags.yaml").write_text(STALE_FLAG)
     (root / "environments/prod/flags.yaml").write_text(STALE_FLAG)  # uncommitted: changed just now

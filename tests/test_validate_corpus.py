@@ -51,13 +51,18 @@ def test_base_case__is_valid(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", INVALID)
-def test_invalid_case__reports_exact_problems(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_invalid_case__reports_exact_problems(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     root = build_case(name, tmp_path / "repo")
     problems = validate_repository(root, today=TODAY)
     actual = "".join(f"{p}\n" for p in problems)
     expected_file = CASES / "invalid" / name / "expected.txt"
-    if request.config.getoption("--update-golden") or not expected_file.exists():
+    if request.config.getoption("--update-golden"):
         expected_file.write_text(actual)
+    assert expected_file.exists(), (
+        f"{name}: no expected.txt; run pytest --update-golden and review it"
+    )
     assert actual == expected_file.read_text()
     if name.startswith("warn-"):
         assert problems and all(not p.is_error for p in problems)

@@ -33,16 +33,28 @@ class Change:
     new: Any = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"env": self.env, "kind": self.kind, "key": self.key, "action": self.action, "field": self.field,
-                "summary": self.summary, "old": self.old, "new": self.new}
+        return {
+            "env": self.env,
+            "kind": self.kind,
+            "key": self.key,
+            "action": self.action,
+            "field": self.field,
+            "summary": self.summary,
+            "old": self.old,
+            "new": self.new,
+        }
 
 
 def is_secret_value(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("ENC[")
 
 
-def diff_environments(old: Environment | None, new: Environment | None, label: str | None = None,
-                      secret_paths: frozenset[str] = frozenset()) -> list[Change]:
+def diff_environments(
+    old: Environment | None,
+    new: Environment | None,
+    label: str | None = None,
+    secret_paths: frozenset[str] = frozenset(),
+) -> list[Change]:
     """Changes that turn ``old`` into ``new`` (either may be missing)."""
     env = label or (new or old).name  # type: ignore[union-attr]
     changes: list[Change] = []
@@ -51,11 +63,19 @@ def diff_environments(old: Environment | None, new: Environment | None, label: s
         after = {k: o.raw for k, o in new.objects(kind).items()} if new else {}
         for key in sorted(set(before) | set(after)):
             if key not in before:
-                changes.append(Change(env, kind, key, "added", None, f"{_noun(kind)} added", None, after[key]))
+                changes.append(
+                    Change(env, kind, key, "added", None, f"{_noun(kind)} added", None, after[key])
+                )
             elif key not in after:
-                changes.append(Change(env, kind, key, "removed", None, f"{_noun(kind)} removed", before[key], None))
+                changes.append(
+                    Change(
+                        env, kind, key, "removed", None, f"{_noun(kind)} removed", before[key], None
+                    )
+                )
             elif before[key] != after[key]:
-                compare = {"flags": _flag_changes, "experiments": _experiment_changes}.get(kind, _generic_changes)
+                compare = {"flags": _flag_changes, "experiments": _experiment_changes}.get(
+                    kind, _generic_changes
+                )
                 for field, summary, o, n in compare(before[key], after[key]):
                     changes.append(Change(env, kind, key, "changed", field, summary, o, n))
     old_config = dict(old.config.values) if old and old.config else {}
@@ -66,7 +86,9 @@ def diff_environments(old: Environment | None, new: Environment | None, label: s
 
 def object_changes(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The changes between two versions of one object, in words."""
-    compare = {"flags": _flag_changes, "experiments": _experiment_changes}.get(kind, _generic_changes)
+    compare = {"flags": _flag_changes, "experiments": _experiment_changes}.get(
+        kind, _generic_changes
+    )
     return [summary for _, summary, _, _ in compare(old, new)]
 
 
@@ -98,13 +120,27 @@ def _serve_text(serve: Any) -> str:
 def _serve_changes(where: str, old: Any, new: Any) -> Iterator[Field]:
     if old == new:
         return
-    if isinstance(old, Mapping) and isinstance(new, Mapping) and "rollout" in old and "rollout" in new:
+    if (
+        isinstance(old, Mapping)
+        and isinstance(new, Mapping)
+        and "rollout" in old
+        and "rollout" in new
+    ):
         a, b = old["rollout"], new["rollout"]
-        moved = [f"{v} {_pct(a.get(v, 0))} → {_pct(b.get(v, 0))}" for v in dict.fromkeys([*a, *b]) if a.get(v, 0) != b.get(v, 0)]
+        moved = [
+            f"{v} {_pct(a.get(v, 0))} → {_pct(b.get(v, 0))}"
+            for v in dict.fromkeys([*a, *b])
+            if a.get(v, 0) != b.get(v, 0)
+        ]
         if moved:
             yield f"{where}.rollout", f"{where} rollout {', '.join(moved)}", a, b
         if old.get("by") != new.get("by"):
-            yield f"{where}.by", f"{where} rollout by {old.get('by') or 'unit'} → {new.get('by') or 'unit'}", old.get("by"), new.get("by")
+            yield (
+                f"{where}.by",
+                f"{where} rollout by {old.get('by') or 'unit'} → {new.get('by') or 'unit'}",
+                old.get("by"),
+                new.get("by"),
+            )
         return
     yield where, f"{where} {_serve_text(old)} → {_serve_text(new)}", old, new
 
@@ -112,20 +148,33 @@ def _serve_changes(where: str, old: Any, new: Any) -> Iterator[Field]:
 def _flag_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Field]:
     if old.get("enabled", True) != new.get("enabled", True):
         on = new.get("enabled", True)
-        yield "enabled", "enabled (kill switch released)" if on else "disabled (kill switch pulled)", \
-            old.get("enabled", True), on
+        yield (
+            "enabled",
+            "enabled (kill switch released)" if on else "disabled (kill switch pulled)",
+            old.get("enabled", True),
+            on,
+        )
     yield from _serve_changes("default", old.get("default"), new.get("default"))
     yield from _rules_changes(old.get("rules", []), new.get("rules", []))
     yield from _targets_changes(old.get("targets", {}), new.get("targets", {}))
     variants_old, variants_new = old.get("variants", {}), new.get("variants", {})
     for variant in dict.fromkeys([*variants_old, *variants_new]):
         if variant not in variants_old:
-            yield f"variants.{variant}", f"variant {variant} added ({_show(variants_new[variant])})", None, variants_new[variant]
+            yield (
+                f"variants.{variant}",
+                f"variant {variant} added ({_show(variants_new[variant])})",
+                None,
+                variants_new[variant],
+            )
         elif variant not in variants_new:
             yield f"variants.{variant}", f"variant {variant} removed", variants_old[variant], None
         elif variants_old[variant] != variants_new[variant]:
-            yield (f"variants.{variant}", f"variant {variant} value {_show(variants_old[variant])} → {_show(variants_new[variant])}",
-                   variants_old[variant], variants_new[variant])
+            yield (
+                f"variants.{variant}",
+                f"variant {variant} value {_show(variants_old[variant])} → {_show(variants_new[variant])}",
+                variants_old[variant],
+                variants_new[variant],
+            )
     handled = {"enabled", "default", "rules", "targets", "variants"}
     yield from _generic_changes(old, new, skip=handled)
 
@@ -133,7 +182,10 @@ def _flag_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Fi
 def _rules_changes(old: Sequence[Any], new: Sequence[Any]) -> Iterator[Field]:
     if list(old) == list(new):
         return
-    encode = [json.dumps(r, sort_keys=True) for r in old], [json.dumps(r, sort_keys=True) for r in new]
+    encode = (
+        [json.dumps(r, sort_keys=True) for r in old],
+        [json.dumps(r, sort_keys=True) for r in new],
+    )
     matcher = difflib.SequenceMatcher(a=encode[0], b=encode[1], autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
@@ -145,7 +197,12 @@ def _rules_changes(old: Sequence[Any], new: Sequence[Any]) -> Iterator[Field]:
         for i in range(i1, i2):
             yield f"rules[{i}]", f"rule {i + 1} removed ({_rule_text(old[i])})", old[i], None
         for j in range(j1, j2):
-            yield f"rules[{j}]", f"rule added at position {j + 1} ({_rule_text(new[j])})", None, new[j]
+            yield (
+                f"rules[{j}]",
+                f"rule added at position {j + 1} ({_rule_text(new[j])})",
+                None,
+                new[j],
+            )
 
 
 def _rule_text(rule: Mapping[str, Any]) -> str:
@@ -161,29 +218,48 @@ def _rule_changes(index: int, old: Mapping[str, Any], new: Mapping[str, Any]) ->
         yield f"rules[{index}].serve", summary, o, n
     for part in ("segment", "when", "name"):
         if old.get(part) != new.get(part):
-            yield (f"rules[{index}].{part}", f"{where} {part} {_show(old.get(part, '-'))} → {_show(new.get(part, '-'))}",
-                   old.get(part), new.get(part))
+            yield (
+                f"rules[{index}].{part}",
+                f"{where} {part} {_show(old.get(part, '-'))} → {_show(new.get(part, '-'))}",
+                old.get(part),
+                new.get(part),
+            )
 
 
-def _targets_changes(old: Mapping[str, Sequence[Any]], new: Mapping[str, Sequence[Any]]) -> Iterator[Field]:
+def _targets_changes(
+    old: Mapping[str, Sequence[Any]], new: Mapping[str, Sequence[Any]]
+) -> Iterator[Field]:
     for variant in dict.fromkeys([*old, *new]):
         a, b = set(map(str, old.get(variant, []))), set(map(str, new.get(variant, [])))
         if a != b:
             added, removed = sorted(b - a), sorted(a - b)
-            parts = ([f"+{len(added)}"] if added else []) + ([f"−{len(removed)}"] if removed else [])
+            parts = ([f"+{len(added)}"] if added else []) + (
+                [f"−{len(removed)}"] if removed else []
+            )
             yield f"targets.{variant}", f"targets {variant} {' '.join(parts)}", sorted(a), sorted(b)
 
 
 def _experiment_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Field]:
     if old.get("status") != new.get("status"):
-        yield "status", f"status {old.get('status')} → {new.get('status')}", old.get("status"), new.get("status")
+        yield (
+            "status",
+            f"status {old.get('status')} → {new.get('status')}",
+            old.get("status"),
+            new.get("status"),
+        )
     if old.get("traffic", 100) != new.get("traffic", 100):
-        yield "traffic", f"traffic {_pct(old.get('traffic', 100))} → {_pct(new.get('traffic', 100))}", \
-            old.get("traffic", 100), new.get("traffic", 100)
+        yield (
+            "traffic",
+            f"traffic {_pct(old.get('traffic', 100))} → {_pct(new.get('traffic', 100))}",
+            old.get("traffic", 100),
+            new.get("traffic", 100),
+        )
     yield from _generic_changes(old, new, skip={"status", "traffic"})
 
 
-def _generic_changes(old: Mapping[str, Any], new: Mapping[str, Any], skip: set[str] | None = None) -> Iterator[Field]:
+def _generic_changes(
+    old: Mapping[str, Any], new: Mapping[str, Any], skip: set[str] | None = None
+) -> Iterator[Field]:
     for field in dict.fromkeys([*old, *new]):
         if (skip and field in skip) or old.get(field) == new.get(field):
             continue
@@ -192,7 +268,12 @@ def _generic_changes(old: Mapping[str, Any], new: Mapping[str, Any], skip: set[s
         elif field not in new:
             yield field, f"{field} removed (was {_show(old[field])})", old[field], None
         else:
-            yield field, f"{field} {_show(old[field])} → {_show(new[field])}", old[field], new[field]
+            yield (
+                field,
+                f"{field} {_show(old[field])} → {_show(new[field])}",
+                old[field],
+                new[field],
+            )
 
 
 def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -203,8 +284,12 @@ def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix.rstrip("."), node
 
 
-def config_changes(env: str, old: Mapping[str, Any], new: Mapping[str, Any],
-                   secret_paths: frozenset[str] = frozenset()) -> list[Change]:
+def config_changes(
+    env: str,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    secret_paths: frozenset[str] = frozenset(),
+) -> list[Change]:
     a, b = dict(_leaves(old)), dict(_leaves(new))
     a.pop("", None)
     b.pop("", None)
@@ -219,7 +304,18 @@ def config_changes(env: str, old: Mapping[str, Any], new: Mapping[str, Any],
             summary = "secret added" if secret else f"set to {_show(b[key])}"
             out.append(Change(env, "config", key, "added", None, summary, None, new_value))
         elif key not in b:
-            out.append(Change(env, "config", key, "removed", None, "secret removed" if secret else "removed", old_value, None))
+            out.append(
+                Change(
+                    env,
+                    "config",
+                    key,
+                    "removed",
+                    None,
+                    "secret removed" if secret else "removed",
+                    old_value,
+                    None,
+                )
+            )
         else:
             summary = "<secret: changed>" if secret else f"{_show(a[key])} → {_show(b[key])}"
             out.append(Change(env, "config", key, "changed", None, summary, old_value, new_value))
@@ -229,8 +325,13 @@ def config_changes(env: str, old: Mapping[str, Any], new: Mapping[str, Any],
 _ABSENT: Any = object()
 
 
-def diff_revisions(root: Path, old_rev: str, new_rev: str | None, envs: Sequence[str],
-                   secret_paths: frozenset[str] = frozenset()) -> list[Change]:
+def diff_revisions(
+    root: Path,
+    old_rev: str,
+    new_rev: str | None,
+    envs: Sequence[str],
+    secret_paths: frozenset[str] = frozenset(),
+) -> list[Change]:
     """Changes per environment between two revisions (``new_rev`` None: the working tree),
     read straight from git objects, nothing checked out."""
     from flagstone import gitio
@@ -240,7 +341,9 @@ def diff_revisions(root: Path, old_rev: str, new_rev: str | None, envs: Sequence
     for env in envs:
         prefix = f"{ENVIRONMENTS_DIR}/{env}"
         old_files = gitio.tree_files(root, old_rev, prefix)
-        new_files = gitio.tree_files(root, new_rev, prefix) if new_rev else environment_files(root, env)
+        new_files = (
+            gitio.tree_files(root, new_rev, prefix) if new_rev else environment_files(root, env)
+        )
         old_env = read_environment(env, old_files)[0] if old_files else None
         new_env = read_environment(env, new_files)[0] if new_files else None
         if old_env is None and new_env is None:
@@ -258,4 +361,3 @@ def count(changes: Sequence[Change]) -> dict[str, int]:
             seen.add(ident)
             by[c.action] += 1
     return by
-

@@ -24,7 +24,9 @@ from flagstone.errors import DocPath, FlagstoneError, format_path
 
 _SEQUENCE_ITEM = re.compile(r"^( *)- ")
 _MAPPING_KEY = re.compile(r"^( *)[^\s#-][^:]*:(\s|$)")
-_OPENS_BLOCK = re.compile(r"^( *)[^\s#-][^:#]*:\s*(#.*)?$")  # "key:" with nothing after but a comment
+_OPENS_BLOCK = re.compile(
+    r"^( *)[^\s#-][^:#]*:\s*(#.*)?$"
+)  # "key:" with nothing after but a comment
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,9 @@ class Indentation:
 def detect_indentation(text: str) -> Indentation:
     """The file's own block indentation: mapping step, and where sequence dashes sit."""
     # Comments and blank lines do not show the structure: pair only content lines.
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     mapping = 0
     for previous, line in itertools.pairwise(lines):
         a, b = _OPENS_BLOCK.match(previous), _MAPPING_KEY.match(line)
@@ -74,7 +78,9 @@ class Document:
     def parse(cls, text: str) -> Document:
         indentation = detect_indentation(text)
         data = _yaml(indentation).load(text)
-        return cls(CommentedMap() if data is None else data, indentation, text.endswith("\n") or not text)
+        return cls(
+            CommentedMap() if data is None else data, indentation, text.endswith("\n") or not text
+        )
 
     def dump(self) -> str:
         buffer = io.StringIO()
@@ -103,7 +109,9 @@ class Document:
             else:
                 parent[key] = value
         else:
-            raise FlagstoneError(f"cannot set {format_path(path)}: its parent is not a mapping or list")
+            raise FlagstoneError(
+                f"cannot set {format_path(path)}: its parent is not a mapping or list"
+            )
 
     def delete(self, path: DocPath) -> None:
         parent = self.get(path[:-1]) if len(path) > 1 else self.data
@@ -179,7 +187,11 @@ def delete_path(node: Any, path: Sequence[str]) -> None:
     if isinstance(node, MutableMapping) and path[-1] in node:
         del node[path[-1]]
     for parent, part in reversed(parents):
-        if isinstance(parent, MutableMapping) and isinstance(parent[part], Mapping) and not parent[part]:
+        if (
+            isinstance(parent, MutableMapping)
+            and isinstance(parent[part], Mapping)
+            and not parent[part]
+        ):
             del parent[part]
 
 
@@ -209,7 +221,9 @@ class DocumentSet:
     def __getitem__(self, rel: str) -> Document:
         if rel not in self.documents:
             path = self.root / rel
-            self.documents[rel] = Document.parse(path.read_text(encoding="utf-8") if path.exists() else "")
+            self.documents[rel] = Document.parse(
+                path.read_text(encoding="utf-8") if path.exists() else ""
+            )
         return self.documents[rel]
 
     def texts(self, under: str = "") -> dict[str, str]:

@@ -27,7 +27,13 @@ UNSUPPORTED_OPERATORS = {
     "before": "date comparisons (`before`)",
     "after": "date comparisons (`after`)",
 }
-SEMVER_OPS = {"semver_eq": "=", "semver_gt": ">", "semver_gte": ">=", "semver_lt": "<", "semver_lte": "<="}
+SEMVER_OPS = {
+    "semver_eq": "=",
+    "semver_gt": ">",
+    "semver_gte": ">=",
+    "semver_lt": "<",
+    "semver_lte": "<=",
+}
 NUMERIC_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 CONSENT_PATH = "consent.experiments"  # read as a path by flagstone too: no dotted-key difference
 NO_UNIT_VARIANT = "flagstone: no unit to bucket"  # never a variant: flagd answers ERROR
@@ -48,19 +54,37 @@ def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any],
         try:
             flags[key] = exporter.flag(key, flag)
         except Unsupported as e:
-            warnings.append(Problem(env.flags[key].file, 0, 0,
-                                    f"flag {key!r} is not in the flagd export: flagd cannot express {e}",
-                                    "flagd-unsupported", "warning", path=(key,),
-                                    hint="flagd serves its default for a missing flag; keep this flag on the flagstone runtime"))
+            warnings.append(
+                Problem(
+                    env.flags[key].file,
+                    0,
+                    0,
+                    f"flag {key!r} is not in the flagd export: flagd cannot express {e}",
+                    "flagd-unsupported",
+                    "warning",
+                    path=(key,),
+                    hint="flagd serves its default for a missing flag; keep this flag on the flagstone runtime",
+                )
+            )
             continue
-        dotted = sorted(a for a in _attributes(flags[key], exporter.segments) if "." in a and a != CONSENT_PATH)
+        dotted = sorted(
+            a for a in _attributes(flags[key], exporter.segments) if "." in a and a != CONSENT_PATH
+        )
         if dotted:
             names = ", ".join(repr(a) for a in dotted)
-            warnings.append(Problem(env.flags[key].file, 0, 0,
-                                    f"flag {key!r} reads {names} as a nested path under flagd: a context with a "
-                                    "literal dotted key matches in flagstone but not in flagd",
-                                    "flagd-dotted-attribute", "warning", path=(key,),
-                                    hint=f"apps that evaluate through flagd must send nested objects: {_nested_example(dotted[0])}"))
+            warnings.append(
+                Problem(
+                    env.flags[key].file,
+                    0,
+                    0,
+                    f"flag {key!r} reads {names} as a nested path under flagd: a context with a "
+                    "literal dotted key matches in flagstone but not in flagd",
+                    "flagd-dotted-attribute",
+                    "warning",
+                    path=(key,),
+                    hint=f"apps that evaluate through flagd must send nested objects: {_nested_example(dotted[0])}",
+                )
+            )
     document: dict[str, Any] = {"$schema": FLAGD_SCHEMA, "flags": flags}
     evaluators = {name: exporter.segments[name] for name in sorted(exporter.used_segments)}
     if evaluators:
@@ -121,7 +145,11 @@ class _Exporter:
         off = flag.get("off_variant")
         if not flag["enabled"]:
             if off is None:
-                return {"state": "DISABLED", "variants": flag["variants"], "defaultVariant": next(iter(flag["variants"]))}
+                return {
+                    "state": "DISABLED",
+                    "variants": flag["variants"],
+                    "defaultVariant": next(iter(flag["variants"])),
+                }
             # A disabled flag serves off_variant to everyone: a flag without targeting.
             return {"state": "ENABLED", "variants": flag["variants"], "defaultVariant": off}
         branches: list[Any] = []
@@ -137,19 +165,29 @@ class _Exporter:
             serve = rule["serve"]
             if "rollout" in serve:
                 by = serve.get("by", self.flag_unit)
-                condition = {"and": [condition, self.present(by)]}  # flagstone skips a rule it cannot bucket
+                condition = {
+                    "and": [condition, self.present(by)]
+                }  # flagstone skips a rule it cannot bucket
             branches += [condition, self.serve(serve, flag["salt"])]
         default = flag["default"]
         out: dict[str, Any] = {"state": "ENABLED", "variants": flag["variants"]}
         if "variant" in default:
             out["defaultVariant"] = default["variant"]
             if branches:
-                out["targeting"] = {"if": branches} if len(branches) > 2 else {"if": [*branches, None]}
+                out["targeting"] = (
+                    {"if": branches} if len(branches) > 2 else {"if": [*branches, None]}
+                )
             return out
         out["defaultVariant"] = default["rollout"][0]["variant"]
         # flagstone answers ERROR (the caller's default) when the default rollout has no
         # unit to bucket; flagd does the same for a variant name it does not know.
-        fallback = {"if": [self.present(default.get("by", self.flag_unit)), self.serve(default, flag["salt"]), NO_UNIT_VARIANT]}
+        fallback = {
+            "if": [
+                self.present(default.get("by", self.flag_unit)),
+                self.serve(default, flag["salt"]),
+                NO_UNIT_VARIANT,
+            ]
+        }
         out["targeting"] = {"if": [*branches, fallback]} if branches else fallback
         return out
 
@@ -166,18 +204,33 @@ class _Exporter:
         conditions: list[Any] = [{"!==": [unit, None]}]
         if experiment.get("consent_required"):
             # runtime.evaluate.has_consent: `consent` is true, or `consent.experiments` is.
-            conditions.append({"or": [self.operator("consent", "eq", True), self.operator(CONSENT_PATH, "eq", True)]})
+            conditions.append(
+                {
+                    "or": [
+                        self.operator("consent", "eq", True),
+                        self.operator(CONSENT_PATH, "eq", True),
+                    ]
+                }
+            )
         if "audience" in experiment:
             conditions.append(self.condition(experiment["audience"]))
         if "layer" in experiment:
             low, high = experiment["layer_range"]
-            slices = [[name, width] for name, width in (("below", low), ("in", high - low), ("above", 10_000 - high))
-                      if width > 0]
+            slices = [
+                [name, width]
+                for name, width in (("below", low), ("in", high - low), ("above", 10_000 - high))
+                if width > 0
+            ]
             in_layer = {"fractional": [{"cat": [f"layer:{experiment['layer']}/", unit]}, *slices]}
             conditions.append({"==": [in_layer, "in"]} if high > low else False)
         elif experiment["traffic"] < 10_000:
-            enrolled = {"fractional": [{"cat": [f"experiment:{experiment['salt']}:traffic/", unit]},
-                                       ["in", experiment["traffic"]], ["out", 10_000 - experiment["traffic"]]]}
+            enrolled = {
+                "fractional": [
+                    {"cat": [f"experiment:{experiment['salt']}:traffic/", unit]},
+                    ["in", experiment["traffic"]],
+                    ["out", 10_000 - experiment["traffic"]],
+                ]
+            }
             conditions.append({"==": [enrolled, "in"]})
         return [{"and": conditions} if len(conditions) > 1 else conditions[0], pick]
 

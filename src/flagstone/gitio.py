@@ -40,7 +40,9 @@ def _open(root: str) -> git.Repo | None:
 def ensure_repo(root: Path) -> git.Repo:
     repo = _repo(root)
     if repo is None:
-        raise GitError(f"{root} is not in a git repository; run `git init` and commit the configuration first")
+        raise GitError(
+            f"{root} is not in a git repository; run `git init` and commit the configuration first"
+        )
     return repo
 
 
@@ -71,10 +73,16 @@ def revisions(root: Path, groups: dict[str, Sequence[str]]) -> dict[str, Revisio
         return {name: Revision(None, True) for name in groups}
     prefix = _prefix(repo, root)
     every = sorted({p for paths in groups.values() for p in paths})
-    status = repo.git.status("--porcelain", "--untracked-files=all", "-z", "--", *(prefix + p for p in every))
-    changed = [entry[3:][len(prefix):] for entry in status.split("\0") if len(entry) > 3]
-    return {name: Revision(sha, any(c == p or c.startswith(p.rstrip("/") + "/") for c in changed for p in paths))
-            for name, paths in groups.items()}
+    status = repo.git.status(
+        "--porcelain", "--untracked-files=all", "-z", "--", *(prefix + p for p in every)
+    )
+    changed = [entry[3:][len(prefix) :] for entry in status.split("\0") if len(entry) > 3]
+    return {
+        name: Revision(
+            sha, any(c == p or c.startswith(p.rstrip("/") + "/") for c in changed for p in paths)
+        )
+        for name, paths in groups.items()
+    }
 
 
 def _is_dirty(repo: git.Repo, root: Path, paths: Sequence[str]) -> bool:
@@ -136,7 +144,9 @@ def resolve(root: Path, rev: str) -> str:
     try:
         return str(repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}"))
     except git.GitCommandError:
-        raise GitError(f"unknown revision {rev!r}: give a commit, branch, tag or an expression like HEAD~2") from None
+        raise GitError(
+            f"unknown revision {rev!r}: give a commit, branch, tag or an expression like HEAD~2"
+        ) from None
 
 
 def rev_before(root: Path, when: str) -> str:
@@ -160,7 +170,7 @@ def tree_files(root: Path, rev: str, prefix: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for item in tree.traverse():
         if isinstance(item, git.Blob):
-            out[str(item.path)[len(base):]] = item.data_stream.read()
+            out[str(item.path)[len(base) :]] = item.data_stream.read()
     return out
 
 
@@ -168,12 +178,16 @@ def show(root: Path, rev: str, path: str) -> bytes | None:
     """A file's bytes at ``rev``, or None if it did not exist there."""
     repo = ensure_repo(root)
     try:
-        return bytes(repo.commit(resolve(root, rev)).tree[_prefix(repo, root) + path].data_stream.read())
+        return bytes(
+            repo.commit(resolve(root, rev)).tree[_prefix(repo, root) + path].data_stream.read()
+        )
     except KeyError:
         return None
 
 
-def commit(root: Path, paths: Sequence[str], message: str, trailers: dict[str, str] | None = None) -> str:
+def commit(
+    root: Path, paths: Sequence[str], message: str, trailers: dict[str, str] | None = None
+) -> str:
     """Commit exactly ``paths`` (added, changed or deleted) with trailers; returns the sha."""
     repo = ensure_repo(root)
     prefix = _prefix(repo, root)
@@ -213,8 +227,16 @@ _FIELDS = ("%H", "%an", "%ae", "%aI", "%G?", "%P", "%B")
 _RECORD = "\x1e"
 
 
-def log(root: Path, rev_range: str | None = None, paths: Sequence[str] = (), *, reverse: bool = False,
-        raw: bool = False, merges: bool = True, config: Sequence[str] = ()) -> list[tuple[CommitInfo, list[tuple[str, str, str]]]]:
+def log(
+    root: Path,
+    rev_range: str | None = None,
+    paths: Sequence[str] = (),
+    *,
+    reverse: bool = False,
+    raw: bool = False,
+    merges: bool = True,
+    config: Sequence[str] = (),
+) -> list[tuple[CommitInfo, list[tuple[str, str, str]]]]:
     """Commits (newest first unless ``reverse``) touching ``paths``; with ``raw``, each
     commit's changed files as (status, path, new blob sha), renames split into D + A."""
     repo = ensure_repo(root)
@@ -246,9 +268,18 @@ def log(root: Path, rev_range: str | None = None, paths: Sequence[str] = (), *, 
                 meta, path = line.split("\t", 1)
                 fields = meta.split()
                 if path.startswith(prefix):
-                    files.append((fields[4], path[len(prefix):], fields[3]))
-        info = CommitInfo(sha, name, email, dt.datetime.fromisoformat(date), message.split("\n", 1)[0],
-                          message, signature, _trailers(message), tuple(parents.split()))
+                    files.append((fields[4], path[len(prefix) :], fields[3]))
+        info = CommitInfo(
+            sha,
+            name,
+            email,
+            dt.datetime.fromisoformat(date),
+            message.split("\n", 1)[0],
+            message,
+            signature,
+            _trailers(message),
+            tuple(parents.split()),
+        )
         entries.append((info, files))
     return entries
 

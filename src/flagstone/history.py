@@ -50,7 +50,7 @@ def _kind_of(rel: str, env: str) -> str | None:
     base = f"{ENVIRONMENTS_DIR}/{env}/"
     if not rel.startswith(base) or not rel.endswith((".yaml", ".yml")):
         return None
-    parts = PurePosixPath(rel[len(base):]).parts
+    parts = PurePosixPath(rel[len(base) :]).parts
     name = PurePosixPath(parts[0]).stem if len(parts) == 1 else parts[0]
     return name if name in (*KEYED_KINDS, "config") and len(parts) <= 2 else None
 
@@ -60,8 +60,14 @@ def _env_of(rel: str) -> str | None:
     return parts[1] if len(parts) > 2 and parts[0] == ENVIRONMENTS_DIR else None
 
 
-def key_history(root: Path, key: str, *, envs: Sequence[str] | None = None, since: dt.datetime | None = None,
-                author: str | None = None) -> list[HistoryEntry]:
+def key_history(
+    root: Path,
+    key: str,
+    *,
+    envs: Sequence[str] | None = None,
+    since: dt.datetime | None = None,
+    author: str | None = None,
+) -> list[HistoryEntry]:
     """Every commit that changed ``key`` (a flag, segment or experiment key, or a dotted
     config key such as ``api.timeout_ms``), newest first."""
     config_path = tuple(key.removeprefix("config.").split(".")) if "." in key else None
@@ -101,21 +107,41 @@ def key_history(root: Path, key: str, *, envs: Sequence[str] | None = None, sinc
                 continue  # a merge bringing in a change: the branch's commit already has the entry
             summary: tuple[str, ...]
             if old is MISSING:
-                action, summary = "added", (f"{kind[:-1] if kind != 'config' else 'config key'} added",)
+                action, summary = (
+                    "added",
+                    (f"{kind[:-1] if kind != 'config' else 'config key'} added",),
+                )
             elif new is MISSING:
-                action, summary = "removed", (f"{old_kind[:-1] if old_kind != 'config' else 'config key'} removed",)
+                action, summary = (
+                    "removed",
+                    (f"{old_kind[:-1] if old_kind != 'config' else 'config key'} removed",),
+                )
             elif kind == "config" or not isinstance(old, Mapping) or not isinstance(new, Mapping):
                 action, summary = "changed", (f"{_short(old)} → {_short(new)}",)
             else:
                 action, summary = "changed", tuple(object_changes(kind, old, new)) or ("changed",)
-            out.append(HistoryEntry(info, env, kind if new is not MISSING else old_kind, key, action, summary,
-                                    None if old is MISSING else old, None if new is MISSING else new))
+            out.append(
+                HistoryEntry(
+                    info,
+                    env,
+                    kind if new is not MISSING else old_kind,
+                    key,
+                    action,
+                    summary,
+                    None if old is MISSING else old,
+                    None if new is MISSING else new,
+                )
+            )
     out.reverse()
     if since is not None:
         out = [e for e in out if e.commit.date >= since]
     if author is not None:
         needle = author.lower()
-        out = [e for e in out if needle in e.commit.author_email.lower() or needle in e.commit.author_name.lower()]
+        out = [
+            e
+            for e in out
+            if needle in e.commit.author_email.lower() or needle in e.commit.author_name.lower()
+        ]
     return out
 
 
@@ -137,11 +163,17 @@ def _key_block(text: str, key: str) -> str | None:
     if match is None or "&" in text or "*" in text:
         return None
     end = _NEXT_TOP_LEVEL.search(text, match.end())
-    return text[match.start():end.start() if end else len(text)]
+    return text[match.start() : end.start() if end else len(text)]
 
 
-def _value_at(root: Path, state: Mapping[str, str], parsed: dict[tuple[str, str], Any], env: str, key: str,
-              config_path: tuple[str, ...] | None) -> tuple[str, Any]:
+def _value_at(
+    root: Path,
+    state: Mapping[str, str],
+    parsed: dict[tuple[str, str], Any],
+    env: str,
+    key: str,
+    config_path: tuple[str, ...] | None,
+) -> tuple[str, Any]:
     top = config_path[0] if config_path else key
     for rel, sha in state.items():
         kind = _kind_of(rel, env)
@@ -198,7 +230,9 @@ class Restoration:
 
 class RestorationInvalid(FlagstoneError):
     def __init__(self, problems: list[Problem]) -> None:
-        super().__init__(f"the result would be invalid ({len(problems)} error(s)); nothing was written")
+        super().__init__(
+            f"the result would be invalid ({len(problems)} error(s)); nothing was written"
+        )
         self.problems = problems
 
 
@@ -219,8 +253,11 @@ def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()
         files = dict(_restore_keys(repo, current, old_env, only, old_files))
     else:
         now = environment_files(repo.root, env)
-        files = {rel: data.decode() for rel, data in old_files.items()
-                                        if _kind_of(rel, env) and now.get(rel) != data}
+        files = {
+            rel: data.decode()
+            for rel, data in old_files.items()
+            if _kind_of(rel, env) and now.get(rel) != data
+        }
         files.update({rel: None for rel in now if rel not in old_files and _kind_of(rel, env)})
     after, problems = validate_with_files(repo, env, files)
     errors = [p for p in problems if p.is_error]
@@ -229,18 +266,28 @@ def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()
     changes = diff_environments(current, after, env)
     scope = ", ".join(only) if only else "every key"
     message = f"Roll back {env} to {sha[:12]} ({scope})\n\n" + "\n".join(
-        f"- {c.kind[:-1] if c.kind != 'config' else 'config'} {c.key}: {c.summary}" for c in changes)
+        f"- {c.kind[:-1] if c.kind != 'config' else 'config'} {c.key}: {c.summary}" for c in changes
+    )
     return Restoration(env, files, changes, message, {"Flagstone-Rollback": f"{env} to {sha}"})
 
 
-def _restore_keys(repo: Repository, current: Environment, old: Environment, keys: Sequence[str],
-                  old_files: Mapping[str, bytes]) -> dict[str, str | None]:
+def _restore_keys(
+    repo: Repository,
+    current: Environment,
+    old: Environment,
+    keys: Sequence[str],
+    old_files: Mapping[str, bytes],
+) -> dict[str, str | None]:
     """Set each key as it was in ``old`` (or delete it), in the current files. An object
     comes back as its old round-trip node, with its own comments and layout."""
     docs = DocumentSet(repo.root)
     for name in keys:
         if "." in name:
-            _restore_config(docs[current.file_for("config")], old, tuple(name.removeprefix("config.").split(".")))
+            _restore_config(
+                docs[current.file_for("config")],
+                old,
+                tuple(name.removeprefix("config.").split(".")),
+            )
             continue
         kinds = [k for k in KEYED_KINDS if name in old.objects(k) or name in current.objects(k)]
         if not kinds:
@@ -273,11 +320,18 @@ def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -
     sha = gitio.resolve(root, rev)
     info, files = gitio.log(root, f"{sha}^!", raw=True)[0]
     if not info.parents:
-        raise FlagstoneError(f"{sha[:12]} is the first commit: there is nothing before it to return to")
+        raise FlagstoneError(
+            f"{sha[:12]} is the first commit: there is nothing before it to return to"
+        )
     parent = info.parents[0]
-    touched = sorted({e for _, rel, _ in files if (e := _env_of(rel)) and (envs is None or e in envs)})
+    touched = sorted(
+        {e for _, rel, _ in files if (e := _env_of(rel)) and (envs is None or e in envs)}
+    )
     if not touched:
-        raise FlagstoneError(f"{sha[:12]} changed no flagstone environment" + (f" in {', '.join(envs)}" if envs else ""))
+        raise FlagstoneError(
+            f"{sha[:12]} changed no flagstone environment"
+            + (f" in {', '.join(envs)}" if envs else "")
+        )
     plans = []
     for env in touched:
         before, before_files = _env_at(root, parent, env)
@@ -298,17 +352,23 @@ def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -
             else:
                 undo.append(name)
         if conflicts:
-            raise FlagstoneError(f"cannot revert {sha[:12]} in {env}: {', '.join(conflicts)} changed again since; "
-                                 f"use `flagstone rollback {env} --to {parent[:12]} --only KEY` for the keys you mean")
+            raise FlagstoneError(
+                f"cannot revert {sha[:12]} in {env}: {', '.join(conflicts)} changed again since; "
+                f"use `flagstone rollback {env} --to {parent[:12]} --only KEY` for the keys you mean"
+            )
         if not undo:
             continue
-        files_out = _restore_keys(repo, current, before or read_environment(env, {})[0], undo, before_files)
+        files_out = _restore_keys(
+            repo, current, before or read_environment(env, {})[0], undo, before_files
+        )
         after_revert, problems = validate_with_files(repo, env, files_out)
         errors = [p for p in problems if p.is_error]
         if errors:
             raise RestorationInvalid(errors)
         changes = diff_environments(current, after_revert, env)
-        message = f"Revert \"{info.subject}\" in {env}\n\nThis undoes {sha[:12]} for: {', '.join(undo)}"
+        message = (
+            f'Revert "{info.subject}" in {env}\n\nThis undoes {sha[:12]} for: {", ".join(undo)}'
+        )
         plans.append(Restoration(env, dict(files_out), changes, message, {"Flagstone-Revert": sha}))
     if not plans:
         raise FlagstoneError(f"{sha[:12]}'s changes are already undone")

@@ -35,8 +35,18 @@ from flagstone.model import (
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 # Problems that mean a file could not be read at all: its objects are missing from the model.
-UNREADABLE = frozenset({"file-too-large", "encoding", "yaml-syntax", "duplicate-key", "alias-bomb",
-                        "multiple-documents", "not-a-mapping", "layout"})
+UNREADABLE = frozenset(
+    {
+        "file-too-large",
+        "encoding",
+        "yaml-syntax",
+        "duplicate-key",
+        "alias-bomb",
+        "multiple-documents",
+        "not-a-mapping",
+        "layout",
+    }
+)
 # Real configurations rarely use aliases; a "billion laughs" file hits this in milliseconds.
 ALIAS_LIMITS = yaml_rs.AliasLimits(max_total_replayed_events=200_000, max_replay_stack_depth=32)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -66,16 +76,28 @@ def parse_yaml(content: bytes | str, file: str) -> Any:
     if isinstance(content, bytes):
         if len(content) > MAX_FILE_BYTES:
             raise LoadError(
-                Problem(file, 0, 0, f"file is {len(content):,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
-                        "file-too-large", hint="split the kind into a folder of files (flags/*.yaml)")
+                Problem(
+                    file,
+                    0,
+                    0,
+                    f"file is {len(content):,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                    "file-too-large",
+                    hint="split the kind into a folder of files (flags/*.yaml)",
+                )
             )
         try:
             text = content.decode("utf-8")
         except UnicodeDecodeError as e:
             line, col = _line_col(content, e.start)
             raise LoadError(
-                Problem(file, line, col, f"not UTF-8: byte 0x{content[e.start]:02x} cannot be decoded",
-                        "encoding", hint="save the file as UTF-8")
+                Problem(
+                    file,
+                    line,
+                    col,
+                    f"not UTF-8: byte 0x{content[e.start]:02x} cannot be decoded",
+                    "encoding",
+                    hint="save the file as UTF-8",
+                )
             ) from None
     else:
         text = content
@@ -87,8 +109,14 @@ def parse_yaml(content: bytes | str, file: str) -> Any:
     if isinstance(data, list) and _is_multi_document(text):
         line = _nth_doc_marker_line(text)
         raise LoadError(
-            Problem(file, line, 1, "more than one YAML document in the file", "multiple-documents",
-                    hint="keep one document per file: remove the '---' separator")
+            Problem(
+                file,
+                line,
+                1,
+                "more than one YAML document in the file",
+                "multiple-documents",
+                hint="keep one document per file: remove the '---' separator",
+            )
         )
     return data
 
@@ -99,19 +127,34 @@ def _decode_problem(message: str, text: str, file: str) -> Problem:
     if m:
         reason = rest.strip().splitlines()[-1] if rest.strip() else first
         line, col = int(m.group(1)), int(m.group(2))
-        hint = "indent with spaces: YAML does not allow tabs in indentation" if "tab" in reason else \
-            "fix the YAML syntax at this position"
+        hint = (
+            "indent with spaces: YAML does not allow tabs in indentation"
+            if "tab" in reason
+            else "fix the YAML syntax at this position"
+        )
         return Problem(file, line, col, f"YAML syntax error: {reason}", "yaml-syntax", hint=hint)
     if first.startswith("duplicate mapping key"):
         key = first.split(":", 1)[1].strip().strip("'\"")
         line, col = _find_duplicate_key(text, key)
-        return Problem(file, line, col, f"duplicate key {key!r}", "duplicate-key",
-                       hint="a key may appear once per mapping: remove or rename one of them")
+        return Problem(
+            file,
+            line,
+            col,
+            f"duplicate key {key!r}",
+            "duplicate-key",
+            hint="a key may appear once per mapping: remove or rename one of them",
+        )
     if "alias" in first:
         m2 = _ALIAS.search(text)
         line, col = _line_col(text, m2.start()) if m2 else (1, 1)
-        return Problem(file, line, col, f"YAML aliases expand beyond the safe bound ({first})",
-                       "alias-bomb", hint="write the values out instead of nesting aliases")
+        return Problem(
+            file,
+            line,
+            col,
+            f"YAML aliases expand beyond the safe bound ({first})",
+            "alias-bomb",
+            hint="write the values out instead of nesting aliases",
+        )
     return Problem(file, 1, 1, f"cannot read YAML: {first}", "yaml-syntax")
 
 
@@ -203,7 +246,9 @@ def locate(root_node: Any, path: DocPath) -> tuple[int, int]:
     return position
 
 
-def attach_positions(problems: Iterable[Problem], read_text: Callable[[str], str | None]) -> list[Problem]:
+def attach_positions(
+    problems: Iterable[Problem], read_text: Callable[[str], str | None]
+) -> list[Problem]:
     """Fill in line:col for problems that only know their document path.
 
     Files without findings are never re-read. In a file with findings, only the
@@ -229,7 +274,9 @@ def attach_positions(problems: Iterable[Problem], read_text: Callable[[str], str
     return sorted(out)
 
 
-_TOP_LEVEL_KEY = re.compile(r"""^(?:"((?:[^"\\]|\\.)*)"|'((?:[^']|'')*)'|([^\s#'"{\[\]}&*!|>%@`-][^:#]*?|-[^\s:#][^:#]*?))[ \t]*:(?:[ \t]|$)""")
+_TOP_LEVEL_KEY = re.compile(
+    r"""^(?:"((?:[^"\\]|\\.)*)"|'((?:[^']|'')*)'|([^\s#'"{\[\]}&*!|>%@`-][^:#]*?|-[^\s:#][^:#]*?))[ \t]*:(?:[ \t]|$)"""
+)
 
 
 class _Locator:
@@ -238,13 +285,22 @@ class _Locator:
     def __init__(self, text: str) -> None:
         self.text = text
         self.lines = text.splitlines(keepends=True)
-        self.blocks: dict[str, tuple[int, int]] = {}  # top-level key -> (first line, end line), 0-based
+        self.blocks: dict[
+            str, tuple[int, int]
+        ] = {}  # top-level key -> (first line, end line), 0-based
         starts: list[tuple[str, int]] = []
         for number, line in enumerate(self.lines):
             m = _TOP_LEVEL_KEY.match(line)
             if m:
-                key = m.group(1) if m.group(1) is not None else (
-                    m.group(2).replace("''", "'") if m.group(2) is not None else m.group(3).rstrip())
+                key = (
+                    m.group(1)
+                    if m.group(1) is not None
+                    else (
+                        m.group(2).replace("''", "'")
+                        if m.group(2) is not None
+                        else m.group(3).rstrip()
+                    )
+                )
                 starts.append((key, number))
         for i, (key, start) in enumerate(starts):
             end = starts[i + 1][1] if i + 1 < len(starts) else len(self.lines)
@@ -288,12 +344,28 @@ _MISSING: Any = object()
 def load_settings(content: bytes | str, file: str = SETTINGS_FILE) -> Settings:
     data = parse_yaml(content, file)
     if not isinstance(data, dict):
-        raise LoadError(Problem(file, 1, 1, "flagstone.yaml must be a mapping of settings",
-                                "settings", hint="see `flagstone init` for an example"))
+        raise LoadError(
+            Problem(
+                file,
+                1,
+                1,
+                "flagstone.yaml must be a mapping of settings",
+                "settings",
+                hint="see `flagstone init` for an example",
+            )
+        )
     envs = data.get("environments")
     if not isinstance(envs, list) or not envs or not all(isinstance(e, str) for e in envs):
-        raise LoadError(Problem(file, 1, 1, "flagstone.yaml needs `environments:`, a list of environment names in promotion order",
-                                "settings", hint="add e.g. `environments: [dev, staging, prod]`"))
+        raise LoadError(
+            Problem(
+                file,
+                1,
+                1,
+                "flagstone.yaml needs `environments:`, a list of environment names in promotion order",
+                "settings",
+                hint="add e.g. `environments: [dev, staging, prod]`",
+            )
+        )
     return Settings(environments=tuple(envs), raw=data, file=file)
 
 
@@ -311,15 +383,23 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
     for rel in sorted(files):
         if not rel.startswith(base) or not rel.endswith(YAML_SUFFIXES):
             continue
-        parts = PurePosixPath(rel[len(base):]).parts
+        parts = PurePosixPath(rel[len(base) :]).parts
         kind_name = PurePosixPath(parts[0]).stem if len(parts) == 1 else parts[0]
         if kind_name not in (*KEYED_KINDS, "config") or len(parts) > 2:
             continue  # other files (README.md, secrets, specs) are not ours to read here
         kind: Kind = kind_name  # type: ignore[assignment,unused-ignore]  # checked just above
         this_layout: KindLayout = "file" if len(parts) == 1 else "folder"
         if layout[kind] not in ("absent", this_layout):
-            problems.append(Problem(rel, 1, 1, f"{kind} is both a file and a folder in {name}", "layout",
-                                    hint=f"keep either {kind}.yaml or {kind}/, not both"))
+            problems.append(
+                Problem(
+                    rel,
+                    1,
+                    1,
+                    f"{kind} is both a file and a folder in {name}",
+                    "layout",
+                    hint=f"keep either {kind}.yaml or {kind}/, not both",
+                )
+            )
         layout[kind] = this_layout
         read.append(rel)
         try:
@@ -330,12 +410,22 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            problems.append(Problem(rel, 1, 1, f"expected a mapping of {kind} by key, found a {_yaml_type(data)}",
-                                    "not-a-mapping", path=()))
+            problems.append(
+                Problem(
+                    rel,
+                    1,
+                    1,
+                    f"expected a mapping of {kind} by key, found a {_yaml_type(data)}",
+                    "not-a-mapping",
+                    path=(),
+                )
+            )
             continue
         if kind == "config":
             if this_layout == "folder":
-                problems.append(Problem(rel, 1, 1, "config must be one file, config.yaml", "layout"))
+                problems.append(
+                    Problem(rel, 1, 1, "config must be one file, config.yaml", "layout")
+                )
                 continue
             config = Config(values=data, file=rel)
             continue
@@ -343,8 +433,17 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
         for key, raw in data.items():
             if key in bucket:
                 first = bucket[key][1]
-                problems.append(Problem(rel, 0, 0, f"{kind[:-1]} {key!r} is already defined in {first}",
-                                        "duplicate-definition", path=(key,), hint="define each key once per environment"))
+                problems.append(
+                    Problem(
+                        rel,
+                        0,
+                        0,
+                        f"{kind[:-1]} {key!r} is already defined in {first}",
+                        "duplicate-definition",
+                        path=(key,),
+                        hint="define each key once per environment",
+                    )
+                )
                 continue
             bucket[key] = (raw, rel)
     env = Environment(
@@ -360,7 +459,9 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
 
 
 def _yaml_type(value: Any) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "scalar")
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), "scalar"
+    )
 
 
 def environment_files(root: Path, name: str) -> dict[str, bytes]:
@@ -379,7 +480,9 @@ def environment_files(root: Path, name: str) -> dict[str, bytes]:
     return out
 
 
-def load_repository(root: Path, envs: Iterable[str] | None = None) -> tuple[Repository, list[Problem]]:
+def load_repository(
+    root: Path, envs: Iterable[str] | None = None
+) -> tuple[Repository, list[Problem]]:
     """Read settings and environments from the working tree.
 
     Raises ``LoadError`` only for an unreadable flagstone.yaml; every other file's
@@ -389,7 +492,9 @@ def load_repository(root: Path, envs: Iterable[str] | None = None) -> tuple[Repo
     try:
         settings_bytes = settings_path.read_bytes()
     except FileNotFoundError:
-        raise RepositoryNotFound(f"no {SETTINGS_FILE} in {root}; run `flagstone init` to create one") from None
+        raise RepositoryNotFound(
+            f"no {SETTINGS_FILE} in {root}; run `flagstone init` to create one"
+        ) from None
     settings = load_settings(settings_bytes)
     wanted = list(envs) if envs is not None else list(settings.environments)
     problems: list[Problem] = []

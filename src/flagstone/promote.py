@@ -46,7 +46,9 @@ class Promotion:
     moves: list[Move]
     files: dict[str, str]  # repository-relative path -> new text
     changes: list[Change]
-    kept: list[str] = field(default_factory=list)  # pinned or secret paths left as the target had them
+    kept: list[str] = field(
+        default_factory=list
+    )  # pinned or secret paths left as the target had them
     skip_order_reason: str | None = None
 
     @property
@@ -56,13 +58,22 @@ class Promotion:
 
 class PromotionInvalid(FlagstoneError):
     def __init__(self, problems: list[Problem]) -> None:
-        super().__init__(f"the promotion would leave the target invalid ({len(problems)} error(s)); nothing was written")
+        super().__init__(
+            f"the promotion would leave the target invalid ({len(problems)} error(s)); nothing was written"
+        )
         self.problems = problems
 
 
-def plan_promotion(repo: Repository, src: str, dst: str, *, only: Sequence[str] = (),
-                   kinds: Sequence[str] = (), include_deps: bool = True,
-                   skip_order_reason: str | None = None) -> Promotion:
+def plan_promotion(
+    repo: Repository,
+    src: str,
+    dst: str,
+    *,
+    only: Sequence[str] = (),
+    kinds: Sequence[str] = (),
+    include_deps: bool = True,
+    skip_order_reason: str | None = None,
+) -> Promotion:
     source, target = repo.env(src), repo.env(dst)
     order = repo.settings.environments
     if order.index(dst) != order.index(src) + 1 and skip_order_reason is None:
@@ -70,10 +81,13 @@ def plan_promotion(repo: Repository, src: str, dst: str, *, only: Sequence[str] 
         raise FlagstoneError(
             f"{src} → {dst} is out of promotion order ({' → '.join(order)})"
             + (f": promote from {expected}" if expected else "")
-            + ", or pass --skip-order REASON (recorded in the commit)")
+            + ", or pass --skip-order REASON (recorded in the commit)"
+        )
     moves = _select(source, target, only, kinds)
     moves += _dependencies(source, target, moves, include_deps)
-    pinned = set(repo.settings.pinned) | {f"config.{p}" for p in marked_config_paths(repo, "x-flagstone-pinned")}
+    pinned = set(repo.settings.pinned) | {
+        f"config.{p}" for p in marked_config_paths(repo, "x-flagstone-pinned")
+    }
     secret_paths = set(marked_config_paths(repo, "x-flagstone-secret"))
     files, kept = _write_targets(repo, source, target, moves, pinned, secret_paths)
     after, problems = _target_after(repo, target, files)
@@ -84,10 +98,14 @@ def plan_promotion(repo: Repository, src: str, dst: str, *, only: Sequence[str] 
     return Promotion(src, dst, moves, files, changes, kept, skip_order_reason)
 
 
-def _select(source: Environment, target: Environment, only: Sequence[str], kinds: Sequence[str]) -> list[Move]:
+def _select(
+    source: Environment, target: Environment, only: Sequence[str], kinds: Sequence[str]
+) -> list[Move]:
     for kind in kinds:
         if kind not in (*KEYED_KINDS, "config"):
-            raise FlagstoneError(f"unknown kind {kind!r}: use flags, segments, experiments or config")
+            raise FlagstoneError(
+                f"unknown kind {kind!r}: use flags, segments, experiments or config"
+            )
     wanted_kinds = list(kinds) or [*KEYED_KINDS, "config"]
     if not only:
         moves = []
@@ -106,14 +124,22 @@ def _select(source: Environment, target: Environment, only: Sequence[str], kinds
         if name == "config" or name.startswith("config."):
             moves.append(Move("config", name.removeprefix("config").lstrip("."), "selected"))
             continue
-        kind_hint, _, key = name.partition(".") if name.split(".", 1)[0] in KEYED_KINDS else ("", "", name)
-        found = [k for k in KEYED_KINDS if (not kind_hint or k == kind_hint) and key in source.objects(k)]
+        kind_hint, _, key = (
+            name.partition(".") if name.split(".", 1)[0] in KEYED_KINDS else ("", "", name)
+        )
+        found = [
+            k for k in KEYED_KINDS if (not kind_hint or k == kind_hint) and key in source.objects(k)
+        ]
         if not found:
-            raise FlagstoneError(f"{name!r} is not a flag, segment or experiment in {source.name} "
-                                 "(write config keys as config.some.key)")
+            raise FlagstoneError(
+                f"{name!r} is not a flag, segment or experiment in {source.name} "
+                "(write config keys as config.some.key)"
+            )
         if len(found) > 1:
-            raise FlagstoneError(f"{key!r} is a {' and a '.join(k[:-1] for k in found)} in {source.name}; "
-                                 f"name one: {', '.join(f'{k}.{key}' for k in found)}")
+            raise FlagstoneError(
+                f"{key!r} is a {' and a '.join(k[:-1] for k in found)} in {source.name}; "
+                f"name one: {', '.join(f'{k}.{key}' for k in found)}"
+            )
         moves.append(Move(found[0], key, "selected"))
     return moves
 
@@ -122,7 +148,9 @@ def segment_refs(condition: Any) -> set[str]:
     return {str(o) for op, o, _ in iter_condition(condition, ()) if op == "segment"}
 
 
-def _dependencies(source: Environment, target: Environment, moves: list[Move], include: bool) -> list[Move]:
+def _dependencies(
+    source: Environment, target: Environment, moves: list[Move], include: bool
+) -> list[Move]:
     moving = {(m.kind, m.key) for m in moves}
     found: list[Move] = []
     queue = list(moves)
@@ -134,20 +162,33 @@ def _dependencies(source: Environment, target: Environment, moves: list[Move], i
             for rule in flag.rules:
                 if rule.segment:
                     needs.append(("segments", rule.segment, f"used by flag {move.key}"))
-                needs += [("segments", s, f"used by flag {move.key}") for s in segment_refs(rule.when or {})]
-            needs += [("flags", p.flag, f"a prerequisite of flag {move.key}") for p in flag.prerequisites]
+                needs += [
+                    ("segments", s, f"used by flag {move.key}")
+                    for s in segment_refs(rule.when or {})
+                ]
+            needs += [
+                ("flags", p.flag, f"a prerequisite of flag {move.key}") for p in flag.prerequisites
+            ]
         elif move.kind == "segments":
-            needs += [("segments", s, f"used by segment {move.key}") for s in segment_refs(source.segments[move.key].when)]
+            needs += [
+                ("segments", s, f"used by segment {move.key}")
+                for s in segment_refs(source.segments[move.key].when)
+            ]
         elif move.kind == "experiments":
             experiment = source.experiments[move.key]
             needs.append(("flags", experiment.flag, f"the flag of experiment {move.key}"))
-            needs += [("segments", s, f"in experiment {move.key}'s audience") for s in segment_refs(experiment.audience or {})]
+            needs += [
+                ("segments", s, f"in experiment {move.key}'s audience")
+                for s in segment_refs(experiment.audience or {})
+            ]
         for kind, key, reason in needs:
             if (kind, key) in moving or key in target.objects(kind):
                 continue
             if not include:
-                raise FlagstoneError(f"{move.label} needs {kind[:-1]} {key!r}, which {target.name} lacks: "
-                                     "promote it too (drop --no-deps) or name it with --only")
+                raise FlagstoneError(
+                    f"{move.label} needs {kind[:-1]} {key!r}, which {target.name} lacks: "
+                    "promote it too (drop --no-deps) or name it with --only"
+                )
             dependency = Move(kind, key, reason)
             moving.add((kind, key))
             found.append(dependency)
@@ -155,8 +196,14 @@ def _dependencies(source: Environment, target: Environment, moves: list[Move], i
     return found
 
 
-def _write_targets(repo: Repository, source: Environment, target: Environment, moves: Sequence[Move],
-                   pinned: set[str], secret_paths: set[str]) -> tuple[dict[str, str], list[str]]:
+def _write_targets(
+    repo: Repository,
+    source: Environment,
+    target: Environment,
+    moves: Sequence[Move],
+    pinned: set[str],
+    secret_paths: set[str],
+) -> tuple[dict[str, str], list[str]]:
     docs = DocumentSet(repo.root)
     document = docs.__getitem__
     kept: list[str] = []
@@ -170,7 +217,7 @@ def _write_targets(repo: Repository, source: Environment, target: Environment, m
         for path in sorted(pinned):
             prefix = f"{move.kind}.{move.key}."
             if path.startswith(prefix) and old is not None:
-                field_path = tuple(path[len(prefix):].split("."))
+                field_path = tuple(path[len(prefix) :].split("."))
                 restored = get_path(old, field_path)
                 if restored is not MISSING:
                     set_path(node, field_path, copy.deepcopy(restored))
@@ -179,8 +226,15 @@ def _write_targets(repo: Repository, source: Environment, target: Environment, m
     return docs.texts(under=f"{target.directory}/"), kept
 
 
-def _promote_config(repo: Repository, source: Environment, target: Environment, prefix: str,
-                    pinned: set[str], secret_paths: set[str], document: Any) -> list[str]:
+def _promote_config(
+    repo: Repository,
+    source: Environment,
+    target: Environment,
+    prefix: str,
+    pinned: set[str],
+    secret_paths: set[str],
+    document: Any,
+) -> list[str]:
     if source.config is None:
         return []
     src_doc = document(source.file_for("config"))
@@ -188,11 +242,23 @@ def _promote_config(repo: Repository, source: Environment, target: Environment, 
     kept = []
     src_leaves = dict(_leaves(src_doc.data))
     dst_leaves = dict(_leaves(dst_doc.data))
-    in_scope = [k for k in {**dst_leaves, **src_leaves} if not prefix or k == prefix or k.startswith(prefix + ".")]
+    in_scope = [
+        k
+        for k in {**dst_leaves, **src_leaves}
+        if not prefix or k == prefix or k.startswith(prefix + ".")
+    ]
     for dotted in sorted(in_scope):
-        is_pinned = any(dotted == p.removeprefix("config.") or dotted.startswith(p.removeprefix("config.") + ".")
-                        for p in pinned if p.startswith("config."))
-        secret = dotted in secret_paths or is_secret_value(src_leaves.get(dotted)) or is_secret_value(dst_leaves.get(dotted))
+        is_pinned = any(
+            dotted == p.removeprefix("config.")
+            or dotted.startswith(p.removeprefix("config.") + ".")
+            for p in pinned
+            if p.startswith("config.")
+        )
+        secret = (
+            dotted in secret_paths
+            or is_secret_value(src_leaves.get(dotted))
+            or is_secret_value(dst_leaves.get(dotted))
+        )
         if is_pinned or secret:
             if src_leaves.get(dotted, MISSING) != dst_leaves.get(dotted, MISSING):
                 kept.append(f"config.{dotted}" + (" (secret)" if secret and not is_pinned else ""))
@@ -213,22 +279,35 @@ def _leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
         yield prefix.rstrip("."), node
 
 
-def _target_after(repo: Repository, target: Environment, files: Mapping[str, str]) -> tuple[Environment, list[Problem]]:
+def _target_after(
+    repo: Repository, target: Environment, files: Mapping[str, str]
+) -> tuple[Environment, list[Problem]]:
     return validate_with_files(repo, target.name, files)
 
 
-def apply_promotion(root: Path, promotion: Promotion, *, commit: bool = False, branch: str | None = None,
-                    expect_target_rev: str | None = None, message: str | None = None) -> str | None:
+def apply_promotion(
+    root: Path,
+    promotion: Promotion,
+    *,
+    commit: bool = False,
+    branch: str | None = None,
+    expect_target_rev: str | None = None,
+    message: str | None = None,
+) -> str | None:
     """Write the promotion (all files or none); with ``commit``, commit it. Returns the sha."""
     from flagstone import gitio
 
     target_dir = f"environments/{promotion.dst}"
     if expect_target_rev is not None and gitio.changed_since(root, expect_target_rev, [target_dir]):
-        raise ConflictError(f"{promotion.dst} changed since {expect_target_rev}: review the promotion again")
+        raise ConflictError(
+            f"{promotion.dst} changed since {expect_target_rev}: review the promotion again"
+        )
     source_sha = None
     if commit:
         if not gitio.is_clean(root, [target_dir]):
-            raise ConflictError(f"{target_dir}/ has uncommitted changes: commit or stash them before promoting with --commit")
+            raise ConflictError(
+                f"{target_dir}/ has uncommitted changes: commit or stash them before promoting with --commit"
+            )
         source_sha = gitio.current_revision(root, [f"environments/{promotion.src}"]).sha
     if branch is not None:
         gitio.create_branch(root, branch)
@@ -249,7 +328,10 @@ def apply_promotion(root: Path, promotion: Promotion, *, commit: bool = False, b
 
 def promotion_message(promotion: Promotion) -> str:
     lines = [f"Promote {promotion.src} → {promotion.dst}: {len(promotion.moves)} object(s)", ""]
-    lines += [f"- {c.kind[:-1] if c.kind != 'config' else 'config'} {c.key}: {c.summary}" for c in promotion.changes]
+    lines += [
+        f"- {c.kind[:-1] if c.kind != 'config' else 'config'} {c.key}: {c.summary}"
+        for c in promotion.changes
+    ]
     if promotion.kept:
         lines += ["", "Kept in " + promotion.dst + ": " + ", ".join(promotion.kept)]
     if promotion.skip_order_reason:
@@ -268,7 +350,9 @@ class Drift:
 def drift(repo: Repository, earlier: str, later: str) -> list[Drift]:
     """What differs between two environments, beyond pinned values."""
     a, b = repo.env(earlier), repo.env(later)
-    pinned = set(repo.settings.pinned) | {f"config.{p}" for p in marked_config_paths(repo, "x-flagstone-pinned")}
+    pinned = set(repo.settings.pinned) | {
+        f"config.{p}" for p in marked_config_paths(repo, "x-flagstone-pinned")
+    }
     out: dict[tuple[str, str], list[Change]] = {}
     for change in diff_environments(a, b, f"{earlier} → {later}"):
         dotted = f"{change.kind}.{change.key}" + (f".{change.field}" if change.field else "")
@@ -278,7 +362,9 @@ def drift(repo: Repository, earlier: str, later: str) -> list[Drift]:
     result = []
     for (kind, key), changes in sorted(out.items()):
         action = changes[0].action
-        state = {"removed": f"only in {earlier}: not promoted to {later} yet",
-                 "added": f"only in {later}: flow it back to {earlier}"}.get(action, f"differs: {later} is not {earlier}'s")
+        state = {
+            "removed": f"only in {earlier}: not promoted to {later} yet",
+            "added": f"only in {later}: flow it back to {earlier}",
+        }.get(action, f"differs: {later} is not {earlier}'s")
         result.append(Drift(kind, key, state, tuple(c.summary for c in changes)))
     return result

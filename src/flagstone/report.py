@@ -58,8 +58,12 @@ def problems_markdown(problems: Sequence[Problem]) -> str:
     warnings = len(problems) - errors
     if not problems:
         return "**flagstone validate**: no problems found.\n"
-    out = [f"**flagstone validate**: {errors} error(s), {warnings} warning(s)", "",
-           "| | location | problem | code |", "|---|---|---|---|"]
+    out = [
+        f"**flagstone validate**: {errors} error(s), {warnings} warning(s)",
+        "",
+        "| | location | problem | code |",
+        "|---|---|---|---|",
+    ]
     for p in problems:
         icon = "❌" if p.is_error else "⚠️"
         message = p.message.replace("|", "\\|")
@@ -72,4 +76,11 @@ def problem_line(p: Problem) -> str:
     return str(p)
 
 
-__all__ = ["format_path", "problem_dict", "problem_line", "problems_github", "problems_json", "problems_markdown"]
+__all__ = [
+    "format_path",
+    "problem_dict",
+    "problem_line",
+    "problems_github",
+    "problems_json",
+    "problems_markdown",
+]

@@ -13,8 +13,19 @@ COLLAPSE_AFTER = 12  # changes per environment shown before the rest folds into 
 
 
 def changes_json(changes: Sequence[Change]) -> str:
-    return json.dumps({"equal": not changes, "counts": count(changes), "changes": [c.as_dict() for c in changes]},
-                      sort_keys=True, indent=2, default=str) + "\n"
+    return (
+        json.dumps(
+            {
+                "equal": not changes,
+                "counts": count(changes),
+                "changes": [c.as_dict() for c in changes],
+            },
+            sort_keys=True,
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
 
 
 def summary_line(changes: Sequence[Change], *, where: bool = True) -> str:
@@ -22,8 +33,15 @@ def summary_line(changes: Sequence[Change], *, where: bool = True) -> str:
         return "no changes"
     counts = count(changes)
     envs = sorted({c.env for c in changes})
-    parts = [f"{n} {word}" for word, n in (("added", counts["added"]), ("changed", counts["changed"]),
-                                           ("removed", counts["removed"])) if n]
+    parts = [
+        f"{n} {word}"
+        for word, n in (
+            ("added", counts["added"]),
+            ("changed", counts["changed"]),
+            ("removed", counts["removed"]),
+        )
+        if n
+    ]
     return f"{', '.join(parts)}" + (f" in {', '.join(envs)}" if where else "")
 
 
@@ -42,21 +60,31 @@ def _object_lines(changes: Sequence[Change]) -> list[str]:
     return lines
 
 
-def changes_markdown(changes: Sequence[Change], env_order: Sequence[str], title: str = "flagstone diff") -> str:
+def changes_markdown(
+    changes: Sequence[Change], env_order: Sequence[str], title: str = "flagstone diff"
+) -> str:
     out = [MARKER, f"### {title}", "", f"**{summary_line(changes)}**"]
     if not changes:
         return "\n".join(out) + "\n"
     by_env: dict[str, list[Change]] = {}
     for c in changes:
         by_env.setdefault(c.env, []).append(c)
-    order = [e for e in reversed(env_order) if e in by_env] + sorted(e for e in by_env if e not in env_order)
+    order = [e for e in reversed(env_order) if e in by_env] + sorted(
+        e for e in by_env if e not in env_order
+    )
     for env in order:
         lines = _object_lines(by_env[env])
         out += ["", f"#### {env} ({summary_line(by_env[env], where=False)})", ""]
         if len(lines) > COLLAPSE_AFTER:
             out += lines[:COLLAPSE_AFTER]
-            out += ["", f"<details><summary>{len(lines) - COLLAPSE_AFTER} more</summary>", "", *lines[COLLAPSE_AFTER:],
-                    "", "</details>"]
+            out += [
+                "",
+                f"<details><summary>{len(lines) - COLLAPSE_AFTER} more</summary>",
+                "",
+                *lines[COLLAPSE_AFTER:],
+                "",
+                "</details>",
+            ]
         else:
             out += lines
     return "\n".join(out) + "\n"

@@ -36,7 +36,9 @@ def scaffold_files(project: str, environments: list[str], today: dt.date) -> dic
     import json
 
     out: dict[str, str] = {
-        "flagstone.yaml": _fill(_template("flagstone.yaml"), project=project, environments=", ".join(environments)),
+        "flagstone.yaml": _fill(
+            _template("flagstone.yaml"), project=project, environments=", ".join(environments)
+        ),
         "schemas/config.schema.json": _template("config.schema.json"),
         "specs/example.yaml": _template("specs/example.yaml"),
         ".github/workflows/flagstone.yml": _template("github/flagstone.yml"),
@@ -54,29 +56,47 @@ def scaffold_files(project: str, environments: list[str], today: dt.date) -> dic
         is_last = position == len(environments) - 1 and len(environments) > 1
         base_url = "https://api.example.com" if is_last else f"https://api.{env}.example.com"
         folder = f"environments/{env}"
-        out[f"{folder}/flags.yaml"] = _fill(_template("environments/flags.yaml"), expires=expires,
-                                            rollout=str(rollout), rollout_off=str(100 - rollout))
+        out[f"{folder}/flags.yaml"] = _fill(
+            _template("environments/flags.yaml"),
+            expires=expires,
+            rollout=str(rollout),
+            rollout_off=str(100 - rollout),
+        )
         out[f"{folder}/segments.yaml"] = _template("environments/segments.yaml")
         out[f"{folder}/experiments.yaml"] = _template("environments/experiments.yaml")
-        out[f"{folder}/config.yaml"] = _fill(_template("environments/config.yaml"), base_url=base_url)
+        out[f"{folder}/config.yaml"] = _fill(
+            _template("environments/config.yaml"), base_url=base_url
+        )
     return out
 
 
-def init_repository(target: Path, *, project: str | None = None, environments: list[str] | None = None,
-                    force: bool = False, today: dt.date | None = None) -> InitResult:
+def init_repository(
+    target: Path,
+    *,
+    project: str | None = None,
+    environments: list[str] | None = None,
+    force: bool = False,
+    today: dt.date | None = None,
+) -> InitResult:
     """Write a new repository into ``target``; refuse to overwrite unless ``force``."""
     from flagstone.gitio import init_repo
 
     environments = environments or ["dev", "staging", "prod"]
     if len(set(environments)) != len(environments) or not all(environments):
-        raise FlagstoneError(f"environment names must be distinct and non-empty: {', '.join(environments)}")
+        raise FlagstoneError(
+            f"environment names must be distinct and non-empty: {', '.join(environments)}"
+        )
     name = project or target.resolve().name
     content = scaffold_files(name, environments, today or dt.date.today())
     existing = sorted(rel for rel in content if (target / rel).exists())
     if existing and not force:
-        shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
-        raise ConflictError(f"{len(existing)} file(s) already exist in {target}: {shown}; "
-                            "nothing was written (pass --force to overwrite them)")
+        shown = ", ".join(existing[:5]) + (
+            f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        )
+        raise ConflictError(
+            f"{len(existing)} file(s) already exist in {target}: {shown}; "
+            "nothing was written (pass --force to overwrite them)"
+        )
     for rel, text in content.items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)

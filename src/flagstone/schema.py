@@ -36,7 +36,9 @@ def schemas_dir() -> Path:
     checkout = Path(__file__).resolve().parents[2] / "schemas"
     if (checkout / "flags.schema.json").is_file():
         return checkout
-    raise FlagstoneError("flagstone's JSON Schemas are missing from the installation; reinstall flagstone")
+    raise FlagstoneError(
+        "flagstone's JSON Schemas are missing from the installation; reinstall flagstone"
+    )
 
 
 @functools.cache
@@ -87,10 +89,14 @@ def check_against(schema_name: str, data: Any, file: str) -> list[Problem]:
     return explain_errors(validator, data, file)
 
 
-def check_app_config(schema: Mapping[str, Any], data: Any, file: str, schema_file: str) -> list[Problem]:
+def check_app_config(
+    schema: Mapping[str, Any], data: Any, file: str, schema_file: str
+) -> list[Problem]:
     """Validate config values against the app's own JSON Schema."""
     try:
-        if jsonschema_rs.meta.is_valid(dict(schema)) and _app_validator(json.dumps(schema, sort_keys=True)).is_valid(data):
+        if jsonschema_rs.meta.is_valid(dict(schema)) and _app_validator(
+            json.dumps(schema, sort_keys=True)
+        ).is_valid(data):
             return []
     except ValueError:
         return list(_non_json_keys(data, file))
@@ -102,8 +108,16 @@ def check_app_config(schema: Mapping[str, Any], data: Any, file: str, schema_fil
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as e:
-        return [Problem(schema_file, 0, 0, f"not a valid JSON Schema: {e.message}", "config-schema-invalid",
-                        path=tuple(e.path))]
+        return [
+            Problem(
+                schema_file,
+                0,
+                0,
+                f"not a valid JSON Schema: {e.message}",
+                "config-schema-invalid",
+                path=tuple(e.path),
+            )
+        ]
     return explain_errors(Draft202012Validator(schema), data, file, code="config-schema")
 
 
@@ -146,7 +160,10 @@ def _describe(error: Any) -> tuple[DocPath, str]:
     kind = error.validator
     if "propertyNames" in error.relative_schema_path:
         key_path = (*path, error.instance)
-        return key_path, f"key {error.instance!r} is not a valid name: use lowercase letters, digits, '-' and '_'"
+        return (
+            key_path,
+            f"key {error.instance!r} is not a valid name: use lowercase letters, digits, '-' and '_'",
+        )
     if kind == "additionalProperties" and isinstance(error.instance, Mapping):
         allowed = list(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
@@ -161,7 +178,10 @@ def _describe(error: Any) -> tuple[DocPath, str]:
         options = ", ".join(json.dumps(v) for v in error.validator_value)
         return path, f"{where} {json.dumps(error.instance)} is not one of {options}"
     if kind == "pattern" and isinstance(error.instance, str):
-        return path, f"{where} {error.instance!r} is not a valid name (expected pattern {error.validator_value})"
+        return (
+            path,
+            f"{where} {error.instance!r} is not a valid name (expected pattern {error.validator_value})",
+        )
     if _only_required(error):
         names = ", ".join(repr(b["required"][0]) for b in error.validator_value)
         if kind == "anyOf":
@@ -171,9 +191,15 @@ def _describe(error: Any) -> tuple[DocPath, str]:
     if kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return path, f"{where} expected {expected}, found {_json_type(error.instance)} {_short(error.instance)}"
+        return (
+            path,
+            f"{where} expected {expected}, found {_json_type(error.instance)} {_short(error.instance)}",
+        )
     if kind == "multipleOf":
-        return path, f"{where} {error.instance} has more than two decimals (percentages have 0.01 resolution)"
+        return (
+            path,
+            f"{where} {error.instance} has more than two decimals (percentages have 0.01 resolution)",
+        )
     return path, f"{where} {error.message}"
 
 
@@ -198,12 +224,25 @@ def _non_json_keys(data: Any, file: str, path: DocPath = ()) -> Iterator[Problem
     if isinstance(data, dict):
         for key, value in data.items():
             if not isinstance(key, str):
-                yield Problem(file, 0, 0, f"key {key!r} is not a string; quote it",
-                              "non-string-key", path=(*path, key))
+                yield Problem(
+                    file,
+                    0,
+                    0,
+                    f"key {key!r} is not a string; quote it",
+                    "non-string-key",
+                    path=(*path, key),
+                )
             else:
                 yield from _non_json_keys(value, file, (*path, key))
     elif isinstance(data, list):
         for i, value in enumerate(data):
             yield from _non_json_keys(value, file, (*path, i))
     elif isinstance(data, float) and not math.isfinite(data):
-        yield Problem(file, 0, 0, f"{format_path(path)}: {data} is not a JSON number", "non-json-value", path=path)
+        yield Problem(
+            file,
+            0,
+            0,
+            f"{format_path(path)}: {data} is not a JSON number",
+            "non-json-value",
+            path=path,
+        )

@@ -57,10 +57,16 @@ def spec_files(root: Path, paths: Sequence[Path] = ()) -> list[Path]:
     if paths:
         return [p if p.is_absolute() else Path.cwd() / p for p in paths]
     folder = root / SPECS_DIR
-    return sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml")) if folder.is_dir() else []
+    return (
+        sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml"))
+        if folder.is_dir()
+        else []
+    )
 
 
-def run_specs(root: Path, paths: Sequence[Path] = (), envs: Sequence[str] | None = None) -> SpecReport:
+def run_specs(
+    root: Path, paths: Sequence[Path] = (), envs: Sequence[str] | None = None
+) -> SpecReport:
     repo, load_problems = load_repository(root)
     report = SpecReport()
     bundles: dict[str, CompiledBundle] = {}
@@ -68,7 +74,9 @@ def run_specs(root: Path, paths: Sequence[Path] = (), envs: Sequence[str] | None
     def bundle_for(env: str) -> CompiledBundle:
         if env not in bundles:
             repo.env(env)
-            broken = [p for p in load_problems if p.file.startswith(f"environments/{env}/") and p.is_error]
+            broken = [
+                p for p in load_problems if p.file.startswith(f"environments/{env}/") and p.is_error
+            ]
             if broken:
                 raise FlagstoneError(f"{broken[0]}; run `flagstone validate --env {env}`")
             bundles[env] = compile_bundle(build_bundle(repo, env))
@@ -76,7 +84,9 @@ def run_specs(root: Path, paths: Sequence[Path] = (), envs: Sequence[str] | None
 
     files = spec_files(root, paths)
     if not files:
-        raise FlagstoneError(f"no spec files: add YAML files under {SPECS_DIR}/ (see docs/testing.md)")
+        raise FlagstoneError(
+            f"no spec files: add YAML files under {SPECS_DIR}/ (see docs/testing.md)"
+        )
     for path in files:
         rel = _relative(root, path)
         try:
@@ -101,25 +111,48 @@ def run_specs(root: Path, paths: Sequence[Path] = (), envs: Sequence[str] | None
                 if envs is not None and env not in envs:
                     continue
                 if env not in repo.settings.environments:
-                    report.problems.append(Problem(rel, 0, 0, f"unknown environment {env!r}", "spec-env",
-                                                   path=("cases", index, "env")))
+                    report.problems.append(
+                        Problem(
+                            rel,
+                            0,
+                            0,
+                            f"unknown environment {env!r}",
+                            "spec-env",
+                            path=("cases", index, "env"),
+                        )
+                    )
                     continue
-                report.results.append(run_case(rel, index, case, env, bundle_for(env), shared_context))
+                report.results.append(
+                    run_case(rel, index, case, env, bundle_for(env), shared_context)
+                )
     report.problems = attach_positions(report.problems, read_worktree_text(root))
     report.results = _positioned(root, report.results)
     return report
 
 
-EXPECTATIONS = {"flag": ("variant", "value", "reason"), "experiment": ("arm",), "config": ("value",)}
+EXPECTATIONS = {
+    "flag": ("variant", "value", "reason"),
+    "experiment": ("arm",),
+    "config": ("value",),
+}
 
 
 def _misplaced_expectations(file: str, index: int, case: Mapping[str, Any]) -> list[Problem]:
     """An expectation the case's subject cannot have would never be checked: refuse it."""
     subject = next(s for s in EXPECTATIONS if s in case)
     allowed = EXPECTATIONS[subject]
-    return [Problem(file, 0, 0, f"{'an' if subject == 'experiment' else 'a'} {subject} case expects only {', '.join(allowed)}, not {key!r}", "spec-expect",
-                    path=("cases", index, "expect", key))
-            for key in case.get("expect", {}) if key not in allowed]
+    return [
+        Problem(
+            file,
+            0,
+            0,
+            f"{'an' if subject == 'experiment' else 'a'} {subject} case expects only {', '.join(allowed)}, not {key!r}",
+            "spec-expect",
+            path=("cases", index, "expect", key),
+        )
+        for key in case.get("expect", {})
+        if key not in allowed
+    ]
 
 
 def _relative(root: Path, path: Path) -> str:
@@ -135,11 +168,20 @@ def _envs(value: Any, default: Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def run_case(file: str, index: int, case: Mapping[str, Any], env: str, bundle: CompiledBundle,
-             shared_context: Mapping[str, Any]) -> CaseResult:
+def run_case(
+    file: str,
+    index: int,
+    case: Mapping[str, Any],
+    env: str,
+    bundle: CompiledBundle,
+    shared_context: Mapping[str, Any],
+) -> CaseResult:
     context = {**shared_context, **case.get("context", {})}
     subject = case.get("flag") or case.get("experiment") or case.get("config")
-    name = case.get("name") or f"{'flag' if 'flag' in case else 'experiment' if 'experiment' in case else 'config'} {subject}"
+    name = (
+        case.get("name")
+        or f"{'flag' if 'flag' in case else 'experiment' if 'experiment' in case else 'config'} {subject}"
+    )
     failures: list[str] = []
     trace: list[str] = []
     if "distribution" in case:
@@ -150,11 +192,25 @@ def run_case(file: str, index: int, case: Mapping[str, Any], env: str, bundle: C
             failures.append(f"no flag {case['flag']!r} in {env}")
         elif "flag" in case:
             resolution = resolve(bundle, case["flag"], context)
-            actual = {"variant": resolution.variant, "value": resolution.value, "reason": resolution.reason}
+            actual = {
+                "variant": resolution.variant,
+                "value": resolution.value,
+                "reason": resolution.reason,
+            }
             for key in ("variant", "value", "reason"):
                 if key in expect and expect[key] != actual[key]:
-                    detail = f" ({resolution.reason}" + (f", rule {resolution.rule_index}" if resolution.rule_index is not None else "") + ")"
-                    failures.append(f"expected {key} {_show(expect[key])}, got {_show(actual[key])}{detail if key != 'reason' else ''}")
+                    detail = (
+                        f" ({resolution.reason}"
+                        + (
+                            f", rule {resolution.rule_index}"
+                            if resolution.rule_index is not None
+                            else ""
+                        )
+                        + ")"
+                    )
+                    failures.append(
+                        f"expected {key} {_show(expect[key])}, got {_show(actual[key])}{detail if key != 'reason' else ''}"
+                    )
             if failures:
                 trace = explain(bundle, case["flag"], context)[1]
         elif "experiment" in case:
@@ -164,17 +220,23 @@ def run_case(file: str, index: int, case: Mapping[str, Any], env: str, bundle: C
             else:
                 arm, why = experiment.assign(context)
                 if "arm" in expect and expect["arm"] != arm:
-                    failures.append(f"expected arm {_show(expect['arm'])}, got {_show(arm)} ({why})")
+                    failures.append(
+                        f"expected arm {_show(expect['arm'])}, got {_show(arm)} ({why})"
+                    )
         else:
             value = _config(bundle.config, case["config"])
             if value is _MISSING:
                 failures.append(f"no config key {case['config']!r} in {env}")
             elif "value" in expect and expect["value"] != value:
                 failures.append(f"expected value {_show(expect['value'])}, got {_show(value)}")
-    return CaseResult(file, index, env, name, not failures, failures=tuple(failures), trace=tuple(trace))
+    return CaseResult(
+        file, index, env, name, not failures, failures=tuple(failures), trace=tuple(trace)
+    )
 
 
-def _check_distribution(case: Mapping[str, Any], bundle: CompiledBundle, context: Mapping[str, Any]) -> list[str]:
+def _check_distribution(
+    case: Mapping[str, Any], bundle: CompiledBundle, context: Mapping[str, Any]
+) -> list[str]:
     spec = case["distribution"]
     samples = int(spec.get("samples", 10_000))
     tolerance = float(spec.get("tolerance", 1))
@@ -185,7 +247,9 @@ def _check_distribution(case: Mapping[str, Any], bundle: CompiledBundle, context
         if flag is None:
             return [f"no flag {case['flag']!r}"]
         for i in range(samples):
-            counts[str(resolve(bundle, case["flag"], {**context, flag.unit: f"{prefix}{i}"}).variant)] += 1
+            counts[
+                str(resolve(bundle, case["flag"], {**context, flag.unit: f"{prefix}{i}"}).variant)
+            ] += 1
     elif "experiment" in case:
         experiment = bundle.experiments.get(case["experiment"])
         if experiment is None:
@@ -199,7 +263,9 @@ def _check_distribution(case: Mapping[str, Any], bundle: CompiledBundle, context
     for variant, share in spec["expect"].items():
         actual = 100 * counts.get(variant, 0) / samples
         if abs(actual - share) > tolerance:
-            failures.append(f"expected {variant!r} for {share:g}% ± {tolerance:g} of {samples:,} units, got {actual:.2f}%")
+            failures.append(
+                f"expected {variant!r} for {share:g}% ± {tolerance:g} of {samples:,} units, got {actual:.2f}%"
+            )
     unexpected = sorted(set(counts) - set(spec["expect"]))
     if unexpected:
         shares = ", ".join(f"{v!r} {100 * counts[v] / samples:.2f}%" for v in unexpected)
@@ -226,7 +292,10 @@ def _positioned(root: Path, results: list[CaseResult]) -> list[CaseResult]:
     if not failed:
         return results
     probes = [Problem(r.file, 0, 0, "", "spec", path=("cases", r.index)) for r in failed]
-    positions = {(p.file, p.path): (p.line, p.col) for p in attach_positions(probes, read_worktree_text(root))}
+    positions = {
+        (p.file, p.path): (p.line, p.col)
+        for p in attach_positions(probes, read_worktree_text(root))
+    }
     out = []
     for r in results:
         if not r.passed:

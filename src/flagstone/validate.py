@@ -41,7 +41,9 @@ from flagstone.schema import check_against, check_app_config, check_document
 # When a key was last changed, for the "fully on for N days" hygiene check (from git).
 LastChanged = Callable[[Sequence[str]], dt.datetime | None]
 
-SECRET_NAME = re.compile(r"(?i)(^|[_.-])(password|passwd|secret|token|api[_-]?key|private[_-]?key|credentials?)($|[_.-])")
+SECRET_NAME = re.compile(
+    r"(?i)(^|[_.-])(password|passwd|secret|token|api[_-]?key|private[_-]?key|credentials?)($|[_.-])"
+)
 NOT_A_LITERAL = re.compile(r"^(ENC\[|\$\{|env:|vault:|secret://|arn:aws:secretsmanager)")
 # Nested quantifiers such as (a+)+ backtrack exponentially; backreferences are not regular.
 UNSAFE_REGEX = re.compile(r"\((?:[^()\\]|\\.)*[+*](?:[^()\\]|\\.)*\)[+*{]|\\[1-9]|\(\?P=")
@@ -58,8 +60,15 @@ def validate_repository(
     """Load and check the working tree; problems sorted, with file:line:col."""
     selected = list(envs) if envs is not None else None
     repo, load_problems = load_repository(root, _with_previous(root, selected))
-    return validate_loaded(repo, load_problems, envs=selected, strict=strict, today=today,
-                           last_changed=last_changed, read_text=read_worktree_text(root))
+    return validate_loaded(
+        repo,
+        load_problems,
+        envs=selected,
+        strict=strict,
+        today=today,
+        last_changed=last_changed,
+        read_text=read_worktree_text(root),
+    )
 
 
 def _with_previous(root: Path, selected: list[str] | None) -> list[str] | None:
@@ -72,7 +81,9 @@ def _with_previous(root: Path, selected: list[str] | None) -> list[str] | None:
     order = load_settings((root / SETTINGS_FILE).read_bytes()).environments
     unknown = [name for name in selected if name not in order]
     if unknown:
-        raise FlagstoneError(f"unknown environment {unknown[0]!r}: {SETTINGS_FILE} lists {', '.join(order)}")
+        raise FlagstoneError(
+            f"unknown environment {unknown[0]!r}: {SETTINGS_FILE} lists {', '.join(order)}"
+        )
     wanted = set(selected)
     for name in selected:
         if name in order and order.index(name) > 0:
@@ -103,25 +114,40 @@ def validate_loaded(
             continue
         env = repo.environments.get(name)
         if env is None or (not (repo.root / ENVIRONMENTS_DIR / name).is_dir() and not env.files):
-            problems.append(Problem(repo.settings.file, 0, 0,
-                                    f"environment {name!r} is listed but {ENVIRONMENTS_DIR}/{name}/ does not exist",
-                                    "missing-environment", path=("environments", repo.settings.environments.index(name)),
-                                    hint=f"create {ENVIRONMENTS_DIR}/{name}/ or remove it from environments"))
+            problems.append(
+                Problem(
+                    repo.settings.file,
+                    0,
+                    0,
+                    f"environment {name!r} is listed but {ENVIRONMENTS_DIR}/{name}/ does not exist",
+                    "missing-environment",
+                    path=("environments", repo.settings.environments.index(name)),
+                    hint=f"create {ENVIRONMENTS_DIR}/{name}/ or remove it from environments",
+                )
+            )
             continue
         problems += check_environment(repo, env, today=today, complete=name not in incomplete)
         previous = repo.settings.previous(name)
-        if (previous is not None and previous in repo.environments and repo.environments[previous].files
-                and not {name, previous} & incomplete):
+        if (
+            previous is not None
+            and previous in repo.environments
+            and repo.environments[previous].files
+            and not {name, previous} & incomplete
+        ):
             problems += check_promotion_order(repo.environments[previous], env, strict=strict)
     if selected >= set(repo.settings.environments):
         problems += check_stale(repo, last_changed, today)
     if strict:
-        problems = [replace(p, severity="error") if p.code == "skipped-promotion" else p for p in problems]
+        problems = [
+            replace(p, severity="error") if p.code == "skipped-promotion" else p for p in problems
+        ]
     reader = read_text or read_worktree_text(repo.root)
     return attach_positions(problems, reader)
 
 
-def validate_with_files(repo: Repository, env_name: str, files: Mapping[str, str | None]) -> tuple[Environment, list[Problem]]:
+def validate_with_files(
+    repo: Repository, env_name: str, files: Mapping[str, str | None]
+) -> tuple[Environment, list[Problem]]:
     """Validate ``env_name`` as it would be with ``files`` written (None: deleted), before
     anything touches the disk; positions refer to the new texts."""
     from flagstone.load import environment_files, read_environment
@@ -157,28 +183,64 @@ def check_settings(repo: Repository) -> list[Problem]:
     problems = check_against("flagstone.schema.json", dict(settings.raw), settings.file)
     schema_file = settings.config_schema
     if schema_file is not None and not (repo.root / schema_file).is_file():
-        problems.append(Problem(settings.file, 0, 0, f"config_schema {schema_file!r} does not exist",
-                                "missing-config-schema", path=("config_schema",)))
+        problems.append(
+            Problem(
+                settings.file,
+                0,
+                0,
+                f"config_schema {schema_file!r} does not exist",
+                "missing-config-schema",
+                path=("config_schema",),
+            )
+        )
     for env, protection in settings.protected.items():
         if env not in settings.environments:
-            problems.append(Problem(settings.file, 0, 0, f"policy protects {env!r}, which is not an environment",
-                                    "unknown-environment", path=("policy", "protected", env)))
-        if protection.promote_from is not None and protection.promote_from not in settings.environments:
-            problems.append(Problem(settings.file, 0, 0,
-                                    f"promote_from {protection.promote_from!r} is not an environment",
-                                    "unknown-environment", path=("policy", "protected", env, "promote_from")))
+            problems.append(
+                Problem(
+                    settings.file,
+                    0,
+                    0,
+                    f"policy protects {env!r}, which is not an environment",
+                    "unknown-environment",
+                    path=("policy", "protected", env),
+                )
+            )
+        if (
+            protection.promote_from is not None
+            and protection.promote_from not in settings.environments
+        ):
+            problems.append(
+                Problem(
+                    settings.file,
+                    0,
+                    0,
+                    f"promote_from {protection.promote_from!r} is not an environment",
+                    "unknown-environment",
+                    path=("policy", "protected", env, "promote_from"),
+                )
+            )
     for pinned in settings.pinned:
         kind = pinned.split(".", 1)[0]
         if kind not in (*KEYED_KINDS, "config"):
-            problems.append(Problem(settings.file, 0, 0, f"pinned path {pinned!r} must start with flags., segments., experiments. or config.",
-                                    "pinned-path", path=("pinned",)))
+            problems.append(
+                Problem(
+                    settings.file,
+                    0,
+                    0,
+                    f"pinned path {pinned!r} must start with flags., segments., experiments. or config.",
+                    "pinned-path",
+                    path=("pinned",),
+                )
+            )
     return problems
 
 
 # --- one environment -----------------------------------------------------------------
 
 
-def check_environment(repo: Repository, env: Environment, *, today: dt.date, complete: bool = True) -> list[Problem]:
+def check_environment(
+    repo: Repository, env: Environment, *, today: dt.date, complete: bool = True
+) -> list[Problem]:
     problems: list[Problem] = []
     invalid: set[tuple[str, str | int]] = set()  # (kind, key) that failed the schema
     for kind in KEYED_KINDS:
@@ -197,7 +259,11 @@ def check_environment(repo: Repository, env: Environment, *, today: dt.date, com
     problems += check_segment_cycles(segments)
     if not complete:
         # Objects that failed to load would show up as dangling references.
-        problems = [p for p in problems if p.code not in ("unknown-flag", "unknown-segment", "unknown-variant")]
+        problems = [
+            p
+            for p in problems
+            if p.code not in ("unknown-flag", "unknown-segment", "unknown-variant")
+        ]
     for experiment in experiments.values():
         if complete:
             problems += check_experiment(experiment, env)
@@ -220,15 +286,29 @@ def check_flag(flag: Flag, env: Environment, today: dt.date) -> Iterator[Problem
     variants = raw["variants"]
 
     def unknown(variant: str, path: DocPath) -> Problem:
-        return Problem(file, 0, 0, f"flag {key!r} has no variant {variant!r} (variants: {', '.join(variants)})",
-                       "unknown-variant", path=path, hint="serve one of the flag's variants")
+        return Problem(
+            file,
+            0,
+            0,
+            f"flag {key!r} has no variant {variant!r} (variants: {', '.join(variants)})",
+            "unknown-variant",
+            path=path,
+            hint="serve one of the flag's variants",
+        )
 
     off_variant = raw.get("off_variant")
     if off_variant is not None and off_variant not in variants:
         yield unknown(off_variant, (key, "off_variant"))
     if raw.get("enabled", True) is False and off_variant is None:
-        yield Problem(file, 0, 0, f"flag {key!r} is disabled and has no off_variant: apps get their coded default",
-                      "no-off-variant", "warning", path=(key, "enabled"))
+        yield Problem(
+            file,
+            0,
+            0,
+            f"flag {key!r} is disabled and has no off_variant: apps get their coded default",
+            "no-off-variant",
+            "warning",
+            path=(key, "enabled"),
+        )
     targets = raw.get("targets")
     if targets:
         seen_ids: dict[str, str] = {}
@@ -238,8 +318,14 @@ def check_flag(flag: Flag, env: Environment, today: dt.date) -> Iterator[Problem
             for unit_id in ids:
                 other = seen_ids.setdefault(str(unit_id), variant)
                 if other != variant:
-                    yield Problem(file, 0, 0, f"unit {unit_id!r} is targeted by both {other!r} and {variant!r}",
-                                  "duplicate-target", path=(key, "targets", variant))
+                    yield Problem(
+                        file,
+                        0,
+                        0,
+                        f"unit {unit_id!r} is targeted by both {other!r} and {variant!r}",
+                        "duplicate-target",
+                        path=(key, "targets", variant),
+                    )
     for index, rule in enumerate(raw.get("rules", ())):
         segment = rule.get("segment")
         if segment is not None and segment not in env.segments:
@@ -253,34 +339,68 @@ def check_flag(flag: Flag, env: Environment, today: dt.date) -> Iterator[Problem
         path = (key, "prerequisites", i)
         target = env.flags.get(prereq["flag"])
         if target is None:
-            yield Problem(file, 0, 0, f"prerequisite flag {prereq['flag']!r} does not exist in {env.name}",
-                          "unknown-flag", path=(*path, "flag"))
+            yield Problem(
+                file,
+                0,
+                0,
+                f"prerequisite flag {prereq['flag']!r} does not exist in {env.name}",
+                "unknown-flag",
+                path=(*path, "flag"),
+            )
             continue
         target_variants = target.raw.get("variants")
         for variant in prereq["variants"] if "variants" in prereq else (prereq["variant"],):
             if isinstance(target_variants, Mapping) and variant not in target_variants:
-                yield Problem(file, 0, 0, f"prerequisite flag {prereq['flag']!r} has no variant {variant!r}",
-                              "unknown-variant", path=path)
+                yield Problem(
+                    file,
+                    0,
+                    0,
+                    f"prerequisite flag {prereq['flag']!r} has no variant {variant!r}",
+                    "unknown-variant",
+                    path=path,
+                )
     if len(variants) > 1:
         kinds = {_json_type(v) for v in variants.values()}
         if len(kinds) > 1:
-            yield Problem(file, 0, 0, f"flag {key!r} mixes variant value types ({', '.join(sorted(kinds))}); apps expect one type",
-                          "variant-types", "warning", path=(key, "variants"))
+            yield Problem(
+                file,
+                0,
+                0,
+                f"flag {key!r} mixes variant value types ({', '.join(sorted(kinds))}); apps expect one type",
+                "variant-types",
+                "warning",
+                path=(key, "variants"),
+            )
     expires_text = raw.get("expires")
     if expires_text is not None:
         try:
             expires = dt.date.fromisoformat(expires_text)
         except ValueError:
-            yield Problem(file, 0, 0, f"expires {expires_text!r} is not a date (YYYY-MM-DD)", "schema-format",
-                          path=(key, "expires"))
+            yield Problem(
+                file,
+                0,
+                0,
+                f"expires {expires_text!r} is not a date (YYYY-MM-DD)",
+                "schema-format",
+                path=(key, "expires"),
+            )
         else:
             if expires < today and raw.get("lifetime") != "permanent":
                 days = (today - expires).days
-                yield Problem(file, 0, 0, f"flag {key!r} expired on {expires_text} ({days} days ago): remove it from the code, then from {env.name}",
-                              "flag-expired", "warning", path=(key, "expires"))
+                yield Problem(
+                    file,
+                    0,
+                    0,
+                    f"flag {key!r} expired on {expires_text} ({days} days ago): remove it from the code, then from {env.name}",
+                    "flag-expired",
+                    "warning",
+                    path=(key, "expires"),
+                )
 
 
-def _serve_problems(serve: Any, flag: Flag, path: DocPath, unknown: Callable[[str, DocPath], Problem]) -> Iterator[Problem]:
+def _serve_problems(
+    serve: Any, flag: Flag, path: DocPath, unknown: Callable[[str, DocPath], Problem]
+) -> Iterator[Problem]:
     """Checks a raw ``serve`` value: a variant name or ``{rollout: {...}}``."""
     variants = flag.raw["variants"]
     if isinstance(serve, str):
@@ -293,8 +413,15 @@ def _serve_problems(serve: Any, flag: Flag, path: DocPath, unknown: Callable[[st
             yield unknown(variant, (*path, "rollout", variant))
     total = round(sum(weights.values()), 2)
     if total != 100:
-        yield Problem(flag.file, 0, 0, f"rollout weights sum to {_num(total)}, expected 100",
-                      "rollout-sum", path=(*path, "rollout"), hint="make the percentages add up to 100")
+        yield Problem(
+            flag.file,
+            0,
+            0,
+            f"rollout weights sum to {_num(total)}, expected 100",
+            "rollout-sum",
+            path=(*path, "rollout"),
+            hint="make the percentages add up to 100",
+        )
 
 
 def _num(value: float) -> str:
@@ -315,8 +442,18 @@ def _unknown_segment(name: str, env: Environment, file: str, path: DocPath) -> P
     import difflib
 
     close = difflib.get_close_matches(name, list(env.segments), n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"define it in {env.file_for('segments', name)}"
-    return Problem(file, 0, 0, f"segment {name!r} does not exist in {env.name}", "unknown-segment", path=path, hint=hint)
+    hint = (
+        f"did you mean {close[0]!r}?" if close else f"define it in {env.file_for('segments', name)}"
+    )
+    return Problem(
+        file,
+        0,
+        0,
+        f"segment {name!r} does not exist in {env.name}",
+        "unknown-segment",
+        path=path,
+        hint=hint,
+    )
 
 
 def iter_condition(condition: Any, path: DocPath) -> Iterator[tuple[str, Any, DocPath]]:
@@ -339,7 +476,9 @@ def iter_condition(condition: Any, path: DocPath) -> Iterator[tuple[str, Any, Do
             yield "eq", matcher, here
 
 
-def _condition_problems(condition: Any, env: Environment, file: str, path: DocPath) -> Iterator[Problem]:
+def _condition_problems(
+    condition: Any, env: Environment, file: str, path: DocPath
+) -> Iterator[Problem]:
     for op, operand, here in iter_condition(condition, path):
         if op == "segment" and operand not in env.segments:
             yield _unknown_segment(str(operand), env, file, here)
@@ -349,18 +488,39 @@ def _condition_problems(condition: Any, env: Environment, file: str, path: DocPa
             try:
                 dt.datetime.fromisoformat(str(operand).replace("Z", "+00:00"))
             except ValueError:
-                yield Problem(file, 0, 0, f"{op}: {operand!r} is not an ISO 8601 date or time", "bad-instant", path=here)
+                yield Problem(
+                    file,
+                    0,
+                    0,
+                    f"{op}: {operand!r} is not an ISO 8601 date or time",
+                    "bad-instant",
+                    path=here,
+                )
 
 
 def _regex_problems(pattern: str, file: str, path: DocPath) -> Iterator[Problem]:
     try:
         re.compile(pattern)
     except re.error as e:
-        yield Problem(file, 0, 0, f"regular expression {pattern!r} does not compile: {e}", "bad-regex", path=path)
+        yield Problem(
+            file,
+            0,
+            0,
+            f"regular expression {pattern!r} does not compile: {e}",
+            "bad-regex",
+            path=path,
+        )
         return
     if UNSAFE_REGEX.search(pattern):
-        yield Problem(file, 0, 0, f"regular expression {pattern!r} can backtrack catastrophically (nested quantifier or backreference)",
-                      "unsafe-regex", path=path, hint="simplify it, e.g. (a+)+ -> a+")
+        yield Problem(
+            file,
+            0,
+            0,
+            f"regular expression {pattern!r} can backtrack catastrophically (nested quantifier or backreference)",
+            "unsafe-regex",
+            path=path,
+            hint="simplify it, e.g. (a+)+ -> a+",
+        )
 
 
 def _find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
@@ -377,7 +537,7 @@ def _find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
             if nxt not in graph:
                 continue
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):]
+                cycle = stack[stack.index(nxt) :]
                 start = cycle.index(min(cycle))
                 canonical = tuple(cycle[start:] + cycle[:start])
                 if canonical not in seen:
@@ -398,71 +558,166 @@ def check_prerequisite_cycles(flags: Mapping[str, Flag]) -> Iterator[Problem]:
     graph = {k: [p.flag for p in f.prerequisites] for k, f in flags.items()}
     for cycle in _find_cycles(graph):
         first = flags[cycle[0]]
-        index = next(i for i, p in enumerate(first.prerequisites) if p.flag == (cycle[1] if len(cycle) > 1 else cycle[0]))
-        yield Problem(first.file, 0, 0, f"prerequisite cycle: {' -> '.join([*cycle, cycle[0]])}",
-                      "prerequisite-cycle", path=(cycle[0], "prerequisites", index))
+        index = next(
+            i
+            for i, p in enumerate(first.prerequisites)
+            if p.flag == (cycle[1] if len(cycle) > 1 else cycle[0])
+        )
+        yield Problem(
+            first.file,
+            0,
+            0,
+            f"prerequisite cycle: {' -> '.join([*cycle, cycle[0]])}",
+            "prerequisite-cycle",
+            path=(cycle[0], "prerequisites", index),
+        )
 
 
 def check_segment_cycles(segments: Mapping[str, Segment]) -> Iterator[Problem]:
-    graph = {k: [str(o) for op, o, _ in iter_condition(s.when, ()) if op == "segment"] for k, s in segments.items()}
+    graph = {
+        k: [str(o) for op, o, _ in iter_condition(s.when, ()) if op == "segment"]
+        for k, s in segments.items()
+    }
     for cycle in _find_cycles(graph):
         first = segments[cycle[0]]
         target = cycle[1] if len(cycle) > 1 else cycle[0]
-        path = next(p for op, o, p in iter_condition(first.when, (cycle[0], "when")) if op == "segment" and o == target)
-        yield Problem(first.file, 0, 0, f"segment cycle: {' -> '.join([*cycle, cycle[0]])}", "segment-cycle", path=path)
+        path = next(
+            p
+            for op, o, p in iter_condition(first.when, (cycle[0], "when"))
+            if op == "segment" and o == target
+        )
+        yield Problem(
+            first.file,
+            0,
+            0,
+            f"segment cycle: {' -> '.join([*cycle, cycle[0]])}",
+            "segment-cycle",
+            path=path,
+        )
 
 
 def check_experiment(experiment: Experiment, env: Environment) -> Iterator[Problem]:
     key, file = experiment.key, experiment.file
     flag = env.flags.get(experiment.flag)
     if flag is None:
-        yield Problem(file, 0, 0, f"experiment {key!r} uses flag {experiment.flag!r}, which does not exist in {env.name}",
-                      "unknown-flag", path=(key, "flag"))
+        yield Problem(
+            file,
+            0,
+            0,
+            f"experiment {key!r} uses flag {experiment.flag!r}, which does not exist in {env.name}",
+            "unknown-flag",
+            path=(key, "flag"),
+        )
         return
     arms: list[str] = list(experiment.weights or flag.variants)
     if experiment.weights is not None:
         for arm in experiment.weights:
             if arm not in flag.variants:
-                yield Problem(file, 0, 0, f"arm {arm!r} is not a variant of flag {flag.key!r} (variants: {', '.join(flag.variants)})",
-                              "unknown-variant", path=(key, "weights", arm))
+                yield Problem(
+                    file,
+                    0,
+                    0,
+                    f"arm {arm!r} is not a variant of flag {flag.key!r} (variants: {', '.join(flag.variants)})",
+                    "unknown-variant",
+                    path=(key, "weights", arm),
+                )
         total = round(sum(experiment.weights.values()), 2)
         if total != 100:
-            yield Problem(file, 0, 0, f"experiment weights sum to {_num(total)}, expected 100", "weights-sum",
-                          path=(key, "weights"))
+            yield Problem(
+                file,
+                0,
+                0,
+                f"experiment weights sum to {_num(total)}, expected 100",
+                "weights-sum",
+                path=(key, "weights"),
+            )
     elif len(arms) < 2:
-        yield Problem(file, 0, 0, f"flag {flag.key!r} has one variant; an experiment needs at least two arms",
-                      "too-few-arms", path=(key, "flag"))
+        yield Problem(
+            file,
+            0,
+            0,
+            f"flag {flag.key!r} has one variant; an experiment needs at least two arms",
+            "too-few-arms",
+            path=(key, "flag"),
+        )
     control = experiment.raw.get("control")
     if control is not None and control not in arms:
-        yield Problem(file, 0, 0, f"control {control!r} is not an arm ({', '.join(arms)})", "unknown-variant",
-                      path=(key, "control"))
+        yield Problem(
+            file,
+            0,
+            0,
+            f"control {control!r} is not an arm ({', '.join(arms)})",
+            "unknown-variant",
+            path=(key, "control"),
+        )
     if experiment.audience is not None:
         yield from _condition_problems(experiment.audience, env, file, (key, "audience"))
     decision = experiment.decision
     if experiment.status == "concluded" and decision is None:
-        yield Problem(file, 0, 0, f"experiment {key!r} is concluded but records no decision",
-                      "missing-decision", path=(key, "status"),
-                      hint="add decision: {winner: ARM, reason: ...} (flagstone experiment conclude writes it)")
+        yield Problem(
+            file,
+            0,
+            0,
+            f"experiment {key!r} is concluded but records no decision",
+            "missing-decision",
+            path=(key, "status"),
+            hint="add decision: {winner: ARM, reason: ...} (flagstone experiment conclude writes it)",
+        )
     if decision is not None:
         if experiment.status != "concluded":
-            yield Problem(file, 0, 0, f"experiment {key!r} has a decision but its status is {experiment.status}",
-                          "decision-before-conclusion", "warning", path=(key, "decision"))
+            yield Problem(
+                file,
+                0,
+                0,
+                f"experiment {key!r} has a decision but its status is {experiment.status}",
+                "decision-before-conclusion",
+                "warning",
+                path=(key, "decision"),
+            )
         winner = decision.get("winner")
         if winner not in (*arms, "none"):
-            yield Problem(file, 0, 0, f"winner {winner!r} is not an arm ({', '.join(arms)}) or 'none'",
-                          "unknown-variant", path=(key, "decision", "winner"))
+            yield Problem(
+                file,
+                0,
+                0,
+                f"winner {winner!r} is not an arm ({', '.join(arms)}) or 'none'",
+                "unknown-variant",
+                path=(key, "decision", "winner"),
+            )
     if experiment.status == "running" and not flag.enabled:
-        yield Problem(file, 0, 0, f"experiment {key!r} is running on flag {flag.key!r}, which is disabled: nobody is enrolled",
-                      "experiment-flag-disabled", "warning", path=(key, "status"))
+        yield Problem(
+            file,
+            0,
+            0,
+            f"experiment {key!r} is running on flag {flag.key!r}, which is disabled: nobody is enrolled",
+            "experiment-flag-disabled",
+            "warning",
+            path=(key, "status"),
+        )
     names = Counter(m.name for m in experiment.metrics)
     for metric in experiment.metrics:
-        if metric.kind == "ratio" and not ("numerator" in metric.raw and "denominator" in metric.raw):
-            yield Problem(file, 0, 0, f"ratio metric {metric.name!r} needs numerator and denominator", "metric-ratio",
-                          path=(key, "metrics"))
+        if metric.kind == "ratio" and not (
+            "numerator" in metric.raw and "denominator" in metric.raw
+        ):
+            yield Problem(
+                file,
+                0,
+                0,
+                f"ratio metric {metric.name!r} needs numerator and denominator",
+                "metric-ratio",
+                path=(key, "metrics"),
+            )
         if names[metric.name] > 1:
             names[metric.name] = 0  # report once
-            yield Problem(file, 0, 0, f"metric {metric.name!r} is listed more than once", "duplicate-metric",
-                          "warning", path=(key, "metrics"))
+            yield Problem(
+                file,
+                0,
+                0,
+                f"metric {metric.name!r} is listed more than once",
+                "duplicate-metric",
+                "warning",
+                path=(key, "metrics"),
+            )
 
 
 def check_layers(experiments: Iterable[Experiment]) -> Iterator[Problem]:
@@ -474,9 +729,17 @@ def check_layers(experiments: Iterable[Experiment]) -> Iterator[Problem]:
         total = round(sum(e.traffic for e in members), 2)
         if total > 100:
             last = sorted(members, key=lambda e: e.key)[-1]
-            shares = ", ".join(f"{e.key} {_num(e.traffic)}%" for e in sorted(members, key=lambda e: e.key))
-            yield Problem(last.file, 0, 0, f"running experiments in layer {layer!r} take {_num(total)}% of traffic ({shares}); a layer holds 100%",
-                          "layer-overbooked", path=(last.key, "traffic"))
+            shares = ", ".join(
+                f"{e.key} {_num(e.traffic)}%" for e in sorted(members, key=lambda e: e.key)
+            )
+            yield Problem(
+                last.file,
+                0,
+                0,
+                f"running experiments in layer {layer!r} take {_num(total)}% of traffic ({shares}); a layer holds 100%",
+                "layer-overbooked",
+                path=(last.key, "traffic"),
+            )
 
 
 # --- configuration -------------------------------------------------------------------
@@ -489,7 +752,9 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
     file = env.config.file
     schema = _app_schema(repo)
     if schema is not None:
-        problems += check_app_config(schema, dict(env.config.values), file, repo.settings.config_schema or "")
+        problems += check_app_config(
+            schema, dict(env.config.values), file, repo.settings.config_schema or ""
+        )
         secret_paths = set(_marked_paths(schema, "x-flagstone-secret"))
     else:
         secret_paths = set()
@@ -497,12 +762,30 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
         dotted = ".".join(str(p) for p in path)
         is_literal = isinstance(value, str) and value and not NOT_A_LITERAL.match(value)
         if dotted in secret_paths and is_literal:
-            problems.append(Problem(file, 0, 0, f"{dotted} is a secret and must be stored encrypted",
-                                    "secret-not-encrypted", path=path, hint="store it with `flagstone secret set`"))
+            problems.append(
+                Problem(
+                    file,
+                    0,
+                    0,
+                    f"{dotted} is a secret and must be stored encrypted",
+                    "secret-not-encrypted",
+                    path=path,
+                    hint="store it with `flagstone secret set`",
+                )
+            )
         elif is_literal and SECRET_NAME.search(str(path[-1])):
-            problems.append(Problem(file, 0, 0, f"{dotted} looks like a plaintext secret",
-                                    "plaintext-secret", "warning", path=path,
-                                    hint="encrypt it, or reference it (${ENV_VAR}) instead of writing it here"))
+            problems.append(
+                Problem(
+                    file,
+                    0,
+                    0,
+                    f"{dotted} looks like a plaintext secret",
+                    "plaintext-secret",
+                    "warning",
+                    path=path,
+                    hint="encrypt it, or reference it (${ENV_VAR}) instead of writing it here",
+                )
+            )
     return problems
 
 
@@ -557,15 +840,23 @@ def _leaves(node: Any, path: DocPath) -> Iterator[tuple[DocPath, Any]]:
 # --- across environments ---------------------------------------------------------------
 
 
-def check_promotion_order(previous: Environment, env: Environment, *, strict: bool) -> Iterator[Problem]:
+def check_promotion_order(
+    previous: Environment, env: Environment, *, strict: bool
+) -> Iterator[Problem]:
     for kind in KEYED_KINDS:
         before = previous.objects(kind)
         for key, obj in env.objects(kind).items():
             if key not in before:
-                yield Problem(obj.file, 0, 0,
-                              f"{kind[:-1]} {key!r} is in {env.name} but not in {previous.name}: it skipped review",
-                              "skipped-promotion", "error" if strict else "warning", path=(key,),
-                              hint=f"create it in {previous.name} and promote it, or remove it from {env.name}")
+                yield Problem(
+                    obj.file,
+                    0,
+                    0,
+                    f"{kind[:-1]} {key!r} is in {env.name} but not in {previous.name}: it skipped review",
+                    "skipped-promotion",
+                    "error" if strict else "warning",
+                    path=(key,),
+                    hint=f"create it in {previous.name} and promote it, or remove it from {env.name}",
+                )
 
 
 def _fully_on_variant(flag: Flag) -> str | None:
@@ -583,7 +874,9 @@ def _positive(serve: Serve) -> tuple[str, ...]:
     return served_variants(serve)
 
 
-def check_stale(repo: Repository, last_changed: LastChanged | None, today: dt.date) -> Iterator[Problem]:
+def check_stale(
+    repo: Repository, last_changed: LastChanged | None, today: dt.date
+) -> Iterator[Problem]:
     envs = list(repo)
     if len(envs) < 2 or last_changed is None:
         return
@@ -604,9 +897,15 @@ def check_stale(repo: Repository, last_changed: LastChanged | None, today: dt.da
         last = copies[-1]
         assert last is not None
         age = (today - changed.date()).days
-        yield Problem(last.file, 0, 0,
-                      f"flag {key!r} serves {variant!r} to everyone in every environment, unchanged for {age} days: a candidate for removal",
-                      "stale-flag", "warning", path=(key,))
+        yield Problem(
+            last.file,
+            0,
+            0,
+            f"flag {key!r} serves {variant!r} to everyone in every environment, unchanged for {age} days: a candidate for removal",
+            "stale-flag",
+            "warning",
+            path=(key,),
+        )
 
 
 def summarize(problems: Sequence[Problem]) -> tuple[int, int]:

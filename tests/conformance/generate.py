@@ -45,8 +45,13 @@ def contexts(rnd: random.Random, n: int) -> list[dict[str, Any]]:
     ]
     while len(out) < n:
         ctx: dict[str, Any] = {"user_id": f"user-{rnd.randrange(100000)}"}
-        for attr, values in (("country", COUNTRIES), ("plan", PLANS), ("app_version", VERSIONS),
-                             ("email", EMAILS), ("signup", DATES)):
+        for attr, values in (
+            ("country", COUNTRIES),
+            ("plan", PLANS),
+            ("app_version", VERSIONS),
+            ("email", EMAILS),
+            ("signup", DATES),
+        ):
             value = rnd.choice(values)
             if value is not None:
                 ctx[attr] = value
@@ -57,7 +62,9 @@ def contexts(rnd: random.Random, n: int) -> list[dict[str, Any]]:
         if rnd.random() < 0.3:
             ctx["tags"] = rnd.sample(["beta", "staff", "vip", "churned"], rnd.randint(0, 3))
         if rnd.random() < 0.5:
-            ctx["consent"] = rnd.choice([True, False, {"experiments": True}, {"experiments": False}])
+            ctx["consent"] = rnd.choice(
+                [True, False, {"experiments": True}, {"experiments": False}]
+            )
         if rnd.random() < 0.2:
             ctx["device"] = {"os": rnd.choice(["ios", "android", "web"])}
         out.append(ctx)
@@ -76,24 +83,55 @@ def main() -> None:
     for ctx in contexts(rnd, 70):
         for key in sorted(bundle.flags):
             r = resolve(bundle, key, ctx)
-            cases.append({"flag": key, "context": ctx, "variant": r.variant, "value": r.value, "reason": r.reason,
-                          "rule": r.rule_index, "experiment": r.experiment})
+            cases.append(
+                {
+                    "flag": key,
+                    "context": ctx,
+                    "variant": r.variant,
+                    "value": r.value,
+                    "reason": r.reason,
+                    "rule": r.rule_index,
+                    "experiment": r.experiment,
+                }
+            )
     assignments = []
     for ctx in contexts(random.Random(7), 200):
         for key in sorted(bundle.experiments):
             arm, _ = bundle.experiments[key].assign(ctx)
             assignments.append({"experiment": key, "context": ctx, "arm": arm})
     hashes = []
-    for i, (salt, unit) in enumerate([("new-checkout", "user-1"), ("a", ""), ("flag", "ünïcødé"),
-                                      ("long-salt-" * 3, "u" * 40), ("experiment:onboarding", "42"),
-                                      ("layer:checkout", "user-99")] +
-                                     [(f"flag-{i}", f"user-{i * 7919}") for i in range(40)]):
+    for i, (salt, unit) in enumerate(
+        [
+            ("new-checkout", "user-1"),
+            ("a", ""),
+            ("flag", "ünïcødé"),
+            ("long-salt-" * 3, "u" * 40),
+            ("experiment:onboarding", "42"),
+            ("layer:checkout", "user-99"),
+        ]
+        + [(f"flag-{i}", f"user-{i * 7919}") for i in range(40)]
+    ):
         key = f"{salt}/{unit}"
-        hashes.append({"salt": salt, "unit": unit, "input_hex": cbor_text(key).hex(),
-                       "murmur3": murmur3(cbor_text(key)), "bucket": bucket(salt, unit), "index": i})
-    doc = {"description": "flagstone conformance vectors: evaluate `bundle` for each case; see tests/conformance/generate.py",
-           "bundle": raw, "flags": cases, "assignments": assignments, "hashes": hashes}
-    (HERE / "vectors.json").write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+        hashes.append(
+            {
+                "salt": salt,
+                "unit": unit,
+                "input_hex": cbor_text(key).hex(),
+                "murmur3": murmur3(cbor_text(key)),
+                "bucket": bucket(salt, unit),
+                "index": i,
+            }
+        )
+    doc = {
+        "description": "flagstone conformance vectors: evaluate `bundle` for each case; see tests/conformance/generate.py",
+        "bundle": raw,
+        "flags": cases,
+        "assignments": assignments,
+        "hashes": hashes,
+    }
+    (HERE / "vectors.json").write_text(
+        json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    )
     print(f"{len(cases)} flag cases, {len(assignments)} assignments, {len(hashes)} hash vectors")
 
 

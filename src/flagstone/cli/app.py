@@ -83,7 +83,9 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     """Feature flags, experiments and per-environment configuration as YAML in git."""
 
@@ -129,14 +131,31 @@ def command(
 
 
 # The order `flagstone --help` lists commands in: a user's path through the tool.
-HELP_ORDER = ("init", "validate", "test", "eval", "build", "diff", "promote", "history", "verify", "edit_commands")
+HELP_ORDER = (
+    "init",
+    "validate",
+    "test",
+    "eval",
+    "build",
+    "diff",
+    "promote",
+    "history",
+    "verify",
+    "edit_commands",
+)
 
 
 def _load_commands() -> None:
     import flagstone.cli as package
 
-    names = [i.name for i in pkgutil.iter_modules(package.__path__) if i.name not in ("app", "output") and not i.name.startswith("_")]
-    for name in sorted(names, key=lambda n: (HELP_ORDER.index(n) if n in HELP_ORDER else len(HELP_ORDER), n)):
+    names = [
+        i.name
+        for i in pkgutil.iter_modules(package.__path__)
+        if i.name not in ("app", "output") and not i.name.startswith("_")
+    ]
+    for name in sorted(
+        names, key=lambda n: (HELP_ORDER.index(n) if n in HELP_ORDER else len(HELP_ORDER), n)
+    ):
         importlib.import_module(f"flagstone.cli.{name}")
 
 

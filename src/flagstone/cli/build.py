@@ -37,12 +37,28 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 @command
 def build(
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Environments to build (repeatable; default: all).")] = None,
-    all_envs: Annotated[bool, typer.Option("--all", help="Build every environment (the default).")] = False,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", help="Environments to build (repeatable; default: all)."),
+    ] = None,
+    all_envs: Annotated[
+        bool, typer.Option("--all", help="Build every environment (the default).")
+    ] = False,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("dist"),
-    fmt: Annotated[BundleFormat, typer.Option("--format", "-f", help="flagstone bundle, or a flagd flag-definition file.")] = BundleFormat.flagstone,
-    sign: Annotated[Path | None, typer.Option("--sign", help="Ed25519 private key (PEM) to sign the bundle with.")] = None,
-    include_secrets: Annotated[bool, typer.Option("--include-secrets", help="Keep encrypted config values (server-side bundles only).")] = False,
+    fmt: Annotated[
+        BundleFormat,
+        typer.Option("--format", "-f", help="flagstone bundle, or a flagd flag-definition file."),
+    ] = BundleFormat.flagstone,
+    sign: Annotated[
+        Path | None,
+        typer.Option("--sign", help="Ed25519 private key (PEM) to sign the bundle with."),
+    ] = None,
+    include_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--include-secrets", help="Keep encrypted config values (server-side bundles only)."
+        ),
+    ] = False,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Write one deterministic JSON bundle per environment (dist/<env>.json)."""
@@ -67,7 +83,9 @@ def build(
         raise typer.Exit(ExitCode.FINDINGS)
     key = sign.read_bytes() if sign is not None else None
     target = out_dir if out_dir.is_absolute() else Path.cwd() / out_dir
-    revisions = gitio.revisions(repo_root, {n: [repo.settings.file, f"environments/{n}"] for n in names})
+    revisions = gitio.revisions(
+        repo_root, {n: [repo.settings.file, f"environments/{n}"] for n in names}
+    )
     for name in names:
         revision = revisions[name]
         if fmt is BundleFormat.flagd:
@@ -75,19 +93,24 @@ def build(
 
             document, warnings = export_environment(repo, name)
             emit_problems(warnings, ValidateFormat.text) if warnings else None
-            data = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False).encode() + b"\n"
+            data = (
+                json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False).encode() + b"\n"
+            )
             path = target / f"{name}.flagd.json"
             write_atomically(path, data)
             out.print(f"wrote {path} (flagd)")
             continue
-        bundle, data = build_bundle_bytes(repo, name, commit=revision.sha, dirty=revision.dirty,
-                                          include_secrets=include_secrets)
+        bundle, data = build_bundle_bytes(
+            repo, name, commit=revision.sha, dirty=revision.dirty, include_secrets=include_secrets
+        )
         if key is not None:
             bundle = sign_bundle(bundle, key)
             data = dump_bundle(bundle)
         path = target / f"{name}.json"
         write_atomically(path, data)
         note = " from uncommitted changes" if revision.dirty else ""
-        out.print(f"wrote {path}  {bundle['hash'][:19]}  {len(bundle['flags'])} flags{note}"
-                  + ("  signed" if key is not None else ""))
+        out.print(
+            f"wrote {path}  {bundle['hash'][:19]}  {len(bundle['flags'])} flags{note}"
+            + ("  signed" if key is not None else "")
+        )
     sys.stdout.flush()

@@ -21,7 +21,9 @@ def secret_paths(repo: Repository) -> frozenset[str]:
     return frozenset(marked_config_paths(repo, "x-flagstone-secret"))
 
 
-def render_changes(changes: Sequence[Change], fmt: Format, env_order: Sequence[str], title: str) -> None:
+def render_changes(
+    changes: Sequence[Change], fmt: Format, env_order: Sequence[str], title: str
+) -> None:
     from flagstone.report_diff import changes_json, changes_markdown, summary_line
 
     if fmt is Format.json:
@@ -50,11 +52,23 @@ def render_changes(changes: Sequence[Change], fmt: Format, env_order: Sequence[s
 
 @command
 def diff(
-    envs: Annotated[list[str] | None, typer.Argument(help="Two environments to compare (A B: how B differs from A).")] = None,
-    rev: Annotated[str | None, typer.Option("--rev", help="Compare revisions R1..R2 (R1.. compares with the working tree).")] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="With --rev: only these environments.")] = None,
+    envs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Two environments to compare (A B: how B differs from A)."),
+    ] = None,
+    rev: Annotated[
+        str | None,
+        typer.Option(
+            "--rev", help="Compare revisions R1..R2 (R1.. compares with the working tree)."
+        ),
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="With --rev: only these environments.")
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
-    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when there are differences.")] = False,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 1 when there are differences.")
+    ] = False,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Semantic diff between two environments, or between two git revisions."""
@@ -68,7 +82,9 @@ def diff(
         if envs:
             raise FlagstoneError("pass two environments or --rev R1..R2, not both")
         if ".." not in rev:
-            raise FlagstoneError("--rev takes a range such as main..HEAD (or main.. for the working tree)")
+            raise FlagstoneError(
+                "--rev takes a range such as main..HEAD (or main.. for the working tree)"
+            )
         old_rev, new_rev = rev.split("..", 1)
         names = env or list(repo.settings.environments)
         for name in names:
@@ -77,7 +93,9 @@ def diff(
         title = f"flagstone diff {rev}"
     else:
         if not envs or len(envs) != 2:
-            raise FlagstoneError("name two environments (flagstone diff dev staging) or use --rev R1..R2")
+            raise FlagstoneError(
+                "name two environments (flagstone diff dev staging) or use --rev R1..R2"
+            )
         a, b = repo.env(envs[0]), repo.env(envs[1])
         changes = diff_environments(a, b, f"{a.name} → {b.name}", secrets)
         title = f"flagstone diff {a.name} {b.name}"

@@ -13,7 +13,9 @@ import typer
 from flagstone.cli.app import ExitCode, ValidateFormat, app, command, err, out
 from flagstone.errors import FlagstoneError
 
-flag_app = typer.Typer(help="Create and change flags (comments and formatting are kept).", no_args_is_help=True)
+flag_app = typer.Typer(
+    help="Create and change flags (comments and formatting are kept).", no_args_is_help=True
+)
 segment_app = typer.Typer(help="Create and change segments.", no_args_is_help=True)
 config_app = typer.Typer(help="Read and change configuration values.", no_args_is_help=True)
 app.add_typer(flag_app, name="flag")
@@ -26,8 +28,15 @@ Message = Annotated[str | None, typer.Option("--message", "-m", help="Commit mes
 Root = Annotated[Path | None, typer.Option("--root", help="Repository root.")]
 
 
-def apply_edit(root: Path | None, env: str, kind: str, key: str | None, change: Callable[[Any], str],
-               commit: bool, message: str | None) -> None:
+def apply_edit(
+    root: Path | None,
+    env: str,
+    kind: str,
+    key: str | None,
+    change: Callable[[Any], str],
+    commit: bool,
+    message: str | None,
+) -> None:
     """Load the file that holds ``key``, let ``change`` edit it (returning a description),
     validate the environment with the new text, then write atomically and maybe commit."""
     from flagstone import gitio
@@ -42,7 +51,9 @@ def apply_edit(root: Path | None, env: str, kind: str, key: str | None, change: 
     rel = target.file_for(kind, key)  # type: ignore[arg-type]
     path = repo_root / rel
     if commit and not gitio.is_clean(repo_root, [rel]):
-        raise FlagstoneError(f"{rel} has uncommitted changes: commit them first, or edit without --commit")
+        raise FlagstoneError(
+            f"{rel} has uncommitted changes: commit them first, or edit without --commit"
+        )
     before = path.read_text(encoding="utf-8") if path.exists() else ""
     doc = Document.parse(before)
     description = change(doc.data)
@@ -68,7 +79,9 @@ def _flag(data: Any, key: str) -> Any:
         import difflib
 
         close = difflib.get_close_matches(key, list(data), n=1)
-        raise FlagstoneError(f"no flag {key!r} here" + (f"; did you mean {close[0]!r}?" if close else ""))
+        raise FlagstoneError(
+            f"no flag {key!r} here" + (f"; did you mean {close[0]!r}?" if close else "")
+        )
     return data[key]
 
 
@@ -86,10 +99,19 @@ def flag_create(
     env: Env = "dev",
     description: Annotated[str | None, typer.Option("--description", "-d")] = None,
     owner: Annotated[str | None, typer.Option("--owner")] = None,
-    variants: Annotated[str, typer.Option("--variants", help="name=value pairs, comma-separated (values as JSON).")] = "on=true,off=false",
-    default: Annotated[str | None, typer.Option("--default", help="The variant served by default (default: the last).")] = None,
-    expires: Annotated[str | None, typer.Option("--expires", help="YYYY-MM-DD after which the flag should go.")] = None,
-    commit: Commit = False, message: Message = None, root: Root = None,
+    variants: Annotated[
+        str, typer.Option("--variants", help="name=value pairs, comma-separated (values as JSON).")
+    ] = "on=true,off=false",
+    default: Annotated[
+        str | None,
+        typer.Option("--default", help="The variant served by default (default: the last)."),
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="YYYY-MM-DD after which the flag should go.")
+    ] = None,
+    commit: Commit = False,
+    message: Message = None,
+    root: Root = None,
 ) -> None:
     """Create a flag in one environment; add rollouts and targets with `flag rollout` and `flag target`."""
     pairs = [p.split("=", 1) for p in variants.split(",") if p.strip()]
@@ -120,7 +142,9 @@ def flag_create(
     apply_edit(root, env, "flags", key, change, commit, message)
 
 
-def _toggle(key: str, env: str, enabled: bool, commit: bool, message: str | None, root: Path | None) -> None:
+def _toggle(
+    key: str, env: str, enabled: bool, commit: bool, message: str | None, root: Path | None
+) -> None:
     def change(data: Any) -> str:
         _flag(data, key)["enabled"] = enabled
         return f"flag {key} {'enabled' if enabled else 'disabled (kill switch)'}"
@@ -129,13 +153,17 @@ def _toggle(key: str, env: str, enabled: bool, commit: bool, message: str | None
 
 
 @command(name="enable", group=flag_app)
-def flag_enable(key: str, env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None) -> None:
+def flag_enable(
+    key: str, env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None
+) -> None:
     """Release the kill switch."""
     _toggle(key, env, True, commit, message, root)
 
 
 @command(name="disable", group=flag_app)
-def flag_disable(key: str, env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None) -> None:
+def flag_disable(
+    key: str, env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None
+) -> None:
     """Pull the kill switch: everyone gets off_variant."""
     _toggle(key, env, False, commit, message, root)
 
@@ -143,10 +171,24 @@ def flag_disable(key: str, env: Env = "dev", commit: Commit = False, message: Me
 @command(name="rollout", group=flag_app)
 def flag_rollout(
     key: str,
-    variant: Annotated[list[str], typer.Option("--variant", "-v", help="name=percent (repeatable); the rest of the variants share nothing.")],
+    variant: Annotated[
+        list[str],
+        typer.Option(
+            "--variant",
+            "-v",
+            help="name=percent (repeatable); the rest of the variants share nothing.",
+        ),
+    ],
     env: Env = "dev",
-    rule: Annotated[int | None, typer.Option("--rule", help="Change the rollout of this rule (1-based) instead of the default.")] = None,
-    commit: Commit = False, message: Message = None, root: Root = None,
+    rule: Annotated[
+        int | None,
+        typer.Option(
+            "--rule", help="Change the rollout of this rule (1-based) instead of the default."
+        ),
+    ] = None,
+    commit: Commit = False,
+    message: Message = None,
+    root: Root = None,
 ) -> None:
     """Set a percentage rollout on the default (or a rule): --variant on=50 --variant off=50."""
     weights: dict[str, float] = {}
@@ -157,13 +199,17 @@ def flag_rollout(
         except ValueError:
             raise FlagstoneError(f"--variant {item!r}: write name=percent, e.g. on=25") from None
     if len(weights) == 1:
-        raise FlagstoneError("give every variant of the rollout, e.g. --variant on=25 --variant off=75")
+        raise FlagstoneError(
+            "give every variant of the rollout, e.g. --variant on=25 --variant off=75"
+        )
 
     def change(data: Any) -> str:
         from flagstone.edit import mapping
 
         flag = _flag(data, key)
-        rollout = mapping(((k, int(v) if v.is_integer() else v) for k, v in weights.items()), flow=True)
+        rollout = mapping(
+            ((k, int(v) if v.is_integer() else v) for k, v in weights.items()), flow=True
+        )
         serve = mapping({"rollout": rollout}, flow=True)
         if rule is None:
             old = flag.get("default")
@@ -174,7 +220,9 @@ def flag_rollout(
         else:
             rules = flag.get("rules") or []
             if not 1 <= rule <= len(rules):
-                raise FlagstoneError(f"flag {key!r} has {len(rules)} rule(s); --rule takes 1..{len(rules)}")
+                raise FlagstoneError(
+                    f"flag {key!r} has {len(rules)} rule(s); --rule takes 1..{len(rules)}"
+                )
             old = rules[rule - 1].get("serve")
             if isinstance(old, dict) and "by" in old:
                 serve["by"] = old["by"]
@@ -190,11 +238,19 @@ def flag_rollout(
 def flag_target(
     key: str,
     variant: Annotated[str, typer.Option("--variant", "-v", help="The variant the units get.")],
-    add: Annotated[list[str] | None, typer.Option("--add", help="Unit ids to target (repeatable).")] = None,
-    remove: Annotated[list[str] | None, typer.Option("--remove", help="Unit ids to stop targeting (repeatable).")] = None,
-    env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None,
+    add: Annotated[
+        list[str] | None, typer.Option("--add", help="Unit ids to target (repeatable).")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="Unit ids to stop targeting (repeatable).")
+    ] = None,
+    env: Env = "dev",
+    commit: Commit = False,
+    message: Message = None,
+    root: Root = None,
 ) -> None:
     """Add or remove individual targets of a variant."""
+
     def change(data: Any) -> str:
         from flagstone.edit import mapping, sequence
 
@@ -218,15 +274,22 @@ def flag_target(
 @command(name="set", group=segment_app)
 def segment_set(
     key: str,
-    when: Annotated[str, typer.Option("--when", help='The condition as JSON, e.g. \'{"plan": "pro"}\'.')],
+    when: Annotated[
+        str, typer.Option("--when", help='The condition as JSON, e.g. \'{"plan": "pro"}\'.')
+    ],
     description: Annotated[str | None, typer.Option("--description", "-d")] = None,
-    env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None,
+    env: Env = "dev",
+    commit: Commit = False,
+    message: Message = None,
+    root: Root = None,
 ) -> None:
     """Create a segment or replace its condition."""
     try:
         condition = json.loads(when)
     except json.JSONDecodeError as e:
-        raise FlagstoneError(f"--when is not valid JSON ({e.msg}); e.g. '{{\"plan\": \"pro\"}}'") from None
+        raise FlagstoneError(
+            f'--when is not valid JSON ({e.msg}); e.g. \'{{"plan": "pro"}}\''
+        ) from None
 
     def change(data: Any) -> str:
         from flagstone.edit import mapping
@@ -244,8 +307,13 @@ def segment_set(
 @command(name="set", group=config_app)
 def config_set(
     key: Annotated[str, typer.Argument(help="Dotted key, e.g. api.timeout_ms.")],
-    value: Annotated[str, typer.Argument(help="The value; typed by the app's schema (numbers, booleans, JSON).")],
-    env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None,
+    value: Annotated[
+        str, typer.Argument(help="The value; typed by the app's schema (numbers, booleans, JSON).")
+    ],
+    env: Env = "dev",
+    commit: Commit = False,
+    message: Message = None,
+    root: Root = None,
 ) -> None:
     """Set a config value, typed against the app's config schema."""
     from flagstone.edit import set_path
@@ -254,7 +322,9 @@ def config_set(
 
     repo, _ = load_repository(find_root(root or Path.cwd()), [env])
     if key in marked_config_paths(repo, "x-flagstone-secret"):
-        raise FlagstoneError(f"{key} is a secret: it must be stored encrypted, not set in plain text")
+        raise FlagstoneError(
+            f"{key} is a secret: it must be stored encrypted, not set in plain text"
+        )
     typed = _typed(repo, key, value)
 
     def change(data: Any) -> str:
@@ -284,7 +354,8 @@ def _typed(repo: Any, key: str, value: str) -> Any:
 @command(name="get", group=config_app)
 def config_get(
     key: Annotated[str, typer.Argument(help="Dotted key, e.g. api.timeout_ms.")],
-    env: Env = "dev", root: Root = None,
+    env: Env = "dev",
+    root: Root = None,
 ) -> None:
     """Print a config value as JSON (secrets are not shown)."""
     from flagstone.diff import is_secret_value
@@ -296,4 +367,6 @@ def config_get(
     value = config.get(key, missing) if config is not None else missing
     if value is missing:
         raise FlagstoneError(f"no config key {key!r} in {env}")
-    sys.stdout.write(("<secret>" if is_secret_value(value) else json.dumps(value, sort_keys=True)) + "\n")
+    sys.stdout.write(
+        ("<secret>" if is_secret_value(value) else json.dumps(value, sort_keys=True)) + "\n"
+    )

@@ -18,10 +18,12 @@ def parse_context(text: str) -> dict[str, Any]:
     try:
         context = json.loads(text)
     except json.JSONDecodeError as e:
-        raise FlagstoneError(f"--context is not valid JSON ({e.msg} at column {e.colno}); "
-                             """pass an object such as '{"user_id": "u1"}'""") from None
+        raise FlagstoneError(
+            f"--context is not valid JSON ({e.msg} at column {e.colno}); "
+            """pass an object such as '{"user_id": "u1"}'"""
+        ) from None
     if not isinstance(context, dict):
-        raise FlagstoneError("--context must be a JSON object, such as '{\"user_id\": \"u1\"}'")
+        raise FlagstoneError('--context must be a JSON object, such as \'{"user_id": "u1"}\'')
     return context
 
 
@@ -40,16 +42,26 @@ def working_tree_bundle(root: Path | None, env: str) -> CompiledBundle:
     try:
         return compile_bundle(build_bundle(repo, env))
     except (BundleError, KeyError, TypeError) as e:
-        raise FlagstoneError(f"{env} cannot be compiled ({e}); run `flagstone validate --env {env}`") from None
+        raise FlagstoneError(
+            f"{env} cannot be compiled ({e}); run `flagstone validate --env {env}`"
+        ) from None
 
 
 @command(name="eval")
 def eval_(
-    flag: Annotated[str | None, typer.Argument(help="The flag to evaluate (omit with --all).")] = None,
+    flag: Annotated[
+        str | None, typer.Argument(help="The flag to evaluate (omit with --all).")
+    ] = None,
     env: Annotated[str, typer.Option("--env", "-e", help="Environment to evaluate in.")] = "dev",
-    context: Annotated[str, typer.Option("--context", "-c", help="The evaluation context as a JSON object.")] = "{}",
-    explain: Annotated[bool, typer.Option("--explain", help="Show each evaluation step and why.")] = False,
-    all_flags: Annotated[bool, typer.Option("--all", help="Evaluate every flag for this context.")] = False,
+    context: Annotated[
+        str, typer.Option("--context", "-c", help="The evaluation context as a JSON object.")
+    ] = "{}",
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show each evaluation step and why.")
+    ] = False,
+    all_flags: Annotated[
+        bool, typer.Option("--all", help="Evaluate every flag for this context.")
+    ] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
@@ -76,14 +88,28 @@ def eval_(
             resolution, trace = resolve(bundle, key, ctx), []
         results.append((key, resolution, trace))
     if fmt is Format.json:
-        doc = [{"flag": k, "value": r.value, "variant": r.variant, "reason": r.reason, "rule": r.rule_index,
-                "bucket": r.bucket, "experiment": r.experiment, "message": r.message,
-                **({"trace": t} if explain else {})} for k, r, t in results]
+        doc = [
+            {
+                "flag": k,
+                "value": r.value,
+                "variant": r.variant,
+                "reason": r.reason,
+                "rule": r.rule_index,
+                "bucket": r.bucket,
+                "experiment": r.experiment,
+                "message": r.message,
+                **({"trace": t} if explain else {}),
+            }
+            for k, r, t in results
+        ]
         sys.stdout.write(json.dumps(doc if all_flags else doc[0], sort_keys=True, indent=2) + "\n")
         return
     if fmt is Format.markdown:
         lines = ["| flag | variant | value | reason |", "|---|---|---|---|"]
-        lines += [f"| `{k}` | `{r.variant}` | `{json.dumps(r.value)}` | {r.reason} |" for k, r, _ in results]
+        lines += [
+            f"| `{k}` | `{r.variant}` | `{json.dumps(r.value)}` | {r.reason} |"
+            for k, r, _ in results
+        ]
         sys.stdout.write("\n".join(lines) + "\n")
         return
     from rich.text import Text
@@ -93,7 +119,15 @@ def eval_(
         detail += f" bucket {r.bucket}" if r.bucket is not None else ""
         detail += f" experiment {r.experiment}" if r.experiment else ""
         detail += f" ({r.message})" if r.message else ""
-        out.print(Text.assemble((key, "bold"), " = ", (json.dumps(r.value), "cyan"),
-                                f"  variant {r.variant}  ", (r.reason, "green"), detail))
+        out.print(
+            Text.assemble(
+                (key, "bold"),
+                " = ",
+                (json.dumps(r.value), "cyan"),
+                f"  variant {r.variant}  ",
+                (r.reason, "green"),
+                detail,
+            )
+        )
         for line in trace:
             out.print(Text("  " + line, style="dim"))

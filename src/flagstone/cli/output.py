@@ -15,8 +15,13 @@ from flagstone.errors import Problem
 def render_problem(p: Problem) -> Text:
     # Text.assemble, not markup: messages may contain "[...]".
     colour = "red" if p.is_error else "yellow"
-    text = Text.assemble((f"{p.file}:{p.line}:{p.col}", "bold"), ": ", (p.severity, colour),
-                         f": {p.message} ", (f"[{p.code}]", "dim"))
+    text = Text.assemble(
+        (f"{p.file}:{p.line}:{p.col}", "bold"),
+        ": ",
+        (p.severity, colour),
+        f": {p.message} ",
+        (f"[{p.code}]", "dim"),
+    )
     if p.hint:
         text.append(f"\n    hint: {p.hint}", style="dim")
     return text
@@ -46,4 +51,6 @@ def emit_problems(problems: Sequence[Problem], fmt: ValidateFormat, *, checked: 
 
 def default_validate_format() -> ValidateFormat:
     """Inside GitHub Actions, annotations are what a reviewer sees (as yamllint does)."""
-    return ValidateFormat.github if os.environ.get("GITHUB_ACTIONS") == "true" else ValidateFormat.text
+    return (
+        ValidateFormat.github if os.environ.get("GITHUB_ACTIONS") == "true" else ValidateFormat.text
+    )

@@ -12,10 +12,24 @@ from flagstone.cli.app import ValidateFormat, command, exit_code_for
 
 @command
 def validate(
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Only these environments (repeatable).")] = None,
-    fmt: Annotated[ValidateFormat | None, typer.Option("--format", "-f", help="text, json, markdown or github (default: github inside GitHub Actions, else text).")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="Only these environments (repeatable).")
+    ] = None,
+    fmt: Annotated[
+        ValidateFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text, json, markdown or github (default: github inside GitHub Actions, else text).",
+        ),
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
-    root: Annotated[Path | None, typer.Option("--root", help="Repository root (default: walk up from the current directory).")] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root", help="Repository root (default: walk up from the current directory)."
+        ),
+    ] = None,
 ) -> None:
     """Check every file against its schema and the semantic rules."""
     from flagstone.cli.output import default_validate_format, emit_problems
@@ -30,5 +44,9 @@ def validate(
         return gitio.last_changed(repo_root, files)
 
     problems = validate_repository(repo_root, env, strict=strict, last_changed=last_changed)
-    emit_problems(problems, fmt or default_validate_format(), checked=", ".join(env) if env else "every environment")
+    emit_problems(
+        problems,
+        fmt or default_validate_format(),
+        checked=", ".join(env) if env else "every environment",
+    )
     raise typer.Exit(exit_code_for(problems, strict=strict))

@@ -6,4 +6,13 @@ from flagstone.runtime.client import Client
 from flagstone.runtime.evaluate import REASONS, BundleError, Resolution
 from flagstone.runtime.sinks import Analytics, JsonLinesSink, MemorySink, Sink
 
-__all__ = ["REASONS", "Analytics", "BundleError", "Client", "JsonLinesSink", "MemorySink", "Resolution", "Sink"]
+__all__ = [
+    "REASONS",
+    "Analytics",
+    "BundleError",
+    "Client",
+    "JsonLinesSink",
+    "MemorySink",
+    "Resolution",
+    "Sink",
+]

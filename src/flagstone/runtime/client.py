@@ -44,8 +44,9 @@ def canonical_hash(bundle: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def load_bundle_bytes(data: bytes, public_key: bytes | None = None,
-                      previous: CompiledBundle | None = None) -> CompiledBundle:
+def load_bundle_bytes(
+    data: bytes, public_key: bytes | None = None, previous: CompiledBundle | None = None
+) -> CompiledBundle:
     """Parse, check (hash, signature) and compile; raise BundleError when unusable."""
     # Building thousands of closures would trigger full collections mid-load and double
     # the reload time; collect once afterwards instead.
@@ -77,7 +78,11 @@ def verify_signature(raw: Mapping[str, Any], public_key: bytes) -> None:
     expected = canonical_hash(raw)
     if raw.get("hash") != expected:
         raise BundleError("bundle content does not match its hash (modified after it was built)")
-    key = load_pem_public_key(public_key) if public_key.lstrip().startswith(b"-----") else Ed25519PublicKey.from_public_bytes(public_key)
+    key = (
+        load_pem_public_key(public_key)
+        if public_key.lstrip().startswith(b"-----")
+        else Ed25519PublicKey.from_public_bytes(public_key)
+    )
     if not isinstance(key, Ed25519PublicKey):
         raise BundleError("the public key is not an Ed25519 key")
     try:
@@ -89,8 +94,13 @@ def verify_signature(raw: Mapping[str, Any], public_key: bytes) -> None:
 class Client:
     """Evaluates flags, experiments and config from one environment's bundle."""
 
-    def __init__(self, bundle: CompiledBundle, *, analytics: Analytics | None = None,
-                 public_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        bundle: CompiledBundle,
+        *,
+        analytics: Analytics | None = None,
+        public_key: bytes | None = None,
+    ) -> None:
         self._bundle = bundle
         self._analytics = analytics
         self._public_key = public_key
@@ -105,8 +115,15 @@ class Client:
         return cls(compile_bundle(bundle), **_client_options(options))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], *, watch: bool = False, poll_interval: float = 0.002,
-                  public_key: bytes | None = None, **options: Any) -> Client:
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        watch: bool = False,
+        poll_interval: float = 0.002,
+        public_key: bytes | None = None,
+        **options: Any,
+    ) -> Client:
         """Load a bundle file; with ``watch=True`` reload it when it changes.
 
         The watcher stats the path every ``poll_interval`` seconds (a few microseconds
@@ -114,8 +131,11 @@ class Client:
         ConfigMap symlink swaps are all seen within milliseconds.
         """
         path = Path(path)
-        client = cls(load_bundle_bytes(path.read_bytes(), public_key), public_key=public_key,
-                     **_client_options(options))
+        client = cls(
+            load_bundle_bytes(path.read_bytes(), public_key),
+            public_key=public_key,
+            **_client_options(options),
+        )
         if watch:
             from flagstone.runtime.reload import FileWatcher
 
@@ -124,9 +144,16 @@ class Client:
         return client
 
     @classmethod
-    def from_url(cls, url: str, *, poll_interval: float = 30.0, timeout: float = 10.0,
-                 public_key: bytes | None = None, headers: Mapping[str, str] | None = None,
-                 **options: Any) -> Client:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        poll_interval: float = 30.0,
+        timeout: float = 10.0,
+        public_key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Client:
         """Fetch a bundle over HTTP(S) and poll it with If-None-Match (ETag)."""
         from flagstone.runtime.reload import UrlPoller
 
@@ -134,7 +161,9 @@ class Client:
         data = poller.fetch()
         if data is None:
             raise BundleError(f"{url} returned no bundle")
-        client = cls(load_bundle_bytes(data, public_key), public_key=public_key, **_client_options(options))
+        client = cls(
+            load_bundle_bytes(data, public_key), public_key=public_key, **_client_options(options)
+        )
         poller.start(client._reload_bytes, poll_interval)
         client._closers.append(poller.stop)
         return client
@@ -175,7 +204,9 @@ class Client:
 
     # --- evaluation ----------------------------------------------------------------
 
-    def variant(self, flag: str, context: Mapping[str, Any], default: str | None = None) -> str | None:
+    def variant(
+        self, flag: str, context: Mapping[str, Any], default: str | None = None
+    ) -> str | None:
         bundle = self._bundle
         compiled = bundle.flags.get(flag)
         if compiled is None:
@@ -215,7 +246,9 @@ class Client:
         try:
             return explain(self._bundle, flag, context)
         except Exception as e:
-            return Resolution(None, None, ERROR, message=f"{type(e).__name__}: {e}"), [f"error: {e}"]
+            return Resolution(None, None, ERROR, message=f"{type(e).__name__}: {e}"), [
+                f"error: {e}"
+            ]
 
     def assign(self, experiment: str, context: Mapping[str, Any]) -> str | None:
         """The unit's arm, or None (not running, not in audience/traffic/layer, no consent).
@@ -272,8 +305,12 @@ def _client_options(options: Mapping[str, Any]) -> dict[str, Any]:
     key = options.pop("pseudonym_key", None)
     interval = options.pop("flush_interval", 10.0)
     if analytics is None and (sink is not None or path is not None):
-        analytics = Analytics(sink or JsonLinesSink(path), interval=interval, pseudonymize=pseudonymize,
-                              pseudonym_key=key)
+        analytics = Analytics(
+            sink or JsonLinesSink(path),
+            interval=interval,
+            pseudonymize=pseudonymize,
+            pseudonym_key=key,
+        )
     public_key = options.pop("public_key", None)
     if options:
         raise TypeError(f"unexpected options: {', '.join(sorted(options))}")

@@ -28,7 +28,16 @@ SPLIT = "SPLIT"
 DEFAULT = "DEFAULT"
 FLAG_NOT_FOUND = "FLAG_NOT_FOUND"
 ERROR = "ERROR"
-REASONS = (DISABLED, PREREQUISITE_FAILED, TARGET_MATCH, RULE_MATCH, SPLIT, DEFAULT, FLAG_NOT_FOUND, ERROR)
+REASONS = (
+    DISABLED,
+    PREREQUISITE_FAILED,
+    TARGET_MATCH,
+    RULE_MATCH,
+    SPLIT,
+    DEFAULT,
+    FLAG_NOT_FOUND,
+    ERROR,
+)
 MAX_PREREQUISITE_DEPTH = 32
 
 Context = Mapping[str, Any]
@@ -141,7 +150,9 @@ def _compile_operator(attr: str, op: str, operand: Any) -> Matcher:
         return lambda ctx: type(v := ctx.get(attr)) is str and v.startswith(operand)
     if op == "matches":
         search = compile_regex(operand).search
-        return lambda ctx: type(v := ctx.get(attr)) is str and len(v) <= 4096 and search(v) is not None
+        return lambda ctx: (
+            type(v := ctx.get(attr)) is str and len(v) <= 4096 and search(v) is not None
+        )
     if op == "exists":
         want = bool(operand)
         return lambda ctx: (ctx.get(attr) is not None) is want
@@ -280,7 +291,9 @@ def has_consent(ctx: Context) -> bool:
     return isinstance(consent, Mapping) and consent.get("experiments") is True
 
 
-def compile_experiment(key: str, raw: Mapping[str, Any], segments: Mapping[str, Matcher]) -> CompiledExperiment:
+def compile_experiment(
+    key: str, raw: Mapping[str, Any], segments: Mapping[str, Matcher]
+) -> CompiledExperiment:
     layer_range = raw.get("layer_range", [0, 0])
     return CompiledExperiment(
         key=key,
@@ -338,7 +351,9 @@ class CompiledBundle:
         return self.raw.get("environment")
 
 
-def compile_bundle(raw: Mapping[str, Any], previous: CompiledBundle | None = None) -> CompiledBundle:
+def compile_bundle(
+    raw: Mapping[str, Any], previous: CompiledBundle | None = None
+) -> CompiledBundle:
     """Compile a parsed bundle; raise ``BundleError`` for anything malformed.
 
     With ``previous`` (the bundle being replaced), flags whose JSON is unchanged are
@@ -350,15 +365,20 @@ def compile_bundle(raw: Mapping[str, Any], previous: CompiledBundle | None = Non
             raise BundleError("not a flagstone bundle (format field)")
         if raw.get("version") != 1:
             raise BundleError(f"unsupported bundle version {raw.get('version')!r}")
-        reuse = (previous is not None and previous.raw.get("segments") == raw.get("segments")
-                 and previous.raw.get("experiments") == raw.get("experiments"))
+        reuse = (
+            previous is not None
+            and previous.raw.get("segments") == raw.get("segments")
+            and previous.raw.get("experiments") == raw.get("experiments")
+        )
         if reuse:
             assert previous is not None
             segments, experiments = previous.segments, previous.experiments
             old_flags = previous.raw.get("flags", {})
         else:
             segments = compile_segments(raw.get("segments", {}))
-            experiments = {k: compile_experiment(k, e, segments) for k, e in raw.get("experiments", {}).items()}
+            experiments = {
+                k: compile_experiment(k, e, segments) for k, e in raw.get("experiments", {}).items()
+            }
             old_flags = {}
         flags = {}
         for k, f in raw.get("flags", {}).items():
@@ -377,8 +397,12 @@ def compile_bundle(raw: Mapping[str, Any], previous: CompiledBundle | None = Non
     return CompiledBundle(flags, experiments, segments, raw.get("config", {}), raw)
 
 
-def _compile_flag(key: str, raw: Mapping[str, Any], segments: Mapping[str, Matcher],
-                  experiments: Mapping[str, CompiledExperiment]) -> CompiledFlag:
+def _compile_flag(
+    key: str,
+    raw: Mapping[str, Any],
+    segments: Mapping[str, Matcher],
+    experiments: Mapping[str, CompiledExperiment],
+) -> CompiledFlag:
     salt, unit = raw["salt"], raw["unit"]
     rules = []
     for index, rule in enumerate(raw["rules"]):
@@ -431,7 +455,14 @@ def evaluate(bundle: CompiledBundle, flag: CompiledFlag, ctx: Context, depth: in
                 return served_rule[0], RULE_MATCH, index, served_rule[1], None, None
     served = flag.default(ctx)
     if served is None:
-        return None, ERROR, None, None, None, f"context has no usable {flag.unit!r} for the default rollout"
+        return (
+            None,
+            ERROR,
+            None,
+            None,
+            None,
+            f"context has no usable {flag.unit!r} for the default rollout",
+        )
     return served[0], SPLIT if flag.default_is_rollout else DEFAULT, None, served[1], None, None
 
 
@@ -465,8 +496,15 @@ def explain(bundle: CompiledBundle, key: str, ctx: Context) -> tuple[Resolution,
     return Resolution(value, variant, reason, rule, bucket_, experiment, message), trace
 
 
-def _explain_flag(bundle: CompiledBundle, raw: Mapping[str, Any], key: str, ctx: Context,
-                  segments: Mapping[str, Any], trace: list[str], depth: int) -> Outcome:
+def _explain_flag(
+    bundle: CompiledBundle,
+    raw: Mapping[str, Any],
+    key: str,
+    ctx: Context,
+    segments: Mapping[str, Any],
+    trace: list[str],
+    depth: int,
+) -> Outcome:
     pad = "  " * depth
     off = raw.get("off_variant")
     if not raw["enabled"]:
@@ -477,9 +515,13 @@ def _explain_flag(bundle: CompiledBundle, raw: Mapping[str, Any], key: str, ctx:
         if depth >= MAX_PREREQUISITE_DEPTH:
             return None, ERROR, None, None, None, "prerequisites nest too deeply"
         trace.append(f"{pad}prerequisite: {p['flag']} must serve {' or '.join(p['variants'])}")
-        prereq_variant = _explain_flag(bundle, bundle.flags[p["flag"]].raw, p["flag"], ctx, segments, trace, depth + 1)[0]
+        prereq_variant = _explain_flag(
+            bundle, bundle.flags[p["flag"]].raw, p["flag"], ctx, segments, trace, depth + 1
+        )[0]
         if prereq_variant not in p["variants"]:
-            trace.append(f"{pad}prerequisite failed: {p['flag']} served {prereq_variant!r} -> {off!r}")
+            trace.append(
+                f"{pad}prerequisite failed: {p['flag']} served {prereq_variant!r} -> {off!r}"
+            )
             return off, PREREQUISITE_FAILED, None, None, None, p["flag"]
         trace.append(f"{pad}prerequisite met: {p['flag']} served {prereq_variant!r}")
     unit_attr = raw["unit"]
@@ -505,14 +547,23 @@ def _explain_flag(bundle: CompiledBundle, raw: Mapping[str, Any], key: str, ctx:
             continue
         served = _explain_serve(rule["serve"], raw["salt"], unit_attr, ctx)
         if served is None:
-            trace.append(f"{pad}{label}: matched, but the rollout cannot bucket without {rule['serve'].get('by', unit_attr)!r}")
+            trace.append(
+                f"{pad}{label}: matched, but the rollout cannot bucket without {rule['serve'].get('by', unit_attr)!r}"
+            )
             continue
         trace.append(f"{pad}{label}: match -> {_served_text(served)}")
         return served[0], RULE_MATCH, index, served[1], None, None
     served = _explain_serve(raw["default"], raw["salt"], unit_attr, ctx)
     if served is None:
         trace.append(f"{pad}default: a rollout, but the context has no usable {unit_attr!r}")
-        return None, ERROR, None, None, None, f"context has no usable {unit_attr!r} for the default rollout"
+        return (
+            None,
+            ERROR,
+            None,
+            None,
+            None,
+            f"context has no usable {unit_attr!r} for the default rollout",
+        )
     trace.append(f"{pad}default -> {_served_text(served)}")
     return served[0], SPLIT if "rollout" in raw["default"] else DEFAULT, None, served[1], None, None
 
@@ -522,7 +573,9 @@ def _served_text(served: tuple[str, int | None]) -> str:
     return f"{variant!r}" + (f" (bucket {b} of {BUCKETS})" if b is not None else "")
 
 
-def _explain_serve(serve: Mapping[str, Any], salt: str, unit_attr: str, ctx: Context) -> tuple[str, int | None] | None:
+def _explain_serve(
+    serve: Mapping[str, Any], salt: str, unit_attr: str, ctx: Context
+) -> tuple[str, int | None] | None:
     if "variant" in serve:
         return serve["variant"], None
     unit = unit_string(ctx.get(serve.get("by", unit_attr)))
@@ -535,8 +588,13 @@ def _explain_serve(serve: Mapping[str, Any], salt: str, unit_attr: str, ctx: Con
     return serve["rollout"][-1]["variant"], b
 
 
-def explain_condition(node: Mapping[str, Any], ctx: Context, segments: Mapping[str, Any],
-                      trace: list[str] | None = None, pad: str = "") -> bool:
+def explain_condition(
+    node: Mapping[str, Any],
+    ctx: Context,
+    segments: Mapping[str, Any],
+    trace: list[str] | None = None,
+    pad: str = "",
+) -> bool:
     """The reference interpreter of bundle conditions (used by --explain and the tests)."""
     if "attr" in node:
         value = lookup(ctx, node["attr"])

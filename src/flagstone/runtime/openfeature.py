@@ -67,8 +67,9 @@ class FlagstoneProvider(AbstractProvider):
             context.setdefault("targetingKey", ctx.targeting_key)
         return context
 
-    def _resolve(self, flag_key: str, default: Any, ctx: EvaluationContext | None,
-                 types: tuple[type, ...]) -> FlagResolutionDetails[Any]:
+    def _resolve(
+        self, flag_key: str, default: Any, ctx: EvaluationContext | None, types: tuple[type, ...]
+    ) -> FlagResolutionDetails[Any]:
         r = self.client.details(flag_key, self._context(flag_key, ctx), default)
         if r.reason == "FLAG_NOT_FOUND":
             return FlagResolutionDetails(default, ErrorCode.FLAG_NOT_FOUND, r.message, Reason.ERROR)
@@ -78,8 +79,12 @@ class FlagstoneProvider(AbstractProvider):
             return FlagResolutionDetails(default, None, None, REASONS[r.reason])
         value = r.value
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            return FlagResolutionDetails(default, ErrorCode.TYPE_MISMATCH,
-                                         f"{flag_key} serves {type(value).__name__}", Reason.ERROR)
+            return FlagResolutionDetails(
+                default,
+                ErrorCode.TYPE_MISMATCH,
+                f"{flag_key} serves {type(value).__name__}",
+                Reason.ERROR,
+            )
         metadata: dict[str, bool | int | float | str] = {"flagstone_reason": r.reason}
         if r.rule_index is not None:
             metadata["rule"] = r.rule_index
@@ -87,24 +92,36 @@ class FlagstoneProvider(AbstractProvider):
             metadata["experiment"] = r.experiment
         return FlagResolutionDetails(value, None, None, REASONS[r.reason], r.variant, metadata)
 
-    def resolve_boolean_details(self, flag_key: str, default_value: bool,
-                                evaluation_context: EvaluationContext | None = None) -> FlagResolutionDetails[bool]:
+    def resolve_boolean_details(
+        self,
+        flag_key: str,
+        default_value: bool,
+        evaluation_context: EvaluationContext | None = None,
+    ) -> FlagResolutionDetails[bool]:
         return self._resolve(flag_key, default_value, evaluation_context, (bool,))
 
-    def resolve_string_details(self, flag_key: str, default_value: str,
-                               evaluation_context: EvaluationContext | None = None) -> FlagResolutionDetails[str]:
+    def resolve_string_details(
+        self, flag_key: str, default_value: str, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[str]:
         return self._resolve(flag_key, default_value, evaluation_context, (str,))
 
-    def resolve_integer_details(self, flag_key: str, default_value: int,
-                                evaluation_context: EvaluationContext | None = None) -> FlagResolutionDetails[int]:
+    def resolve_integer_details(
+        self, flag_key: str, default_value: int, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[int]:
         return self._resolve(flag_key, default_value, evaluation_context, (int,))
 
-    def resolve_float_details(self, flag_key: str, default_value: float,
-                              evaluation_context: EvaluationContext | None = None) -> FlagResolutionDetails[float]:
+    def resolve_float_details(
+        self,
+        flag_key: str,
+        default_value: float,
+        evaluation_context: EvaluationContext | None = None,
+    ) -> FlagResolutionDetails[float]:
         return self._resolve(flag_key, default_value, evaluation_context, (float, int))
 
     def resolve_object_details(
-        self, flag_key: str, default_value: Mapping[str, Any] | Sequence[Any],
+        self,
+        flag_key: str,
+        default_value: Mapping[str, Any] | Sequence[Any],
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[Mapping[str, Any] | Sequence[Any]]:
         return self._resolve(flag_key, default_value, evaluation_context, (dict, list))

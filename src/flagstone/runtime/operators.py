@@ -111,7 +111,11 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
 
 
 def _matches(value: Any, operand: Any) -> bool:
-    return type(value) is str and len(value) <= MAX_REGEX_INPUT and compile_regex(operand).search(value) is not None
+    return (
+        type(value) is str
+        and len(value) <= MAX_REGEX_INPUT
+        and compile_regex(operand).search(value) is not None
+    )
 
 
 # value is never None here: missing attributes are decided by `apply` before these run.

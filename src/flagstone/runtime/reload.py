@@ -37,7 +37,9 @@ class FileWatcher:
         self._seen = _signature(path)
         self._failed: tuple[int, int, int, int] | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"flagstone-watch:{path.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"flagstone-watch:{path.name}", daemon=True
+        )
         self._thread.start()
 
     def _run(self) -> None:
@@ -63,7 +65,9 @@ class FileWatcher:
 class UrlPoller:
     """GETs a bundle URL with If-None-Match, so an unchanged bundle costs a 304."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.headers = dict(headers or {})
@@ -94,7 +98,9 @@ class UrlPoller:
                 try:
                     data = self.fetch()
                 except (OSError, urllib.error.URLError) as e:
-                    logger.error("flagstone: fetching %s failed, keeping the current bundle: %s", self.url, e)
+                    logger.error(
+                        "flagstone: fetching %s failed, keeping the current bundle: %s", self.url, e
+                    )
                     continue
                 if data is not None:
                     on_bytes(data)

@@ -42,7 +42,9 @@ class JsonLinesSink:
         self._file = self.path.open("a", encoding="utf-8")
 
     def write(self, records: list[Mapping[str, Any]]) -> None:
-        self._file.write("".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in records))
+        self._file.write(
+            "".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in records)
+        )
         self._file.flush()
 
     def close(self) -> None:
@@ -67,7 +69,9 @@ class Pseudonymizer:
         self.enabled = enabled
         key = key if key is not None else os.environ.get("FLAGSTONE_PSEUDONYM_KEY")
         if enabled and not key:
-            logger.warning("flagstone: no pseudonym key configured; unit ids are hashed with a random per-process key")
+            logger.warning(
+                "flagstone: no pseudonym key configured; unit ids are hashed with a random per-process key"
+            )
             key = secrets.token_bytes(32)
         self._key = key.encode() if isinstance(key, str) else (key or b"")
 
@@ -80,8 +84,14 @@ class Pseudonymizer:
 class Analytics:
     """Buffers exposures and per-(flag, variant) counts; a daemon thread flushes them."""
 
-    def __init__(self, sink: Sink, *, interval: float = 10.0, pseudonymize: bool = True,
-                 pseudonym_key: bytes | str | None = None) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        interval: float = 10.0,
+        pseudonymize: bool = True,
+        pseudonym_key: bytes | str | None = None,
+    ) -> None:
         self.sink = sink
         self.interval = interval
         self.pseudonym = Pseudonymizer(pseudonym_key, pseudonymize)
@@ -98,16 +108,20 @@ class Analytics:
         counts = self._counts
         counts[key] = counts.get(key, 0) + 1
 
-    def exposure(self, experiment: str, arm: str, unit: str, flag: str, environment: str | None) -> None:
-        self._events.put({
-            "type": "exposure",
-            "experiment": experiment,
-            "arm": arm,
-            "unit": self.pseudonym(unit),
-            "flag": flag,
-            "environment": environment,
-            "ts": round(time.time(), 3),
-        })
+    def exposure(
+        self, experiment: str, arm: str, unit: str, flag: str, environment: str | None
+    ) -> None:
+        self._events.put(
+            {
+                "type": "exposure",
+                "experiment": experiment,
+                "arm": arm,
+                "unit": self.pseudonym(unit),
+                "flag": flag,
+                "environment": environment,
+                "ts": round(time.time(), 3),
+            }
+        )
 
     def flush(self) -> None:
         with self._lock:
@@ -119,14 +133,27 @@ class Analytics:
                     break
             counts, self._counts = self._counts, {}
             start, self._window_start = self._window_start, time.time()
-            for (flag, variant, reason), n in sorted(counts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2])):
-                records.append({"type": "evaluations", "flag": flag, "variant": variant, "reason": reason,
-                                "count": n, "from": round(start, 3), "to": round(self._window_start, 3)})
+            for (flag, variant, reason), n in sorted(
+                counts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2])
+            ):
+                records.append(
+                    {
+                        "type": "evaluations",
+                        "flag": flag,
+                        "variant": variant,
+                        "reason": reason,
+                        "count": n,
+                        "from": round(start, 3),
+                        "to": round(self._window_start, 3),
+                    }
+                )
             if records:
                 try:
                     self.sink.write(records)
                 except Exception:
-                    logger.exception("flagstone: analytics sink failed; %d records dropped", len(records))
+                    logger.exception(
+                        "flagstone: analytics sink failed; %d records dropped", len(records)
+                    )
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
