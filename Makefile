@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m flagstone.demo
 
-test: lint
+test: lint system-deps
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -28,6 +28,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e . --group dev --group bench
 	$(BIN)/python bench/run.py
+
+system-deps:
+	@scripts/system-deps.sh
 
 clean:
 	rm -rf $(VENV) dist bench/.work
