@@ -3,10 +3,11 @@
 A bundle is compiled at build time into the cheapest form to evaluate: conditions are
 normalized to one tree shape, segments are referenced by key, rollout percentages become
 cumulative bucket ends out of 10,000, experiments get their layer ranges, and every
-object carries its salt. The bytes are deterministic for the same source: sorted keys,
-compact separators, no timestamps. The content hash (sha256 of the canonical JSON
-without ``hash`` and ``signature``) doubles as the HTTP ETag; a signature is Ed25519 over
-``"flagstone-bundle:" + hash``. See docs/runtime.md.
+object carries its salt. The bytes are RFC 8785 (JCS) canonical JSON plus a newline, so
+the same source builds the same bytes in every language, with no timestamps. The content
+hash (sha256 of the canonical JSON without ``hash`` and ``signature``) doubles as the
+HTTP ETag; a signature is Ed25519 over ``"flagstone-bundle:" + hash``. The constants
+live in ``runtime/format.py``; see docs/runtime.md.
 """
 
 from __future__ import annotations
@@ -19,35 +20,31 @@ from typing import Any
 
 from flagstone.errors import FlagstoneError
 from flagstone.model import Environment, Experiment, Flag, Repository, Rollout, Serve
-
-FORMAT = "flagstone-bundle"
-FORMAT_VERSION = 1
-BUCKETS = 10_000  # 0.01 % resolution
-SIGNATURE_CONTEXT = b"flagstone-bundle:"
-OPERATORS = frozenset(
-    {
-        "eq",
-        "neq",
-        "in",
-        "not_in",
-        "contains",
-        "starts_with",
-        "ends_with",
-        "matches",
-        "gt",
-        "gte",
-        "lt",
-        "lte",
-        "semver_eq",
-        "semver_gt",
-        "semver_gte",
-        "semver_lt",
-        "semver_lte",
-        "before",
-        "after",
-        "exists",
-    }
+from flagstone.runtime.canonical import CanonicalJSONError, bundle_hash, signed_message
+from flagstone.runtime.canonical import canonical_json as _canonical_json
+from flagstone.runtime.format import (
+    BUCKETS,
+    FORMAT,
+    FORMAT_VERSION,
+    HASH_EXCLUDED_FIELDS,
+    HASH_PREFIX,
+    OPERATORS,
+    SIGNATURE_CONTEXT,
 )
+
+__all__ = [
+    "BUCKETS",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "OPERATORS",
+    "SIGNATURE_CONTEXT",
+    "build_bundle",
+    "build_bundle_bytes",
+    "canonical_json",
+    "content_hash",
+    "dump_bundle",
+    "sign_bundle",
+]
 
 
 def compile_condition(condition: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,7 +137,9 @@ def compile_flag(flag: Flag, default_unit: str, experiment: str | None) -> dict[
     return out
 
 
-def compile_experiments(env: Environment, default_unit: str) -> dict[str, dict[str, Any]]:
+def compile_experiments(
+    env: Environment, default_unit: str, pii: frozenset[str] = frozenset()
+) -> dict[str, dict[str, Any]]:
     """Experiments with arms as bucket ranges and disjoint ranges within each layer.
 
     Within a layer, running experiments take consecutive ranges of the layer's buckets in
@@ -165,12 +164,16 @@ def compile_experiments(env: Environment, default_unit: str) -> dict[str, dict[s
             raise FlagstoneError(
                 f"experiment {key!r} uses flag {e.flag!r}, missing in {env.name}; run `flagstone validate`"
             )
-        out[key] = compile_experiment(e, flag, default_unit, layer_ranges.get(key))
+        out[key] = compile_experiment(e, flag, default_unit, layer_ranges.get(key), pii)
     return out
 
 
 def compile_experiment(
-    e: Experiment, flag: Flag, default_unit: str, layer_range: tuple[int, int] | None
+    e: Experiment,
+    flag: Flag,
+    default_unit: str,
+    layer_range: tuple[int, int] | None,
+    pii: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     weights = e.weights or _equal_split(list(flag.variants))
     arms = compile_weights(weights)
@@ -189,7 +192,18 @@ def compile_experiment(
     if e.layer is not None:
         compiled["layer"] = e.layer
         compiled["layer_range"] = list(layer_range) if layer_range is not None else [0, 0]
+    # Never personal data, and never the unit itself: exposures carry it pseudonymized.
+    dimensions = [d for d in e.raw.get("dimensions", ()) if d not in pii and d != compiled["unit"]]
+    if dimensions:
+        compiled["dimensions"] = dimensions
     return compiled
+
+
+def pii_attributes(repo: Repository) -> frozenset[str]:
+    """Context attributes that are personal data (``flagstone.yaml`` ``privacy.pii``)."""
+    privacy = repo.settings.raw.get("privacy")
+    pii = privacy.get("pii", ()) if isinstance(privacy, Mapping) else ()
+    return frozenset(str(a) for a in pii) if isinstance(pii, list | tuple) else frozenset()
 
 
 def _equal_split(variants: list[str]) -> dict[str, float]:
@@ -210,6 +224,7 @@ def build_bundle(
     """The bundle of one environment as a JSON-ready dict (with its content hash)."""
     env = repo.env(env_name)
     default_unit = repo.settings.default_unit
+    pii = pii_attributes(repo)
     running = {e.flag: k for k, e in sorted(env.experiments.items()) if e.status == "running"}
     config = dict(env.config.values) if env.config is not None else {}
     if not include_secrets:
@@ -227,9 +242,11 @@ def build_bundle(
         "segments": {
             k: {"when": compile_condition(s.when)} for k, s in sorted(env.segments.items())
         },
-        "experiments": compile_experiments(env, default_unit),
+        "experiments": compile_experiments(env, default_unit, pii),
         "config": config,
     }
+    if pii:
+        bundle["pii"] = sorted(pii)
     if hashed:
         bundle["hash"] = content_hash(bundle)
     return bundle
@@ -268,9 +285,11 @@ def _without_secrets(node: Any) -> Any:
 
 
 def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8"
-    )
+    """RFC 8785 canonical bytes; a value JSON cannot carry exactly is a FlagstoneError."""
+    try:
+        return _canonical_json(value)
+    except CanonicalJSONError as e:
+        raise FlagstoneError(f"cannot write the bundle: {e}") from None
 
 
 def _parts(bundle: Mapping[str, Any]) -> dict[str, bytes]:
@@ -279,21 +298,26 @@ def _parts(bundle: Mapping[str, Any]) -> dict[str, bytes]:
 
 
 def _join(parts: Mapping[str, bytes], keys: Any) -> bytes:
-    # Identical to canonical_json of the whole mapping: sorted keys, compact separators.
+    # Identical to canonical_json of the whole mapping: the top-level keys are ASCII, so
+    # code-point order is RFC 8785's UTF-16 order.
     return b"{" + b",".join(json.dumps(k).encode() + b":" + parts[k] for k in sorted(keys)) + b"}"
 
 
 def _hash(parts: Mapping[str, bytes]) -> str:
-    body = [k for k in parts if k not in ("hash", "signature")]
-    return "sha256:" + hashlib.sha256(_join(parts, body)).hexdigest()
+    body = [k for k in parts if k not in HASH_EXCLUDED_FIELDS]
+    return HASH_PREFIX + hashlib.sha256(_join(parts, body)).hexdigest()
 
 
 def content_hash(bundle: Mapping[str, Any]) -> str:
-    return _hash(_parts({k: v for k, v in bundle.items() if k not in ("hash", "signature")}))
+    """``sha256:`` over the RFC 8785 canonical JSON of the bundle without hash and signature."""
+    try:
+        return bundle_hash(bundle)
+    except CanonicalJSONError as e:
+        raise FlagstoneError(f"cannot hash the bundle: {e}") from None
 
 
 def dump_bundle(bundle: Mapping[str, Any]) -> bytes:
-    """Canonical bytes of a bundle: what `flagstone build` writes."""
+    """Canonical bytes of a bundle (RFC 8785 plus a newline): what `flagstone build` writes."""
     return _join(_parts(bundle), bundle) + b"\n"
 
 
@@ -313,7 +337,5 @@ def sign_bundle(bundle: dict[str, Any], private_key_pem: bytes) -> dict[str, Any
             "the signing key is not an Ed25519 key; create one with `openssl genpkey -algorithm ed25519`"
         )
     signed = dict(bundle)
-    signed["signature"] = base64.b64encode(
-        key.sign(SIGNATURE_CONTEXT + bundle["hash"].encode())
-    ).decode()
+    signed["signature"] = base64.b64encode(key.sign(signed_message(bundle["hash"]))).decode()
     return signed

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flagstone.runtime.client import Client
-from flagstone.runtime.evaluate import REASONS, BundleError, Resolution
+from flagstone.runtime.evaluate import BundleError, Resolution
+from flagstone.runtime.format import REASONS
 from flagstone.runtime.sinks import Analytics, JsonLinesSink, MemorySink, Sink
 
 __all__ = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import gc
-import hashlib
 import json
 import logging
 import os
@@ -18,9 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from flagstone.runtime.canonical import bundle_hash, signed_message
 from flagstone.runtime.evaluate import (
-    ERROR,
-    FLAG_NOT_FOUND,
     BundleError,
     CompiledBundle,
     Resolution,
@@ -30,18 +28,19 @@ from flagstone.runtime.evaluate import (
     resolve,
     unit_string,
 )
+from flagstone.runtime.format import ERROR, FLAG_NOT_FOUND
 from flagstone.runtime.sinks import Analytics, JsonLinesSink, Sink
 
 logger = logging.getLogger("flagstone")
 Listener = Callable[["CompiledBundle", "CompiledBundle | None"], None]
-SIGNATURE_CONTEXT = b"flagstone-bundle:"
 _MISSING: Any = object()
 
 
 def canonical_hash(bundle: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in bundle.items() if k not in ("hash", "signature")}
-    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    try:
+        return bundle_hash(bundle)
+    except ValueError as e:
+        raise BundleError(f"bundle cannot be hashed: {e}") from None
 
 
 def load_bundle_bytes(
@@ -86,7 +85,7 @@ def verify_signature(raw: Mapping[str, Any], public_key: bytes) -> None:
     if not isinstance(key, Ed25519PublicKey):
         raise BundleError("the public key is not an Ed25519 key")
     try:
-        key.verify(base64.b64decode(signature), SIGNATURE_CONTEXT + expected.encode())
+        key.verify(base64.b64decode(signature), signed_message(expected))
     except (InvalidSignature, ValueError):
         raise BundleError("bundle signature is not valid for this public key") from None
 

@@ -17,28 +17,24 @@ from typing import Any
 
 from mmh3 import hash as _murmur3
 
-from flagstone.runtime.hashing import BUCKETS, bucket, cbor_text
-from flagstone.runtime.operators import OPERATORS, TRUE_WHEN_MISSING, apply, compile_regex, lookup
-
-DISABLED = "DISABLED"
-PREREQUISITE_FAILED = "PREREQUISITE_FAILED"
-TARGET_MATCH = "TARGET_MATCH"
-RULE_MATCH = "RULE_MATCH"
-SPLIT = "SPLIT"
-DEFAULT = "DEFAULT"
-FLAG_NOT_FOUND = "FLAG_NOT_FOUND"
-ERROR = "ERROR"
-REASONS = (
+from flagstone.runtime.format import (
+    BUCKETS,
+    DEFAULT,
     DISABLED,
+    ERROR,
+    EXPERIMENT_SALT_PREFIX,
+    FLAG_NOT_FOUND,
+    LAYER_SALT_PREFIX,
+    MAX_PREREQUISITE_DEPTH,
+    MAX_REGEX_INPUT,
     PREREQUISITE_FAILED,
-    TARGET_MATCH,
     RULE_MATCH,
     SPLIT,
-    DEFAULT,
-    FLAG_NOT_FOUND,
-    ERROR,
+    TARGET_MATCH,
+    TRAFFIC_SALT_SUFFIX,
 )
-MAX_PREREQUISITE_DEPTH = 32
+from flagstone.runtime.hashing import bucket, cbor_text
+from flagstone.runtime.operators import OPERATORS, TRUE_WHEN_MISSING, apply, compile_regex, lookup
 
 Context = Mapping[str, Any]
 Matcher = Callable[[Context], bool]
@@ -150,8 +146,9 @@ def _compile_operator(attr: str, op: str, operand: Any) -> Matcher:
         return lambda ctx: type(v := ctx.get(attr)) is str and v.startswith(operand)
     if op == "matches":
         search = compile_regex(operand).search
+        limit = MAX_REGEX_INPUT
         return lambda ctx: (
-            type(v := ctx.get(attr)) is str and len(v) <= 4096 and search(v) is not None
+            type(v := ctx.get(attr)) is str and len(v) <= limit and search(v) is not None
         )
     if op == "exists":
         want = bool(operand)
@@ -301,15 +298,15 @@ def compile_experiment(
         status=raw["status"],
         unit=raw["unit"],
         traffic=int(raw["traffic"]),
-        arm_prefix=f"experiment:{raw['salt']}/",
-        traffic_prefix=f"experiment:{raw['salt']}:traffic/",
+        arm_prefix=f"{EXPERIMENT_SALT_PREFIX}{raw['salt']}/",
+        traffic_prefix=f"{EXPERIMENT_SALT_PREFIX}{raw['salt']}{TRAFFIC_SALT_SUFFIX}/",
         arm_ends=tuple(a["end"] for a in raw["arms"]),
         arm_names=tuple(a["variant"] for a in raw["arms"]),
         control=raw["control"],
         consent_required=bool(raw.get("consent_required", False)),
         audience=compile_condition(raw["audience"], segments) if "audience" in raw else None,
         layer=raw.get("layer"),
-        layer_prefix=f"layer:{raw.get('layer')}/",
+        layer_prefix=f"{LAYER_SALT_PREFIX}{raw.get('layer')}/",
         layer_range=(int(layer_range[0]), int(layer_range[1])),
         raw=raw,
     )

@@ -25,7 +25,9 @@ import struct
 
 from mmh3 import hash as _murmur3
 
-BUCKETS = 10_000
+from flagstone.runtime.format import BUCKETS
+
+__all__ = ["BUCKETS", "bucket", "bucket_of_key", "cbor_text", "murmur3"]
 
 
 def cbor_text(text: str) -> bytes:

@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-MAX_REGEX_INPUT = 4096  # longer attribute values never match a `matches` rule
+from flagstone.runtime import format
+from flagstone.runtime.format import MAX_REGEX_INPUT
+
 _SEMVER = re.compile(
     r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"
 )
@@ -140,7 +142,7 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "before": _instant(lambda a, b: a < b),
     "after": _instant(lambda a, b: a >= b),
 }
-TRUE_WHEN_MISSING = frozenset({"neq", "not_in"})
+TRUE_WHEN_MISSING = frozenset(format.TRUE_WHEN_MISSING)
 
 
 def apply(op: str, value: Any, operand: Any) -> bool:

@@ -1,0 +1,178 @@
+"""The bundle hash is RFC 8785 (JCS): held to the vectors and to the independent `rfc8785`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flagstone.runtime.canonical import (
+    CanonicalJSONError,
+    bundle_hash,
+    canonical_json,
+    ecmascript_number,
+    signed_message,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+HASH_VECTORS = json.loads((ROOT / "tests" / "conformance" / "hash-vectors.json").read_text())
+
+
+def independent_hash(bundle: dict) -> str:
+    body = {k: v for k, v in bundle.items() if k not in ("hash", "signature")}
+    return "sha256:" + hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+
+
+@pytest.mark.parametrize("vector", HASH_VECTORS["canonical"], ids=lambda v: v["name"])
+def test_canonical_vector__reproduced_by_flagstone_and_by_rfc8785(vector) -> None:
+    value = json.loads(vector["json"])
+    ours = canonical_json(value)
+    assert ours.decode() == vector["canonical"]
+    assert rfc8785.dumps(value) == ours
+    assert hashlib.sha256(ours).hexdigest() == vector["sha256"]
+
+
+def test_canonical_vectors__cover_floats_exponents_unicode_and_astral_keys() -> None:
+    names = {v["name"] for v in HASH_VECTORS["canonical"]}
+    assert {
+        "integral-floats",
+        "exponents",
+        "astral-plane-keys",
+        "rfc8785-3.2.3-sorting",
+    } <= names
+    assert sum(n.startswith("rfc8785-appendix-b-") for n in names) >= 20
+    # The sorting vector really orders by UTF-16: the emoji (U+1F600) sorts before U+FB33.
+    sorting = next(v for v in HASH_VECTORS["canonical"] if v["name"] == "rfc8785-3.2.3-sorting")
+    assert sorting["canonical"].index("\U0001f600") < sorting["canonical"].index("\ufb33")
+
+
+@pytest.mark.parametrize("vector", HASH_VECTORS["bundles"], ids=lambda v: v["name"])
+def test_bundle_vector__hash_and_signature_verify_independently(vector) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    bundle = json.loads(vector["file"])
+    assert bundle["hash"] == vector["hash"] == independent_hash(bundle) == bundle_hash(bundle)
+    key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(vector["public_key"]))
+    key.verify(
+        base64.b64decode(vector["signature"]), b"flagstone-bundle:" + bundle["hash"].encode()
+    )
+    # The file is itself the canonical JSON of the whole bundle, plus a newline.
+    assert vector["file"].encode() == rfc8785.dumps(bundle) + b"\n"
+
+
+def test_bundle_vector__loads_in_the_client_with_its_public_key(tmp_path: Path) -> None:
+    from flagstone.runtime import Client
+
+    vector = HASH_VECTORS["bundles"][0]
+    path = tmp_path / "prod.json"
+    path.write_text(vector["file"])
+    client = Client.from_file(path, public_key=bytes.fromhex(vector["public_key"]))
+    assert client.value("price-test", {"user_id": "user-\U0001f600"}) == 1e21
+    assert client.config("z") == 1
+
+
+def test_hash_vectors__are_what_the_generator_writes_today(tmp_path: Path) -> None:
+    """A change to canonical_json or the format that moves any vector fails here first."""
+    script = ROOT / "tests" / "conformance" / "generate_hashes.py"
+    copy = tmp_path / "conformance"
+    copy.mkdir()
+    (copy / "generate_hashes.py").write_text(
+        script.read_text().replace(
+            'sys.path.insert(0, str(HERE.parent.parent / "src"))',
+            f"sys.path.insert(0, {str(ROOT / 'src')!r})",
+        )
+    )
+    subprocess.run(
+        [sys.executable, str(copy / "generate_hashes.py")], check=True, capture_output=True
+    )
+    assert json.loads((copy / "hash-vectors.json").read_text()) == HASH_VECTORS
+
+
+def test_built_bundle_file__hash_recomputed_with_rfc8785(cli_build_bundle) -> None:
+    data = cli_build_bundle.read_bytes()
+    bundle = json.loads(data)
+    assert bundle["hash"] == independent_hash(bundle)
+    assert data == rfc8785.dumps(bundle) + b"\n"
+
+
+@pytest.fixture
+def cli_build_bundle(tmp_path: Path) -> Path:
+    """`flagstone build` run as a user runs it, on the conformance repository with a float."""
+    import shutil
+
+    repo = shutil.copytree(ROOT / "tests" / "conformance" / "repository", tmp_path / "repo")
+    (repo / "environments" / "prod" / "config.yaml").write_text(
+        "ratio: 1.0\ntiny: 0.0000001\nbig: 1.0e+21\nключ: значение\n\U0001f600: grinning\n"
+    )
+    out = tmp_path / "dist"
+    result = subprocess.run(
+        [sys.executable, "-m", "flagstone", "build", "--env", "prod", "--out", str(out)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return out / "prod.json"
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_canonical_json__equals_rfc8785_for_any_json_value(value) -> None:
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(CanonicalJSONError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_ecmascript_number__equals_rfc8785_for_every_double(x: float) -> None:
+    assert ecmascript_number(x).encode() == rfc8785.dumps(x)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        math.nan,
+        math.inf,
+        -math.inf,
+        2**53,
+        -(2**53),
+        {"k": [2**64]},
+        "\ud800 lone surrogate",
+        {1, 2},
+    ],
+    ids=["nan", "inf", "-inf", "2**53", "-2**53", "2**64", "lone-surrogate", "set"],
+)
+def test_canonical_json__refuses_what_json_cannot_carry_exactly(value) -> None:
+    with pytest.raises(CanonicalJSONError):
+        canonical_json(value)
+
+
+def test_signed_message__is_the_context_then_the_ascii_hash() -> None:
+    assert signed_message("sha256:ab") == b"flagstone-bundle:sha256:ab"
