@@ -1,8 +1,8 @@
 """Semantic diff: what changed, in the domain's words ("rollout on 20% → 50%").
 
 Objects are compared by key, never by file, so moving a flag between files of a folder
-kind is no change at all. Secret config values (``ENC[...]``, or marked
-``x-flagstone-secret`` in the app's schema) are reported as changed, never shown.
+kind is no change at all. Secret config values (``flagstone.secrets`` decides which) are
+reported as changed, never shown.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 from flagstone.load import read_environment
 from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, Environment
+from flagstone.secrets import NO_SECRETS, SECRET, SECRET_CHANGED, Secrets, is_encrypted
 
 Action = Literal["added", "removed", "changed"]
-SECRET = "<secret>"
+SecretsLike = Secrets | frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +47,18 @@ class Change:
 
 
 def is_secret_value(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("ENC[")
+    return is_encrypted(value)
+
+
+def _as_secrets(secrets: SecretsLike) -> Secrets:
+    return secrets if isinstance(secrets, Secrets) else Secrets(frozenset(secrets))
 
 
 def diff_environments(
     old: Environment | None,
     new: Environment | None,
     label: str | None = None,
-    secret_paths: frozenset[str] = frozenset(),
+    secrets: SecretsLike = NO_SECRETS,
 ) -> list[Change]:
     """Changes that turn ``old`` into ``new`` (either may be missing)."""
     env = label or (new or old).name  # type: ignore[union-attr]
@@ -80,7 +85,7 @@ def diff_environments(
                     changes.append(Change(env, kind, key, "changed", field, summary, o, n))
     old_config = dict(old.config.values) if old and old.config else {}
     new_config = dict(new.config.values) if new and new.config else {}
-    changes += config_changes(env, old_config, new_config, secret_paths)
+    changes += config_changes(env, old_config, new_config, secrets)
     return changes
 
 
@@ -288,8 +293,9 @@ def config_changes(
     env: str,
     old: Mapping[str, Any],
     new: Mapping[str, Any],
-    secret_paths: frozenset[str] = frozenset(),
+    secrets: SecretsLike = NO_SECRETS,
 ) -> list[Change]:
+    policy = _as_secrets(secrets)
     a, b = dict(_leaves(old)), dict(_leaves(new))
     a.pop("", None)
     b.pop("", None)
@@ -297,11 +303,14 @@ def config_changes(
     for key in sorted(set(a) | set(b)):
         if a.get(key, _ABSENT) == b.get(key, _ABSENT):
             continue
-        secret = key in secret_paths or is_secret_value(a.get(key)) or is_secret_value(b.get(key))
-        old_value = SECRET if secret and key in a else a.get(key)
-        new_value = SECRET if secret and key in b else b.get(key)
+        secret = policy.is_secret(key, a.get(key)) or policy.is_secret(key, b.get(key))
+        if secret:
+            old_value = SECRET if key in a else None
+            new_value = SECRET if key in b else None
+        else:
+            old_value, new_value = a.get(key), b.get(key)
         if key not in a:
-            summary = "secret added" if secret else f"set to {_show(b[key])}"
+            summary = "secret added" if secret else policy.redact(f"set to {_show(b[key])}")
             out.append(Change(env, "config", key, "added", None, summary, None, new_value))
         elif key not in b:
             out.append(
@@ -317,7 +326,9 @@ def config_changes(
                 )
             )
         else:
-            summary = "<secret: changed>" if secret else f"{_show(a[key])} → {_show(b[key])}"
+            summary = (
+                SECRET_CHANGED if secret else policy.redact(f"{_show(a[key])} → {_show(b[key])}")
+            )
             out.append(Change(env, "config", key, "changed", None, summary, old_value, new_value))
     return out
 
@@ -330,7 +341,7 @@ def diff_revisions(
     old_rev: str,
     new_rev: str | None,
     envs: Sequence[str],
-    secret_paths: frozenset[str] = frozenset(),
+    secrets: SecretsLike = NO_SECRETS,
 ) -> list[Change]:
     """Changes per environment between two revisions (``new_rev`` None: the working tree),
     read straight from git objects, nothing checked out."""
@@ -348,7 +359,7 @@ def diff_revisions(
         new_env = read_environment(env, new_files)[0] if new_files else None
         if old_env is None and new_env is None:
             continue
-        changes += diff_environments(old_env, new_env, env, secret_paths)
+        changes += diff_environments(old_env, new_env, env, secrets)
     return changes
 
 

@@ -30,6 +30,7 @@ from flagstone.edit import (
 from flagstone.errors import FlagstoneError, LoadError, Problem
 from flagstone.load import environment_files, parse_yaml, read_environment
 from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, Environment, Repository
+from flagstone.secrets import NO_SECRETS, SECRET, SECRET_CHANGED, Secrets, is_encrypted
 from flagstone.validate import validate_with_files
 
 
@@ -67,9 +68,11 @@ def key_history(
     envs: Sequence[str] | None = None,
     since: dt.datetime | None = None,
     author: str | None = None,
+    secrets: Secrets = NO_SECRETS,
 ) -> list[HistoryEntry]:
     """Every commit that changed ``key`` (a flag, segment or experiment key, or a dotted
-    config key such as ``api.timeout_ms``), newest first."""
+    config key such as ``api.timeout_ms``), newest first. A secret's values never leave
+    here: its entries say ``<secret: changed>``."""
     config_path = tuple(key.removeprefix("config.").split(".")) if "." in key else None
     wanted = {"config"} if config_path else set(KEYED_KINDS)
     entries = gitio.log(root, paths=[ENVIRONMENTS_DIR], reverse=True, raw=True)
@@ -116,10 +119,15 @@ def key_history(
                     "removed",
                     (f"{old_kind[:-1] if old_kind != 'config' else 'config key'} removed",),
                 )
+            elif kind == "config" and _is_secret(secrets, config_path, old, new):
+                action, summary = "changed", (SECRET_CHANGED,)
             elif kind == "config" or not isinstance(old, Mapping) or not isinstance(new, Mapping):
-                action, summary = "changed", (f"{_short(old)} → {_short(new)}",)
+                action, summary = "changed", (secrets.redact(f"{_short(old)} → {_short(new)}"),)
             else:
                 action, summary = "changed", tuple(object_changes(kind, old, new)) or ("changed",)
+            if kind == "config" and _is_secret(secrets, config_path, old, new):
+                old = SECRET if old is not MISSING else old
+                new = SECRET if new is not MISSING else new
             out.append(
                 HistoryEntry(
                     info,
@@ -145,11 +153,25 @@ def key_history(
     return out
 
 
+def _is_secret(secrets: Secrets, path: tuple[str, ...] | None, *values: Any) -> bool:
+    if path is None:
+        return False
+    from flagstone.secrets import leaves
+
+    if secrets.covers(path):
+        return True
+    return any(
+        is_encrypted(v) or any(is_encrypted(x) for _, x in leaves(v))
+        for v in values
+        if v is not MISSING
+    )
+
+
 def _short(value: Any) -> str:
     import json
 
-    if isinstance(value, str) and value.startswith("ENC["):
-        return "<secret>"
+    if is_encrypted(value):
+        return SECRET
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
@@ -263,7 +285,7 @@ def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()
     errors = [p for p in problems if p.is_error]
     if errors:
         raise RestorationInvalid(errors)
-    changes = diff_environments(current, after, env)
+    changes = diff_environments(current, after, env, repo.secrets)
     scope = ", ".join(only) if only else "every key"
     message = f"Roll back {env} to {sha[:12]} ({scope})\n\n" + "\n".join(
         f"- {c.kind[:-1] if c.kind != 'config' else 'config'} {c.key}: {c.summary}" for c in changes
@@ -365,7 +387,7 @@ def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -
         errors = [p for p in problems if p.is_error]
         if errors:
             raise RestorationInvalid(errors)
-        changes = diff_environments(current, after_revert, env)
+        changes = diff_environments(current, after_revert, env, repo.secrets)
         message = (
             f'Revert "{info.subject}" in {env}\n\nThis undoes {sha[:12]} for: {", ".join(undo)}'
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml_rs
 
-from flagstone.errors import DocPath, LoadError, Problem, RepositoryNotFound
+from flagstone.errors import DocPath, FlagstoneError, LoadError, Problem, RepositoryNotFound
 from flagstone.model import (
     ENVIRONMENTS_DIR,
     KEYED_KINDS,
@@ -32,6 +32,7 @@ from flagstone.model import (
     Segment,
     Settings,
 )
+from flagstone.secrets import SECRETS_FILE, secrets_of
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 # Problems that mean a file could not be read at all: its objects are missing from the model.
@@ -380,8 +381,13 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
     layout: dict[Kind, KindLayout] = {k: "absent" for k in (*KEYED_KINDS, "config")}
     config: Config | None = None
     read: list[str] = []
+    secret_values: dict[str, Any] | None = None
     for rel in sorted(files):
         if not rel.startswith(base) or not rel.endswith(YAML_SUFFIXES):
+            continue
+        if rel == base + SECRETS_FILE:
+            read.append(rel)
+            secret_values = _read_secrets_file(files[rel], rel, problems)
             continue
         parts = PurePosixPath(rel[len(base) :]).parts
         kind_name = PurePosixPath(parts[0]).stem if len(parts) == 1 else parts[0]
@@ -446,6 +452,9 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
                 )
                 continue
             bucket[key] = (raw, rel)
+    if secret_values:
+        merged = _merge_secrets(dict(config.values) if config else {}, secret_values)
+        config = Config(values=merged, file=config.file if config else base + "config.yaml")
     env = Environment(
         name=name,
         flags={k: Flag(k, raw, f) for k, (raw, f) in keyed["flags"].items()},
@@ -454,8 +463,56 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
         config=config,
         layout=layout,
         files=tuple(read),
+        secret_values=secret_values,
     )
     return env, problems
+
+
+def _read_secrets_file(content: bytes, rel: str, problems: list[Problem]) -> dict[str, Any] | None:
+    """The values of secrets.sops.yaml (still encrypted) without the ``sops:`` block."""
+    try:
+        data = parse_yaml(content, rel)
+    except LoadError as e:
+        problems.append(e.problem)
+        return None
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        problems.append(
+            Problem(
+                rel,
+                1,
+                1,
+                f"expected a mapping of secrets, found a {_yaml_type(data)}",
+                "not-a-mapping",
+            )
+        )
+        return None
+    if not isinstance(data.get("sops"), dict):
+        problems.append(
+            Problem(
+                rel,
+                1,
+                1,
+                f"{rel} has no sops: metadata: its values are not encrypted",
+                "secrets-not-encrypted",
+                hint="write secrets with `flagstone secret set`, never by hand",
+            )
+        )
+        return None
+    return {k: v for k, v in data.items() if k != "sops"}
+
+
+def _merge_secrets(config: dict[str, Any], secrets: Mapping[str, Any]) -> dict[str, Any]:
+    """The config view: config.yaml's values with the secrets file's merged in by key
+    (a key in both keeps the secret; validate reports the clash)."""
+    out = dict(config)
+    for key, value in secrets.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge_secrets(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
 
 
 def _yaml_type(value: Any) -> str:
@@ -505,7 +562,41 @@ def load_repository(
         env, found = read_environment(name, environment_files(root, name))
         environments[name] = env
         problems.extend(found)
-    return Repository(root=root, settings=settings, environments=environments), problems
+    secrets = secrets_of(
+        app_schema(root, settings),
+        [e.config.values for e in environments.values() if e.config is not None],
+        [e.secret_values for e in environments.values() if e.secret_values],
+    )
+    repo = Repository(root=root, settings=settings, environments=environments, secrets=secrets)
+    return repo, problems
+
+
+_schema_cache: dict[tuple[Path, float], Mapping[str, Any] | None] = {}
+
+
+def app_schema(root: Path, settings: Settings, *, strict: bool = False) -> Mapping[str, Any] | None:
+    """The app's config schema (``config_schema`` in flagstone.yaml), parsed once per
+    modification; None when there is none. An unreadable schema raises only with ``strict``."""
+    import json
+
+    name = settings.config_schema
+    if name is None:
+        return None
+    path = root / name
+    try:
+        stamp = (path, path.stat().st_mtime)
+    except OSError:
+        return None
+    if stamp not in _schema_cache:
+        try:
+            raw = path.read_bytes()
+            data = json.loads(raw) if name.endswith(".json") else parse_yaml(raw, name)
+        except (ValueError, FlagstoneError, OSError):
+            if strict:
+                raise
+            return None
+        _schema_cache[stamp] = data if isinstance(data, Mapping) else None
+    return _schema_cache[stamp]
 
 
 def read_worktree_text(root: Path) -> Callable[[str], str | None]:

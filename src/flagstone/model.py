@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from flagstone.errors import FlagstoneError
+from flagstone.secrets import NO_SECRETS, SECRETS_FILE, Secrets
 
 Kind = Literal["flags", "segments", "experiments", "config"]
 KEYED_KINDS: tuple[Kind, ...] = ("flags", "segments", "experiments")
@@ -216,10 +217,16 @@ class Environment:
     config: Config | None
     layout: Mapping[Kind, KindLayout]  # where each kind lives: flags.yaml or flags/
     files: tuple[str, ...] = ()  # every file read, repository-relative
+    # secrets.sops.yaml without its sops: block (values still encrypted); merged into config
+    secret_values: Mapping[str, Any] | None = None
 
     @property
     def directory(self) -> str:
         return f"{ENVIRONMENTS_DIR}/{self.name}"
+
+    @property
+    def secrets_file(self) -> str:
+        return f"{self.directory}/{SECRETS_FILE}"
 
     def objects(self, kind: Kind) -> Mapping[str, Flag | Segment | Experiment]:
         if kind == "flags":
@@ -306,6 +313,7 @@ class Repository:
     root: Path
     settings: Settings
     environments: Mapping[str, Environment]  # in promotion order
+    secrets: Secrets = NO_SECRETS  # what is secret, decided once at load (flagstone.secrets)
 
     def env(self, name: str) -> Environment:
         try:

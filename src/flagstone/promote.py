@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flagstone.diff import Change, diff_environments, is_secret_value
+from flagstone.diff import Change, diff_environments
 from flagstone.edit import (
     MISSING,
     DocumentSet,
@@ -25,6 +25,7 @@ from flagstone.edit import (
 )
 from flagstone.errors import ConflictError, FlagstoneError, Problem
 from flagstone.model import KEYED_KINDS, Environment, Kind, Repository
+from flagstone.secrets import SECRET, Secrets
 from flagstone.validate import iter_condition, marked_config_paths, validate_with_files
 
 
@@ -88,13 +89,12 @@ def plan_promotion(
     pinned = set(repo.settings.pinned) | {
         f"config.{p}" for p in marked_config_paths(repo, "x-flagstone-pinned")
     }
-    secret_paths = set(marked_config_paths(repo, "x-flagstone-secret"))
-    files, kept = _write_targets(repo, source, target, moves, pinned, secret_paths)
+    files, kept = _write_targets(repo, source, target, moves, pinned, repo.secrets)
     after, problems = _target_after(repo, target, files)
     errors = [p for p in problems if p.is_error]
     if errors:
         raise PromotionInvalid(errors)
-    changes = diff_environments(target, after, dst, frozenset(secret_paths))
+    changes = diff_environments(target, after, dst, repo.secrets)
     return Promotion(src, dst, moves, files, changes, kept, skip_order_reason)
 
 
@@ -202,14 +202,14 @@ def _write_targets(
     target: Environment,
     moves: Sequence[Move],
     pinned: set[str],
-    secret_paths: set[str],
+    secrets: Secrets,
 ) -> tuple[dict[str, str], list[str]]:
     docs = DocumentSet(repo.root)
     document = docs.__getitem__
     kept: list[str] = []
     for move in moves:
         if move.kind == "config":
-            kept += _promote_config(repo, source, target, move.key, pinned, secret_paths, document)
+            kept += _promote_config(repo, source, target, move.key, pinned, secrets, document)
             continue
         node = copy.deepcopy(document(source.file_for(move.kind, move.key)).data[move.key])
         target_doc = document(target.file_for(move.kind, move.key))
@@ -232,7 +232,7 @@ def _promote_config(
     target: Environment,
     prefix: str,
     pinned: set[str],
-    secret_paths: set[str],
+    secrets: Secrets,
     document: Any,
 ) -> list[str]:
     if source.config is None:
@@ -254,10 +254,8 @@ def _promote_config(
             for p in pinned
             if p.startswith("config.")
         )
-        secret = (
-            dotted in secret_paths
-            or is_secret_value(src_leaves.get(dotted))
-            or is_secret_value(dst_leaves.get(dotted))
+        secret = secrets.is_secret(dotted, src_leaves.get(dotted)) or secrets.is_secret(
+            dotted, dst_leaves.get(dotted)
         )
         if is_pinned or secret:
             if src_leaves.get(dotted, MISSING) != dst_leaves.get(dotted, MISSING):
@@ -354,10 +352,12 @@ def drift(repo: Repository, earlier: str, later: str) -> list[Drift]:
         f"config.{p}" for p in marked_config_paths(repo, "x-flagstone-pinned")
     }
     out: dict[tuple[str, str], list[Change]] = {}
-    for change in diff_environments(a, b, f"{earlier} → {later}"):
+    for change in diff_environments(a, b, f"{earlier} → {later}", repo.secrets):
         dotted = f"{change.kind}.{change.key}" + (f".{change.field}" if change.field else "")
         if any(dotted == p or dotted.startswith(p + ".") for p in pinned):
             continue
+        if change.kind == "config" and SECRET in (change.old, change.new):
+            continue  # secrets differ per environment by design: promotion never copies them
         out.setdefault((change.kind, change.key), []).append(change)
     result = []
     for (kind, key), changes in sorted(out.items()):

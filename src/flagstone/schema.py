@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema_rs
 
 from flagstone.errors import DocPath, FlagstoneError, Problem, format_path
+from flagstone.secrets import NO_SECRETS, SECRET, Secrets, is_encrypted, leaves
 
 BASE_URI = "https://flagstone.dev/schemas/"
 KIND_SCHEMAS = {
@@ -90,9 +91,21 @@ def check_against(schema_name: str, data: Any, file: str) -> list[Problem]:
 
 
 def check_app_config(
-    schema: Mapping[str, Any], data: Any, file: str, schema_file: str
+    schema: Mapping[str, Any],
+    data: Any,
+    file: str,
+    schema_file: str,
+    secrets: Secrets = NO_SECRETS,
 ) -> list[Problem]:
-    """Validate config values against the app's own JSON Schema."""
+    """Validate config values against the app's own JSON Schema.
+
+    Encrypted values are never decrypted to validate: they are left out of the instance
+    (a required key they provide still counts as given), and a finding about a secret
+    path never quotes the value.
+    """
+    encrypted = {p for p, v in leaves(data) if p and is_encrypted(v)}
+    if encrypted:
+        data = _without_paths(data, encrypted)
     try:
         if jsonschema_rs.meta.is_valid(dict(schema)) and _app_validator(
             json.dumps(schema, sort_keys=True)
@@ -118,7 +131,26 @@ def check_app_config(
                 path=tuple(e.path),
             )
         ]
-    return explain_errors(Draft202012Validator(schema), data, file, code="config-schema")
+    return explain_errors(
+        Draft202012Validator(schema),
+        data,
+        file,
+        code="config-schema",
+        secrets=secrets,
+        encrypted=frozenset(encrypted),
+    )
+
+
+def _without_paths(node: Any, paths: set[DocPath], here: DocPath = ()) -> Any:
+    if isinstance(node, Mapping):
+        return {
+            k: _without_paths(v, paths, (*here, k))
+            for k, v in node.items()
+            if (*here, k) not in paths
+        }
+    if isinstance(node, list):
+        return [_without_paths(v, paths, (*here, i)) for i, v in enumerate(node)]
+    return node
 
 
 @functools.lru_cache(maxsize=8)
@@ -126,14 +158,61 @@ def _app_validator(schema_json: str) -> Any:
     return jsonschema_rs.validator_for(json.loads(schema_json))
 
 
-def explain_errors(validator: Any, data: Any, file: str, code: str = "schema") -> list[Problem]:
-
+def explain_errors(
+    validator: Any,
+    data: Any,
+    file: str,
+    code: str = "schema",
+    *,
+    secrets: Secrets = NO_SECRETS,
+    encrypted: frozenset[DocPath] = frozenset(),
+) -> list[Problem]:
     problems: dict[DocPath, Problem] = {}
     for error in validator.iter_errors(data):
         error = _most_relevant(error)
-        path, message = _describe(error)
+        if error.validator == "required" and _given_encrypted(error, encrypted):
+            continue
+        path: DocPath = tuple(error.absolute_path)
+        if secrets.is_secret(path):
+            message = _describe_secret(path, error)
+        else:
+            path, message = _describe(error)
         problems.setdefault(path, Problem(file, 0, 0, message.lstrip(), code, path=path))
     return list(problems.values())
+
+
+def _given_encrypted(error: Any, encrypted: frozenset[DocPath]) -> bool:
+    """A "missing required key" whose keys are all there, encrypted (left out to validate)."""
+    here = tuple(error.absolute_path)
+    required = error.validator_value if isinstance(error.validator_value, list) else []
+    instance = error.instance if isinstance(error.instance, Mapping) else {}
+    missing = [name for name in required if name not in instance]
+    return bool(missing) and all(
+        (*here, name) in encrypted or any(p[: len(here) + 1] == (*here, name) for p in encrypted)
+        for name in missing
+    )
+
+
+def _describe_secret(path: DocPath, error: Any) -> str:
+    """What is wrong with a secret value, in words that never contain the value."""
+    where = format_path(path) + ":"
+    kind, expected = error.validator, error.validator_value
+    if kind == "type":
+        wanted = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"{where} {SECRET} is a {_json_type(error.instance)}, expected {wanted}"
+    words = {
+        "minLength": f"is shorter than {expected} characters",
+        "maxLength": f"is longer than {expected} characters",
+        "pattern": f"does not match the pattern {expected}",
+        "format": f"is not a valid {expected}",
+        "enum": "is not one of the allowed values",
+        "const": "is not the required value",
+        "minimum": f"is less than {expected}",
+        "maximum": f"is greater than {expected}",
+        "exclusiveMinimum": f"is not greater than {expected}",
+        "exclusiveMaximum": f"is not less than {expected}",
+    }
+    return f"{where} {SECRET} {words.get(kind, f'fails the schema ({kind})')}"
 
 
 def _most_relevant(error: Any) -> Any:

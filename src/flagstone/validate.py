@@ -8,7 +8,6 @@ only the files that have findings.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,7 +20,6 @@ from flagstone.load import (
     UNREADABLE,
     attach_positions,
     load_repository,
-    parse_yaml,
     read_worktree_text,
 )
 from flagstone.model import (
@@ -142,7 +140,7 @@ def validate_loaded(
             replace(p, severity="error") if p.code == "skipped-promotion" else p for p in problems
         ]
     reader = read_text or read_worktree_text(repo.root)
-    return attach_positions(problems, reader)
+    return repo.secrets.redact_problems(attach_positions(problems, reader))
 
 
 def validate_with_files(
@@ -750,18 +748,16 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
         return []
     problems: list[Problem] = []
     file = env.config.file
+    secrets = repo.secrets
     schema = _app_schema(repo)
     if schema is not None:
         problems += check_app_config(
-            schema, dict(env.config.values), file, repo.settings.config_schema or ""
+            schema, dict(env.config.values), file, repo.settings.config_schema or "", secrets
         )
-        secret_paths = set(_marked_paths(schema, "x-flagstone-secret"))
-    else:
-        secret_paths = set()
     for path, value in _leaves(env.config.values, ()):
         dotted = ".".join(str(p) for p in path)
         is_literal = isinstance(value, str) and value and not NOT_A_LITERAL.match(value)
-        if dotted in secret_paths and is_literal:
+        if is_literal and secrets.is_secret(path):
             problems.append(
                 Problem(
                     file,
@@ -770,7 +766,7 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
                     f"{dotted} is a secret and must be stored encrypted",
                     "secret-not-encrypted",
                     path=path,
-                    hint="store it with `flagstone secret set`",
+                    hint=f"store it with `flagstone secret set {env.name} {dotted}` (reads the value from stdin) and remove it from {file}",
                 )
             )
         elif is_literal and SECRET_NAME.search(str(path[-1])):
@@ -786,26 +782,23 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
                     hint="encrypt it, or reference it (${ENV_VAR}) instead of writing it here",
                 )
             )
+    if env.secret_values:
+        # Findings about values that live in the secrets file point there.
+        in_secrets = {p for p, _ in _leaves(env.secret_values, ())}
+        problems = [
+            replace(p, file=env.secrets_file)
+            if p.file == file
+            and any(p.path[: len(q)] == q for q in in_secrets if len(p.path) >= len(q))
+            else p
+            for p in problems
+        ]
     return problems
 
 
-_schema_cache: dict[tuple[Path, float], Mapping[str, Any] | None] = {}
-
-
 def _app_schema(repo: Repository) -> Mapping[str, Any] | None:
-    name = repo.settings.config_schema
-    if name is None:
-        return None
-    path = repo.root / name
-    try:
-        stamp = (path, path.stat().st_mtime)
-    except OSError:
-        return None
-    if stamp not in _schema_cache:
-        raw = path.read_bytes()
-        data = json.loads(raw) if name.endswith(".json") else parse_yaml(raw, name)
-        _schema_cache[stamp] = data if isinstance(data, Mapping) else None
-    return _schema_cache[stamp]
+    from flagstone.load import app_schema
+
+    return app_schema(repo.root, repo.settings, strict=True)
 
 
 def _marked_paths(schema: Mapping[str, Any], marker: str, prefix: str = "") -> Iterator[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable, Iterable
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -99,8 +100,27 @@ def fail(message: str) -> typer.Exit:
     """Print one red line to stderr; return the Exit to raise (exit code 2)."""
     from rich.text import Text
 
-    err.print(Text.assemble(("error: ", "bold red"), message))
+    from flagstone.secrets import redact_text
+
+    err.print(Text.assemble(("error: ", "bold red"), redact_text(message)))
     return typer.Exit(ExitCode.ERROR)
+
+
+def internal_error(exc: BaseException) -> typer.Exit:
+    """An unexpected exception: one line (the traceback with FLAGSTONE_DEBUG=1), every
+    secret this process has seen scrubbed from both."""
+    import os
+    import traceback
+
+    from flagstone.secrets import redact_text
+
+    if os.environ.get("FLAGSTONE_DEBUG"):
+        sys.stderr.write(redact_text("".join(traceback.format_exception(exc))))
+    summary = redact_text(f"{type(exc).__name__}: {exc}")
+    return fail(
+        f"internal error ({summary}); this is a bug in flagstone: rerun with FLAGSTONE_DEBUG=1 "
+        "for the traceback and report it"
+    )
 
 
 @overload
@@ -123,6 +143,10 @@ def command(
                 return fn(*args, **kwargs)
             except FlagstoneError as e:
                 raise fail(str(e)) from None
+            except Exception as e:
+                if type(e).__module__.startswith(("typer", "click")):
+                    raise  # Exit, Abort, usage errors: the CLI framework's own
+                raise internal_error(e) from None
 
         (group or app).command(name=name)(wrapper)
         return fn

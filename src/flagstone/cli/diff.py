@@ -12,13 +12,6 @@ from flagstone.errors import FlagstoneError
 
 if TYPE_CHECKING:
     from flagstone.diff import Change
-    from flagstone.model import Repository
-
-
-def secret_paths(repo: Repository) -> frozenset[str]:
-    from flagstone.validate import marked_config_paths
-
-    return frozenset(marked_config_paths(repo, "x-flagstone-secret"))
 
 
 def render_changes(
@@ -77,7 +70,7 @@ def diff(
 
     repo_root = find_root(root or Path.cwd())
     repo, _ = load_repository(repo_root)
-    secrets = secret_paths(repo)
+    secrets = repo.secrets
     if rev is not None:
         if envs:
             raise FlagstoneError("pass two environments or --rev R1..R2, not both")

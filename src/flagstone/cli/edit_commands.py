@@ -318,12 +318,12 @@ def config_set(
     """Set a config value, typed against the app's config schema."""
     from flagstone.edit import set_path
     from flagstone.load import find_root, load_repository
-    from flagstone.validate import marked_config_paths
 
     repo, _ = load_repository(find_root(root or Path.cwd()), [env])
-    if key in marked_config_paths(repo, "x-flagstone-secret"):
+    if repo.secrets.covers(key):
         raise FlagstoneError(
-            f"{key} is a secret: it must be stored encrypted, not set in plain text"
+            f"{key} is a secret: it must be stored encrypted, not set in plain text; "
+            f"use `flagstone secret set {env} {key}` (reads the value from stdin)"
         )
     typed = _typed(repo, key, value)
 
@@ -358,8 +358,8 @@ def config_get(
     root: Root = None,
 ) -> None:
     """Print a config value as JSON (secrets are not shown)."""
-    from flagstone.diff import is_secret_value
     from flagstone.load import find_root, load_repository
+    from flagstone.secrets import SECRET
 
     repo, _ = load_repository(find_root(root or Path.cwd()), [env])
     config = repo.env(env).config
@@ -368,5 +368,10 @@ def config_get(
     if value is missing:
         raise FlagstoneError(f"no config key {key!r} in {env}")
     sys.stdout.write(
-        ("<secret>" if is_secret_value(value) else json.dumps(value, sort_keys=True)) + "\n"
+        (
+            SECRET
+            if repo.secrets.covers(key) or repo.secrets.is_secret(key, value)
+            else json.dumps(repo.secrets.redact_value(value), sort_keys=True)
+        )
+        + "\n"
     )

@@ -55,7 +55,7 @@ def history(
     from rich.text import Text
 
     from flagstone.history import key_history
-    from flagstone.load import find_root
+    from flagstone.load import find_root, load_repository
 
     since_at = None
     if since is not None:
@@ -67,8 +67,10 @@ def history(
             ) from None
         if since_at.tzinfo is None:
             since_at = since_at.replace(tzinfo=dt.UTC)
+    repo_root = find_root(root or Path.cwd())
+    repo, _ = load_repository(repo_root)
     entries = key_history(
-        find_root(root or Path.cwd()), key, envs=env, since=since_at, author=author
+        repo_root, key, envs=env, since=since_at, author=author, secrets=repo.secrets
     )
     if fmt is Format.json:
         doc = [

@@ -1,0 +1,193 @@
+"""What is secret, decided in one place, and how a secret is shown: never.
+
+A config value is secret when its path is marked ``x-flagstone-secret: true`` in the app's
+schema, when it lives in an environment's ``secrets.sops.yaml``, or when it is stored
+encrypted (``ENC[...]``). ``Secrets`` is computed once when a repository is loaded
+(``load.load_repository``) and travels on the ``Repository``; every reporter — problems,
+changes, history, drift, errors and tracebacks — asks it before a value becomes text.
+
+Two nets, so that one mistake is not a leak:
+- by path: a secret path is rendered ``<secret>`` (``<secret: changed>`` in a diff),
+  whatever its value, in every environment and every revision;
+- by value: the plaintext strings found at secret paths (a secret committed unencrypted
+  by mistake) are scrubbed from any message text, so an explanation that embeds a value
+  (``'hunter2' is too short``) cannot carry it out either.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from flagstone.errors import DocPath, Problem
+
+SECRET = "<secret>"
+SECRET_CHANGED = "<secret: changed>"
+SECRET_MARKER = "x-flagstone-secret"
+SECRETS_FILE = "secrets.sops.yaml"  # environments/<env>/secrets.sops.yaml
+# Shorter plaintexts are not scrubbed from free text: "on" or "42" would shred every message.
+MIN_SCRUB_LENGTH = 4
+_ENCRYPTED = re.compile(r"ENC\[AES256_GCM,data:[^\]]*\]")
+
+
+def is_encrypted(value: Any) -> bool:
+    """A SOPS-encrypted value (``ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]``)."""
+    return isinstance(value, str) and value.startswith("ENC[")
+
+
+def dotted(path: DocPath) -> str:
+    return ".".join(str(p) for p in path)
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The secret config paths of a repository and the plaintexts to keep out of text."""
+
+    paths: frozenset[str] = frozenset()  # dotted config paths ("db.password")
+    plaintexts: tuple[str, ...] = ()  # longest first, so a longer secret is scrubbed whole
+    _pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def build(cls, paths: Iterable[str], plaintexts: Iterable[Any] = ()) -> Secrets:
+        texts = {_text(v) for v in plaintexts}
+        kept = tuple(
+            sorted((t for t in texts if len(t) >= MIN_SCRUB_LENGTH), key=lambda t: (-len(t), t))
+        )
+        pattern = re.compile("|".join(re.escape(t) for t in kept)) if kept else None
+        remember(kept)
+        return cls(frozenset(paths), kept, pattern)
+
+    def with_plaintexts(self, values: Iterable[Any]) -> Secrets:
+        """These secrets plus more plaintexts (values just decrypted, say)."""
+        return Secrets.build(self.paths, (*self.plaintexts, *values))
+
+    def is_secret(self, path: str | DocPath, value: Any = None) -> bool:
+        """Whether the config value at ``path`` (dotted, or a document path) is secret."""
+        key = path if isinstance(path, str) else dotted(path)
+        if is_encrypted(value):
+            return True
+        if key in self.paths:
+            return True
+        return any(key.startswith(p + ".") for p in self.paths)
+
+    def covers(self, path: str | DocPath) -> bool:
+        """Whether ``path`` is a secret path or holds one (``db`` holds ``db.password``)."""
+        key = path if isinstance(path, str) else dotted(path)
+        return self.is_secret(key) or any(p.startswith(key + ".") for p in self.paths)
+
+    def show(self, path: str | DocPath, value: Any) -> Any:
+        """The value as it may be shown: ``<secret>`` for a secret, else itself (scrubbed)."""
+        if self.is_secret(path, value):
+            return SECRET
+        return self.redact_value(value)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret plaintext and ciphertext replaced by ``<secret>``."""
+        if self._pattern is not None:
+            text = self._pattern.sub(SECRET, text)
+        return redact_text(_ENCRYPTED.sub(SECRET, text))
+
+    def redact_value(self, value: Any) -> Any:
+        """A JSON-like value with secrets scrubbed from every string in it."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, Mapping):
+            return {k: self.redact_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact_value(v) for v in value]
+        return value
+
+    def redact_problem(self, problem: Problem) -> Problem:
+        message = self.redact(problem.message)
+        hint = self.redact(problem.hint) if problem.hint is not None else None
+        if message == problem.message and hint == problem.hint:
+            return problem
+        return replace(problem, message=message, hint=hint)
+
+    def redact_problems(self, problems: Iterable[Problem]) -> list[Problem]:
+        return [self.redact_problem(p) for p in problems]
+
+
+NO_SECRETS = Secrets()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return ""  # true/false are never worth scrubbing
+    return str(value) if value is not None else ""
+
+
+# Every plaintext any Secrets in this process has seen: the last net, used where no
+# repository is at hand (an error message at the CLI's edge, a traceback).
+_known: set[str] = set()
+_known_pattern: re.Pattern[str] | None = None
+_lock = threading.Lock()
+
+
+def remember(plaintexts: Iterable[str]) -> None:
+    global _known_pattern
+    new = {t for t in plaintexts if len(t) >= MIN_SCRUB_LENGTH} - _known
+    if not new:
+        return
+    with _lock:
+        _known.update(new)
+        ordered = sorted(_known, key=lambda t: (-len(t), t))
+        _known_pattern = re.compile("|".join(re.escape(t) for t in ordered))
+
+
+def redact_text(text: str) -> str:
+    """Scrub every plaintext secret this process has seen from ``text``."""
+    pattern = _known_pattern
+    return pattern.sub(SECRET, text) if pattern is not None else text
+
+
+# --- deciding what is secret -----------------------------------------------------------
+
+
+def marked_paths(schema: Mapping[str, Any], marker: str, prefix: str = "") -> Iterator[str]:
+    """Dotted config paths whose schema property carries ``marker: true``."""
+    for name, sub in schema.get("properties", {}).items():
+        if not isinstance(sub, Mapping):
+            continue
+        path = f"{prefix}{name}"
+        if sub.get(marker) is True:
+            yield path
+        yield from marked_paths(sub, marker, path + ".")
+
+
+def leaves(node: Any, path: DocPath = ()) -> Iterator[tuple[DocPath, Any]]:
+    """Every scalar in a config tree with its document path."""
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            yield from leaves(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from leaves(v, (*path, i))
+    else:
+        yield path, node
+
+
+def secrets_of(
+    schema: Mapping[str, Any] | None,
+    configs: Iterable[Mapping[str, Any]],
+    secret_files: Iterable[Mapping[str, Any]] = (),
+) -> Secrets:
+    """Decide what is secret: marked paths, every key of a secrets file, every encrypted
+    value; and remember the plaintexts found at those paths (a secret not yet encrypted)."""
+    paths = set(marked_paths(schema, SECRET_MARKER)) if schema is not None else set()
+    configs = list(configs)
+    for tree in secret_files:
+        paths.update(dotted(p) for p, _ in leaves(tree) if p)
+    for tree in configs:
+        paths.update(dotted(p) for p, v in leaves(tree) if is_encrypted(v))
+    probe = Secrets(frozenset(paths))
+    plaintexts = [
+        v
+        for tree in configs
+        for p, v in leaves(tree)
+        if v is not None and not is_encrypted(v) and probe.is_secret(p)
+    ]
+    return Secrets.build(paths, plaintexts)
