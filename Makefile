@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean system-deps
+.PHONY: demo test test-js lint bench clean system-deps
+JS := clients/js
+JS_STAMP := $(JS)/node_modules/.installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +21,16 @@ demo: $(STAMP)
 
 test: lint system-deps
 	$(BIN)/python -m pytest -q
+	@$(MAKE) --no-print-directory test-js
+
+# The TypeScript runtime: npm ci when node_modules is missing or stale, then Vitest (the
+# shared conformance vectors, React, OpenFeature, codegen type checks, a real browser).
+$(JS_STAMP): $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test-js: $(JS_STAMP) $(STAMP)
+	cd $(JS) && FLAGSTONE_PYTHON=$(CURDIR)/$(BIN)/python npx vitest run
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

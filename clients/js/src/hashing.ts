@@ -1,0 +1,112 @@
+/**
+ * Deterministic bucketing, byte for byte the Python runtime's (src/flagstone/runtime/hashing.py):
+ *
+ *     bucket(salt, unit) = (murmur3_x86_32(cbor_text(salt + "/" + unit), seed 0) * 10_000) >> 32
+ *
+ * cbor_text is the CBOR (RFC 8949) text string: header 0x60+n below 24 bytes, 0x78 n below
+ * 256, 0x79 + 2 bytes below 65,536, 0x7a + 4 bytes beyond, then the UTF-8 bytes. 32-bit
+ * arithmetic is `Math.imul` and `>>> 0`; the product with 10,000 stays below 2^53, so the
+ * division by 2^32 is exact.
+ */
+export const BUCKETS = 10_000;
+
+// One growing scratch buffer: hashing allocates nothing on the hot path.
+let scratch = new Uint8Array(512);
+
+/** UTF-8 of `text` written at `at`; a lone surrogate throws, as Python's str.encode does. */
+function writeUtf8(text: string, out: Uint8Array, at: number): number {
+  for (let i = 0; i < text.length; i++) {
+    let c = text.charCodeAt(i);
+    if (c < 0x80) out[at++] = c;
+    else if (c < 0x800) {
+      out[at++] = 0xc0 | (c >> 6);
+      out[at++] = 0x80 | (c & 63);
+    } else if (c >= 0xd800 && c < 0xe000) {
+      const d = text.charCodeAt(++i);
+      if (c >= 0xdc00 || !(d >= 0xdc00 && d < 0xe000)) throw new TypeError("unit id has a lone surrogate");
+      c = 0x10000 + ((c & 0x3ff) << 10) + (d & 0x3ff);
+      out[at++] = 0xf0 | (c >> 18);
+      out[at++] = 0x80 | ((c >> 12) & 63);
+      out[at++] = 0x80 | ((c >> 6) & 63);
+      out[at++] = 0x80 | (c & 63);
+    } else {
+      out[at++] = 0xe0 | (c >> 12);
+      out[at++] = 0x80 | ((c >> 6) & 63);
+      out[at++] = 0x80 | (c & 63);
+    }
+  }
+  return at;
+}
+
+/** The CBOR text-string encoding of `text` (a fresh array; the hot path uses the scratch buffer). */
+export function cborText(text: string): Uint8Array {
+  const [start, end] = encode(text);
+  return scratch.slice(start, end);
+}
+
+function encode(text: string): [number, number] {
+  if (scratch.length < text.length * 3 + 5) scratch = new Uint8Array(text.length * 3 + 5);
+  const end = writeUtf8(text, scratch, 5);
+  const n = end - 5;
+  let start: number;
+  if (n < 24) scratch[(start = 4)] = 0x60 + n;
+  else if (n < 0x100) {
+    start = 3;
+    scratch[3] = 0x78;
+    scratch[4] = n;
+  } else if (n < 0x10000) {
+    start = 2;
+    scratch[2] = 0x79;
+    scratch[3] = n >> 8;
+    scratch[4] = n & 255;
+  } else {
+    start = 0;
+    scratch[0] = 0x7a;
+    scratch[1] = n >>> 24;
+    scratch[2] = (n >> 16) & 255;
+    scratch[3] = (n >> 8) & 255;
+    scratch[4] = n & 255;
+  }
+  return [start, end];
+}
+
+/** MurmurHash3 x86 32-bit of data[start, end), seed 0, unsigned. */
+export function murmur3(data: Uint8Array, start = 0, end = data.length): number {
+  let h = 0;
+  let i = start;
+  const n = end - start;
+  const blocks = start + (n & ~3);
+  for (; i < blocks; i += 4) {
+    let k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  let k = 0;
+  switch (n & 3) {
+    case 3:
+      k ^= data[i + 2] << 16;
+    // falls through
+    case 2:
+      k ^= data[i + 1] << 8;
+    // falls through
+    case 1:
+      k ^= data[i];
+      k = Math.imul(k, 0xcc9e2d51);
+      h ^= Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+  }
+  h ^= n;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** The bucket (0..9,999) of an already-joined key `salt + "/" + unit`. */
+export function bucketOfKey(key: string): number {
+  const [start, end] = encode(key);
+  return Math.floor((murmur3(scratch, start, end) * BUCKETS) / 4294967296);
+}
+
+export const bucket = (salt: string, unit: string): number => bucketOfKey(salt + "/" + unit);

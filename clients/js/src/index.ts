@@ -1,0 +1,18 @@
+export { Client } from "./client.js";
+export type {
+  ArmOf,
+  ChangeEvent,
+  ClientOptions,
+  ConfigKey,
+  ConfigOf,
+  ExperimentKey,
+  Exposure,
+  FlagKey,
+  Register,
+  ValueOf,
+  VariantOf,
+} from "./client.js";
+export { BundleError, compileBundle, resolve, type CompiledBundle, type Reason, type Resolution } from "./evaluate.js";
+export { bucket, cborText, murmur3 } from "./hashing.js";
+export type { Context, Json } from "./operators.js";
+export { bundleHash, canonicalJson, verifyBundle, type PublicKey } from "./verify.js";
