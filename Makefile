@@ -30,7 +30,9 @@ $(JS_STAMP): $(JS)/package-lock.json
 	touch $@
 
 test-js: $(JS_STAMP) $(STAMP)
+	cd $(JS) && npx tsc -p tsconfig.json
 	cd $(JS) && FLAGSTONE_PYTHON=$(CURDIR)/$(BIN)/python npx vitest run
+	cd $(JS) && npm run --silent build >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

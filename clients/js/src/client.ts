@@ -76,20 +76,41 @@ export class Client {
   private etag: string | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private paused = false;
-  private closed = false;
+  private closed = true;
+  private url = "";
+  private interval = 30_000;
   private readonly options: ClientOptions;
 
   constructor(options: ClientOptions = {}) {
     this.options = options;
-    let ready: Promise<boolean> = Promise.resolve(false);
+    let settle!: (live: boolean) => void;
+    this.ready = new Promise((resolve) => (settle = resolve));
+    this.settle = (live) => {
+      this.settle = () => {};
+      settle(live);
+    };
     if (options.bundle !== undefined) {
-      ready = options.publicKey ? this.load(options.bundle) : Promise.resolve(this.apply(options.bundle));
+      if (options.publicKey) void this.load(options.bundle).then((live) => (live || !options.url) && this.settle(live));
+      else if (this.apply(options.bundle) || !options.url) this.settle(this.compiled !== null);
     }
-    if (options.url) {
-      ready = ready.then((live) => this.poll().then(() => live || this.compiled !== null));
-      if (typeof document !== "undefined") document.addEventListener("visibilitychange", this.wake);
-    }
-    this.ready = ready;
+    if (options.url) this.watch(options.url, options.pollInterval);
+    else if (options.bundle === undefined) this.settle(false);
+  }
+
+  private settle: (live: boolean) => void;
+
+  /**
+   * Fetch `url` now and then every `pollInterval` ms (paused while the page is hidden);
+   * returns the function that stops polling.
+   */
+  watch(url: string, pollInterval = this.options.pollInterval ?? 30_000): () => void {
+    this.stop();
+    this.url = url;
+    this.interval = pollInterval;
+    this.closed = false;
+    if (typeof document !== "undefined") document.addEventListener("visibilitychange", this.wake);
+    void this.poll().then(() => this.settle(this.compiled !== null));
+    return () => this.stop();
   }
 
   get hash(): string | null {
@@ -165,9 +186,10 @@ export class Client {
   }
 
   private async poll(): Promise<void> {
-    const { url, headers, fetch: fetchFn = globalThis.fetch } = this.options;
+    const { headers, fetch: fetchFn = globalThis.fetch } = this.options;
+    const url = this.url;
     try {
-      const response = await fetchFn(url!, { headers: this.etag ? { ...headers, "If-None-Match": this.etag } : headers });
+      const response = await fetchFn(url, { headers: this.etag ? { ...headers, "If-None-Match": this.etag } : headers });
       if (response.status === 304) return;
       if (!response.ok) throw new BundleError(`${url} answered HTTP ${response.status}`);
       const text = await response.text();
@@ -181,7 +203,7 @@ export class Client {
   }
 
   private schedule(): void {
-    const interval = this.options.pollInterval ?? 30_000;
+    const interval = this.interval;
     if (this.closed || interval <= 0) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => (hidden() ? (this.paused = true) : this.poll()), interval);
@@ -201,10 +223,17 @@ export class Client {
     return () => void this.listeners.delete(listener);
   }
 
-  close(): void {
+  /** Stop polling (`watch` starts again). */
+  stop(): void {
     this.closed = true;
+    this.paused = false;
     clearTimeout(this.timer);
     if (typeof document !== "undefined") document.removeEventListener("visibilitychange", this.wake);
+  }
+
+  close(): void {
+    this.stop();
+    this.listeners.clear();
   }
 
   // --- evaluation -----------------------------------------------------------------------
@@ -274,27 +303,26 @@ export class Client {
     }
   }
 
-  /** Log one exposure of `context`'s unit to `arm` (what `assign` does after assigning). */
-  expose(experiment: string, arm: string, context: Context): void {
+  /** The exposure record of `context`'s unit in `arm`, or null for an unknown experiment. */
+  exposure(experiment: string, arm: string, context: Context): Exposure | null {
     const compiled = this.compiled?.experiments.get(experiment);
-    const onExposure = this.options.onExposure;
-    if (!compiled || !onExposure) return;
+    if (!compiled) return null;
     const dimensions: Record<string, unknown> = {};
     for (const attr of compiled.dimensions) {
       const v = get(context, attr);
       if (v != null) dimensions[attr] = v;
     }
+    const unit = unitString(get(context, compiled.unit)) ?? "";
+    return { type: "exposure", experiment, arm, unit, flag: compiled.flag, environment: this.compiled!.environment, ts: Date.now() / 1000, dimensions };
+  }
+
+  /** Log one exposure of `context`'s unit in `arm` (what `assign` does after assigning). */
+  expose(experiment: string, arm: string, context: Context): void {
+    const onExposure = this.options.onExposure;
+    const record = onExposure && this.exposure(experiment, arm, context);
+    if (!record) return;
     try {
-      onExposure({
-        type: "exposure",
-        experiment,
-        arm,
-        unit: unitString(get(context, compiled.unit)) ?? "",
-        flag: compiled.flag,
-        environment: this.compiled!.environment,
-        ts: Date.now() / 1000,
-        dimensions,
-      });
+      onExposure(record);
     } catch (e) {
       this.report(e as Error);
     }

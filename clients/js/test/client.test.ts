@@ -1,0 +1,153 @@
+import { type Server, createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { Client, type ChangeEvent } from "../src/index.js";
+import { readVectors } from "./vectors.js";
+
+const bundle = readVectors("vectors.json").bundle;
+const variantOf = (b: any, flag: string, variant: string, hash: string): any => {
+  const next = structuredClone(b);
+  next.flags[flag].default = { variant };
+  next.hash = `sha256:${hash.repeat(64)}`;
+  return next;
+};
+
+/** A bundle server on localhost whose answers a test scripts. */
+function serve(): { url: Promise<string>; body: string; status: number; requests: { etag?: string }[]; server: Server } {
+  const state = {
+    body: JSON.stringify(bundle),
+    status: 200,
+    requests: [] as { etag?: string }[],
+    server: createServer((req, res) => {
+      state.requests.push({ etag: req.headers["if-none-match"] as string | undefined });
+      const etag = `"${JSON.parse(state.body.length > 2 && state.body.endsWith("}") ? state.body : '{"hash":"partial"}').hash}"`;
+      if (state.status !== 200) return void res.writeHead(state.status).end("nope");
+      if (req.headers["if-none-match"] === etag) return void res.writeHead(304).end();
+      res.writeHead(200, { ETag: etag, "Content-Type": "application/json" }).end(state.body);
+    }),
+    url: null as unknown as Promise<string>,
+  };
+  state.url = new Promise((resolve) => state.server.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${(state.server.address() as AddressInfo).port}/prod.json`)));
+  return state;
+}
+
+let open: { server: Server; client?: Client }[] = [];
+afterEach(() => {
+  for (const o of open) {
+    o.client?.close();
+    o.server.close();
+  }
+  open = [];
+});
+const waitFor = (check: () => boolean, ms = 2000): Promise<void> => vi.waitFor(() => expect(check()).toBe(true), { timeout: ms, interval: 10 });
+
+describe("Client from an object", () => {
+  it("answers synchronously, and never throws into the app", () => {
+    const client = new Client({ bundle });
+    expect(client.variant("op-eq", { plan: "pro" })).toBe("yes");
+    expect(client.enabled("op-eq", { plan: "pro" })).toBe(true);
+    expect(client.variant("nope" as string, {}, "dflt")).toBe("dflt");
+    expect(client.details("nope", {}, 7)).toMatchObject({ value: 7, reason: "FLAG_NOT_FOUND" });
+    expect(client.details("rollout-default", {}, "dflt")).toMatchObject({ value: "dflt", reason: "ERROR" });
+    // hostile contexts: null (an ERROR, as in Python), a getter that throws, a lone surrogate, inherited names
+    expect(client.details("op-eq", null as any, "dflt")).toMatchObject({ value: "dflt", reason: "ERROR" });
+    const trap = Object.defineProperty({}, "plan", { get: () => { throw new Error("boom"); } });
+    expect(client.details("op-eq", trap, "dflt")).toMatchObject({ value: "dflt", reason: "ERROR", message: "Error: boom" });
+    expect(client.value("rollout-default", { user_id: "\udc00" }, "dflt")).toBe("dflt");
+    expect(client.variant("op-eq", { plan: "pro", constructor: 1 })).toBe("yes");
+  });
+
+  it("a broken bundle leaves the client answering defaults, with the reason", () => {
+    const onError = vi.fn();
+    const client = new Client({ bundle: '{"format": "flagstone-bundle", "version": 1, "flags": {"x": ', onError });
+    expect(client.variant("x", {}, "dflt")).toBe("dflt");
+    expect(client.lastError).toMatch(/^not valid JSON \(truncated or corrupt\)/);
+    expect(onError).toHaveBeenCalledOnce();
+    expect(new Client({ bundle: { format: "other" }, onError }).lastError).toBe("not a flagstone bundle (format field)");
+  });
+
+  it("config reads dotted keys, own properties only", () => {
+    const client = new Client({ bundle: { ...bundle, config: { api: { timeout_ms: 2500 }, "x.y": 1 } } });
+    expect(client.config("api.timeout_ms")).toBe(2500);
+    expect(client.config("api.retries", 3)).toBe(3);
+    expect(client.config("api.constructor", "none")).toBe("none");
+  });
+
+  it("assign logs one exposure per call with the declared dimensions only", () => {
+    const exposures: any[] = [];
+    const b = structuredClone(bundle);
+    b.experiments.onboarding.dimensions = ["plan"];
+    const client = new Client({ bundle: b, onExposure: (e) => exposures.push(e) });
+    const a = readVectors("vectors.json").assignments.find((x: any) => x.experiment === "onboarding" && x.arm);
+    const ctx = { ...a.context, plan: "pro", email: "private@example.com" };
+    expect(client.assign("onboarding", ctx)).toBe(a.arm);
+    expect(client.arm("onboarding", ctx)).toBe(a.arm);
+    expect(exposures).toEqual([
+      { type: "exposure", experiment: "onboarding", arm: a.arm, unit: String(a.context.user_id), flag: "onboarding-flow", environment: "prod", ts: expect.any(Number), dimensions: { plan: "pro" } },
+    ]);
+  });
+});
+
+describe("Client from a URL", () => {
+  it("polls with If-None-Match, swaps a changed bundle and tells listeners which flags changed", async () => {
+    const s = serve();
+    const client = new Client({ url: await s.url, pollInterval: 20 });
+    open.push({ server: s.server, client });
+    expect(await client.ready).toBe(true);
+    const events: ChangeEvent[] = [];
+    client.onChange((e) => events.push(e));
+    await waitFor(() => s.requests.length >= 3);
+    expect(s.requests[0].etag).toBeUndefined();
+    expect(s.requests[2].etag).toBe(`"${bundle.hash}"`);
+    expect(events).toEqual([]);
+    s.body = JSON.stringify(variantOf(bundle, "op-eq", "yes", "a"));
+    await waitFor(() => events.length === 1);
+    expect(events[0]).toEqual({ hash: `sha256:${"a".repeat(64)}`, previousHash: bundle.hash, flagsChanged: ["op-eq"] });
+    expect(client.variant("op-eq", {})).toBe("yes");
+  });
+
+  it("keeps the last good bundle through a server error, a truncated body and an invalid bundle", async () => {
+    const s = serve();
+    const errors: string[] = [];
+    const client = new Client({ url: await s.url, pollInterval: 15, onError: (e) => errors.push(e.message) });
+    open.push({ server: s.server, client });
+    await client.ready;
+    s.status = 500;
+    await waitFor(() => errors.length >= 1);
+    s.status = 200;
+    const full = JSON.stringify(variantOf(bundle, "op-eq", "yes", "b"));
+    s.body = full.slice(0, full.length / 2);
+    await waitFor(() => errors.some((e) => e.startsWith("not valid JSON")));
+    s.body = JSON.stringify({ ...variantOf(bundle, "op-eq", "yes", "c"), version: 2 });
+    await waitFor(() => errors.includes("unsupported bundle version 2"));
+    expect(client.hash).toBe(bundle.hash);
+    expect(client.variant("op-eq", {})).toBe("no");
+    expect(errors[0]).toMatch(/answered HTTP 500$/);
+    s.body = full; // the server recovers: the next poll goes live
+    await waitFor(() => client.hash === `sha256:${"b".repeat(64)}`);
+    expect(client.lastError).toBeNull();
+  });
+
+  it("a first fetch that fails resolves ready with false and keeps polling", async () => {
+    const s = serve();
+    s.status = 503;
+    const client = new Client({ url: await s.url, pollInterval: 15, onError: () => {} });
+    open.push({ server: s.server, client });
+    expect(await client.ready).toBe(false);
+    expect(client.variant("op-eq", {}, "dflt")).toBe("dflt");
+    s.status = 200;
+    await waitFor(() => client.hash === bundle.hash);
+  });
+
+  it("stop() ends polling", async () => {
+    const s = serve();
+    const client = new Client({ url: await s.url, pollInterval: 10 });
+    open.push({ server: s.server, client });
+    await waitFor(() => s.requests.length >= 2);
+    client.stop();
+    await new Promise((r) => setTimeout(r, 30));
+    const seen = s.requests.length;
+    await new Promise((r) => setTimeout(r, 60));
+    expect(s.requests.length).toBe(seen);
+  });
+});

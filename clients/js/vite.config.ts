@@ -1,0 +1,15 @@
+import { defineConfig } from "vite";
+
+// Library mode: one ES module per entry point; React and the OpenFeature SDK stay peers.
+export default defineConfig({
+  build: {
+    lib: {
+      entry: { index: "src/index.ts", react: "src/react.tsx", openfeature: "src/openfeature.ts" },
+      formats: ["es"],
+    },
+    rollupOptions: { external: [/^react($|\/)/, /^@openfeature\//] },
+    target: "es2022",
+    minify: true,
+    sourcemap: true,
+  },
+});
