@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real (age for secrets interop, chromium for
-# the browser and report tests). As root with apt (CI), installs whatever is missing;
-# otherwise prints the command and lets the tests that need a tool skip with it.
+# the browser and report tests, Node.js and npm for the flagd-core compatibility check).
+# As root with apt (CI), installs whatever is missing; otherwise prints the command and
+# lets the tests that need a tool skip with it. An entry is "package" or "package:command".
 set -euo pipefail
-packages=(age chromium)
+packages=(age chromium nodejs:node npm)
 missing=()
-for pkg in "${packages[@]}"; do
-    command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+for entry in "${packages[@]}"; do
+    command -v "${entry##*:}" >/dev/null 2>&1 || missing+=("${entry%%:*}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -17,16 +17,11 @@ from flagstone.bundle import build_bundle
 from flagstone.flagd import export_environment
 from flagstone.load import load_repository
 from flagstone.runtime import Client
+from tests.flagd_helpers import flagd_context, flagd_details
 from tests.runtime_helpers import bundle_from_yaml
 
 HERE = Path(__file__).parent
 VECTORS = json.loads((HERE / "conformance" / "vectors.json").read_text())
-
-
-def flagd_context(ctx: dict[str, Any]) -> EvaluationContext:
-    unit = ctx.get("user_id")
-    key = unit if type(unit) is str else str(unit) if type(unit) is int else None
-    return EvaluationContext(key, {k: v for k, v in ctx.items() if k != "user_id"})
 
 
 @pytest.fixture
@@ -82,7 +77,7 @@ def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_con
         key, ctx = case["flag"], case["context"]
         if key not in document["flags"]:
             continue
-        details = _flagd_details(client, key, ctx)
+        details = flagd_details(client, key, VECTORS["bundle"]["flags"][key]["variants"], ctx)
         mine = ours.details(key, ctx)
         compared += 1
         if mine.variant is None:
@@ -95,19 +90,6 @@ def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_con
     assert compared > 1000
     assert errors > 0
     assert mismatches == []
-
-
-def _flagd_details(client, key: str, ctx: dict[str, Any]):
-    value = VECTORS["bundle"]["flags"][key]["variants"]
-    sample = next(iter(value.values()))
-    context = flagd_context(ctx)
-    if isinstance(sample, bool):
-        return client.get_boolean_details(key, False, context)
-    if isinstance(sample, str):
-        return client.get_string_details(key, "", context)
-    if isinstance(sample, int):
-        return client.get_integer_details(key, 0, context)
-    return client.get_object_details(key, {}, context)
 
 
 def test_flagd_export__rollout_shares_within_one_point_and_identical_buckets(
@@ -246,7 +228,8 @@ def test_flagd_export__flag_bucketed_by_another_unit__targeting_key_stays_the_de
     bundle = bundle_from_yaml(tmp_path, flags, segments=segments)
     repo_root = next(tmp_path.glob("repo-*"))
     path, document, warnings = export(repo_root, tmp_path)
-    assert warnings == []
+    assert [(w.code, w.path) for w in warnings] == [("flagd-difference", ("team-plan",))]
+    assert "'org_id' sent as a whole-number float (7.0)" in warnings[0].message
     assert document["$evaluators"]["staff"] == {"in": [{"var": "targetingKey"}, ["u-1", "u-2"]]}
     client = flagd(path)
     ours = Client.from_dict(bundle)
@@ -308,3 +291,18 @@ def test_flagd_export__layered_experiments_with_consent__assign_the_same_arms(
             assert theirs == ours.variant(flag, ctx), (flag, ctx)
             enrolled[experiment] += ours.assign(experiment, ctx) is not None
     assert enrolled["search-test"] > 200 and enrolled["ranking-test"] > 1200
+
+
+def test_openfeature_sdk__empty_targeting_key__reaches_the_provider_as_none(
+    tmp_path: Path, flagd
+) -> None:
+    """Why docs/flagd.md tells apps to send a non-empty targeting key: the Python SDK's
+    context merge (``ctx2.targeting_key or self.targeting_key``) turns "" into None, so a
+    unit flagstone buckets (the empty string) is no unit under flagd."""
+    flags = "split:\n  variants: {a: a, b: b}\n  default: {rollout: {a: 50, b: 50}}\n"
+    bundle = bundle_from_yaml(tmp_path, flags)
+    path, _, _ = export(next(tmp_path.glob("repo-*")), tmp_path)
+    client = flagd(path)
+    assert Client.from_dict(bundle).details("split", {"user_id": ""}).reason == "SPLIT"
+    details = client.get_string_details("split", "fallback", EvaluationContext(""))
+    assert (details.value, str(details.reason).rsplit(".", 1)[-1]) == ("fallback", "ERROR")

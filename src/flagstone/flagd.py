@@ -1,14 +1,19 @@
 """Export an environment as a flagd flag-definition file (``flagstone build --format flagd``).
 
-flagstone's bucketing is flagd's ``fractional`` (see runtime/hashing.py), so a rollout
-exported as ``{"fractional": [{"cat": [salt + "/", {"var": unit}]}, [variant, weight], ...]}``
-with weights in 0.01 % steps puts every unit in the same bucket as flagstone does.
-The default unit becomes flagd's ``targetingKey``. What flagd cannot express is never
-dropped silently: the flag is left out of the export and a warning names the construct
-(prerequisites, ``matches``, ``before``/``after``). Running experiments, layered or not,
-with or without consent, are exported with the runtime's buckets.
-A flag that is exported but reads a dotted attribute gets a warning too: flagd reads
-``device.os`` only as a nested path, flagstone also as a literal key. See docs/flagd.md.
+flagstone's bucketing is flagd's ``fractional`` as its v3 specification defines it (see
+runtime/hashing.py), so a rollout exported as
+``{"fractional": [{"cat": [salt + "/", {"var": unit}]}, [variant, weight], ...]}`` with
+weights in 0.01 % steps puts every unit in the same bucket as flagstone does. The default
+unit becomes flagd's ``targetingKey``.
+
+flagd's JsonLogic is looser than flagstone's operators (``true == 1``, ``"1.9"`` read as
+1.9.0, ``2.5`` as a version, any value as a unit), so every operator is exported with the
+type guards that give flagstone's answer (``_Exporter.operator``). What flagd cannot express
+is never dropped silently: the flag is left out with a ``flagd-unsupported`` warning
+(prerequisites, ``matches``, ``before``/``after``). The few contexts that still answer
+differently get a warning naming the flag and the case: ``flagd-dotted-attribute``,
+``flagd-difference``. docs/flagd.md lists them all; tests/test_flagd_differential.py holds
+the export to flagstone's answers on generated contexts of every type.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from flagstone.model import Repository
 
 FLAGD_SCHEMA = "https://flagd.dev/schema/v0/flags.json"
 FLAGD_VERSION_VERIFIED = "openfeature-provider-flagd 0.6.1 (flagd-core 2.0.0)"
+BUCKETS = 10_000
+EXPERIMENT_SALT_PREFIX = "experiment:"
+LAYER_SALT_PREFIX = "layer:"
 UNSUPPORTED_OPERATORS = {
     "matches": "regular expressions (`matches`)",
     "before": "date comparisons (`before`)",
@@ -37,6 +45,13 @@ SEMVER_OPS = {
 NUMERIC_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 CONSENT_PATH = "consent.experiments"  # read as a path by flagstone too: no dotted-key difference
 NO_UNIT_VARIANT = "flagstone: no unit to bucket"  # never a variant: flagd answers ERROR
+# How a boolean reads through JsonLogic's `cat`: "true" in Go and JavaScript, "True" in
+# Python's flagd-core (its to_string tests int before bool).
+BOOLEAN_SPELLINGS = {True: ["true", "True"], False: ["false", "False"]}
+# flagd pads "1" and "1.9" to 1.0.0 and 1.9.0; flagstone requires major.minor.patch. JsonLogic
+# cannot count dots, so the export looks for the second dot of the version core within
+# its first characters: versions whose "major.minor." is longer than this do not match.
+SEMVER_SECOND_DOT_WITHIN = 24
 
 
 class Unsupported(Exception):
@@ -44,27 +59,28 @@ class Unsupported(Exception):
 
 
 def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any], list[Problem]]:
-    """The flagd document for one environment, and a warning per flag left out."""
+    """The flagd document for one environment, and its warnings: a flag left out, or a
+    flag whose answer can still differ for some contexts (the message names them)."""
     bundle = build_bundle(repo, env_name)
     env = repo.env(env_name)
     exporter = _Exporter(bundle)
     flags: dict[str, Any] = {}
     warnings: list[Problem] = []
+
+    def warn(key: str, message: str, code: str, hint: str) -> None:
+        warnings.append(
+            Problem(env.flags[key].file, 0, 0, message, code, "warning", path=(key,), hint=hint)
+        )
+
     for key, flag in bundle["flags"].items():
         try:
             flags[key] = exporter.flag(key, flag)
         except Unsupported as e:
-            warnings.append(
-                Problem(
-                    env.flags[key].file,
-                    0,
-                    0,
-                    f"flag {key!r} is not in the flagd export: flagd cannot express {e}",
-                    "flagd-unsupported",
-                    "warning",
-                    path=(key,),
-                    hint="flagd serves its default for a missing flag; keep this flag on the flagstone runtime",
-                )
+            warn(
+                key,
+                f"flag {key!r} is not in the flagd export: flagd cannot express {e}",
+                "flagd-unsupported",
+                "flagd serves its default for a missing flag; keep this flag on the flagstone runtime",
             )
             continue
         dotted = sorted(
@@ -72,18 +88,21 @@ def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any],
         )
         if dotted:
             names = ", ".join(repr(a) for a in dotted)
-            warnings.append(
-                Problem(
-                    env.flags[key].file,
-                    0,
-                    0,
-                    f"flag {key!r} reads {names} as a nested path under flagd: a context with a "
-                    "literal dotted key matches in flagstone but not in flagd",
-                    "flagd-dotted-attribute",
-                    "warning",
-                    path=(key,),
-                    hint=f"apps that evaluate through flagd must send nested objects: {_nested_example(dotted[0])}",
-                )
+            warn(
+                key,
+                f"flag {key!r} reads {names} as a nested path under flagd: a context with a "
+                "literal dotted key matches in flagstone but not in flagd",
+                "flagd-dotted-attribute",
+                f"apps that evaluate through flagd must send nested objects: {_nested_example(dotted[0])}",
+            )
+        cases = exporter.differences(key, flag)
+        if cases:
+            warn(
+                key,
+                f"flag {key!r} can answer differently under flagd: " + "; ".join(cases),
+                "flagd-difference",
+                "send these attributes in the form flagstone documents (docs/flagd.md, "
+                "'Exported, with a warning'), or keep this flag on the flagstone runtime",
             )
     document: dict[str, Any] = {"$schema": FLAGD_SCHEMA, "flags": flags}
     evaluators = {name: exporter.segments[name] for name in sorted(exporter.used_segments)}
@@ -115,6 +134,94 @@ def _attributes(node: Any, evaluators: Mapping[str, Any]) -> set[str]:
     return _attributes(list(node.values()), evaluators)
 
 
+def _operators(node: Mapping[str, Any], segments: Mapping[str, Any]) -> set[str]:
+    """Every operator a bundle condition uses, through segments too."""
+    if "attr" in node:
+        return {node["op"]}
+    if "segment" in node:
+        return _operators(segments[node["segment"]]["when"], segments)
+    if "not" in node:
+        return _operators(node["not"], segments)
+    return set().union(*(_operators(n, segments) for n in node.get("all", node.get("any", []))))
+
+
+# --- JsonLogic building blocks: each is true in flagd exactly when flagstone's test is ---
+
+
+def is_string(value: Any) -> dict[str, Any]:
+    """A string: `cat` of anything else (7, true, [..], {..}) is a different value."""
+    return {"===": [{"cat": [value]}, value]}
+
+
+def is_boolean(value: Any) -> dict[str, Any]:
+    """A boolean, or a list that reads like one: a negative guard next to `===` and `in`,
+    which never match a list against a scalar anyway."""
+    spellings = [*BOOLEAN_SPELLINGS[True], *BOOLEAN_SPELLINGS[False]]
+    return {"and": [{"!": [is_string(value)]}, {"in": [{"cat": [value]}, spellings]}]}
+
+
+def is_number(value: Any) -> dict[str, Any]:
+    """A number, not a boolean: `+` returns a number unchanged (and a boolean, in Python)."""
+    return {"and": [{"===": [{"+": [value]}, value]}, {"!": [is_boolean(value)]}]}
+
+
+def is_unit(value: Any) -> dict[str, Any]:
+    """What runtime.evaluate.unit_string accepts: a string or an integer. JsonLogic cannot
+    tell 7.0 from 7; it can tell -0.0 ("-0") and 1e+20 apart, which `cat` would spell
+    differently from an integer."""
+    spelled = {"cat": [value]}
+    whole = {"===": [{"%": [value, 1]}, 0]}
+    integer = {
+        "and": [is_number(value), whole, {"!==": [spelled, "-0"]}, {"!": [{"in": ["e", spelled]}]}]
+    }
+    return {"or": [is_string(value), integer]}
+
+
+def equals(value: Any, operand: Any) -> dict[str, Any]:
+    """flagstone's json_equal: JSON equality, where true is never 1 and 1 is 1.0."""
+    equal = {"===": [value, operand]}
+    if isinstance(operand, bool):
+        # Python's == makes 1 equal True; the string form tells them apart.
+        return {"and": [equal, {"in": [{"cat": [value]}, BOOLEAN_SPELLINGS[operand]]}]}
+    if isinstance(operand, int | float) and operand in (0, 1):
+        return {"and": [equal, {"!": [is_boolean(value)]}]}
+    return equal
+
+
+def one_of(value: Any, operands: list[Any]) -> Any:
+    """flagstone's `in`: equal to one of the operands, with JSON equality."""
+    booleans = [o for o in operands if isinstance(o, bool)]
+    others = [o for o in operands if not isinstance(o, bool)]
+    ambiguous = any(isinstance(o, int | float) and o in (0, 1) for o in others)
+    branches: list[Any] = []
+    if others:
+        inside = {"in": [value, others]}
+        # `true in [1]` and `1 in [true]` hold in Python's JsonLogic.
+        branches.append(
+            {"and": [{"!": [is_boolean(value)]}, inside]} if booleans or ambiguous else inside
+        )
+    branches += [equals(value, b) for b in dict.fromkeys(booleans)]
+    return branches[0] if len(branches) == 1 else {"or": branches}
+
+
+def semver_core_complete(value: Any) -> dict[str, Any]:
+    """The version core has major, minor and patch: a second dot before any '-' or '+'."""
+    branches = []
+    for second_dot in range(3, SEMVER_SECOND_DOT_WITHIN):
+        head = {"substr": [value, 0, second_dot]}
+        branches.append(
+            {
+                "and": [
+                    {"===": [{"substr": [value, second_dot, 1]}, "."]},
+                    {"in": [".", head]},
+                    {"!": [{"in": ["-", head]}]},
+                    {"!": [{"in": ["+", head]}]},
+                ]
+            }
+        )
+    return {"or": branches}
+
+
 class _Exporter:
     def __init__(self, bundle: Mapping[str, Any]) -> None:
         self.bundle = bundle
@@ -138,6 +245,36 @@ class _Exporter:
             self.segments[name] = self.condition(self.bundle["segments"][name]["when"], inline=True)
         return self.segments[name]
 
+    def differences(self, key: str, flag: Mapping[str, Any]) -> list[str]:
+        """The contexts for which the exported flag still answers differently (docs/flagd.md)."""
+        cases = []
+        conditions = [rule["when"] for rule in flag["rules"]]
+        experiment = self.bundle["experiments"].get(flag.get("experiment") or "")
+        if experiment is not None and "audience" in experiment:
+            conditions.append(experiment["audience"])
+        ops = set().union(*(_operators(c, self.bundle["segments"]) for c in conditions))
+        if ops & set(SEMVER_OPS):
+            cases.append(
+                "a version with surrounding whitespace (' 1.2.3') or a pre-release or build that "
+                "semver.org's grammar forbids ('1.2.3-01', '1.2.3-a..b') matches in flagstone, "
+                "never in flagd"
+            )
+        units = {
+            serve.get("by", flag["unit"])
+            for serve in [flag["default"], *(rule["serve"] for rule in flag["rules"])]
+            if "rollout" in serve
+        }
+        if flag["targets"]:
+            units.add(flag["unit"])
+        if experiment is not None:
+            units.add(experiment["unit"])
+        for unit in sorted(units - {self.unit}):
+            cases.append(
+                f"{unit!r} sent as a whole-number float (7.0) is the unit 7 to flagd, while "
+                "flagstone buckets and targets only strings and integers"
+            )
+        return cases
+
     def flag(self, key: str, flag: Mapping[str, Any]) -> dict[str, Any]:
         if flag["prerequisites"]:
             raise Unsupported("prerequisites")
@@ -157,17 +294,15 @@ class _Exporter:
         for unit_id, variant in flag["targets"].items():
             by_variant.setdefault(variant, []).append(unit_id)
         for variant, ids in by_variant.items():
-            branches += [{"in": [self.var(self.flag_unit), sorted(ids)]}, variant]
+            branches += [self.targeted(self.flag_unit, sorted(ids)), variant]
         if flag.get("experiment"):
             branches += self.experiment(flag["experiment"])
         for rule in flag["rules"]:
             condition = self.condition(rule["when"])
             serve = rule["serve"]
             if "rollout" in serve:
-                by = serve.get("by", self.flag_unit)
-                condition = {
-                    "and": [condition, self.present(by)]
-                }  # flagstone skips a rule it cannot bucket
+                # flagstone skips a rule it cannot bucket
+                condition = {"and": [condition, self.usable_unit(serve.get("by", self.flag_unit))]}
             branches += [condition, self.serve(serve, flag["salt"])]
         default = flag["default"]
         out: dict[str, Any] = {"state": "ENABLED", "variants": flag["variants"]}
@@ -183,7 +318,7 @@ class _Exporter:
         # unit to bucket; flagd does the same for a variant name it does not know.
         fallback = {
             "if": [
-                self.present(default.get("by", self.flag_unit)),
+                self.usable_unit(default.get("by", self.flag_unit)),
                 self.serve(default, flag["salt"]),
                 NO_UNIT_VARIANT,
             ]
@@ -200,8 +335,9 @@ class _Exporter:
         for arm in experiment["arms"]:
             arms.append([arm["variant"], arm["end"] - start])
             start = arm["end"]
-        pick = {"fractional": [{"cat": [f"experiment:{experiment['salt']}/", unit]}, *arms]}
-        conditions: list[Any] = [{"!==": [unit, None]}]
+        salt = EXPERIMENT_SALT_PREFIX + experiment["salt"]
+        pick = {"fractional": [{"cat": [f"{salt}/", unit]}, *arms]}
+        conditions: list[Any] = [self.usable_unit(experiment["unit"])]
         if experiment.get("consent_required"):
             # runtime.evaluate.has_consent: `consent` is true, or `consent.experiments` is.
             conditions.append(
@@ -218,17 +354,18 @@ class _Exporter:
             low, high = experiment["layer_range"]
             slices = [
                 [name, width]
-                for name, width in (("below", low), ("in", high - low), ("above", 10_000 - high))
+                for name, width in (("below", low), ("in", high - low), ("above", BUCKETS - high))
                 if width > 0
             ]
-            in_layer = {"fractional": [{"cat": [f"layer:{experiment['layer']}/", unit]}, *slices]}
+            layer = LAYER_SALT_PREFIX + experiment["layer"]
+            in_layer = {"fractional": [{"cat": [f"{layer}/", unit]}, *slices]}
             conditions.append({"==": [in_layer, "in"]} if high > low else False)
-        elif experiment["traffic"] < 10_000:
+        elif experiment["traffic"] < BUCKETS:
             enrolled = {
                 "fractional": [
-                    {"cat": [f"experiment:{experiment['salt']}:traffic/", unit]},
+                    {"cat": [f"{salt}:traffic/", unit]},
                     ["in", experiment["traffic"]],
-                    ["out", 10_000 - experiment["traffic"]],
+                    ["out", BUCKETS - experiment["traffic"]],
                 ]
             }
             conditions.append({"==": [enrolled, "in"]})
@@ -239,6 +376,19 @@ class _Exporter:
 
     def present(self, attribute: str) -> dict[str, Any]:
         return {"!==": [self.var(attribute), None]}
+
+    def usable_unit(self, attribute: str) -> dict[str, Any]:
+        """The attribute can be bucketed: the targeting key is a string when present."""
+        if attribute == self.unit:
+            return self.present(attribute)
+        return is_unit(self.var(attribute))
+
+    def targeted(self, attribute: str, ids: list[str]) -> dict[str, Any]:
+        """The unit is one of these ids; an integer unit matches its decimal form."""
+        var = self.var(attribute)
+        if attribute == self.unit:
+            return {"in": [var, ids]}
+        return {"and": [is_unit(var), {"in": [{"cat": [var]}, ids]}]}
 
     def serve(self, serve: Mapping[str, Any], salt: str) -> Any:
         if "variant" in serve:
@@ -268,32 +418,37 @@ class _Exporter:
         return self.operator(node["attr"], node["op"], node["value"])
 
     def operator(self, attribute: str, op: str, operand: Any) -> Any:
+        """One flagstone operator (runtime/operators.py) as JsonLogic with its answers."""
         if op in UNSUPPORTED_OPERATORS:
             raise Unsupported(UNSUPPORTED_OPERATORS[op])
         var = self.var(attribute)
-        present = self.present(attribute)
-        if op in ("eq", "neq"):
-            equal: Any = {"===": [var, operand]}
-            if isinstance(operand, bool):
-                # Python's == makes 1 equal True; the string form tells them apart
-                # (flagd-core in Python writes "True", flagd in Go writes "true").
-                spelled = ["true", "True"] if operand else ["false", "False"]
-                equal = {"and": [equal, {"in": [{"cat": [var]}, spelled]}]}
-            return equal if op == "eq" else {"!": [equal]}
+        if op == "eq":
+            return equals(var, operand)
+        if op == "neq":
+            return {"!": [equals(var, operand)]}
         if op == "in":
-            return {"in": [var, operand]}
+            return one_of(var, operand)
         if op == "not_in":
-            return {"!": [{"in": [var, operand]}]}
+            return {"!": [one_of(var, operand)]}
         if op == "exists":
-            return present if operand else {"===": [var, None]}
+            return self.present(attribute) if operand else {"===": [var, None]}
         if op == "contains":
-            return {"and": [present, {"in": [operand, var]}]}
+            if isinstance(operand, str):
+                # a substring of a string, an item of a list: JsonLogic's `in` does both
+                return {"in": [operand, var]}
+            # A number or boolean is only ever an item of a list (`in` would find 1 in "a1").
+            return {"some": [var, equals({"var": ""}, operand)]}
         if op in ("starts_with", "ends_with"):
-            return {"and": [present, {op: [var, operand]}]}
+            return {op: [var, operand]}  # flagd answers null (false) for a non-string
         if op in NUMERIC_OPS:
-            # Only numbers compare: "+x" equals x for a number, not for a numeric string.
-            is_number = {"===": [{"+": [var]}, var]}
-            return {"and": [present, is_number, {NUMERIC_OPS[op]: [var, operand]}]}
+            return {"and": [is_number(var), {NUMERIC_OPS[op]: [var, operand]}]}
         if op in SEMVER_OPS:
-            return {"and": [present, {"sem_ver": [var, SEMVER_OPS[op], operand.removeprefix("v")]}]}
+            return {
+                "and": [
+                    is_string(var),
+                    {"!": [{"starts_with": [var, "V"]}]},
+                    semver_core_complete(var),
+                    {"sem_ver": [var, SEMVER_OPS[op], operand.removeprefix("v")]},
+                ]
+            }
         raise Unsupported(f"the operator {op!r}")

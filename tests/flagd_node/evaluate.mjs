@@ -1,0 +1,22 @@
+// Evaluate flagd flag definitions with @openfeature/flagd-core, all cases in one process.
+// stdin: {"flags": <flagd document>, "cases": [{"flag": key, "type": "string"|..., "default": v,
+//          "targetingKey": str|null, "attributes": {...}}]}
+// stdout: one JSON array, per case {"value", "variant", "reason", "errorCode"}.
+import { readFileSync } from 'node:fs';
+import { FlagdCore } from '@openfeature/flagd-core';
+
+const quiet = { error() {}, warn() {}, info() {}, debug() {} };
+const input = JSON.parse(readFileSync(0, 'utf8'));
+const core = new FlagdCore(undefined, quiet);
+core.setConfigurations(JSON.stringify(input.flags));
+const results = input.cases.map((c) => {
+  const context = { ...c.attributes };
+  if (c.targetingKey !== null && c.targetingKey !== undefined) context.targetingKey = c.targetingKey;
+  try {
+    const r = core.resolve(c.type, c.flag, c.default, context, quiet);
+    return { value: r.value ?? null, variant: r.variant ?? null, reason: r.reason ?? null, errorCode: r.errorCode ?? null };
+  } catch (e) {
+    return { value: c.default, variant: null, reason: 'ERROR', errorCode: e.code ?? e.name ?? 'GENERAL' };
+  }
+});
+process.stdout.write(JSON.stringify(results));
