@@ -99,6 +99,9 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
 
     _load_commands()
 
+    # In-process runs show a bug's real traceback instead of the one-line internal error.
+    monkeypatch.setenv("FLAGSTONE_DEBUG", "1")
+
     def run(args: list[str], cwd: Path | None = None, input: str | None = None) -> CliResult:
         if cwd is not None:
             monkeypatch.chdir(cwd)

@@ -87,9 +87,11 @@ def test_eval__explain__prints_the_trace(cli, tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert (
         result.stdout.splitlines()[0]
-        == "new-checkout = false  variant off  RULE_MATCH rule 1 bucket 9258"
+        == "new-checkout = false  variant off  RULE_MATCH rule 2 bucket 9258"
     )
-    assert "  rule 1: match -> 'off' (bucket 9258 of 10000)" in result.stdout
+    # the second rule matched: "rule 2" in the summary and in the trace alike (1-based)
+    assert "  rule 1: no match" in result.stdout
+    assert "  rule 2: match -> 'off' (bucket 9258 of 10000)" in result.stdout
 
 
 def test_eval__all_as_json(cli, tmp_path: Path) -> None:
@@ -99,7 +101,8 @@ def test_eval__all_as_json(cli, tmp_path: Path) -> None:
         cwd=root,
     )
     doc = json.loads(result.stdout)
-    assert [(d["flag"], d["variant"], d["reason"]) for d in doc] == [
+    assert doc["ok"] is True and doc["env"] == "prod"
+    assert [(d["flag"], d["variant"], d["reason"]) for d in doc["flags"]] == [
         ("banner-text", "short", "DEFAULT"),
         ("new-checkout", "on", "TARGET_MATCH"),
     ]

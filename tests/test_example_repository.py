@@ -44,7 +44,7 @@ def test_example__eval_through_the_real_cli(flagstone_exe) -> None:
         ["eval", "--all", "--env", "prod", "--context", json.dumps(ctx), "--format", "json"],
         cwd=ROOT,
     )
-    served = {d["flag"]: d["value"] for d in json.loads(result.stdout)}
+    served = {d["flag"]: d["value"] for d in json.loads(result.stdout)["flags"]}
     assert served["graph-renderer"] == "webgl"
     assert served["max-graph-nodes"] == 2000
     assert served["ai-summaries"] is False

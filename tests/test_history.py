@@ -57,7 +57,7 @@ def repo(git_repo, commit) -> Path:
 def history(cli, root: Path, *args: str) -> list[dict]:
     result = cli(["history", *args, "--format", "json"], cwd=root)
     assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["entries"]
 
 
 def test_history__one_flag__newest_first_with_author_and_change(cli, repo: Path) -> None:

@@ -160,7 +160,7 @@ def test_drift__lists_unpromoted_work_and_hot_fixes(cli, repo: Path) -> None:
     segments.write_text(segments.read_text() + "hotfix:\n  when: {plan: team}\n")
     result = cli(["drift", "dev", "staging", "--format", "json"], cwd=repo)
     assert result.exit_code == 1
-    found = {(d["kind"], d["key"]): d["state"] for d in json.loads(result.stdout)}
+    found = {(d["kind"], d["key"]): d["state"] for d in json.loads(result.stdout)["drift"]}
     assert found[("segments", "hotfix")] == "only in staging: flow it back to dev"
     assert found[("segments", "beta")] == "only in dev: not promoted to staging yet"
     assert found[("flags", "new-checkout")].startswith("differs")

@@ -54,8 +54,9 @@ def test_spec__failure__prints_file_line_expected_actual_and_trace(cli, tmp_path
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines[0] == "specs/checkout.yaml:3:5: FAIL [prod] DE users see the new checkout"
-    assert lines[1] == '    expected variant "on", got "off" (RULE_MATCH, rule 1)'
-    assert "      rule 1: match -> 'off' (bucket 9258 of 10000)" in lines
+    # the second rule of new-checkout matched: "rule 2" in the failure and the trace (1-based)
+    assert lines[1] == '    expected variant "on", got "off" (RULE_MATCH, rule 2)'
+    assert "      rule 2: match -> 'off' (bucket 9258 of 10000)" in lines
 
 
 def test_spec__distribution__checks_shares_within_tolerance(cli, tmp_path: Path) -> None:

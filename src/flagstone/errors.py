@@ -6,8 +6,9 @@ only when they cannot go on; the CLI turns both into output at the very edge.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 Severity = Literal["error", "warning"]
 DocPath = tuple[str | int, ...]
@@ -44,7 +45,30 @@ def format_path(path: DocPath) -> str:
 
 
 class FlagstoneError(Exception):
-    """An expected failure the user can act on: one plain sentence, exit code 2."""
+    """An expected failure the user can act on: one plain sentence, exit code 2.
+
+    ``code`` is the stable id that ``--format json`` reports (``{"ok": false, "error":
+    {"code": ...}}``); a subclass gets one from its name (``GitError`` → ``git``)
+    unless it sets its own.
+    """
+
+    code: ClassVar[str] = "error"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            words = re.sub(r"(?<!^)(?=[A-Z])", "-", cls.__name__).lower()
+            cls.code = words.removesuffix("-error") or "error"
+
+
+class UsageError(FlagstoneError):
+    """The command line asks for something that cannot be: exit 2, like click's usage errors."""
+
+    code = "usage"
+
+
+class UnknownEnvironment(UsageError):
+    code = "unknown-environment"
 
 
 class RepositoryNotFound(FlagstoneError):

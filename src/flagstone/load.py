@@ -31,6 +31,7 @@ from flagstone.model import (
     Repository,
     Segment,
     Settings,
+    check_environments,
 )
 from flagstone.secrets import SECRETS_FILE, secrets_of
 
@@ -554,6 +555,7 @@ def load_repository(
         ) from None
     settings = load_settings(settings_bytes)
     wanted = list(envs) if envs is not None else list(settings.environments)
+    check_environments(wanted, settings.environments)
     problems: list[Problem] = []
     environments: dict[str, Environment] = {}
     for name in settings.environments:

@@ -7,12 +7,12 @@ checked it against the schema.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from flagstone.errors import FlagstoneError
+from flagstone.errors import UnknownEnvironment
 from flagstone.secrets import NO_SECRETS, SECRETS_FILE, Secrets
 
 Kind = Literal["flags", "segments", "experiments", "config"]
@@ -205,6 +205,25 @@ class Config:
         return node
 
 
+def unknown_environment(name: str, known: Iterable[str]) -> UnknownEnvironment:
+    import difflib
+
+    names = list(known)
+    close = difflib.get_close_matches(name, names, n=1)
+    return UnknownEnvironment(
+        f"unknown environment {name!r}: {SETTINGS_FILE} lists {', '.join(names) or 'none'}"
+        + (f"; did you mean {close[0]!r}?" if close else "")
+    )
+
+
+def check_environments(names: Iterable[str], known: Iterable[str]) -> None:
+    """Raise the usage error for the first name that is not a configured environment."""
+    known = tuple(known)
+    for name in names:
+        if name not in known:
+            raise unknown_environment(name, known)
+
+
 KindLayout = Literal["file", "folder", "absent"]
 
 
@@ -319,10 +338,7 @@ class Repository:
         try:
             return self.environments[name]
         except KeyError:
-            known = ", ".join(self.settings.environments)
-            raise FlagstoneError(
-                f"unknown environment {name!r}: {SETTINGS_FILE} lists {known}"
-            ) from None
+            raise unknown_environment(name, self.settings.environments) from None
 
     def __iter__(self) -> Iterator[Environment]:
         return iter(self.environments.values())

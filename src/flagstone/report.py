@@ -1,11 +1,99 @@
-"""Problems rendered as plain strings: json, github annotations, markdown (pure)."""
+"""What every command reports, as data, and its plain-string renderings (pure).
+
+One result type per command outcome. Each says whether it is ``ok`` (exit code 0), gives
+its command-specific JSON keys (``payload``) and, where the format makes sense, its
+markdown and GitHub-annotation forms. ``document`` wraps a payload in the envelope every
+command shares, ``{"ok": bool, …}``, and ``error_document`` is the envelope of an
+expected failure, ``{"ok": false, "error": {"code", "message"}}``; the JSON Schemas in
+``schemas/cli/`` describe both. Rich text rendering lives in ``cli/output.py``.
+
+Rules are 1-based in everything a user reads, JSON included: ``"rule": 1`` is the first.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from flagstone.errors import Problem, format_path
+from flagstone.errors import FlagstoneError, LoadError, Problem, format_path
+
+if TYPE_CHECKING:
+    from flagstone.diff import Change
+    from flagstone.history import HistoryEntry, Restoration
+    from flagstone.policy import Violation
+    from flagstone.promote import Drift, Promotion
+    from flagstone.runtime.evaluate import Resolution
+    from flagstone.scaffold import InitResult
+    from flagstone.spec import SpecReport
+
+
+@runtime_checkable
+class Result(Protocol):
+    """A command's outcome; ``ok`` is true exactly when the command exits 0."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def payload(self) -> dict[str, Any]: ...
+
+
+def document(result: Result) -> dict[str, Any]:
+    return {**result.payload(), "ok": result.ok}
+
+
+def dumps(doc: Mapping[str, Any]) -> str:
+    """The one JSON encoding of command output: sorted keys, standard JSON only, and no
+    secret this process has decrypted or read (``secrets.redact_text``)."""
+    from flagstone.secrets import redact_text
+
+    try:
+        text = json.dumps(doc, sort_keys=True, indent=2, allow_nan=False, default=str)
+    except ValueError:
+        raise FlagstoneError(
+            "the output holds NaN or Infinity, which JSON cannot represent; "
+            "run `flagstone validate` to find the value"
+        ) from None
+    return redact_text(text) + "\n"
+
+
+def error_document(error: FlagstoneError) -> dict[str, Any]:
+    detail: dict[str, Any] = {"code": error.code, "message": str(error)}
+    if isinstance(error, LoadError):
+        detail["problem"] = problem_dict(error.problem)
+    return {"ok": False, "error": detail}
+
+
+def usage_error_document(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": "usage", "message": message}}
+
+
+def one_based(index: int | None) -> int | None:
+    return None if index is None else index + 1
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def _cell(text: object) -> str:
+    """A markdown table cell: pipes escaped, newlines folded."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: object) -> str:
+    value = str(text).replace("`", "'").replace("\n", " ")
+    return f"`{value}`"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# --- problems (validate, and the findings of every writer) ----------------------------
 
 
 def problem_dict(p: Problem) -> dict[str, object]:
@@ -21,17 +109,6 @@ def problem_dict(p: Problem) -> dict[str, object]:
     }
 
 
-def problems_json(problems: Sequence[Problem]) -> str:
-    errors = sum(1 for p in problems if p.is_error)
-    doc = {
-        "ok": errors == 0,
-        "errors": errors,
-        "warnings": len(problems) - errors,
-        "problems": [problem_dict(p) for p in problems],
-    }
-    return json.dumps(doc, sort_keys=True, indent=2) + "\n"
-
-
 def _escape_data(text: str) -> str:
     # GitHub workflow commands: https://docs.github.com/actions/reference/workflow-commands
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
@@ -41,10 +118,10 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def problems_github(problems: Sequence[Problem]) -> str:
+def problems_github(problems: Sequence[Problem], *, strict: bool = False) -> str:
     lines = []
     for p in problems:
-        level = "error" if p.is_error else "warning"
+        level = "error" if p.is_error or strict else "warning"
         message = p.message + (f" ({p.hint})" if p.hint else "")
         lines.append(
             f"::{level} file={_escape_property(p.file)},line={p.line},col={p.col},"
@@ -53,34 +130,542 @@ def problems_github(problems: Sequence[Problem]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def problems_markdown(problems: Sequence[Problem]) -> str:
+def problems_markdown(problems: Sequence[Problem], title: str = "flagstone validate") -> str:
     errors = sum(1 for p in problems if p.is_error)
-    warnings = len(problems) - errors
     if not problems:
-        return "**flagstone validate**: no problems found.\n"
-    out = [
-        f"**flagstone validate**: {errors} error(s), {warnings} warning(s)",
-        "",
-        "| | location | problem | code |",
-        "|---|---|---|---|",
+        return f"**{title}**: no problems found.\n"
+    header = f"**{title}**: {errors} error(s), {len(problems) - errors} warning(s)\n\n"
+    rows = [
+        ("❌" if p.is_error else "⚠️", _code(f"{p.file}:{p.line}:{p.col}"), p.message, _code(p.code))
+        for p in problems
     ]
-    for p in problems:
-        icon = "❌" if p.is_error else "⚠️"
-        message = p.message.replace("|", "\\|")
-        out.append(f"| {icon} | `{p.file}:{p.line}:{p.col}` | {message} | `{p.code}` |")
-    return "\n".join(out) + "\n"
+    return header + _table(("", "location", "problem", "code"), rows)
 
 
-def problem_line(p: Problem) -> str:
-    """The parsable one-line form: ``file:line:col: severity: message [code]``."""
-    return str(p)
+@dataclass(frozen=True, slots=True)
+class Validation:
+    problems: Sequence[Problem]
+    strict: bool = False  # warnings fail too
+    checked: str = ""  # what was checked, for the summary line
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for p in self.problems if p.is_error)
+
+    @property
+    def warnings(self) -> int:
+        return len(self.problems) - self.errors
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0 and not (self.strict and self.warnings)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "strict": self.strict,
+            "problems": [problem_dict(p) for p in self.problems],
+        }
+
+    def markdown(self) -> str:
+        return problems_markdown(self.problems)
+
+    def github(self) -> str:
+        return problems_github(self.problems, strict=self.strict)
+
+
+# --- test -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpecRun:
+    report: SpecReport
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+    def payload(self) -> dict[str, Any]:
+        r = self.report
+        return {
+            "passed": sum(c.passed for c in r.results),
+            "failed": len(r.failed),
+            "results": [
+                {
+                    "file": c.file,
+                    "line": c.line,
+                    "column": c.col,
+                    "case": c.index,
+                    "env": c.env,
+                    "name": c.name,
+                    "passed": c.passed,
+                    "failures": list(c.failures),
+                    "trace": list(c.trace),
+                }
+                for c in r.results
+            ],
+            "problems": [problem_dict(p) for p in r.problems],
+        }
+
+    def markdown(self) -> str:
+        r = self.report
+        passed = sum(c.passed for c in r.results)
+        icon = "✅" if r.ok else "❌"
+        out = f"**flagstone test** {icon} {passed} passed, {len(r.failed)} failed\n"
+        if r.failed:
+            rows = [
+                (_code(f"{c.file}:{c.line}:{c.col}"), c.env, c.name, "; ".join(c.failures))
+                for c in r.failed
+            ]
+            out += "\n" + _table(("case", "env", "name", "failure"), rows)
+        if r.problems:
+            out += "\n" + problems_markdown(r.problems, "unreadable specs")
+        return out
+
+
+# --- eval -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlagEvaluation:
+    flag: str
+    resolution: Resolution
+    trace: tuple[str, ...] | None = None  # with --explain
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.resolution
+        doc = {
+            "flag": self.flag,
+            "value": r.value,
+            "variant": r.variant,
+            "reason": r.reason,
+            "rule": one_based(r.rule_index),
+            "bucket": r.bucket,
+            "experiment": r.experiment,
+            "message": r.message,
+        }
+        if self.trace is not None:
+            doc["trace"] = list(self.trace)
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """``eval FLAG``: one flag's answer at the top level; ``eval --all``: ``flags``."""
+
+    env: str
+    results: Sequence[FlagEvaluation]
+    every_flag: bool = False
+    ok: bool = True
+
+    def payload(self) -> dict[str, Any]:
+        if self.every_flag:
+            return {"env": self.env, "flags": [r.as_dict() for r in self.results]}
+        return {"env": self.env, **self.results[0].as_dict()}
+
+    def markdown(self) -> str:
+        rows = [
+            (
+                _code(r.flag),
+                _code(r.resolution.variant),
+                _code(json.dumps(r.resolution.value, default=str)),
+                r.resolution.reason,
+                "" if r.resolution.rule_index is None else r.resolution.rule_index + 1,
+            )
+            for r in self.results
+        ]
+        return _table(("flag", "variant", "value", "reason", "rule"), rows)
+
+
+# --- build ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltBundle:
+    env: str
+    path: str
+    format: str  # flagstone or flagd
+    hash: str | None = None
+    flags: int = 0
+    dirty: bool = False  # built from uncommitted changes
+    signed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    bundles: Sequence[BuiltBundle] = ()
+    problems: Sequence[Problem] = ()  # errors that refused the build, or export warnings
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.is_error for p in self.problems)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "bundles": [
+                {
+                    "env": b.env,
+                    "path": b.path,
+                    "format": b.format,
+                    "hash": b.hash,
+                    "flags": b.flags,
+                    "dirty": b.dirty,
+                    "signed": b.signed,
+                }
+                for b in self.bundles
+            ],
+            "problems": [problem_dict(p) for p in self.problems],
+        }
+
+
+# --- diff, promote, drift -------------------------------------------------------------
+
+
+def changes_payload(changes: Sequence[Change]) -> dict[str, Any]:
+    from flagstone.diff import count
+
+    return {
+        "equal": not changes,
+        "counts": count(changes),
+        "changes": [c.as_dict() for c in changes],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DiffResult:
+    changes: Sequence[Change]
+    env_order: Sequence[str]
+    title: str
+    fail_on_changes: bool = False  # --exit-code
+
+    @property
+    def ok(self) -> bool:
+        return not (self.fail_on_changes and self.changes)
+
+    def payload(self) -> dict[str, Any]:
+        return changes_payload(self.changes)
+
+    def markdown(self) -> str:
+        from flagstone.report_diff import changes_markdown
+
+        return changes_markdown(self.changes, self.env_order, self.title)
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionResult:
+    src: str
+    dst: str
+    plan: Promotion | None
+    env_order: Sequence[str] = ()
+    dry_run: bool = False
+    written: bool = False
+    commit: str | None = None
+    problems: Sequence[Problem] = ()  # why the promotion was refused
+    refusal: str | None = None  # the refusal in one sentence
+
+    @property
+    def ok(self) -> bool:
+        return self.plan is not None and not any(p.is_error for p in self.problems)
+
+    def payload(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "src": self.src,
+            "dst": self.dst,
+            "dry_run": self.dry_run,
+            "written": self.written,
+            "commit": self.commit,
+            "moves": [
+                {"kind": m.kind, "key": m.key, "reason": m.reason}
+                for m in (plan.moves if plan else ())
+            ],
+            "kept": list(plan.kept) if plan else [],
+            "files": sorted(plan.files) if plan else [],
+            **changes_payload(plan.changes if plan else ()),
+            "problems": [problem_dict(p) for p in self.problems],
+            "refusal": self.refusal,
+        }
+
+    def markdown(self) -> str:
+        from flagstone.report_diff import changes_markdown
+
+        if self.plan is None:
+            return problems_markdown(self.problems, f"promote {self.src} → {self.dst} refused")
+        text = changes_markdown(
+            self.plan.changes, self.env_order, f"promote {self.src} → {self.dst}"
+        )
+        extra = [
+            f"- also promoting {m.kind[:-1]} {_code(m.key)}: {m.reason}"
+            for m in self.plan.moves
+            if m.reason != "selected"
+        ]
+        if self.plan.kept:
+            extra.append(f"- kept in {self.dst}: " + ", ".join(_code(k) for k in self.plan.kept))
+        return text + ("\n" + "\n".join(extra) + "\n" if extra else "")
+
+
+def kind_word(kind: str) -> str:
+    return kind[:-1] if kind.endswith("s") else kind
+
+
+@dataclass(frozen=True, slots=True)
+class DriftResult:
+    earlier: str
+    later: str
+    found: Sequence[Drift]
+
+    @property
+    def ok(self) -> bool:
+        return not self.found
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "earlier": self.earlier,
+            "later": self.later,
+            "drift": [
+                {"kind": d.kind, "key": d.key, "state": d.state, "changes": list(d.changes)}
+                for d in self.found
+            ],
+        }
+
+    def markdown(self) -> str:
+        if not self.found:
+            return (
+                f"**flagstone drift**: {self.later} matches {self.earlier} (pinned values aside)\n"
+            )
+        rows = [
+            (kind_word(d.kind), _code(d.key), d.state, "; ".join(d.changes)) for d in self.found
+        ]
+        return (
+            f"**flagstone drift {self.earlier} {self.later}**: {_plural(len(self.found), 'difference')}\n\n"
+            + _table(("kind", "key", "state", "changes"), rows)
+        )
+
+
+# --- history, rollback, revert, verify ------------------------------------------------
+
+SIGNATURES = {
+    "G": "good signature",
+    "U": "signed, unknown key",
+    "N": "unsigned",
+    "B": "bad signature",
+    "X": "expired signature",
+    "Y": "expired key",
+    "R": "revoked key",
+    "E": "signature not checked",
+}
+
+
+def signature_words(code: str) -> str:
+    return SIGNATURES.get(code, code)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    key: str | None
+    entries: Sequence[HistoryEntry]
+    envs: Sequence[str] = ()
+    ok: bool = True
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "envs": list(self.envs),
+            "entries": [
+                {
+                    "commit": e.commit.sha,
+                    "date": e.commit.date.isoformat(),
+                    "author": e.commit.author_name,
+                    "email": e.commit.author_email,
+                    "signature": e.commit.signature,
+                    "subject": e.commit.subject,
+                    "env": e.env,
+                    "kind": e.kind,
+                    "key": e.key,
+                    "action": e.action,
+                    "changes": list(e.changes),
+                }
+                for e in self.entries
+            ],
+        }
+
+    def markdown(self) -> str:
+        rows = [
+            (
+                f"{e.commit.date:%Y-%m-%d %H:%M}",
+                e.commit.author_name,
+                _code(e.commit.sha[:12]),
+                signature_words(e.commit.signature),
+                e.env,
+                "; ".join(e.changes),
+            )
+            for e in self.entries
+        ]
+        return _table(("date", "author", "commit", "signature", "env", "change"), rows)
+
+
+@dataclass(frozen=True, slots=True)
+class RestorationResult:
+    """``rollback`` and ``revert``: the planned restorations and what was written."""
+
+    plans: Sequence[Restoration]
+    dry_run: bool = False
+    written: bool = False
+    commits: Mapping[str, str | None] = field(default_factory=dict)  # env -> commit sha
+    problems: Sequence[Problem] = ()
+    refusal: str | None = None  # why the restoration was refused, in one sentence
+    declined: bool = False  # the user answered no
+
+    @property
+    def ok(self) -> bool:
+        return not self.declined and not any(p.is_error for p in self.problems)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "written": self.written,
+            "restorations": [
+                {
+                    "env": p.env,
+                    "message": p.message,
+                    "files": sorted(p.files),
+                    "commit": self.commits.get(p.env),
+                    **changes_payload(p.changes),
+                }
+                for p in self.plans
+            ],
+            "problems": [problem_dict(p) for p in self.problems],
+            "refusal": self.refusal,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    range: str
+    violations: Sequence[Violation]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "range": self.range,
+            "violations": [
+                {
+                    "commit": v.commit,
+                    "subject": v.subject,
+                    "author": v.author,
+                    "env": v.env,
+                    "rule": v.rule,
+                    "reason": v.reason,
+                }
+                for v in self.violations
+            ],
+        }
+
+    def markdown(self) -> str:
+        if not self.violations:
+            return f"**flagstone verify**: every commit in {_code(self.range)} follows the policy\n"
+        rows = [(_code(v.commit[:12]), v.author, v.env, v.rule, v.reason) for v in self.violations]
+        return f"**flagstone verify**: {len(self.violations)} violation(s)\n\n" + _table(
+            ("commit", "author", "env", "rule", "reason"), rows
+        )
+
+
+# --- init and the edit commands -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InitReport:
+    result: InitResult
+    next_steps: str
+    ok: bool = True
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "root": str(self.result.root.resolve()),
+            "written": list(self.result.written),
+            "git_initialized": self.result.git_initialized,
+            "next": self.next_steps,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EditResult:
+    """A command-line edit: what it did (or would do), and the findings that refused it."""
+
+    env: str
+    description: str
+    files: Sequence[str] = ()
+    changed: bool = True  # False: the files already said so
+    dry_run: bool = False
+    commit: str | None = None
+    diff: str = ""  # unified diff of the change, for --dry-run
+    problems: Sequence[Problem] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.is_error for p in self.problems)
+
+    @property
+    def written(self) -> bool:
+        return self.ok and self.changed and not self.dry_run
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "description": self.description,
+            "files": list(self.files),
+            "changed": self.changed,
+            "dry_run": self.dry_run,
+            "written": self.written,
+            "commit": self.commit,
+            "diff": self.diff,
+            "problems": [problem_dict(p) for p in self.problems],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigValue:
+    env: str
+    key: str
+    value: Any
+    secret: bool = False  # the value is encrypted and is not shown
+    ok: bool = True
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "key": self.key,
+            "secret": self.secret,
+            "value": None if self.secret else self.value,
+        }
 
 
 __all__ = [
+    "BuildResult",
+    "BuiltBundle",
+    "ConfigValue",
+    "DiffResult",
+    "DriftResult",
+    "EditResult",
+    "Evaluation",
+    "FlagEvaluation",
+    "HistoryResult",
+    "InitReport",
+    "PromotionResult",
+    "RestorationResult",
+    "Result",
+    "SpecRun",
+    "Validation",
+    "VerifyResult",
+    "document",
+    "dumps",
+    "error_document",
     "format_path",
     "problem_dict",
-    "problem_line",
     "problems_github",
-    "problems_json",
     "problems_markdown",
 ]

@@ -202,7 +202,7 @@ def run_case(
                     detail = (
                         f" ({resolution.reason}"
                         + (
-                            f", rule {resolution.rule_index}"
+                            f", rule {resolution.rule_index + 1}"
                             if resolution.rule_index is not None
                             else ""
                         )

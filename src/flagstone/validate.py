@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flagstone.errors import DocPath, FlagstoneError, Problem, format_path
+from flagstone.errors import DocPath, Problem, format_path
 from flagstone.load import (
     UNREADABLE,
     attach_positions,
@@ -74,14 +74,10 @@ def _with_previous(root: Path, selected: list[str] | None) -> list[str] | None:
     if selected is None:
         return None
     from flagstone.load import load_settings
-    from flagstone.model import SETTINGS_FILE
+    from flagstone.model import SETTINGS_FILE, check_environments
 
     order = load_settings((root / SETTINGS_FILE).read_bytes()).environments
-    unknown = [name for name in selected if name not in order]
-    if unknown:
-        raise FlagstoneError(
-            f"unknown environment {unknown[0]!r}: {SETTINGS_FILE} lists {', '.join(order)}"
-        )
+    check_environments(selected, order)
     wanted = set(selected)
     for name in selected:
         if name in order and order.index(name) > 0:

@@ -1,64 +1,60 @@
-"""The Typer application: consoles, exit codes and command registration.
+"""The Typer application: consoles, exit codes, formats and command registration.
 
 Every module in ``flagstone.cli`` registers its commands with ``@command`` when imported;
 ``main`` imports them all, so adding a command is adding a module. Command modules
 import the core lazily inside the command so ``flagstone --help`` stays fast.
+
+Nothing a user runs ends in a Python traceback: an expected error (``FlagstoneError``)
+becomes one red line and exit 2 — and, under ``--format json``, the error envelope on
+stdout; a usage error does the same; anything else is reported as an internal error in
+one line (``FLAGSTONE_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib
+import os
 import pkgutil
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, overload
 
 import typer
+from typer.core import TyperGroup
 
 from flagstone.errors import FlagstoneError, Problem
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-app = typer.Typer(
-    name="flagstone",
-    help="Feature flags, experiments and per-environment configuration as YAML in git.",
-    no_args_is_help=True,
-    add_completion=False,
-    # A traceback that printed its locals would print the secrets in them.
-    pretty_exceptions_show_locals=False,
-    rich_markup_mode=None,
-)
 if TYPE_CHECKING:
     from rich.console import Console
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-class _LazyConsole:
-    """A rich Console created on first use: importing rich costs ~30 ms that
-    ``--help`` and the json/github formats never need."""
+# typer 0.28 vendors click (typer._click) and older releases use click itself: take the
+# exception base from what typer raises, so both are caught.
+ClickException: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
 
-    def __init__(self, **options: Any) -> None:
-        self._options = options
-        self._console: Console | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
-        return getattr(self._console, name)
-
-
-# soft_wrap: never wrap file:line lines
-out: Console = _LazyConsole(soft_wrap=True, highlight=False)  # type: ignore[assignment]
-err: Console = _LazyConsole(stderr=True, soft_wrap=True, highlight=False)  # type: ignore[assignment]
+# The --format of the command being run, so an error raised deep inside it can still be
+# written as the JSON error envelope.
+_current_format: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "flagstone_format", default=None
+)
 
 
 class ExitCode(IntEnum):
     OK = 0
-    FINDINGS = 1  # invalid, drift, unauthorized
+    FINDINGS = 1  # invalid, drift, unauthorized, failing spec
     ERROR = 2  # usage or environment; click uses 2 for usage errors too
+
+
+class TextJson(StrEnum):
+    text = "text"
+    json = "json"
 
 
 class Format(StrEnum):
@@ -74,6 +70,155 @@ class ValidateFormat(StrEnum):
     github = "github"
 
 
+def _wants_json(args: Sequence[str]) -> bool:
+    """Whether a command line asks for --format json (read before click could parse it)."""
+    for i, arg in enumerate(args):
+        if arg in ("--format", "-f", "--output-format") and args[i + 1 : i + 2] == ["json"]:
+            return True
+        if arg in ("--format=json", "-fjson", "--output-format=json"):
+            return True
+    return False
+
+
+def _write_json_error(doc: dict[str, Any]) -> None:
+    from flagstone.report import dumps
+
+    sys.stdout.write(dumps(doc))
+    sys.stdout.flush()
+
+
+def _print_error(message: str) -> None:
+    from rich.text import Text
+
+    from flagstone.secrets import redact_text
+
+    err.print(Text.assemble(("error: ", "bold red"), redact_text(message)))
+
+
+class FlagstoneGroup(TyperGroup):
+    """The root command: turns every way a run can fail into one line and an exit code."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(
+                args=argv,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except ClickException as e:
+            if _wants_json(argv):
+                from flagstone.report import usage_error_document
+
+                _write_json_error(usage_error_document(e.format_message()))  # type: ignore[attr-defined]
+                _print_error(e.format_message())  # type: ignore[attr-defined]
+            else:
+                e.show()  # type: ignore[attr-defined]
+            code = e.exit_code  # type: ignore[attr-defined]
+        except typer.Abort:
+            err.print("aborted")
+            code = ExitCode.FINDINGS
+        except BrokenPipeError:
+            # `flagstone flag list | head`: the reader left; say nothing more.
+            sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115
+            code = ExitCode.FINDINGS
+        except Exception as e:
+            code = internal_error(e, wants_json=_wants_json(argv))
+        if not standalone_mode:
+            return code
+        sys.exit(code or 0)
+
+
+def internal_error(exc: BaseException, *, wants_json: bool | None = None) -> ExitCode:
+    """The last line of defence: one line, never a traceback — unless FLAGSTONE_DEBUG=1
+    asks for it — and every secret this process has seen scrubbed from both."""
+    import traceback
+
+    from flagstone.secrets import redact_text
+
+    if os.environ.get("FLAGSTONE_DEBUG"):
+        sys.stderr.write(redact_text("".join(traceback.format_exception(exc))))
+    code = "environment"
+    if isinstance(exc, RecursionError):
+        message = "the input is nested too deeply to process; flatten it"
+    elif isinstance(exc, MemoryError):
+        message = "out of memory: the input is too large"
+    elif isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        message = f"{where}{exc.strerror or exc}"
+    else:
+        code = "internal"
+        message = (
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in flagstone: "
+            "rerun with FLAGSTONE_DEBUG=1 for the traceback and report it"
+        )
+    message = redact_text(message)
+    if _current_format.get() == "json" if wants_json is None else wants_json:
+        _write_json_error({"ok": False, "error": {"code": code, "message": message}})
+    _print_error(message)
+    return ExitCode.ERROR
+
+
+app = typer.Typer(
+    name="flagstone",
+    cls=FlagstoneGroup,
+    help="Feature flags, experiments and per-environment configuration as YAML in git.",
+    no_args_is_help=True,
+    add_completion=True,  # --install-completion / --show-completion, typer's own
+    context_settings={"help_option_names": ["-h", "--help"]},
+    # A traceback that printed its locals would print the secrets in them.
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
+
+
+class _LazyConsole:
+    """A rich Console created on first use: importing rich costs ~30 ms that
+    ``--help`` and the json/github formats never need."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def _options(self) -> dict[str, Any]:
+        stream = sys.stderr if self._stderr else sys.stdout
+        options: dict[str, Any] = {"stderr": self._stderr, "soft_wrap": True, "highlight": False}
+        if not _isatty(stream):
+            # Not a terminal (CI logs, pipes, files): nothing is cropped or wrapped at 80.
+            options["width"] = 1_000_000
+        if os.environ.get("NO_COLOR"):
+            # https://no-color.org asks for no colour; rich keeps bold and dim — drop them too.
+            options["color_system"] = None
+        return options
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options())
+        return getattr(self._console, name)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+out: Console = _LazyConsole()  # type: ignore[assignment]
+err: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
+
+
 def _show_version(value: bool) -> None:
     if value:
         from flagstone import __version__
@@ -82,11 +227,30 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _change_directory(value: Path | None) -> None:
+    if value is None:
+        return
+    try:
+        os.chdir(value)
+    except OSError as e:
+        raise typer.BadParameter(f"cannot change to {value}: {e.strerror}") from None
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
     ),
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "-C",
+            callback=_change_directory,
+            is_eager=True,
+            metavar="DIR",
+            help="Run as if flagstone was started in DIR (like git -C).",
+        ),
+    ] = None,
 ) -> None:
     """Feature flags, experiments and per-environment configuration as YAML in git."""
 
@@ -96,31 +260,27 @@ def exit_code_for(problems: Iterable[Problem], *, strict: bool = False) -> ExitC
     return ExitCode.FINDINGS if failing else ExitCode.OK
 
 
+def report_error(error: FlagstoneError) -> None:
+    """One red line on stderr, plus the JSON error envelope on stdout under --format json."""
+    if _current_format.get() == "json":
+        from flagstone.report import error_document
+
+        _write_json_error(error_document(error))
+    _print_error(str(error))
+
+
 def fail(message: str) -> typer.Exit:
-    """Print one red line to stderr; return the Exit to raise (exit code 2)."""
-    from rich.text import Text
-
-    from flagstone.secrets import redact_text
-
-    err.print(Text.assemble(("error: ", "bold red"), redact_text(message)))
+    """Report an expected error; return the Exit to raise (exit code 2)."""
+    report_error(FlagstoneError(message))
     return typer.Exit(ExitCode.ERROR)
 
 
-def internal_error(exc: BaseException) -> typer.Exit:
-    """An unexpected exception: one line (the traceback with FLAGSTONE_DEBUG=1), every
-    secret this process has seen scrubbed from both."""
-    import os
-    import traceback
+def finish(result: Any, fmt: str) -> NoReturn:
+    """Render a result in ``fmt`` and exit 0 when it is ok, 1 when it has findings."""
+    from flagstone.cli.output import emit
 
-    from flagstone.secrets import redact_text
-
-    if os.environ.get("FLAGSTONE_DEBUG"):
-        sys.stderr.write(redact_text("".join(traceback.format_exception(exc))))
-    summary = redact_text(f"{type(exc).__name__}: {exc}")
-    return fail(
-        f"internal error ({summary}); this is a bug in flagstone: rerun with FLAGSTONE_DEBUG=1 "
-        "for the traceback and report it"
-    )
+    emit(result, fmt)
+    raise typer.Exit(ExitCode.OK if result.ok else ExitCode.FINDINGS)
 
 
 @overload
@@ -134,19 +294,26 @@ def command(*, name: str | None = None, group: typer.Typer | None = None) -> Cal
 def command(
     fn: F | None = None, *, name: str | None = None, group: typer.Typer | None = None
 ) -> F | Callable[[F], F]:
-    """Register a command; an expected error becomes one red line on stderr and exit 2."""
+    """Register a command; an expected error becomes one red line on stderr and exit 2
+    (and the JSON error envelope on stdout when the command was asked for ``--format json``,
+    read from its ``fmt`` parameter)."""
 
     def register(fn: F) -> F:
         @functools.wraps(fn)  # typer still sees the options
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            fmt = kwargs.get("fmt")
+            token = _current_format.set(None if fmt is None else str(fmt))
             try:
                 return fn(*args, **kwargs)
             except FlagstoneError as e:
-                raise fail(str(e)) from None
+                report_error(e)
+                raise typer.Exit(ExitCode.ERROR) from None
             except Exception as e:
                 if type(e).__module__.startswith(("typer", "click")):
                     raise  # Exit, Abort, usage errors: the CLI framework's own
-                raise internal_error(e) from None
+                raise typer.Exit(internal_error(e)) from None
+            finally:
+                _current_format.reset(token)
 
         (group or app).command(name=name)(wrapper)
         return fn

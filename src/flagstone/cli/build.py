@@ -1,17 +1,18 @@
 from __future__ import annotations
 
+import errno
 import json
 import os
-import sys
 import tempfile
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flagstone.cli.app import ExitCode, ValidateFormat, command, err, out
-from flagstone.errors import FlagstoneError
+from flagstone.cli.app import TextJson, command, finish
+from flagstone.errors import FlagstoneError, Problem, UsageError
 
 
 class BundleFormat(StrEnum):
@@ -35,6 +36,50 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def write_bundles(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write every bundle or none: on a failure the ones already written are put back."""
+    done: list[tuple[Path, bytes | None]] = []
+    try:
+        for path, data in files:
+            if path.is_dir():
+                raise FlagstoneError(f"cannot write {path}: a directory is in the way")
+            before = path.read_bytes() if path.is_file() else None
+            write_atomically(path, data)
+            done.append((path, before))
+    except OSError as e:
+        for path, before in reversed(done):
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_atomically(path, before)
+        raise FlagstoneError(_write_failure(e)) from None
+
+
+def _write_failure(e: OSError) -> str:
+    where = e.filename or "the output directory"
+    if e.errno == errno.ENOSPC:
+        return f"cannot write {where}: no space left on the device; free some space or pass --out elsewhere; nothing was written"
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"cannot write into {where}: a file is in the way; pass --out a directory; nothing was written"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {where}: permission denied; pass --out a writable directory; nothing was written"
+    return f"cannot write {where}: {e.strerror or e}; nothing was written"
+
+
+def read_signing_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FlagstoneError(
+            f"--sign {path}: no such key file; create one with "
+            "`openssl genpkey -algorithm ed25519 -out signing.pem`"
+        ) from None
+    except IsADirectoryError:
+        raise FlagstoneError(f"--sign {path}: is a directory, not a PEM key file") from None
+    except OSError as e:
+        raise FlagstoneError(f"--sign {path}: {e.strerror}") from None
+
+
 @command
 def build(
     env: Annotated[
@@ -44,8 +89,13 @@ def build(
     all_envs: Annotated[
         bool, typer.Option("--all", help="Build every environment (the default).")
     ] = False,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("dist"),
-    fmt: Annotated[
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output directory (default: dist/ at the repository root)."
+        ),
+    ] = None,
+    bundle_format: Annotated[
         BundleFormat,
         typer.Option("--format", "-f", help="flagstone bundle, or a flagd flag-definition file."),
     ] = BundleFormat.flagstone,
@@ -59,46 +109,51 @@ def build(
             "--include-secrets", help="Keep encrypted config values (server-side bundles only)."
         ),
     ] = False,
+    fmt: Annotated[
+        TextJson,
+        typer.Option("--output-format", help="How to report what was written: text or json."),
+    ] = TextJson.text,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Write one deterministic JSON bundle per environment (dist/<env>.json)."""
     from flagstone import gitio
     from flagstone.bundle import build_bundle_bytes, dump_bundle, sign_bundle
-    from flagstone.cli.output import emit_problems
     from flagstone.load import find_root, load_repository
+    from flagstone.model import check_environments
+    from flagstone.report import BuildResult, BuiltBundle
     from flagstone.validate import validate_loaded
 
     if all_envs and env:
-        raise FlagstoneError("pass --env or --all, not both")
+        raise UsageError("pass --env or --all, not both")
     repo_root = find_root(root or Path.cwd())
     repo, load_problems = load_repository(repo_root)
     names = env or list(repo.settings.environments)
-    for name in names:
-        repo.env(name)
+    check_environments(names, repo.settings.environments)
     problems = validate_loaded(repo, load_problems, envs=names)
     errors = [p for p in problems if p.is_error]
     if errors:
-        emit_problems(errors, ValidateFormat.text)
-        err.print(f"refusing to build: fix the {len(errors)} error(s) above (flagstone validate)")
-        raise typer.Exit(ExitCode.FINDINGS)
-    key = sign.read_bytes() if sign is not None else None
-    target = out_dir if out_dir.is_absolute() else Path.cwd() / out_dir
+        finish(BuildResult(problems=errors), fmt)
+    key = read_signing_key(sign) if sign is not None else None
+    target = repo_root / "dist" if out_dir is None else Path.cwd() / out_dir
     revisions = gitio.revisions(
         repo_root, {n: [repo.settings.file, f"environments/{n}"] for n in names}
     )
+    files: list[tuple[Path, bytes]] = []
+    built: list[BuiltBundle] = []
+    warnings: list[Problem] = []
     for name in names:
         revision = revisions[name]
-        if fmt is BundleFormat.flagd:
+        if bundle_format is BundleFormat.flagd:
             from flagstone.flagd import export_environment
 
-            document, warnings = export_environment(repo, name)
-            emit_problems(warnings, ValidateFormat.text) if warnings else None
+            document, found = export_environment(repo, name)
+            warnings += found
             data = (
                 json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False).encode() + b"\n"
             )
             path = target / f"{name}.flagd.json"
-            write_atomically(path, data)
-            out.print(f"wrote {path} (flagd)")
+            files.append((path, data))
+            built.append(BuiltBundle(name, str(path), "flagd"))
             continue
         bundle, data = build_bundle_bytes(
             repo, name, commit=revision.sha, dirty=revision.dirty, include_secrets=include_secrets
@@ -107,10 +162,17 @@ def build(
             bundle = sign_bundle(bundle, key)
             data = dump_bundle(bundle)
         path = target / f"{name}.json"
-        write_atomically(path, data)
-        note = " from uncommitted changes" if revision.dirty else ""
-        out.print(
-            f"wrote {path}  {bundle['hash'][:19]}  {len(bundle['flags'])} flags{note}"
-            + ("  signed" if key is not None else "")
+        files.append((path, data))
+        built.append(
+            BuiltBundle(
+                name,
+                str(path),
+                "flagstone",
+                hash=bundle["hash"],
+                flags=len(bundle["flags"]),
+                dirty=revision.dirty,
+                signed=key is not None,
+            )
         )
-    sys.stdout.flush()
+    write_bundles(files)
+    finish(BuildResult(built, warnings), fmt)

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flagstone.cli.app import ExitCode, Format, command, out
-from flagstone.errors import FlagstoneError
+from flagstone.cli.app import Format, command, finish
+from flagstone.errors import UsageError
 
 if TYPE_CHECKING:
     from flagstone.diff import Change
@@ -17,30 +16,10 @@ if TYPE_CHECKING:
 def render_changes(
     changes: Sequence[Change], fmt: Format, env_order: Sequence[str], title: str
 ) -> None:
-    from flagstone.report_diff import changes_json, changes_markdown, summary_line
+    from flagstone.cli.output import emit
+    from flagstone.report import DiffResult
 
-    if fmt is Format.json:
-        sys.stdout.write(changes_json(changes))
-        return
-    if fmt is Format.markdown:
-        sys.stdout.write(changes_markdown(changes, env_order, title))
-        return
-    from itertools import groupby
-
-    from rich.text import Text
-    from rich.tree import Tree
-
-    tree = Tree(Text.assemble((title, "bold"), f"  ({summary_line(changes)})"))
-    colours = {"added": "green", "removed": "red", "changed": "yellow"}
-    for env, env_changes in groupby(changes, key=lambda c: c.env):
-        branch = tree.add(Text(env, style="bold cyan"))
-        for (kind, key), group in groupby(env_changes, key=lambda c: (c.kind, c.key)):
-            items = list(group)
-            label = f"{kind[:-1]} {key}" if kind != "config" else f"config {key}"
-            node = branch.add(Text.assemble((label, colours[items[0].action])))
-            for c in items:
-                node.add(Text(c.summary))
-    out.print(tree)
+    emit(DiffResult(changes, env_order, title), fmt)
 
 
 @command
@@ -67,30 +46,30 @@ def diff(
     """Semantic diff between two environments, or between two git revisions."""
     from flagstone.diff import diff_environments, diff_revisions
     from flagstone.load import find_root, load_repository
+    from flagstone.model import check_environments
+    from flagstone.report import DiffResult
 
     repo_root = find_root(root or Path.cwd())
     repo, _ = load_repository(repo_root)
     secrets = repo.secrets
     if rev is not None:
         if envs:
-            raise FlagstoneError("pass two environments or --rev R1..R2, not both")
+            raise UsageError("pass two environments or --rev R1..R2, not both")
         if ".." not in rev:
-            raise FlagstoneError(
+            raise UsageError(
                 "--rev takes a range such as main..HEAD (or main.. for the working tree)"
             )
         old_rev, new_rev = rev.split("..", 1)
         names = env or list(repo.settings.environments)
-        for name in names:
-            repo.env(name)
+        check_environments(names, repo.settings.environments)
         changes = diff_revisions(repo_root, old_rev or "HEAD", new_rev or None, names, secrets)
         title = f"flagstone diff {rev}"
     else:
         if not envs or len(envs) != 2:
-            raise FlagstoneError(
+            raise UsageError(
                 "name two environments (flagstone diff dev staging) or use --rev R1..R2"
             )
         a, b = repo.env(envs[0]), repo.env(envs[1])
         changes = diff_environments(a, b, f"{a.name} → {b.name}", secrets)
         title = f"flagstone diff {a.name} {b.name}"
-    render_changes(changes, fmt, repo.settings.environments, title)
-    raise typer.Exit(ExitCode.FINDINGS if exit_code and changes else ExitCode.OK)
+    finish(DiffResult(changes, repo.settings.environments, title, fail_on_changes=exit_code), fmt)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from flagstone.cli.app import ExitCode, ValidateFormat, app, command, err, out
+from flagstone.cli.app import TextJson, app, command, finish
 from flagstone.errors import FlagstoneError
 
 flag_app = typer.Typer(
@@ -25,6 +24,10 @@ app.add_typer(config_app, name="config")
 Env = Annotated[str, typer.Option("--env", "-e", help="The environment to change.")]
 Commit = Annotated[bool, typer.Option("--commit", help="Commit the change.")]
 Message = Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Show the change as a diff; write nothing.")
+]
+Fmt = Annotated[TextJson, typer.Option("--format", "-f")]
 Root = Annotated[Path | None, typer.Option("--root", help="Repository root.")]
 
 
@@ -36,13 +39,16 @@ def apply_edit(
     change: Callable[[Any], str],
     commit: bool,
     message: str | None,
-) -> None:
+    *,
+    dry_run: bool = False,
+    fmt: str = "text",
+) -> NoReturn:
     """Load the file that holds ``key``, let ``change`` edit it (returning a description),
     validate the environment with the new text, then write atomically and maybe commit."""
     from flagstone import gitio
-    from flagstone.cli.output import emit_problems
     from flagstone.edit import Document, atomic_write
-    from flagstone.load import find_root, load_repository
+    from flagstone.load import MAX_FILE_BYTES, find_root, load_repository
+    from flagstone.report import EditResult
     from flagstone.validate import validate_with_files
 
     repo_root = find_root(root or Path.cwd())
@@ -50,28 +56,47 @@ def apply_edit(
     target = repo.env(env)
     rel = target.file_for(kind, key)  # type: ignore[arg-type]
     path = repo_root / rel
-    if commit and not gitio.is_clean(repo_root, [rel]):
+    if commit and not dry_run and not gitio.is_clean(repo_root, [rel]):
         raise FlagstoneError(
             f"{rel} has uncommitted changes: commit them first, or edit without --commit"
+        )
+    size = path.stat().st_size if path.exists() else 0
+    if size > MAX_FILE_BYTES:
+        raise FlagstoneError(
+            f"{rel} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; "
+            "split the kind into a folder of files (flags/*.yaml)"
         )
     before = path.read_text(encoding="utf-8") if path.exists() else ""
     doc = Document.parse(before)
     description = change(doc.data)
     text = doc.dump()
     if text == before:
-        err.print(f"{rel}: already so, nothing to change")
-        return
+        finish(EditResult(env, description, [rel], changed=False, dry_run=dry_run), fmt)
     _, problems = validate_with_files(repo, env, {rel: text})
     errors = [p for p in problems if p.is_error]
+    diff = unified_diff(rel, before, text)
     if errors:
-        emit_problems(errors, ValidateFormat.text)
-        err.print(f"error: the edit would leave {env} invalid; {rel} was not changed")
-        raise typer.Exit(ExitCode.FINDINGS)
+        finish(
+            EditResult(env, description, [rel], dry_run=dry_run, diff=diff, problems=errors), fmt
+        )
+    if dry_run:
+        finish(EditResult(env, description, [rel], dry_run=True, diff=diff), fmt)
     atomic_write(path, text)
-    out.print(f"{rel}: {description}")
-    if commit:
-        sha = gitio.commit(repo_root, [rel], message or f"{env}: {description}")
-        err.print(f"committed {sha[:12]}")
+    sha = gitio.commit(repo_root, [rel], message or f"{env}: {description}") if commit else None
+    finish(EditResult(env, description, [rel], commit=sha, diff=diff), fmt)
+
+
+def unified_diff(rel: str, before: str, after: str) -> str:
+    import difflib
+
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            f"a/{rel}",
+            f"b/{rel}",
+        )
+    )
 
 
 def _flag(data: Any, key: str) -> Any:
@@ -111,6 +136,8 @@ def flag_create(
     ] = None,
     commit: Commit = False,
     message: Message = None,
+    dry_run: DryRun = False,
+    fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
     """Create a flag in one environment; add rollouts and targets with `flag rollout` and `flag target`."""
@@ -139,33 +166,52 @@ def flag_create(
         data[key] = flag
         return f"flag {key} created"
 
-    apply_edit(root, env, "flags", key, change, commit, message)
+    apply_edit(root, env, "flags", key, change, commit, message, dry_run=dry_run, fmt=fmt)
 
 
 def _toggle(
-    key: str, env: str, enabled: bool, commit: bool, message: str | None, root: Path | None
+    key: str,
+    env: str,
+    enabled: bool,
+    commit: bool,
+    message: str | None,
+    dry_run: bool,
+    fmt: str,
+    root: Path | None,
 ) -> None:
     def change(data: Any) -> str:
         _flag(data, key)["enabled"] = enabled
         return f"flag {key} {'enabled' if enabled else 'disabled (kill switch)'}"
 
-    apply_edit(root, env, "flags", key, change, commit, message)
+    apply_edit(root, env, "flags", key, change, commit, message, dry_run=dry_run, fmt=fmt)
 
 
 @command(name="enable", group=flag_app)
 def flag_enable(
-    key: str, env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None
+    key: str,
+    env: Env = "dev",
+    commit: Commit = False,
+    message: Message = None,
+    dry_run: DryRun = False,
+    fmt: Fmt = TextJson.text,
+    root: Root = None,
 ) -> None:
     """Release the kill switch."""
-    _toggle(key, env, True, commit, message, root)
+    _toggle(key, env, True, commit, message, dry_run, fmt, root)
 
 
 @command(name="disable", group=flag_app)
 def flag_disable(
-    key: str, env: Env = "dev", commit: Commit = False, message: Message = None, root: Root = None
+    key: str,
+    env: Env = "dev",
+    commit: Commit = False,
+    message: Message = None,
+    dry_run: DryRun = False,
+    fmt: Fmt = TextJson.text,
+    root: Root = None,
 ) -> None:
     """Pull the kill switch: everyone gets off_variant."""
-    _toggle(key, env, False, commit, message, root)
+    _toggle(key, env, False, commit, message, dry_run, fmt, root)
 
 
 @command(name="rollout", group=flag_app)
@@ -188,6 +234,8 @@ def flag_rollout(
     ] = None,
     commit: Commit = False,
     message: Message = None,
+    dry_run: DryRun = False,
+    fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
     """Set a percentage rollout on the default (or a rule): --variant on=50 --variant off=50."""
@@ -231,7 +279,7 @@ def flag_rollout(
         shares = ", ".join(f"{k} {v:g}%" for k, v in weights.items())
         return f"flag {key} {where} rollout {shares}"
 
-    apply_edit(root, env, "flags", key, change, commit, message)
+    apply_edit(root, env, "flags", key, change, commit, message, dry_run=dry_run, fmt=fmt)
 
 
 @command(name="target", group=flag_app)
@@ -247,6 +295,8 @@ def flag_target(
     env: Env = "dev",
     commit: Commit = False,
     message: Message = None,
+    dry_run: DryRun = False,
+    fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
     """Add or remove individual targets of a variant."""
@@ -268,7 +318,7 @@ def flag_target(
             del flag["targets"]
         return f"flag {key} targets {variant} +{len(added)} −{len(removed)}"
 
-    apply_edit(root, env, "flags", key, change, commit, message)
+    apply_edit(root, env, "flags", key, change, commit, message, dry_run=dry_run, fmt=fmt)
 
 
 @command(name="set", group=segment_app)
@@ -281,6 +331,8 @@ def segment_set(
     env: Env = "dev",
     commit: Commit = False,
     message: Message = None,
+    dry_run: DryRun = False,
+    fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
     """Create a segment or replace its condition."""
@@ -301,7 +353,7 @@ def segment_set(
         segment["when"] = mapping(condition, flow=True)
         return f"segment {key} {'created' if created else 'changed'}"
 
-    apply_edit(root, env, "segments", key, change, commit, message)
+    apply_edit(root, env, "segments", key, change, commit, message, dry_run=dry_run, fmt=fmt)
 
 
 @command(name="set", group=config_app)
@@ -313,6 +365,8 @@ def config_set(
     env: Env = "dev",
     commit: Commit = False,
     message: Message = None,
+    dry_run: DryRun = False,
+    fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
     """Set a config value, typed against the app's config schema."""
@@ -331,7 +385,7 @@ def config_set(
         set_path(data, tuple(key.split(".")), typed, create=True)
         return f"config {key} = {json.dumps(typed)}"
 
-    apply_edit(root, env, "config", None, change, commit, message)
+    apply_edit(root, env, "config", None, change, commit, message, dry_run=dry_run, fmt=fmt)
 
 
 def _typed(repo: Any, key: str, value: str) -> Any:
@@ -355,11 +409,12 @@ def _typed(repo: Any, key: str, value: str) -> Any:
 def config_get(
     key: Annotated[str, typer.Argument(help="Dotted key, e.g. api.timeout_ms.")],
     env: Env = "dev",
+    fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
     """Print a config value as JSON (secrets are not shown)."""
     from flagstone.load import find_root, load_repository
-    from flagstone.secrets import SECRET
+    from flagstone.report import ConfigValue
 
     repo, _ = load_repository(find_root(root or Path.cwd()), [env])
     config = repo.env(env).config
@@ -367,11 +422,6 @@ def config_get(
     value = config.get(key, missing) if config is not None else missing
     if value is missing:
         raise FlagstoneError(f"no config key {key!r} in {env}")
-    sys.stdout.write(
-        (
-            SECRET
-            if repo.secrets.covers(key) or repo.secrets.is_secret(key, value)
-            else json.dumps(repo.secrets.redact_value(value), sort_keys=True)
-        )
-        + "\n"
-    )
+    secret = repo.secrets.covers(key) or repo.secrets.is_secret(key, value)
+    shown = None if secret else repo.secrets.redact_value(value)
+    finish(ConfigValue(env, key, shown, secret=secret), fmt)

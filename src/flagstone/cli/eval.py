@@ -7,43 +7,88 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flagstone.cli.app import Format, command, out
-from flagstone.errors import FlagstoneError
+from flagstone.cli.app import Format, command, finish
+from flagstone.errors import FlagstoneError, UsageError
 
 if TYPE_CHECKING:
     from flagstone.runtime.evaluate import CompiledBundle
 
 
-def parse_context(text: str) -> dict[str, Any]:
+CONTEXT_EXAMPLE = """'{"user_id": "u1"}'"""
+
+
+def read_context(value: str) -> dict[str, Any]:
+    """``--context``: inline JSON, ``@file.json``, or ``-`` for standard input (as curl reads data)."""
+    if value == "-":
+        return parse_context(sys.stdin.read(), "standard input")
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise FlagstoneError(f"--context {value}: no such file") from None
+        except IsADirectoryError:
+            raise FlagstoneError(f"--context {value}: is a directory, not a JSON file") from None
+        except UnicodeDecodeError:
+            raise FlagstoneError(f"--context {value}: not UTF-8 text") from None
+        except OSError as e:
+            raise FlagstoneError(f"--context {value}: {e.strerror}") from None
+        return parse_context(text, str(path))
+    return parse_context(value, "--context")
+
+
+def parse_context(text: str, source: str = "--context") -> dict[str, Any]:
     try:
         context = json.loads(text)
     except json.JSONDecodeError as e:
         raise FlagstoneError(
-            f"--context is not valid JSON ({e.msg} at column {e.colno}); "
-            """pass an object such as '{"user_id": "u1"}'"""
+            f"{source} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+            f"pass an object such as {CONTEXT_EXAMPLE}"
+        ) from None
+    except RecursionError:
+        raise FlagstoneError(
+            f"{source} is nested too deeply to read; a context is a flat object of attributes "
+            f"such as {CONTEXT_EXAMPLE}"
         ) from None
     if not isinstance(context, dict):
-        raise FlagstoneError('--context must be a JSON object, such as \'{"user_id": "u1"}\'')
+        raise FlagstoneError(
+            f"{source} must be a JSON object, such as {CONTEXT_EXAMPLE}, not {_json_type(context)}"
+        )
     return context
 
 
-def working_tree_bundle(root: Path | None, env: str) -> CompiledBundle:
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array"
+
+
+def working_tree_bundle(root: Path | None, env: str | None) -> tuple[str, CompiledBundle]:
     """Build the environment's bundle in memory from the working tree and compile it."""
     from flagstone.bundle import build_bundle
-    from flagstone.load import find_root, load_repository
+    from flagstone.load import find_root, load_repository, load_settings
+    from flagstone.model import SETTINGS_FILE
     from flagstone.runtime.evaluate import BundleError, compile_bundle
 
     repo_root = find_root(root or Path.cwd())
-    repo, problems = load_repository(repo_root)
-    repo.env(env)
-    unreadable = [p for p in problems if p.file.startswith(f"environments/{env}/")]
+    if env is None:
+        env = load_settings((repo_root / SETTINGS_FILE).read_bytes()).environments[0]
+    repo, problems = load_repository(repo_root, [env])
+    unreadable = [p for p in problems if p.file.startswith(f"environments/{env}/") and p.is_error]
     if unreadable:
         raise FlagstoneError(f"{unreadable[0]}; run `flagstone validate --env {env}`")
     try:
-        return compile_bundle(build_bundle(repo, env))
-    except (BundleError, KeyError, TypeError) as e:
+        return env, compile_bundle(build_bundle(repo, env))
+    except (BundleError, KeyError, TypeError, ValueError) as e:
         raise FlagstoneError(
-            f"{env} cannot be compiled ({e}); run `flagstone validate --env {env}`"
+            f"{env} cannot be compiled ({type(e).__name__}: {e}); "
+            f"run `flagstone validate --env {env}`"
         ) from None
 
 
@@ -52,9 +97,17 @@ def eval_(
     flag: Annotated[
         str | None, typer.Argument(help="The flag to evaluate (omit with --all).")
     ] = None,
-    env: Annotated[str, typer.Option("--env", "-e", help="Environment to evaluate in.")] = "dev",
+    env: Annotated[
+        str | None,
+        typer.Option("--env", "-e", help="Environment to evaluate in (default: the first)."),
+    ] = None,
     context: Annotated[
-        str, typer.Option("--context", "-c", help="The evaluation context as a JSON object.")
+        str,
+        typer.Option(
+            "--context",
+            "-c",
+            help="The evaluation context: a JSON object, @file.json, or - to read standard input.",
+        ),
     ] = "{}",
     explain: Annotated[
         bool, typer.Option("--explain", help="Show each evaluation step and why.")
@@ -66,13 +119,14 @@ def eval_(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """What a unit gets from a flag in an environment, and why."""
+    from flagstone.report import Evaluation, FlagEvaluation
     from flagstone.runtime.evaluate import explain as explain_flag
     from flagstone.runtime.evaluate import resolve
 
-    ctx = parse_context(context)
-    bundle = working_tree_bundle(root, env)
     if all_flags == (flag is not None):
-        raise FlagstoneError("name one FLAG, or pass --all to evaluate every flag")
+        raise UsageError("name one FLAG, or pass --all to evaluate every flag")
+    ctx = read_context(context)
+    env, bundle = working_tree_bundle(root, env)
     keys = sorted(bundle.flags) if all_flags else [flag or ""]
     if not all_flags and keys[0] not in bundle.flags:
         import difflib
@@ -84,50 +138,7 @@ def eval_(
     for key in keys:
         if explain:
             resolution, trace = explain_flag(bundle, key, ctx)
+            results.append(FlagEvaluation(key, resolution, tuple(trace)))
         else:
-            resolution, trace = resolve(bundle, key, ctx), []
-        results.append((key, resolution, trace))
-    if fmt is Format.json:
-        doc = [
-            {
-                "flag": k,
-                "value": r.value,
-                "variant": r.variant,
-                "reason": r.reason,
-                "rule": r.rule_index,
-                "bucket": r.bucket,
-                "experiment": r.experiment,
-                "message": r.message,
-                **({"trace": t} if explain else {}),
-            }
-            for k, r, t in results
-        ]
-        sys.stdout.write(json.dumps(doc if all_flags else doc[0], sort_keys=True, indent=2) + "\n")
-        return
-    if fmt is Format.markdown:
-        lines = ["| flag | variant | value | reason |", "|---|---|---|---|"]
-        lines += [
-            f"| `{k}` | `{r.variant}` | `{json.dumps(r.value)}` | {r.reason} |"
-            for k, r, _ in results
-        ]
-        sys.stdout.write("\n".join(lines) + "\n")
-        return
-    from rich.text import Text
-
-    for key, r, trace in results:
-        detail = f" rule {r.rule_index}" if r.rule_index is not None else ""
-        detail += f" bucket {r.bucket}" if r.bucket is not None else ""
-        detail += f" experiment {r.experiment}" if r.experiment else ""
-        detail += f" ({r.message})" if r.message else ""
-        out.print(
-            Text.assemble(
-                (key, "bold"),
-                " = ",
-                (json.dumps(r.value), "cyan"),
-                f"  variant {r.variant}  ",
-                (r.reason, "green"),
-                detail,
-            )
-        )
-        for line in trace:
-            out.print(Text("  " + line, style="dim"))
+            results.append(FlagEvaluation(key, resolve(bundle, key, ctx)))
+    finish(Evaluation(env, results, every_flag=all_flags), fmt)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,22 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flagstone.cli.app import ExitCode, Format, ValidateFormat, command, err, out
+from flagstone.cli.app import Format, TextJson, command, finish
 from flagstone.errors import FlagstoneError
+from flagstone.model import check_environments
 
 if TYPE_CHECKING:
     from flagstone.history import Restoration
-
-SIGNATURES = {
-    "G": "good signature",
-    "U": "signed, unknown key",
-    "N": "unsigned",
-    "B": "bad signature",
-    "X": "expired signature",
-    "Y": "expired key",
-    "R": "revoked key",
-    "E": "signature not checked",
-}
 
 
 @command
@@ -52,10 +41,9 @@ def history(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Every commit that changed a key, newest first: when, who, signature, and old → new."""
-    from rich.text import Text
-
     from flagstone.history import key_history
     from flagstone.load import find_root, load_repository
+    from flagstone.report import HistoryResult
 
     since_at = None
     if since is not None:
@@ -69,85 +57,39 @@ def history(
             since_at = since_at.replace(tzinfo=dt.UTC)
     repo_root = find_root(root or Path.cwd())
     repo, _ = load_repository(repo_root)
+    check_environments(env or (), repo.settings.environments)
     entries = key_history(
         repo_root, key, envs=env, since=since_at, author=author, secrets=repo.secrets
     )
-    if fmt is Format.json:
-        doc = [
-            {
-                "commit": e.commit.sha,
-                "date": e.commit.date.isoformat(),
-                "author": e.commit.author_name,
-                "email": e.commit.author_email,
-                "signature": e.commit.signature,
-                "subject": e.commit.subject,
-                "env": e.env,
-                "kind": e.kind,
-                "key": e.key,
-                "action": e.action,
-                "changes": list(e.changes),
-            }
-            for e in entries
-        ]
-        sys.stdout.write(json.dumps(doc, sort_keys=True, indent=2) + "\n")
-    elif fmt is Format.markdown:
-        rows = [
-            f"| {e.commit.date:%Y-%m-%d %H:%M} | {e.commit.author_name} | `{e.commit.sha[:12]}` | "
-            f"{SIGNATURES.get(e.commit.signature, e.commit.signature)} | {e.env} | {'; '.join(e.changes)} |"
-            for e in entries
-        ]
-        sys.stdout.write(
-            "\n".join(
-                [
-                    "| date | author | commit | signature | env | change |",
-                    "|---|---|---|---|---|---|",
-                    *rows,
-                ]
-            )
-            + "\n"
-        )
-    else:
-        for e in entries:
-            out.print(
-                Text.assemble(
-                    (f"{e.commit.date:%Y-%m-%d %H:%M}", "bold"),
-                    "  ",
-                    (e.commit.sha[:12], "yellow"),
-                    f"  {e.commit.author_name} <{e.commit.author_email}>  ",
-                    (SIGNATURES.get(e.commit.signature, e.commit.signature), "dim"),
-                    f"\n  {e.env}: {'; '.join(e.changes)}",
-                    (f"   ({e.commit.subject})", "dim"),
-                )
-            )
-        if not entries:
-            err.print(f"no commit changed {key!r}" + (f" in {', '.join(env)}" if env else ""))
+    finish(HistoryResult(key, entries, env or ()), fmt)
 
 
 def _apply(
-    root: Path, plans: Sequence[Restoration], yes: bool, dry_run: bool, commit: bool
+    root: Path,
+    plans: Sequence[Restoration],
+    yes: bool,
+    dry_run: bool,
+    commit: bool,
+    fmt: str,
 ) -> None:
-    from flagstone.cli.diff import render_changes
+    from flagstone.cli.output import emit
     from flagstone.history import apply_restoration
+    from flagstone.report import RestorationResult
 
-    for plan in plans:
-        render_changes(plan.changes, Format.text, [plan.env], plan.message.splitlines()[0])
+    preview = RestorationResult(plans, dry_run=dry_run)
     if dry_run or not any(p.changes for p in plans):
-        if not any(p.changes for p in plans):
-            err.print("nothing to change: the environment already matches")
-        return
+        finish(preview, fmt)
     if not yes:
         if not sys.stdin.isatty():
             raise FlagstoneError(
-                "not writing without confirmation: stdin is not a terminal; pass --yes"
+                "not writing without confirmation: stdin is not a terminal; pass --yes "
+                "(or --dry-run to preview)"
             )
+        emit(preview, Format.text)
         if not typer.confirm("Apply?", default=False):
-            raise typer.Exit(ExitCode.FINDINGS)
-    for plan in plans:
-        sha = apply_restoration(root, plan, commit=commit)
-        err.print(
-            f"{plan.message.splitlines()[0]}"
-            + (f": committed {sha[:12]}" if sha else ": written, not committed")
-        )
+            finish(RestorationResult(plans, declined=True), fmt)
+    commits = {plan.env: apply_restoration(root, plan, commit=commit) for plan in plans}
+    finish(RestorationResult(plans, written=True, commits=commits), fmt)
 
 
 @command
@@ -169,13 +111,14 @@ def rollback(
     no_commit: Annotated[
         bool, typer.Option("--no-commit", help="Write the files but do not commit.")
     ] = False,
+    fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Restore an environment (or some keys) as it was at a revision, as a new commit."""
     from flagstone import gitio
-    from flagstone.cli.output import emit_problems
     from flagstone.history import RestorationInvalid, plan_rollback
     from flagstone.load import find_root, load_repository
+    from flagstone.report import RestorationResult
 
     if (to is None) == (to_date is None):
         raise FlagstoneError("give exactly one of --to REV or --to-date TIME")
@@ -185,10 +128,8 @@ def rollback(
     try:
         plan = plan_rollback(repo, env, rev, only or ())
     except RestorationInvalid as e:
-        emit_problems(e.problems, ValidateFormat.text)
-        err.print(f"error: {e}")
-        raise typer.Exit(ExitCode.FINDINGS) from None
-    _apply(repo_root, [plan], yes, dry_run, not no_commit)
+        finish(RestorationResult((), problems=e.problems, refusal=str(e)), fmt)
+    _apply(repo_root, [plan], yes, dry_run, not no_commit, fmt)
 
 
 @command
@@ -202,19 +143,19 @@ def revert(
     no_commit: Annotated[
         bool, typer.Option("--no-commit", help="Write the files but do not commit.")
     ] = False,
+    fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Undo one commit's changes key by key, keeping later changes to other keys."""
-    from flagstone.cli.output import emit_problems
     from flagstone.history import RestorationInvalid, plan_revert
     from flagstone.load import find_root, load_repository
+    from flagstone.report import RestorationResult
 
     repo_root = find_root(root or Path.cwd())
     repo, _ = load_repository(repo_root)
+    check_environments(env or (), repo.settings.environments)
     try:
         plans = plan_revert(repo, rev, env)
     except RestorationInvalid as e:
-        emit_problems(e.problems, ValidateFormat.text)
-        err.print(f"error: {e}")
-        raise typer.Exit(ExitCode.FINDINGS) from None
-    _apply(repo_root, plans, yes, dry_run, not no_commit)
+        finish(RestorationResult((), problems=e.problems, refusal=str(e)), fmt)
+    _apply(repo_root, plans, yes, dry_run, not no_commit, fmt)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from flagstone.cli.app import command, out
+from flagstone.cli.app import TextJson, command, finish
 
 
 @command
@@ -24,28 +24,17 @@ def init(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite files that already exist.")
     ] = False,
+    fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
 ) -> None:
     """Scaffold a flagstone repository: settings, schemas, environments, a spec, CI and pre-commit."""
-    from rich.text import Text
-
+    from flagstone.report import InitReport
     from flagstone.scaffold import init_repository
 
     envs = [e.strip() for e in environments.split(",") if e.strip()]
     result = init_repository(directory, project=project, environments=envs, force=force)
-    out.print(
-        Text.assemble(
-            ("Created a flagstone repository", "bold green"), f" in {result.root.resolve()}:"
-        )
-    )
-    for rel in result.written:
-        out.print(f"  {rel}")
-    if result.git_initialized:
-        out.print("Initialized a git repository (git init).")
     where = "" if directory == Path() else f"cd {directory} && "
-    out.print(
-        Text.assemble(
-            ("\nNext: ", "bold"),
-            f"{where}flagstone validate && flagstone test && "
-            "git add -A && git commit -m 'flagstone configuration'",
-        )
+    next_steps = (
+        f"{where}flagstone validate && flagstone test && "
+        "git add -A && git commit -m 'flagstone configuration'"
     )
+    finish(InitReport(result, next_steps), fmt)

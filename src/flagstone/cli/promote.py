@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flagstone.cli.app import ExitCode, Format, ValidateFormat, command, err, out
+from flagstone.cli.app import ExitCode, Format, command, finish
 from flagstone.errors import FlagstoneError
+from flagstone.model import check_environments
 
 
 @command
@@ -57,13 +57,13 @@ def promote(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Copy objects forward (dev → staging → prod), keeping the target's pinned values."""
-    from flagstone.cli.diff import render_changes
-    from flagstone.cli.output import emit_problems
     from flagstone.load import find_root, load_repository
     from flagstone.promote import PromotionInvalid, apply_promotion, plan_promotion
+    from flagstone.report import PromotionResult
 
     repo_root = find_root(root or Path.cwd())
     repo, _ = load_repository(repo_root)
+    order = repo.settings.environments
     try:
         plan = plan_promotion(
             repo,
@@ -75,37 +75,22 @@ def promote(
             skip_order_reason=skip_order,
         )
     except PromotionInvalid as e:
-        emit_problems(e.problems, ValidateFormat.text)
-        err.print(f"error: {e}")
-        raise typer.Exit(ExitCode.FINDINGS) from None
-    if fmt is Format.json:
-        doc = {
-            "src": src,
-            "dst": dst,
-            "moves": [{"kind": m.kind, "key": m.key, "reason": m.reason} for m in plan.moves],
-            "kept": plan.kept,
-            "changes": [c.as_dict() for c in plan.changes],
-            "files": sorted(plan.files),
-            "dry_run": dry_run,
-        }
-        sys.stdout.write(json.dumps(doc, sort_keys=True, indent=2, default=str) + "\n")
-    else:
-        render_changes(plan.changes, fmt, repo.settings.environments, f"promote {src} → {dst}")
-        for move in plan.moves:
-            if move.reason != "selected":
-                out.print(f"also promoting {move.kind[:-1]} {move.key}: {move.reason}")
-        if plan.kept:
-            out.print(f"kept in {dst}: {', '.join(plan.kept)}")
-    if plan.empty:
-        err.print(f"{dst} already matches {src} for this selection: nothing to promote")
-        return
-    if dry_run:
-        return
+        finish(
+            PromotionResult(src, dst, None, order, dry_run, problems=e.problems, refusal=str(e)),
+            fmt,
+        )
+    preview = PromotionResult(src, dst, plan, order, dry_run=dry_run)
+    if plan.empty or dry_run:
+        finish(preview, fmt)
     if not yes:
         if not sys.stdin.isatty():
             raise FlagstoneError(
-                "not promoting without confirmation: stdin is not a terminal; pass --yes"
+                "not promoting without confirmation: stdin is not a terminal; pass --yes "
+                "(or --dry-run to preview)"
             )
+        from flagstone.cli.output import emit
+
+        emit(preview, Format.text)
         if not typer.confirm(f"Promote {src} → {dst}?", default=False):
             raise typer.Exit(ExitCode.FINDINGS)
     sha = apply_promotion(
@@ -116,10 +101,13 @@ def promote(
         expect_target_rev=expect_target_rev,
         message=message,
     )
-    written = ", ".join(sorted(plan.files))
-    err.print(
-        f"promoted {src} → {dst}: wrote {written}" + (f"; committed {sha[:12]}" if sha else "")
-    )
+    done = PromotionResult(src, dst, plan, order, written=True, commit=sha)
+    if not yes and fmt is Format.text:
+        from flagstone.cli.app import err
+
+        err.print(f"promoted {src} → {dst}" + (f"; committed {sha[:12]}" if sha else ""))
+        raise typer.Exit(ExitCode.OK)
+    finish(done, fmt)
 
 
 @command
@@ -130,45 +118,10 @@ def drift(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """What differs between two environments beyond pinned values: unpromoted work and hot fixes."""
-    from rich.text import Text
-
     from flagstone.load import find_root, load_repository
     from flagstone.promote import drift as compute_drift
+    from flagstone.report import DriftResult
 
     repo, _ = load_repository(find_root(root or Path.cwd()))
-    found = compute_drift(repo, earlier, later)
-    if fmt is Format.json:
-        sys.stdout.write(
-            json.dumps(
-                [
-                    {"kind": d.kind, "key": d.key, "state": d.state, "changes": list(d.changes)}
-                    for d in found
-                ],
-                sort_keys=True,
-                indent=2,
-            )
-            + "\n"
-        )
-    elif fmt is Format.markdown:
-        lines = [
-            f"| {d.kind[:-1] if d.kind != 'config' else 'config'} | `{d.key}` | {d.state} | {'; '.join(d.changes)} |"
-            for d in found
-        ]
-        sys.stdout.write(
-            "\n".join(["| kind | key | state | changes |", "|---|---|---|---|", *lines]) + "\n"
-        )
-    else:
-        for d in found:
-            out.print(
-                Text.assemble(
-                    (f"{d.kind[:-1] if d.kind != 'config' else 'config'} {d.key}", "bold"),
-                    f": {d.state}",
-                    (f" ({'; '.join(d.changes)})", "dim"),
-                )
-            )
-        err.print(
-            f"{len(found)} difference(s) between {earlier} and {later}"
-            if found
-            else f"{later} matches {earlier} (pinned values aside)"
-        )
-    raise typer.Exit(ExitCode.FINDINGS if found else ExitCode.OK)
+    check_environments([earlier, later], repo.settings.environments)
+    finish(DriftResult(earlier, later, compute_drift(repo, earlier, later)), fmt)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flagstone.cli.app import ValidateFormat, command, exit_code_for
+from flagstone.cli.app import ValidateFormat, command, finish
 
 
 @command
@@ -32,8 +32,9 @@ def validate(
     ] = None,
 ) -> None:
     """Check every file against its schema and the semantic rules."""
-    from flagstone.cli.output import default_validate_format, emit_problems
+    from flagstone.cli.output import default_validate_format
     from flagstone.load import find_root
+    from flagstone.report import Validation
     from flagstone.validate import validate_repository
 
     repo_root = find_root(root or Path.cwd())
@@ -44,9 +45,5 @@ def validate(
         return gitio.last_changed(repo_root, files)
 
     problems = validate_repository(repo_root, env, strict=strict, last_changed=last_changed)
-    emit_problems(
-        problems,
-        fmt or default_validate_format(),
-        checked=", ".join(env) if env else "every environment",
-    )
-    raise typer.Exit(exit_code_for(problems, strict=strict))
+    checked = ", ".join(env) if env else "every environment"
+    finish(Validation(problems, strict=strict, checked=checked), fmt or default_validate_format())

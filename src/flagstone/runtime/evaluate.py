@@ -537,7 +537,8 @@ def _explain_flag(
             return arm, SPLIT, None, None, experiment_key, None
         trace.append(f"{pad}experiment {experiment_key}: not enrolled ({why})")
     for index, rule in enumerate(raw["rules"]):
-        label = f"rule {index}" + (f" ({rule['name']})" if "name" in rule else "")
+        # 1-based for people, as every message says (Resolution.rule_index stays 0-based)
+        label = f"rule {index + 1}" + (f" ({rule['name']})" if "name" in rule else "")
         matched = explain_condition(rule["when"], ctx, segments, trace, f"{pad}  ")
         if not matched:
             trace.append(f"{pad}{label}: no match")
