@@ -185,7 +185,9 @@ def test_leak_sweep__every_command_and_format__never_shows_a_secret(cli, leaky_r
     assert any("db.mode: <secret> is not one of the allowed values" in m for m in messages)
     assert any("db.region: <secret> does not match the pattern" in m for m in messages)
     assert any("db.nested: <secret> is a object, expected string" in m for m in messages)
-    history = json.loads(cli(["history", "db.password", "--format", "json"], cwd=leaky_repo).stdout)
+    history = json.loads(
+        cli(["history", "db.password", "--format", "json"], cwd=leaky_repo).stdout
+    )["entries"]
     assert history and all(
         e["changes"] in (["<secret: changed>"], ["config key added"]) for e in history
     )
