@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
 from flagstone.errors import FlagstoneError
@@ -757,3 +757,96 @@ def _finish(spec: ExperimentSpec, metric: MetricSpec, row: dict[str, Any]) -> Co
         cuped=row.get("cuped"),
         degenerate=degenerate,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SliceResult:
+    value: str
+    result: ExperimentResult
+
+
+@dataclass(frozen=True, slots=True)
+class DimensionResult:
+    """Results per value of one dimension, p-values corrected over every slice's tests."""
+
+    dimension: str
+    correction: correction.Correction
+    tests: int  # slices × metrics × arms in the correction's family
+    slices: tuple[SliceResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = to_jsonable(self)
+        assert isinstance(out, dict)
+        return out
+
+
+def analyze_by_dimension(
+    spec: ExperimentSpec,
+    dimension: str,
+    data_by_value: Mapping[str, Data],
+    *,
+    units_by_value: Mapping[str, Mapping[str, int]] | None = None,
+) -> DimensionResult:
+    """``analyze --by DIMENSION``: one analysis per value, corrected for the number of slices.
+
+    Slicing multiplies the tests, so the p-values of every slice × metric × arm form one
+    family under the experiment's correction (Holm when it is ``none``: a per-slice read
+    is exploratory, and uncorrected slices find "effects" by chance). Each slice's SRM
+    check is its own (a slice can mismatch when the whole does not).
+    """
+    method: correction.Correction = spec.analysis.correction
+    if method == "none":
+        method = "holm"
+    uncorrected = ExperimentSpec(
+        spec.key,
+        spec.arms,
+        spec.control,
+        spec.weights,
+        spec.metrics,
+        AnalysisSpec(**{**_analysis_fields(spec.analysis), "correction": "none"}),
+        spec.dimensions,
+    )
+    results = {
+        value: analyze_experiment(uncorrected, data, units=(units_by_value or {}).get(value))
+        for value, data in sorted(data_by_value.items())
+    }
+    family = [
+        (value, i, j)
+        for value, r in results.items()
+        for i, m in enumerate(r.metrics)
+        for j, c in enumerate(m.comparisons)
+        if c.guardrail is None and c.p_adjusted is not None
+    ]
+    adjusted = correction.adjust(
+        [results[v].metrics[i].comparisons[j].p_value for v, i, j in family], method
+    )
+    updates: dict[tuple[str, int, int], float] = {
+        key: p for key, p in zip(family, adjusted, strict=True)
+    }
+    slices = []
+    for value, r in results.items():
+        metrics = []
+        for i, m in enumerate(r.metrics):
+            spec_metric = next(x for x in spec.metrics if x.name == m.name)
+            comparisons = tuple(
+                _recorrected(c, updates[(value, i, j)], spec.analysis.alpha, spec_metric)
+                if (value, i, j) in updates
+                else c
+                for j, c in enumerate(m.comparisons)
+            )
+            metrics.append(replace(m, comparisons=comparisons))
+        slices.append(SliceResult(value, replace(r, metrics=tuple(metrics), correction=method)))
+    return DimensionResult(dimension, method, len(family), tuple(slices))
+
+
+def _analysis_fields(a: AnalysisSpec) -> dict[str, Any]:
+    return {f.name: getattr(a, f.name) for f in fields(a)}
+
+
+def _recorrected(c: Comparison, p_adjusted: float, alpha: float, metric: MetricSpec) -> Comparison:
+    significant = c.degenerate is None and p_adjusted < alpha
+    good = c.estimate.value if metric.higher_is_better else -c.estimate.value
+    verdict: Literal["better", "worse", "inconclusive"] = (
+        ("better" if good > 0 else "worse") if significant else "inconclusive"
+    )
+    return replace(c, p_adjusted=p_adjusted, is_significant=significant, verdict=verdict)
