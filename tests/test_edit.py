@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagstone.edit import Document, atomic_write, detect_indentation, write_all
+from flagstone.edit import Document, apply_files, atomic_write, detect_indentation
 
 KEYS = st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True)
 PLAIN = st.from_regex(r"[A-Za-z][A-Za-z0-9 ._/-]{0,20}[A-Za-z0-9]", fullmatch=True).filter(
@@ -146,13 +146,39 @@ def test_atomic_write__keeps_mode_and_leaves_no_temp_file(tmp_path: Path) -> Non
     assert [p.name for p in tmp_path.iterdir()] == ["flags.yaml"]
 
 
-def test_write_all__a_failure__restores_every_file(tmp_path: Path) -> None:
-    first, new = tmp_path / "a.yaml", tmp_path / "new.yaml"
+def test_apply_files__a_failure__restores_every_file_and_removes_created_folders(
+    tmp_path: Path,
+) -> None:
+    first, new = tmp_path / "a.yaml", tmp_path / "sub" / "new.yaml"
     first.write_text("a: 1\n")
+    first.chmod(0o640)
+    gone = tmp_path / "gone.yaml"
+    gone.write_bytes(b"g: 1\r\n")
     occupied = tmp_path / "occupied.yaml"
-    occupied.mkdir()  # a directory where a file should go: the third write fails
+    occupied.mkdir()  # a directory where a file should go: the last write fails
     with pytest.raises(OSError):
-        write_all([(first, "a: 2\n"), (new, "n: 1\n"), (occupied, "c: 1\n")])
-    assert first.read_text() == "a: 1\n"
-    assert not new.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "occupied.yaml"]
+        apply_files(
+            tmp_path,
+            {
+                "a.yaml": "a: 2\n",
+                "sub/new.yaml": "n: 1\n",
+                "gone.yaml": None,
+                "occupied.yaml": "c: 1\n",
+            },
+        )
+    assert first.read_text() == "a: 1\n" and first.stat().st_mode & 0o777 == 0o640
+    assert gone.read_bytes() == b"g: 1\r\n"
+    assert not new.exists() and not new.parent.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "gone.yaml", "occupied.yaml"]
+
+
+@pytest.mark.parametrize("rel", ["../outside.yaml", "/etc/x.yaml", "link/x.yaml"])
+def test_apply_files__a_path_leaving_the_repository__is_refused(tmp_path: Path, rel: str) -> None:
+    from flagstone.errors import FlagstoneError
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path)
+    with pytest.raises(FlagstoneError, match="refusing to write"):
+        apply_files(root, {rel: "x: 1\n"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]

@@ -84,7 +84,12 @@ class LoadError(FlagstoneError):
 
 
 class GitError(FlagstoneError):
-    pass
+    """A git command failed; ``details`` holds git's (and its hooks') output, shown below
+    the one-sentence message."""
+
+    def __init__(self, message: str, *, details: str | None = None) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class ConflictError(FlagstoneError):

@@ -6,11 +6,15 @@ becomes a ``GitError`` saying what to do.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
-from collections.abc import Sequence
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import git
 
@@ -185,21 +189,223 @@ def show(root: Path, rev: str, path: str) -> bytes | None:
         return None
 
 
-def commit(
-    root: Path, paths: Sequence[str], message: str, trailers: dict[str, str] | None = None
-) -> str:
-    """Commit exactly ``paths`` (added, changed or deleted) with trailers; returns the sha."""
-    repo = ensure_repo(root)
-    prefix = _prefix(repo, root)
+def format_message(message: str, trailers: Mapping[str, str] | None = None) -> str:
+    """A commit message with trailers in git's format (a blank line, then ``Key: value``)."""
     body = message.rstrip() + "\n"
     if trailers:
         body += "\n" + "".join(f"{k}: {v}\n" for k, v in trailers.items())
+    return body
+
+
+def _pathspec(repo: git.Repo, root: Path, paths: Sequence[str]) -> bytes:
+    prefix = _prefix(repo, root)
+    return b"".join((prefix + p).encode() + b"\0" for p in paths)
+
+
+def stage(root: Path, paths: Sequence[str]) -> None:
+    """``git add -A`` exactly ``paths`` (new, changed or deleted files)."""
+    repo = ensure_repo(root)
+    code, output = run_git(
+        repo.working_tree_dir or str(root),
+        ["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"],
+        input=_pathspec(repo, root, paths),
+    )
+    if code != 0:
+        raise GitError("git add failed: nothing was committed; git's output below", details=output)
+
+
+def commit_staged(
+    root: Path, paths: Sequence[str], message: str, trailers: Mapping[str, str] | None = None
+) -> str:
+    """Commit only ``paths`` (staged by ``stage``), whatever else is staged; the sha."""
+    repo = ensure_repo(root)
+    with tempfile.NamedTemporaryFile("wb", prefix="flagstone-message-", delete=False) as handle:
+        handle.write(format_message(message, trailers).encode())
     try:
-        repo.git.add("-A", "--", *(prefix + p for p in paths))
-        repo.git.commit("-m", body, "--", *(prefix + p for p in paths))
-    except git.GitCommandError as e:
-        raise GitError(f"git commit failed: {(e.stderr or str(e)).strip()}") from None
-    return str(repo.head.commit.hexsha)
+        code, output = run_git(
+            repo.working_tree_dir or str(root),
+            [
+                "commit",
+                "--quiet",
+                "--cleanup=whitespace",
+                f"--file={handle.name}",
+                "--only",
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+            ],
+            input=_pathspec(repo, root, paths),
+        )
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    if code != 0:
+        raise GitError(
+            f"git commit failed: {_commit_failure(repo, output)}; git's output below",
+            details=output,
+        )
+    return head_sha(root) or ""
+
+
+def _commit_failure(repo: git.Repo, output: str) -> str:
+    """Why ``git commit`` failed, in one clause."""
+    lowered = output.lower()
+    signing = "failed to sign" in lowered or (
+        "failed to write commit object" in lowered and _config_true(repo, "commit.gpgsign")
+    )
+    if signing:
+        return (
+            "signing the commit failed (check user.signingkey, gpg.format and gpg.program "
+            "or gpg.ssh.program)"
+        )
+    if "please tell me who you are" in lowered or "empty ident" in lowered:
+        return "git does not know who you are: set user.name and user.email"
+    hooks = [name for name in ("pre-commit", "commit-msg") if _hook_exists(repo, name)]
+    if hooks:
+        return f"the {' or '.join(hooks)} hook rejected it"
+    return "see git's output"
+
+
+def _config_true(repo: git.Repo, key: str) -> bool:
+    try:
+        return str(repo.git.config("--bool", "--get", key)).strip() == "true"
+    except git.GitCommandError:
+        return False
+
+
+def _hook_exists(repo: git.Repo, name: str) -> bool:
+    try:
+        path = repo.git.rev_parse("--git-path", f"hooks/{name}")
+    except git.GitCommandError:
+        return False
+    hooks_path = repo.config_reader().get_value("core", "hooksPath", "")
+    candidate = Path(str(hooks_path), name) if hooks_path else Path(path)
+    if not candidate.is_absolute():
+        candidate = Path(repo.working_tree_dir or ".", candidate)
+    return candidate.is_file() and os.access(candidate, os.X_OK)
+
+
+# Git processes running on behalf of a writer: an interrupted writer stops them before it
+# restores files, so a commit cannot land after the restore.
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+
+
+def run_git(
+    cwd: str | os.PathLike[str], args: Sequence[str], *, input: bytes | None = None
+) -> tuple[int, str]:
+    """Run git with output (hooks' included) captured to a file; returns (exit code, output).
+
+    Output goes to a file rather than a pipe: a hook that leaves a child running (a
+    blocked ``sleep``) must not keep us waiting once git itself is gone.
+    """
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            ["git", "--literal-pathspecs", *args],
+            cwd=cwd,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        _RUNNING.add(process)
+        try:
+            if input is not None and process.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    process.stdin.write(input)
+                with contextlib.suppress(BrokenPipeError):
+                    process.stdin.close()
+            code = process.wait()
+        finally:
+            _RUNNING.discard(process)
+            if process.poll() is None:
+                _stop(process)
+        output.seek(0)
+        text = output.read().decode("utf-8", errors="replace")
+    return code, text
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()  # git removes its lock files on SIGTERM
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def stop_running() -> None:
+    """Ask every git process a writer started to stop (from a signal handler)."""
+    for process in list(_RUNNING):
+        with contextlib.suppress(OSError):
+            process.terminate()
+
+
+def head_sha(root: Path) -> str | None:
+    repo = _repo(root)
+    if repo is None:
+        return None
+    try:
+        return str(repo.git.rev_parse("--verify", "--quiet", "HEAD^{commit}")).strip() or None
+    except git.GitCommandError:
+        return None
+
+
+def git_dir(root: Path) -> Path | None:
+    """The repository's (per-worktree) git directory, or None outside git."""
+    repo = _repo(root)
+    return Path(repo.git_dir) if repo is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSnapshot:
+    """The index entries of some paths, as ``git ls-files --stage`` prints them."""
+
+    paths: tuple[str, ...]  # git-top-relative
+    entries: tuple[str, ...]
+
+
+def index_snapshot(root: Path, paths: Sequence[str]) -> IndexSnapshot:
+    repo = ensure_repo(root)
+    prefix = _prefix(repo, root)
+    wanted = {prefix + p for p in paths}
+    # Listing whole directories keeps the argument list short for thousands of files.
+    folders = sorted({str(PurePosixPath(p).parent) for p in wanted})
+    code, output = run_git(
+        repo.working_tree_dir or str(root), ["ls-files", "--stage", "-z", "--", *_roots(folders)]
+    )
+    if code != 0:
+        raise GitError("git ls-files failed; git's output below", details=output)
+    entries = tuple(e for e in output.split("\0") if e and e.split("\t", 1)[1] in wanted)
+    return IndexSnapshot(tuple(sorted(wanted)), entries)
+
+
+def _roots(folders: Sequence[str]) -> list[str]:
+    """The fewest folders that cover all of ``folders`` ("." for the top)."""
+    out: list[str] = []
+    for folder in sorted(folders):
+        if not any(folder == o or folder.startswith(o + "/") or o == "." for o in out):
+            out.append(folder)
+    return out or ["."]
+
+
+def restore_index(root: Path, snapshot: IndexSnapshot) -> None:
+    """Put the index entries of the snapshot's paths back exactly (unstage what was added)."""
+    repo = ensure_repo(root)
+    top = repo.working_tree_dir or str(root)
+    code, output = run_git(
+        top,
+        ["update-index", "--force-remove", "-z", "--stdin"],
+        input=b"".join(p.encode() + b"\0" for p in snapshot.paths),
+    )
+    if code == 0 and snapshot.entries:
+        code, output = run_git(
+            top,
+            ["update-index", "-z", "--index-info"],
+            input=b"".join(e.encode() + b"\0" for e in snapshot.entries),
+        )
+    if code != 0:
+        raise GitError(
+            "could not restore the git index; run `git status` and `git restore --staged` "
+            "on the files named below",
+            details=output,
+        )
 
 
 def changed_since(root: Path, rev: str, paths: Sequence[str]) -> bool:
@@ -215,12 +421,31 @@ def is_clean(root: Path, paths: Sequence[str]) -> bool:
     return not _is_dirty(repo, root, paths)
 
 
-def create_branch(root: Path, name: str) -> None:
+def create_branch(root: Path, name: str) -> str:
+    """Create branch ``name`` at HEAD and switch to it; returns what was checked out before
+    (a branch name, or a sha when HEAD was detached), for ``leave_branch``."""
     repo = ensure_repo(root)
     try:
-        repo.git.checkout("-b", name)
+        previous = repo.git.symbolic_ref("--quiet", "--short", "HEAD").strip()
+    except git.GitCommandError:
+        previous = repo.head.commit.hexsha
+    try:
+        repo.git.checkout("-q", "-b", name)
     except git.GitCommandError as e:
         raise GitError(f"cannot create branch {name!r}: {(e.stderr or str(e)).strip()}") from None
+    return str(previous)
+
+
+def leave_branch(root: Path, name: str, previous: str) -> None:
+    """Undo ``create_branch``: back to ``previous``, and the new branch deleted."""
+    repo = ensure_repo(root)
+    try:
+        repo.git.checkout("-q", previous)
+        repo.git.branch("-q", "-D", name)
+    except git.GitCommandError as e:
+        raise GitError(
+            f"could not return to {previous} from branch {name!r}: {(e.stderr or str(e)).strip()}"
+        ) from None
 
 
 _FIELDS = ("%H", "%an", "%ae", "%aI", "%G?", "%P", "%B")

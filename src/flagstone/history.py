@@ -12,7 +12,7 @@ import copy
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -22,16 +22,17 @@ from flagstone.edit import (
     MISSING,
     Document,
     DocumentSet,
+    apply_files,
+    check_write,
     delete_path,
     get_path,
+    repository_lock,
     set_path,
-    write_all,
 )
 from flagstone.errors import FlagstoneError, LoadError, Problem
 from flagstone.load import environment_files, parse_yaml, read_environment
 from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, Environment, Repository
 from flagstone.secrets import NO_SECRETS, SECRET, SECRET_CHANGED, Secrets, is_encrypted
-from flagstone.validate import validate_with_files
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,8 @@ class Restoration:
     changes: list[Change]
     message: str
     trailers: dict[str, str]
+    basis: dict[str, bytes | None] = field(default_factory=dict)  # the bytes the plan read
+    existing: list[Problem] = field(default_factory=list)  # errors it did not cause
 
 
 class RestorationInvalid(FlagstoneError):
@@ -271,26 +274,34 @@ def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()
     if old_env is None:
         raise FlagstoneError(f"{env} did not exist at {rev}; pick a later revision")
     files: dict[str, str | None]
+    now = environment_files(repo.root, env)
     if only:
-        files = dict(_restore_keys(repo, current, old_env, only, old_files))
+        files, basis = _restore_keys(repo, current, old_env, only, old_files)
     else:
-        now = environment_files(repo.root, env)
         files = {
-            rel: data.decode()
+            rel: data.decode("utf-8")
             for rel, data in old_files.items()
             if _kind_of(rel, env) and now.get(rel) != data
         }
         files.update({rel: None for rel in now if rel not in old_files and _kind_of(rel, env)})
-    after, problems = validate_with_files(repo, env, files)
-    errors = [p for p in problems if p.is_error]
-    if errors:
-        raise RestorationInvalid(errors)
-    changes = diff_environments(current, after, env, repo.secrets)
+        basis = {rel: now.get(rel) for rel in files}
+    checked = check_write(repo, env, files)
+    if not checked.allowed:
+        raise RestorationInvalid(checked.new)
+    changes = diff_environments(current, checked.after, env, repo.secrets)
     scope = ", ".join(only) if only else "every key"
     message = f"Roll back {env} to {sha[:12]} ({scope})\n\n" + "\n".join(
         f"- {c.kind[:-1] if c.kind != 'config' else 'config'} {c.key}: {c.summary}" for c in changes
     )
-    return Restoration(env, files, changes, message, {"Flagstone-Rollback": f"{env} to {sha}"})
+    return Restoration(
+        env,
+        files,
+        changes,
+        message,
+        {"Flagstone-Rollback": f"{env} to {sha}"},
+        basis,
+        checked.existing,
+    )
 
 
 def _restore_keys(
@@ -299,9 +310,10 @@ def _restore_keys(
     old: Environment,
     keys: Sequence[str],
     old_files: Mapping[str, bytes],
-) -> dict[str, str | None]:
+) -> tuple[dict[str, str | None], dict[str, bytes | None]]:
     """Set each key as it was in ``old`` (or delete it), in the current files. An object
-    comes back as its old round-trip node, with its own comments and layout."""
+    comes back as its old round-trip node, with its own comments and layout; returns the
+    files and the bytes read."""
     docs = DocumentSet(repo.root)
     for name in keys:
         if "." in name:
@@ -320,11 +332,11 @@ def _restore_keys(
             if before is None:
                 target.data.pop(name, None)
             elif before.file in old_files:
-                old_doc = Document.parse(old_files[before.file].decode("utf-8"))
+                old_doc = Document.parse_bytes(old_files[before.file], before.file)
                 target.data[name] = copy.deepcopy(old_doc.data[name])
             else:
                 target.data[name] = copy.deepcopy(dict(before.raw))
-    return dict(docs.texts())
+    return dict(docs.texts()), dict(docs.basis)
 
 
 def _restore_config(doc: Document, old: Environment, path: tuple[str, ...]) -> None:
@@ -380,18 +392,27 @@ def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -
             )
         if not undo:
             continue
-        files_out = _restore_keys(
+        files_out, basis = _restore_keys(
             repo, current, before or read_environment(env, {})[0], undo, before_files
         )
-        after_revert, problems = validate_with_files(repo, env, files_out)
-        errors = [p for p in problems if p.is_error]
-        if errors:
-            raise RestorationInvalid(errors)
-        changes = diff_environments(current, after_revert, env, repo.secrets)
+        checked = check_write(repo, env, files_out)
+        if not checked.allowed:
+            raise RestorationInvalid(checked.new)
+        changes = diff_environments(current, checked.after, env, repo.secrets)
         message = (
             f'Revert "{info.subject}" in {env}\n\nThis undoes {sha[:12]} for: {", ".join(undo)}'
         )
-        plans.append(Restoration(env, dict(files_out), changes, message, {"Flagstone-Revert": sha}))
+        plans.append(
+            Restoration(
+                env,
+                files_out,
+                changes,
+                message,
+                {"Flagstone-Revert": sha},
+                basis,
+                checked.existing,
+            )
+        )
     if not plans:
         raise FlagstoneError(f"{sha[:12]}'s changes are already undone")
     return plans
@@ -412,14 +433,15 @@ def _lookup(env: Environment | None, kind: str, key: str) -> Any:
 
 
 def apply_restoration(root: Path, plan: Restoration, *, commit: bool = True) -> str | None:
+    """Write (and commit) the restoration all or nothing, under the write lock."""
     env_dir = f"{ENVIRONMENTS_DIR}/{plan.env}"
-    if commit and not gitio.is_clean(root, [env_dir]):
-        raise FlagstoneError(f"{env_dir}/ has uncommitted changes: commit or stash them first")
-    writes = [(root / rel, text) for rel, text in plan.files.items() if text is not None]
-    deletions = [root / rel for rel, text in plan.files.items() if text is None]
-    write_all(writes)
-    for path in deletions:
-        path.unlink(missing_ok=True)
-    if not commit:
-        return None
-    return gitio.commit(root, sorted(plan.files), plan.message, plan.trailers)
+    with repository_lock(root):
+        if commit and not gitio.is_clean(root, [env_dir]):
+            raise FlagstoneError(f"{env_dir}/ has uncommitted changes: commit or stash them first")
+        return apply_files(
+            root,
+            plan.files,
+            commit=plan.message if commit else None,
+            trailers=plan.trailers,
+            basis=plan.basis,
+        )

@@ -18,15 +18,18 @@ from flagstone.diff import Change, diff_environments
 from flagstone.edit import (
     MISSING,
     DocumentSet,
+    apply_files,
+    check_write,
     delete_path,
     get_path,
+    merge_into,
+    repository_lock,
     set_path,
-    write_all,
 )
 from flagstone.errors import ConflictError, FlagstoneError, Problem
 from flagstone.model import KEYED_KINDS, Environment, Kind, Repository
 from flagstone.secrets import SECRET, Secrets
-from flagstone.validate import iter_condition, marked_config_paths, validate_with_files
+from flagstone.validate import iter_condition, marked_config_paths
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,8 @@ class Promotion:
         default_factory=list
     )  # pinned or secret paths left as the target had them
     skip_order_reason: str | None = None
+    basis: dict[str, bytes | None] = field(default_factory=dict)  # the bytes the plan read
+    existing: list[Problem] = field(default_factory=list)  # target errors it did not cause
 
     @property
     def empty(self) -> bool:
@@ -89,13 +94,14 @@ def plan_promotion(
     pinned = set(repo.settings.pinned) | {
         f"config.{p}" for p in marked_config_paths(repo, "x-flagstone-pinned")
     }
-    files, kept = _write_targets(repo, source, target, moves, pinned, repo.secrets)
-    after, problems = _target_after(repo, target, files)
-    errors = [p for p in problems if p.is_error]
-    if errors:
-        raise PromotionInvalid(errors)
-    changes = diff_environments(target, after, dst, repo.secrets)
-    return Promotion(src, dst, moves, files, changes, kept, skip_order_reason)
+    files, kept, basis = _write_targets(repo, source, target, moves, pinned, repo.secrets)
+    checked = check_write(repo, target.name, files)
+    if not checked.allowed:
+        raise PromotionInvalid(checked.new)
+    changes = diff_environments(target, checked.after, dst, repo.secrets)
+    return Promotion(
+        src, dst, moves, files, changes, kept, skip_order_reason, basis, checked.existing
+    )
 
 
 def _select(
@@ -203,7 +209,7 @@ def _write_targets(
     moves: Sequence[Move],
     pinned: set[str],
     secrets: Secrets,
-) -> tuple[dict[str, str], list[str]]:
+) -> tuple[dict[str, str], list[str], dict[str, bytes | None]]:
     docs = DocumentSet(repo.root)
     document = docs.__getitem__
     kept: list[str] = []
@@ -222,8 +228,9 @@ def _write_targets(
                 if restored is not MISSING:
                     set_path(node, field_path, copy.deepcopy(restored))
                     kept.append(path)
-        target_doc.data[move.key] = node
-    return docs.texts(under=f"{target.directory}/"), kept
+        # Merged in place, the target keeps its own comments on the object.
+        merge_into(target_doc.data, move.key, node)
+    return docs.texts(under=f"{target.directory}/"), kept, dict(docs.basis)
 
 
 def _promote_config(
@@ -277,12 +284,6 @@ def _leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
         yield prefix.rstrip("."), node
 
 
-def _target_after(
-    repo: Repository, target: Environment, files: Mapping[str, str]
-) -> tuple[Environment, list[Problem]]:
-    return validate_with_files(repo, target.name, files)
-
-
 def apply_promotion(
     root: Path,
     promotion: Promotion,
@@ -292,36 +293,54 @@ def apply_promotion(
     expect_target_rev: str | None = None,
     message: str | None = None,
 ) -> str | None:
-    """Write the promotion (all files or none); with ``commit``, commit it. Returns the sha."""
+    """Write the promotion (all files or none); with ``commit``, commit it. Returns the sha.
+
+    Runs under the repository's write lock and refuses if a file the plan read changed
+    since (another writer): the commit then records exactly what was reviewed.
+    """
     from flagstone import gitio
 
     target_dir = f"environments/{promotion.dst}"
-    if expect_target_rev is not None and gitio.changed_since(root, expect_target_rev, [target_dir]):
-        raise ConflictError(
-            f"{promotion.dst} changed since {expect_target_rev}: review the promotion again"
-        )
-    source_sha = None
-    if commit:
-        if not gitio.is_clean(root, [target_dir]):
+    source_dir = f"environments/{promotion.src}"
+    with repository_lock(root):
+        if expect_target_rev is not None and gitio.changed_since(
+            root, expect_target_rev, [target_dir]
+        ):
             raise ConflictError(
-                f"{target_dir}/ has uncommitted changes: commit or stash them before promoting with --commit"
+                f"{promotion.dst} changed since {expect_target_rev}: review the promotion again"
             )
-        source_sha = gitio.current_revision(root, [f"environments/{promotion.src}"]).sha
-    if branch is not None:
-        gitio.create_branch(root, branch)
-    write_all([(root / rel, text) for rel, text in promotion.files.items()])
-    if not commit:
-        return None
-    keys = ", ".join(m.label for m in promotion.moves)
-    trailers = {
-        "Flagstone-Promote": f"{promotion.src} -> {promotion.dst}",
-        "Flagstone-Source": source_sha or "uncommitted",
-        "Flagstone-Keys": keys,
-    }
-    if promotion.skip_order_reason:
-        trailers["Flagstone-Skip-Order"] = promotion.skip_order_reason
-    body = message or promotion_message(promotion)
-    return gitio.commit(root, sorted(promotion.files), body, trailers)
+        trailers = None
+        if commit:
+            if not gitio.is_clean(root, [target_dir]):
+                raise ConflictError(
+                    f"{target_dir}/ has uncommitted changes: commit or stash them before promoting with --commit"
+                )
+            if not gitio.is_clean(root, [source_dir]):
+                # Flagstone-Source must name a commit that holds what is promoted.
+                raise ConflictError(
+                    f"{source_dir}/ has uncommitted changes: commit them first, so that the "
+                    "promotion names the commit it copies from"
+                )
+            trailers = {
+                "Flagstone-Promote": f"{promotion.src} -> {promotion.dst}",
+                "Flagstone-Source": gitio.head_sha(root) or "uncommitted",
+                "Flagstone-Keys": ", ".join(m.label for m in promotion.moves),
+            }
+            if promotion.skip_order_reason:
+                trailers["Flagstone-Skip-Order"] = promotion.skip_order_reason
+        previous = gitio.create_branch(root, branch) if branch is not None else None
+        try:
+            return apply_files(
+                root,
+                promotion.files,
+                commit=(message or promotion_message(promotion)) if commit else None,
+                trailers=trailers,
+                basis=promotion.basis,
+            )
+        except BaseException:
+            if branch is not None and previous is not None:
+                gitio.leave_branch(root, branch, previous)
+            raise
 
 
 def promotion_message(promotion: Promotion) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import shutil
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from flagstone.edit import apply_files
 from flagstone.errors import ConflictError, FlagstoneError
 from flagstone.schema import builtin_schemas
 
@@ -97,8 +100,19 @@ def init_repository(
             f"{len(existing)} file(s) already exist in {target}: {shown}; "
             "nothing was written (pass --force to overwrite them)"
         )
-    for rel, text in content.items():
-        path = target / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return InitResult(target, tuple(sorted(content)), init_repo(target))
+    # git init first, so that the files are written under the repository's write lock;
+    # a failed write then removes what init created (the folder and .git included).
+    missing = [p for p in (target, *target.parents) if not p.exists()]
+    target.mkdir(parents=True, exist_ok=True)
+    initialized = False
+    try:
+        initialized = init_repo(target)
+        apply_files(target, content)
+    except BaseException:
+        if initialized:
+            shutil.rmtree(target / ".git", ignore_errors=True)
+        for folder in missing:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return InitResult(target, tuple(sorted(content)), initialized)

@@ -267,6 +267,13 @@ def report_error(error: FlagstoneError) -> None:
 
         _write_json_error(error_document(error))
     _print_error(str(error))
+    details = getattr(error, "details", None)
+    if details:  # a hook's or git's own output, below the one-sentence error
+        from rich.text import Text
+
+        from flagstone.secrets import redact_text
+
+        err.print(Text(redact_text(details.rstrip()), style="dim"))
 
 
 def fail(message: str) -> typer.Exit:

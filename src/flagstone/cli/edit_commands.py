@@ -43,46 +43,55 @@ def apply_edit(
     dry_run: bool = False,
     fmt: str = "text",
 ) -> NoReturn:
-    """Load the file that holds ``key``, let ``change`` edit it (returning a description),
-    validate the environment with the new text, then write atomically and maybe commit."""
-    from flagstone import gitio
-    from flagstone.edit import Document, atomic_write
+    """Under the repository's write lock: read the file that holds ``key``, let ``change``
+    edit it (returning a description), check that the edit adds no error, then write it
+    (and maybe commit) all or nothing. Reading under the lock means two edits at once
+    both land, one after the other. Errors the environment already had do not block it
+    (the kill switch must work during an incident); they are listed as such."""
+    from flagstone.cli.app import err
+    from flagstone.cli.output import render_problem
+    from flagstone.edit import Document, apply_files, check_write, repository_lock
     from flagstone.load import MAX_FILE_BYTES, find_root, load_repository
     from flagstone.report import EditResult
-    from flagstone.validate import validate_with_files
 
     repo_root = find_root(root or Path.cwd())
-    repo, _ = load_repository(repo_root, [env])
-    target = repo.env(env)
-    rel = target.file_for(kind, key)  # type: ignore[arg-type]
-    path = repo_root / rel
-    if commit and not dry_run and not gitio.is_clean(repo_root, [rel]):
-        raise FlagstoneError(
-            f"{rel} has uncommitted changes: commit them first, or edit without --commit"
+    with repository_lock(repo_root):
+        repo, _ = load_repository(repo_root, [env])
+        rel = repo.env(env).file_for(kind, key)  # type: ignore[arg-type]
+        path = repo_root / rel
+        size = path.stat().st_size if path.exists() else 0
+        if size > MAX_FILE_BYTES:
+            raise FlagstoneError(
+                f"{rel} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; "
+                "split the kind into a folder of files (flags/*.yaml)"
+            )
+        raw = path.read_bytes() if path.is_file() else b""
+        doc = Document.parse_bytes(raw, rel)
+        description = change(doc.data)
+        text = doc.dump()
+        if text.encode("utf-8") == raw:
+            finish(EditResult(env, description, [rel], changed=False, dry_run=dry_run), fmt)
+        checked = check_write(repo, env, {rel: text})
+        diff = unified_diff(rel, raw.decode("utf-8"), text)
+        if not checked.allowed:
+            finish(
+                EditResult(
+                    env, description, [rel], dry_run=dry_run, diff=diff, problems=checked.new
+                ),
+                fmt,
+            )
+        if checked.existing:
+            err.print(
+                f"note: {env} already had {len(checked.existing)} error(s) that this edit "
+                "does not touch; fix them separately:"
+            )
+            for problem in checked.existing:
+                err.print(render_problem(problem))
+        if dry_run:
+            finish(EditResult(env, description, [rel], dry_run=True, diff=diff), fmt)
+        sha = apply_files(
+            repo_root, {rel: text}, commit=(message or f"{env}: {description}") if commit else None
         )
-    size = path.stat().st_size if path.exists() else 0
-    if size > MAX_FILE_BYTES:
-        raise FlagstoneError(
-            f"{rel} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; "
-            "split the kind into a folder of files (flags/*.yaml)"
-        )
-    before = path.read_text(encoding="utf-8") if path.exists() else ""
-    doc = Document.parse(before)
-    description = change(doc.data)
-    text = doc.dump()
-    if text == before:
-        finish(EditResult(env, description, [rel], changed=False, dry_run=dry_run), fmt)
-    _, problems = validate_with_files(repo, env, {rel: text})
-    errors = [p for p in problems if p.is_error]
-    diff = unified_diff(rel, before, text)
-    if errors:
-        finish(
-            EditResult(env, description, [rel], dry_run=dry_run, diff=diff, problems=errors), fmt
-        )
-    if dry_run:
-        finish(EditResult(env, description, [rel], dry_run=True, diff=diff), fmt)
-    atomic_write(path, text)
-    sha = gitio.commit(repo_root, [rel], message or f"{env}: {description}") if commit else None
     finish(EditResult(env, description, [rel], commit=sha, diff=diff), fmt)
 
 
