@@ -306,3 +306,11 @@ def test_openfeature_sdk__empty_targeting_key__reaches_the_provider_as_none(
     assert Client.from_dict(bundle).details("split", {"user_id": ""}).reason == "SPLIT"
     details = client.get_string_details("split", "fallback", EvaluationContext(""))
     assert (details.value, str(details.reason).rsplit(".", 1)[-1]) == ("fallback", "ERROR")
+
+
+def test_flagd_export__every_operator_of_the_format__is_exported_or_refused() -> None:
+    from flagstone.flagd import EXPORTED_OPERATORS, UNSUPPORTED_OPERATORS
+    from flagstone.runtime.format import OPERATORS
+
+    assert EXPORTED_OPERATORS.isdisjoint(UNSUPPORTED_OPERATORS)
+    assert EXPORTED_OPERATORS | set(UNSUPPORTED_OPERATORS) == set(OPERATORS)

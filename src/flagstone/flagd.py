@@ -24,12 +24,16 @@ from typing import Any
 from flagstone.bundle import build_bundle
 from flagstone.errors import Problem
 from flagstone.model import Repository
+from flagstone.runtime.format import (
+    BUCKETS,
+    EXPERIMENT_SALT_PREFIX,
+    LAYER_SALT_PREFIX,
+    SALT_SEPARATOR,
+    TRAFFIC_SALT_SUFFIX,
+)
 
 FLAGD_SCHEMA = "https://flagd.dev/schema/v0/flags.json"
 FLAGD_VERSION_VERIFIED = "openfeature-provider-flagd 0.6.1 (flagd-core 2.0.0)"
-BUCKETS = 10_000
-EXPERIMENT_SALT_PREFIX = "experiment:"
-LAYER_SALT_PREFIX = "layer:"
 UNSUPPORTED_OPERATORS = {
     "matches": "regular expressions (`matches`)",
     "before": "date comparisons (`before`)",
@@ -43,6 +47,8 @@ SEMVER_OPS = {
     "semver_lte": "<=",
 }
 NUMERIC_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+OTHER_OPS = ("eq", "neq", "in", "not_in", "contains", "starts_with", "ends_with", "exists")
+EXPORTED_OPERATORS = frozenset((*SEMVER_OPS, *NUMERIC_OPS, *OTHER_OPS))
 CONSENT_PATH = "consent.experiments"  # read as a path by flagstone too: no dotted-key difference
 NO_UNIT_VARIANT = "flagstone: no unit to bucket"  # never a variant: flagd answers ERROR
 # How a boolean reads through JsonLogic's `cat`: "true" in Go and JavaScript, "True" in
@@ -336,7 +342,7 @@ class _Exporter:
             arms.append([arm["variant"], arm["end"] - start])
             start = arm["end"]
         salt = EXPERIMENT_SALT_PREFIX + experiment["salt"]
-        pick = {"fractional": [{"cat": [f"{salt}/", unit]}, *arms]}
+        pick = {"fractional": [{"cat": [salt + SALT_SEPARATOR, unit]}, *arms]}
         conditions: list[Any] = [self.usable_unit(experiment["unit"])]
         if experiment.get("consent_required"):
             # runtime.evaluate.has_consent: `consent` is true, or `consent.experiments` is.
@@ -358,12 +364,12 @@ class _Exporter:
                 if width > 0
             ]
             layer = LAYER_SALT_PREFIX + experiment["layer"]
-            in_layer = {"fractional": [{"cat": [f"{layer}/", unit]}, *slices]}
+            in_layer = {"fractional": [{"cat": [layer + SALT_SEPARATOR, unit]}, *slices]}
             conditions.append({"==": [in_layer, "in"]} if high > low else False)
         elif experiment["traffic"] < BUCKETS:
             enrolled = {
                 "fractional": [
-                    {"cat": [f"{salt}:traffic/", unit]},
+                    {"cat": [salt + TRAFFIC_SALT_SUFFIX + SALT_SEPARATOR, unit]},
                     ["in", experiment["traffic"]],
                     ["out", BUCKETS - experiment["traffic"]],
                 ]
@@ -398,7 +404,7 @@ class _Exporter:
             weights.append([arm["variant"], arm["end"] - start])
             start = arm["end"]
         by = serve.get("by", self.flag_unit)
-        return {"fractional": [{"cat": [f"{salt}/", self.var(by)]}, *weights]}
+        return {"fractional": [{"cat": [salt + SALT_SEPARATOR, self.var(by)]}, *weights]}
 
     def condition(self, node: Mapping[str, Any], inline: bool = False) -> Any:
         if "all" in node:
