@@ -190,3 +190,13 @@ def test_plan__installed_entry_point__writes_one_json_object(flagstone_exe, tmp_
         cwd=tmp_path,
     )
     assert markdown.returncode == 0 and markdown.stdout.startswith("| | |")
+
+
+def test_plan__imports_no_scipy_stats() -> None:
+    # scipy.stats costs more than the rest of the command's start-up; power.py needs only scipy.special.
+    import subprocess
+    import sys
+
+    code = "import sys, flagstone.stats.power; print('scipy.stats' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"

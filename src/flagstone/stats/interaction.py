@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import special
 
 from flagstone.stats.summaries import Mean, Proportion
 
@@ -141,7 +141,7 @@ def _contrasts(
     matrix = np.array(rows)
     estimates = matrix @ values
     covariance = matrix @ np.diag(variances) @ matrix.T
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = float(special.ndtri(1 - alpha / 2))
     out = []
     for k, (i, j) in enumerate((i, j) for i in range(1, a) for j in range(1, b)):
         se = math.sqrt(covariance[k, k])
@@ -160,7 +160,7 @@ def _contrasts(
 
 def _wald(estimates: NDArray[np.float64], covariance: NDArray[np.float64]) -> tuple[float, float]:
     statistic = float(estimates @ np.linalg.pinv(covariance) @ estimates)
-    return statistic, float(stats.chi2.sf(statistic, len(estimates)))
+    return statistic, float(special.chdtrc(len(estimates), statistic))
 
 
 def interaction(
@@ -242,7 +242,7 @@ def _anova(
         if not mse > 0:
             return AnovaRow(source, ss, df, None, None)
         f = ss / df / mse
-        return AnovaRow(source, ss, df, f, float(stats.f.sf(f, df, df_resid)))
+        return AnovaRow(source, ss, df, f, float(special.fdtrc(df, df_resid, f)))
 
     df_int = (na - 1) * (nb - 1)
     rows = (
