@@ -18,7 +18,7 @@ import {
   ProviderEvents,
   StandardResolutionReasons as Std,
 } from "@openfeature/web-sdk";
-import type { Client } from "./client.js";
+import type { Client, FlagKey } from "./client.js";
 
 const REASONS: Record<string, string> = {
   DISABLED: Std.DISABLED,
@@ -82,7 +82,7 @@ export class FlagstoneWebProvider implements Provider {
       ctx[unit] ??= targetingKey;
       ctx.targetingKey = targetingKey;
     }
-    const r = this.client.resolve(flagKey, ctx, defaultValue);
+    const r = this.client.resolve(flagKey as FlagKey, ctx, defaultValue);
     if (r.reason === "FLAG_NOT_FOUND") return { value: defaultValue, reason: Std.ERROR, errorCode: ErrorCode.FLAG_NOT_FOUND, errorMessage: r.message ?? undefined };
     if (r.reason === "ERROR") return { value: defaultValue, reason: Std.ERROR, errorCode: ErrorCode.GENERAL, errorMessage: r.message ?? undefined };
     if (r.variant === null) return { value: defaultValue, reason: REASONS[r.reason] }; // disabled without an off variant

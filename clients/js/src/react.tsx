@@ -140,10 +140,13 @@ function useAnswer<T>(hook: string, answer: (client: Client, context: Context) =
   return useSyncExternalStore(subscribe, snapshot, snapshot);
 }
 
+// The overloads check keys against the generated types; inside, a key is a key.
+const resolve = (c: Client, flag: string, ctx: Context, fallback?: unknown) => c.resolve(flag as FlagKey, ctx, fallback);
+
 function useFlagExposure(flag: string): (store: FlagStore) => void {
   const exposures = useContext(ExposureContext);
   return (store) => {
-    const r = store.client.resolve(flag, store.context);
+    const r = resolve(store.client, flag, store.context);
     if (r.experiment !== null && r.variant !== null) store.log(r.experiment, r.variant, exposures?.log ?? null);
   };
 }
@@ -153,7 +156,7 @@ export function useVariant<K extends FlagKey>(flag: K): VariantOf<K> | undefined
 export function useVariant<K extends FlagKey, D>(flag: K, fallback: D): VariantOf<K> | D;
 export function useVariant(flag: string, fallback?: unknown): unknown {
   const expose = useFlagExposure(flag);
-  return useAnswer("useVariant", (c, ctx) => c.resolve(flag, ctx).variant ?? fallback, expose, [flag]);
+  return useAnswer("useVariant", (c, ctx) => resolve(c, flag, ctx).variant ?? fallback, expose, [flag]);
 }
 
 /** The flag's value (or `fallback`). */
@@ -161,7 +164,7 @@ export function useValue<K extends FlagKey>(flag: K): ValueOf<K> | undefined;
 export function useValue<K extends FlagKey, D>(flag: K, fallback: D): ValueOf<K> | D;
 export function useValue(flag: string, fallback?: unknown): unknown {
   const expose = useFlagExposure(flag);
-  return useAnswer("useValue", (c, ctx) => c.resolve(flag, ctx, fallback).value, expose, [flag]);
+  return useAnswer("useValue", (c, ctx) => resolve(c, flag, ctx, fallback).value, expose, [flag]);
 }
 
 /** True only when the flag's value is `true`. */
@@ -170,7 +173,7 @@ export function useFlag(flag: FlagKey, fallback = false): boolean {
   return useAnswer(
     "useFlag",
     (c, ctx) => {
-      const r = c.resolve(flag, ctx);
+      const r = resolve(c, flag, ctx);
       return r.variant === null ? fallback : r.value === true;
     },
     expose,

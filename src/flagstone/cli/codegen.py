@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flagstone.cli.app import ExitCode, command, err
+
+
+class Language(StrEnum):
+    ts = "ts"
+    python = "python"
+
+
+@command
+def codegen(
+    lang: Annotated[Language, typer.Option("--lang", "-l", help="ts or python.")],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", help="Only flags of these environments (default: all)."),
+    ] = None,
+    root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
+) -> None:
+    """Typed accessors for every flag, variant, experiment arm and config key."""
+    from flagstone.cli.build import write_atomically
+    from flagstone.cli.output import render_problem
+    from flagstone.codegen import codegen_model, render_python, render_ts
+    from flagstone.load import find_root, load_repository
+    from flagstone.validate import validate_loaded
+
+    repo, load_problems = load_repository(find_root(root or Path.cwd()))
+    names = env or list(repo.settings.environments)
+    for name in names:
+        repo.env(name)
+    errors = [p for p in validate_loaded(repo, load_problems, envs=names) if p.is_error]
+    if errors:
+        for problem in errors:  # stderr: stdout is for the generated code
+            err.print(render_problem(problem))
+        err.print(f"refusing to generate code: fix the {len(errors)} error(s) above")
+        raise typer.Exit(ExitCode.FINDINGS)
+    model = codegen_model(repo, names)
+    text = render_ts(model) if lang is Language.ts else render_python(model)
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    write_atomically(out_file, text.encode())
+    err.print(
+        f"wrote {out_file}: {len(model.flags)} flags, {len(model.experiments)} experiments,"
+        f" {len(model.config)} config keys"
+    )
