@@ -21,6 +21,7 @@ writeFileSync(
     extends: "../tsconfig.json",
     compilerOptions: { noEmit: true, paths: { "@flagstone/client": ["../src/index.ts"], "@flagstone/client/react": ["../src/react.tsx"] } },
     include: ["app"],
+    exclude: [],
   }),
 );
 cpSync(join(process.cwd(), "test", "codegen-sample"), app, { recursive: true });
