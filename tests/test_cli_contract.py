@@ -108,6 +108,8 @@ SCENARIOS: list[tuple[list[str], int]] = [
     (["flag", "rollout", "new-checkout", "-v", "on=50", "-v", "off=50", "--dry-run"], 0),
     (["flag", "target", "new-checkout", "-v", "on", "--add", "u9", "--dry-run"], 0),
     (["segment", "set", "pros", "--when", '{"plan": "pro"}', "--dry-run"], 0),
+    (["codegen", "--lang", "ts"], 0),
+    (["codegen", "--lang", "python", "--env", "prod"], 0),
 ]
 
 

@@ -63,7 +63,11 @@ def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_con
 ) -> None:
     path, document, warnings = export(HERE / "conformance" / "repository", tmp_path)
     left_out = {w.path[0] for w in warnings if w.code == "flagd-unsupported"}
-    assert left_out == {"op-matches", "op-dates", "prereq-child"}
+    # the TypeScript runtime's regex and date edge cases (generate.py) have no flagd form either
+    unsupported_edges = {
+        k for k in VECTORS["bundle"]["flags"] if k.startswith(("edge-regex-", "edge-dates-"))
+    }
+    assert left_out == {"op-matches", "op-dates", "prereq-child"} | unsupported_edges
     assert {"json-payload", "checkout-flow", "onboarding-flow"} <= set(
         document["flags"]
     )  # layers, consent
@@ -75,7 +79,9 @@ def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_con
     mismatches = []
     for case in VECTORS["flags"]:
         key, ctx = case["flag"], case["context"]
-        if key not in document["flags"]:
+        # Edge cases hold the runtimes to each other; flagd differs on some by design (an
+        # empty targeting key, literal dotted keys, whitespace and leading zeros in semver).
+        if key not in document["flags"] or case.get("edge"):
             continue
         details = flagd_details(client, key, VECTORS["bundle"]["flags"][key]["variants"], ctx)
         mine = ours.details(key, ctx)
@@ -89,7 +95,7 @@ def test_flagd_export__same_variant_as_flagstone_for_every_exported_flag_and_con
             mismatches.append((key, ctx, mine.variant, details.variant, details.reason))
     assert compared > 1000
     assert errors > 0
-    assert mismatches == []
+    assert mismatches == [], "\n".join(map(repr, mismatches))
 
 
 def test_flagd_export__rollout_shares_within_one_point_and_identical_buckets(

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flagstone.errors import FlagstoneError
+from flagstone.errors import FlagstoneError, Problem
 from flagstone.model import Repository
 
 
@@ -50,6 +50,35 @@ class CodegenModel:
     flags: tuple[FlagSpec, ...]
     experiments: tuple[ExperimentSpec, ...]
     config: tuple[ConfigSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CodegenResult:
+    """What ``flagstone codegen --format json`` reports."""
+
+    lang: str
+    out: str | None = None  # the file written, or None when the code is in ``code``
+    code: str | None = None
+    model: CodegenModel | None = None
+    problems: Sequence[Problem] = ()  # the errors that refused generation
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.is_error for p in self.problems)
+
+    def payload(self) -> dict[str, Any]:
+        from flagstone.report import problem_dict
+
+        model = self.model
+        return {
+            "lang": self.lang,
+            "out": self.out,
+            "code": self.code,
+            "flags": [f.key for f in model.flags] if model else [],
+            "experiments": [e.key for e in model.experiments] if model else [],
+            "config": [c.key for c in model.config] if model else [],
+            "problems": [problem_dict(p) for p in self.problems],
+        }
 
 
 def codegen_model(repo: Repository, envs: Sequence[str] | None = None) -> CodegenModel:

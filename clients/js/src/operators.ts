@@ -285,8 +285,8 @@ export function translateRegex(pattern: string): RegExp {
     S: ascii ? "[^\\t-\\r ]" : `[^${PY_SPACE}]`,
     b: `(?:(?<=[${w}])(?![${w}])|(?<![${w}])(?=[${w}]))`,
     B: `(?:(?<=[${w}])(?=[${w}])|(?<![${w}])(?![${w}]))`,
-    A: "(?<![\\s\\S])",
-    Z: "(?![\\s\\S])",
+    A: "^",
+    Z: "$",
     a: "\\x07",
   };
   let out = "";
@@ -335,8 +335,9 @@ export function translateRegex(pattern: string): RegExp {
         if (/^[+]/.test(pattern.slice(i + 1))) throw new SyntaxError("possessive quantifier");
       } else out += "\\{";
     } else if (c === "}" || c === "]") out += "\\" + c;
-    else if (c === "$") out += multiline ? "(?=\\n|(?![\\s\\S]))" : "(?=\\n?(?![\\s\\S]))";
-    else if (c === "^") out += multiline ? "(?<![^\\n])" : "(?<![\\s\\S])";
+    // No lookaround at the edges: V8 lets `(?<![\s\S])` match inside a surrogate pair.
+    else if (c === "$") out += multiline ? "(?=\\n|$)" : "(?=\\n?$)";
+    else if (c === "^") out += multiline ? "(?:^|(?<=\\n))" : "^";
     else if (c === ".") out += flags.includes("s") ? "[\\s\\S]" : "[^\\n]";
     else if ("*+?".includes(c) && pattern[i + 1] === "+") throw new SyntaxError("possessive quantifier");
     else out += c;

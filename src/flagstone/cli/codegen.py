@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flagstone.cli.app import ExitCode, command, err
+from flagstone.cli.app import ExitCode, TextJson, command, err, finish
 
 
 class Language(StrEnum):
@@ -25,31 +25,42 @@ def codegen(
         list[str] | None,
         typer.Option("--env", "-e", help="Only flags of these environments (default: all)."),
     ] = None,
+    fmt: Annotated[
+        TextJson,
+        typer.Option("--format", "-f", help="text: the code itself; json: a report with it."),
+    ] = TextJson.text,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Typed accessors for every flag, variant, experiment arm and config key."""
     from flagstone.cli.build import write_atomically
     from flagstone.cli.output import render_problem
-    from flagstone.codegen import codegen_model, render_python, render_ts
+    from flagstone.codegen import CodegenResult, codegen_model, render_python, render_ts
     from flagstone.load import find_root, load_repository
+    from flagstone.model import check_environments
     from flagstone.validate import validate_loaded
 
     repo, load_problems = load_repository(find_root(root or Path.cwd()))
     names = env or list(repo.settings.environments)
-    for name in names:
-        repo.env(name)
+    check_environments(names, repo.settings.environments)
     errors = [p for p in validate_loaded(repo, load_problems, envs=names) if p.is_error]
     if errors:
+        if fmt is TextJson.json:
+            finish(CodegenResult(lang=lang.value, problems=errors), fmt)
         for problem in errors:  # stderr: stdout is for the generated code
             err.print(render_problem(problem))
         err.print(f"refusing to generate code: fix the {len(errors)} error(s) above")
         raise typer.Exit(ExitCode.FINDINGS)
     model = codegen_model(repo, names)
     text = render_ts(model) if lang is Language.ts else render_python(model)
+    if out_file is not None:
+        write_atomically(out_file, text.encode())
+    if fmt is TextJson.json:
+        written = str(out_file) if out_file is not None else None
+        code = None if out_file is not None else text
+        finish(CodegenResult(lang.value, written, code, model), fmt)
     if out_file is None:
         sys.stdout.write(text)
         return
-    write_atomically(out_file, text.encode())
     err.print(
         f"wrote {out_file}: {len(model.flags)} flags, {len(model.experiments)} experiments,"
         f" {len(model.config)} config keys"

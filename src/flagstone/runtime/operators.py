@@ -17,7 +17,8 @@ from flagstone.runtime import format
 from flagstone.runtime.format import MAX_REGEX_INPUT
 
 _SEMVER = re.compile(
-    r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"
+    r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$",
+    re.ASCII,  # semver digits are ASCII: "1" + ARABIC-INDIC ONE is not version 11 in any runtime
 )
 
 
