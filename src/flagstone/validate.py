@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from flagstone import redos
 from flagstone.errors import DocPath, Problem, format_path
 from flagstone.load import (
     UNREADABLE,
@@ -43,8 +44,6 @@ SECRET_NAME = re.compile(
     r"(?i)(^|[_.-])(password|passwd|secret|token|api[_-]?key|private[_-]?key|credentials?)($|[_.-])"
 )
 NOT_A_LITERAL = re.compile(r"^(ENC\[|\$\{|env:|vault:|secret://|arn:aws:secretsmanager)")
-# Nested quantifiers such as (a+)+ backtrack exponentially; backreferences are not regular.
-UNSAFE_REGEX = re.compile(r"\((?:[^()\\]|\\.)*[+*](?:[^()\\]|\\.)*\)[+*{]|\\[1-9]|\(\?P=")
 
 
 def validate_repository(
@@ -505,16 +504,25 @@ def _regex_problems(pattern: str, file: str, path: DocPath) -> Iterator[Problem]
             path=path,
         )
         return
-    if UNSAFE_REGEX.search(pattern):
+    finding = redos.analyze(pattern)
+    if finding is not None:
         yield Problem(
             file,
             0,
             0,
-            f"regular expression {pattern!r} can backtrack catastrophically (nested quantifier or backreference)",
+            f"regular expression {pattern!r} can backtrack catastrophically: {finding.describe()}",
             "unsafe-regex",
             path=path,
-            hint="simplify it, e.g. (a+)+ -> a+",
+            hint=REGEX_HINTS[finding.kind],
         )
+
+
+REGEX_HINTS = {
+    "exponential": "let the alternatives and nested repetitions match different text, e.g. (a|aa)+ -> a+, (\\w|\\d)+ -> \\w+, (.*a){3} -> ([^a]*a){3}",
+    "polynomial": "let repetitions side by side take different characters, e.g. ^.*\\..*$ -> ^[^.]*\\..*$, \\d*\\d* -> \\d*",
+    "backreference": "match without the backreference (list the alternatives instead)",
+    "too-complex": "split it into simpler conditions combined with all: or any:",
+}
 
 
 def _find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
