@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,21 @@ class Change:
             "action": self.action,
             "field": self.field,
             "summary": self.summary,
-            "old": self.old,
-            "new": self.new,
+            "old": json_safe(self.old),
+            "new": json_safe(self.new),
         }
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities (YAML's .nan, .inf) spelled as in YAML: a diff of
+    an invalid revision must still be standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def is_secret_value(value: Any) -> bool:
@@ -104,7 +117,7 @@ def _noun(kind: str) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return json.dumps(value, sort_keys=True, separators=(", ", ": "))
+    return json.dumps(json_safe(value), sort_keys=True, separators=(", ", ": "), allow_nan=False)
 
 
 def _pct(value: float) -> str:
@@ -188,8 +201,8 @@ def _rules_changes(old: Sequence[Any], new: Sequence[Any]) -> Iterator[Field]:
     if list(old) == list(new):
         return
     encode = (
-        [json.dumps(r, sort_keys=True) for r in old],
-        [json.dumps(r, sort_keys=True) for r in new],
+        [json.dumps(json_safe(r), sort_keys=True) for r in old],
+        [json.dumps(json_safe(r), sort_keys=True) for r in new],
     )
     matcher = difflib.SequenceMatcher(a=encode[0], b=encode[1], autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():

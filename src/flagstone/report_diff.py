@@ -23,6 +23,7 @@ def changes_json(changes: Sequence[Change]) -> str:
             sort_keys=True,
             indent=2,
             default=str,
+            allow_nan=False,
         )
         + "\n"
     )

@@ -78,6 +78,9 @@ def check_document(kind: str, data: Any, file: str) -> list[Problem]:
 
 
 def check_against(schema_name: str, data: Any, file: str) -> list[Problem]:
+    found = non_finite_numbers(data)
+    if found:
+        return _with_non_finite(found, file, check_against(schema_name, _finite(data), file))
     try:
         if _fast_validator(schema_name).is_valid(data):
             return []
@@ -103,6 +106,10 @@ def check_app_config(
     (a required key they provide still counts as given), and a finding about a secret
     path never quotes the value.
     """
+    found = non_finite_numbers(data)
+    if found:
+        checked = check_app_config(schema, _finite(data), file, schema_file, secrets)
+        return _with_non_finite(found, file, checked, secrets)
     encrypted = {p for p, v in leaves(data) if p and is_encrypted(v)}
     if encrypted:
         data = _without_paths(data, encrypted)
@@ -325,3 +332,67 @@ def _non_json_keys(data: Any, file: str, path: DocPath = ()) -> Iterator[Problem
             "non-json-value",
             path=path,
         )
+
+
+# --- NaN and Infinity -----------------------------------------------------------------
+# YAML has .nan and .inf; JSON has neither, and no strict parser (Node's included)
+# accepts the NaN Python would write. They are refused where they are written, and the
+# schema checks run on a copy that holds 0 in their place (jsonschema's multipleOf
+# raises on NaN), keeping only the findings elsewhere in the document.
+
+
+def non_finite_numbers(data: Any, path: DocPath = ()) -> list[tuple[DocPath, float]]:
+    """Every NaN or infinite number in a document, with its path."""
+    if isinstance(data, float):
+        return [] if math.isfinite(data) else [(path, data)]
+    if isinstance(data, Mapping):
+        return [f for k, v in data.items() for f in non_finite_numbers(v, (*path, k))]
+    if isinstance(data, list):
+        return [f for i, v in enumerate(data) for f in non_finite_numbers(v, (*path, i))]
+    return []
+
+
+def non_finite_problems(
+    found: list[tuple[DocPath, float]], file: str, secrets: Secrets = NO_SECRETS
+) -> list[Problem]:
+    return [
+        Problem(
+            file,
+            0,
+            0,
+            f"{format_path(path)}: "
+            + (SECRET if secrets.is_secret(path) else _spelled(value))
+            + " is not a number JSON can hold",
+            "non-finite-number",
+            path=path,
+            hint="write a finite number: YAML's .nan and .inf have no JSON equivalent",
+        )
+        for path, value in found
+    ]
+
+
+def _spelled(value: float) -> str:
+    if math.isnan(value):
+        return ".nan (NaN)"
+    return ".inf (Infinity)" if value > 0 else "-.inf (-Infinity)"
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return 0.0
+    if isinstance(data, Mapping):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_finite(v) for v in data]
+    return data
+
+
+def _with_non_finite(
+    found: list[tuple[DocPath, float]],
+    file: str,
+    checked: list[Problem],
+    secrets: Secrets = NO_SECRETS,
+) -> list[Problem]:
+    bad = [path for path, _ in found]
+    elsewhere = [p for p in checked if not any(p.path[: len(b)] == b for b in bad)]
+    return non_finite_problems(found, file, secrets) + elsewhere

@@ -35,7 +35,13 @@ from flagstone.model import (
     Serve,
     served_variants,
 )
-from flagstone.schema import check_against, check_app_config, check_document
+from flagstone.schema import (
+    check_against,
+    check_app_config,
+    check_document,
+    non_finite_numbers,
+    non_finite_problems,
+)
 
 # When a key was last changed, for the "fully on for N days" hygiene check (from git).
 LastChanged = Callable[[Sequence[str]], dt.datetime | None]
@@ -758,6 +764,8 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
         problems += check_app_config(
             schema, dict(env.config.values), file, repo.settings.config_schema or "", secrets
         )
+    else:
+        problems += non_finite_problems(non_finite_numbers(dict(env.config.values)), file, secrets)
     for path, value in _leaves(env.config.values, ()):
         dotted = ".".join(str(p) for p in path)
         is_literal = isinstance(value, str) and value and not NOT_A_LITERAL.match(value)

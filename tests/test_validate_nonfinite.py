@@ -1,0 +1,137 @@
+"""NaN and Infinity: YAML can write them (.nan, .inf), JSON cannot. They are refused at
+validation with their position, and no writer ever emits non-standard JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flagstone.validate import validate_repository
+
+NAN_FLAGS = """\
+new-checkout:
+  variants: {on: true, off: false}
+  rules:
+    - when: {country: {in: [DE, FR]}}
+      serve: {rollout: {on: .nan, off: 80}}
+  default: {rollout: {on: .inf, off: -.inf}}
+banner-text:
+  variants: {short: Hi, long: Hello}
+  rules:
+    - when: {country: DE}
+      serve: {rollout: {short: 20, long: 70}}
+  default: short
+"""
+
+
+def strict_json(text: str) -> object:
+    """Parse as a strict parser (Node's JSON.parse) would: NaN and Infinity are errors."""
+
+    def refuse(constant: str) -> object:
+        raise AssertionError(f"non-standard JSON constant {constant} in output")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture
+def nan_repo(repo_from_case, commit) -> Path:
+    root = repo_from_case("valid/base")
+    commit(
+        {
+            "environments/dev/flags.yaml": NAN_FLAGS,
+            "environments/dev/config.yaml": "api:\n  base_url: https://dev.shop.test\n  timeout_ms: .nan\n",
+            "environments/dev/experiments.yaml": (
+                "checkout-test:\n  flag: new-checkout\n  unit: user_id\n  status: draft\n"
+                "  traffic: .inf\n"
+                "  metrics: {primary: {name: conversion, kind: proportion}}\n"
+            ),
+        },
+        "NaN and Infinity",
+    )
+    return root
+
+
+def test_validate__nan_and_infinity__refused_at_their_positions(nan_repo: Path) -> None:
+    problems = [p for p in validate_repository(nan_repo) if p.code == "non-finite-number"]
+    assert [(p.file, p.line, p.col) for p in problems] == [
+        ("environments/dev/config.yaml", 3, 15),
+        ("environments/dev/experiments.yaml", 5, 12),
+        ("environments/dev/flags.yaml", 5, 29),
+        ("environments/dev/flags.yaml", 6, 27),
+        ("environments/dev/flags.yaml", 6, 38),
+    ]
+    assert problems[2].message == (
+        "new-checkout.rules[0].serve.rollout.on: .nan (NaN) is not a number JSON can hold"
+    )
+    assert "-.inf (-Infinity)" in problems[4].message
+
+
+def test_validate__nan__other_objects_in_the_file_are_still_checked(nan_repo: Path) -> None:
+    codes = {(p.path[0], p.code) for p in validate_repository(nan_repo)}
+    assert ("banner-text", "rollout-sum") in codes
+
+
+def test_validate__nan_in_config_without_an_app_schema__refused(repo_from_case, commit) -> None:
+    root = repo_from_case("valid/base")
+    settings = (
+        (root / "flagstone.yaml")
+        .read_text()
+        .replace("config_schema: schemas/config.schema.json\n", "")
+    )
+    commit(
+        {
+            "flagstone.yaml": settings,
+            "environments/dev/config.yaml": "api:\n  base_url: x\n  ratio: -.inf\n",
+        }
+    )
+    problems = validate_repository(root)
+    assert [(p.code, p.line) for p in problems if p.is_error] == [("non-finite-number", 3)]
+
+
+def test_validate_cli__nan__one_finding_per_value_and_no_traceback(nan_repo: Path, cli) -> None:
+    result = cli(["validate", "--format", "json"], cwd=nan_repo)
+    assert result.exit_code == 1
+    found = strict_json(result.stdout)
+    assert isinstance(found, dict)
+    assert sum(p["code"] == "non-finite-number" for p in found["problems"]) == 5
+    assert "Traceback" not in result.stderr
+
+
+def test_build__nan__refused_and_nothing_written(nan_repo: Path, cli) -> None:
+    for fmt in ("flagstone", "flagd"):
+        result = cli(["build", "--format", fmt, "--out", "dist"], cwd=nan_repo)
+        assert result.exit_code == 1, result.stderr
+        assert "non-finite-number" in result.stdout + result.stderr
+    assert not (nan_repo / "dist").exists()
+
+
+def test_bundle_encoder__never_writes_nan() -> None:
+    from flagstone.bundle import canonical_json
+    from flagstone.errors import FlagstoneError
+
+    for value in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(FlagstoneError):
+            canonical_json({"config": {"x": value}})
+
+
+def test_diff_json__nan_in_a_revision__standard_json_with_the_yaml_spelling(
+    nan_repo: Path, cli
+) -> None:
+    result = cli(["diff", "dev", "prod", "--format", "json"], cwd=nan_repo)
+    assert result.exit_code == 0, result.stderr
+    doc = strict_json(result.stdout)
+    assert isinstance(doc, dict)
+    timeout = next(c for c in doc["changes"] if c["key"] == "api.timeout_ms")
+    assert timeout["old"] == ".nan"
+    flag = next(c for c in doc["changes"] if c["key"] == "new-checkout" and c["field"] == "default")
+    assert flag["old"] == {"rollout": {"on": ".inf", "off": "-.inf"}}
+
+
+def test_diff_rev_json__nan_committed_in_history__standard_json(nan_repo: Path, cli) -> None:
+    result = cli(["diff", "--rev", "HEAD~1..HEAD", "--format", "json"], cwd=nan_repo)
+    assert result.exit_code == 0, result.stderr
+    strict_json(result.stdout)
+    markdown = cli(["diff", "--rev", "HEAD~1..HEAD", "--format", "markdown"], cwd=nan_repo)
+    assert "NaN" not in markdown.stdout and ".nan" in markdown.stdout
