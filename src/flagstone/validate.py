@@ -35,6 +35,7 @@ from flagstone.model import (
     Serve,
     served_variants,
 )
+from flagstone.runtime.format import MAX_PREREQUISITE_DEPTH
 from flagstone.schema import (
     check_against,
     check_app_config,
@@ -253,6 +254,7 @@ def check_environment(
     for flag in flags.values():
         problems += check_flag(flag, env, today)
     problems += check_prerequisite_cycles(flags)
+    problems += check_prerequisite_depth(flags)
     for segment in segments.values():
         problems += _condition_problems(segment.when, env, segment.file, (segment.key, "when"))
     problems += check_segment_cycles(segments)
@@ -532,33 +534,37 @@ REGEX_HINTS = {
 
 
 def _find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """Elementary cycles, each reported once, starting at its smallest key."""
+    """Elementary cycles met by a depth-first walk, each reported once, starting at its
+    smallest key. Iterative: a chain of prerequisites can be thousands of flags long."""
     cycles: list[list[str]] = []
     seen: set[tuple[str, ...]] = set()
-    state: dict[str, int] = {}  # 1 = on stack, 2 = done
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in graph.get(node, ()):
-            if nxt not in graph:
-                continue
-            if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt) :]
+    state: dict[str, int] = {}  # 1 = on the path, 2 = done
+    for root in sorted(graph):
+        if root in state:
+            continue
+        path: list[str] = []
+        walk: list[tuple[str, Iterator[str]]] = []
+        state[root] = 1
+        path.append(root)
+        walk.append((root, iter(graph.get(root, ()))))
+        while walk:
+            node, children = walk[-1]
+            nxt = next((c for c in children if c in graph), None)
+            if nxt is None:
+                walk.pop()
+                path.pop()
+                state[node] = 2
+            elif state.get(nxt) == 1:
+                cycle = path[path.index(nxt) :]
                 start = cycle.index(min(cycle))
                 canonical = tuple(cycle[start:] + cycle[:start])
                 if canonical not in seen:
                     seen.add(canonical)
                     cycles.append(list(canonical))
             elif state.get(nxt) is None:
-                visit(nxt)
-        stack.pop()
-        state[node] = 2
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node)
+                state[nxt] = 1
+                path.append(nxt)
+                walk.append((nxt, iter(graph.get(nxt, ()))))
     return cycles
 
 
@@ -579,6 +585,68 @@ def check_prerequisite_cycles(flags: Mapping[str, Flag]) -> Iterator[Problem]:
             "prerequisite-cycle",
             path=(cycle[0], "prerequisites", index),
         )
+
+
+def check_prerequisite_depth(flags: Mapping[str, Flag]) -> Iterator[Problem]:
+    """Chains longer than the runtime follows (it serves an error past
+    MAX_PREREQUISITE_DEPTH levels): reported once, at the flag the chain starts from."""
+    graph = {k: [p.flag for p in f.prerequisites if p.flag in flags] for k, f in flags.items()}
+    below = _longest_chains(graph)
+    required_by: dict[str, list[str]] = {}
+    for key, children in graph.items():
+        for child in children:
+            required_by.setdefault(child, []).append(key)
+    for key in sorted(graph):
+        depth = below[key][0]
+        if depth <= MAX_PREREQUISITE_DEPTH:
+            continue
+        if any(below[parent][0] > MAX_PREREQUISITE_DEPTH for parent in required_by.get(key, ())):
+            continue  # reported where the chain starts
+        chain = [key]
+        while (after := below[chain[-1]][1]) is not None:
+            chain.append(after)
+        flag = flags[key]
+        index = next(i for i, p in enumerate(flag.prerequisites) if p.flag == chain[1])
+        shown = " -> ".join([*chain[:3], "…", chain[-1]]) if len(chain) > 5 else " -> ".join(chain)
+        yield Problem(
+            flag.file,
+            0,
+            0,
+            f"prerequisites of {key!r} nest {depth} deep ({shown}); the runtime follows at most "
+            f"{MAX_PREREQUISITE_DEPTH} levels and serves an error beyond",
+            "prerequisite-depth",
+            path=(key, "prerequisites", index),
+            hint="require the flag at the end of the chain directly instead of through the flags between",
+        )
+
+
+def _longest_chains(graph: Mapping[str, list[str]]) -> dict[str, tuple[int, str | None]]:
+    """For each flag, the most prerequisite levels below it and the next flag on that
+    chain (cycles, which check_prerequisite_cycles reports, are cut where they close)."""
+    out: dict[str, tuple[int, str | None]] = {}
+    for root in graph:
+        if root in out:
+            continue
+        on_path: set[str] = set()
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:  # iterative: a chain can be thousands of flags long
+            node, i = stack.pop()
+            if i == 0:
+                on_path.add(node)
+            children = graph[node]
+            if i < len(children):
+                stack.append((node, i + 1))
+                child = children[i]
+                if child not in out and child not in on_path:
+                    stack.append((child, 0))
+                continue
+            best: tuple[int, str | None] = (0, None)
+            for child in children:
+                if child in out and out[child][0] + 1 > best[0]:
+                    best = (out[child][0] + 1, child)
+            out[node] = best
+            on_path.discard(node)
+    return out
 
 
 def check_segment_cycles(segments: Mapping[str, Segment]) -> Iterator[Problem]:
