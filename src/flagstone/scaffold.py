@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import re
 import shutil
 from dataclasses import dataclass
 from importlib.resources import files
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from flagstone.edit import apply_files
 from flagstone.errors import ConflictError, FlagstoneError
-from flagstone.schema import builtin_schemas
+from flagstone.schema import builtin_schemas, name_problem
 
 TEMPLATES = files("flagstone") / "templates"
 ROLLOUT_BY_POSITION = (100, 50, 10)  # dev serves everyone; later environments ramp up
@@ -36,11 +38,11 @@ def _fill(text: str, **values: str) -> str:
 
 def scaffold_files(project: str, environments: list[str], today: dt.date) -> dict[str, str]:
     """Repository-relative path -> text of every file `init` writes."""
-    import json
-
     out: dict[str, str] = {
         "flagstone.yaml": _fill(
-            _template("flagstone.yaml"), project=project, environments=", ".join(environments)
+            _template("flagstone.yaml"),
+            project=_yaml_scalar(project),
+            environments=", ".join(environments),
         ),
         "schemas/config.schema.json": _template("config.schema.json"),
         "specs/example.yaml": _template("specs/example.yaml"),
@@ -73,6 +75,32 @@ def scaffold_files(project: str, environments: list[str], today: dt.date) -> dic
     return out
 
 
+def check_environment_names(names: list[str]) -> list[str]:
+    """The environments to create, in order, refused before anything is written if a name
+    would not load (the rule flagstone.yaml's environments follow) or could leave the
+    target folder (``../../tmp/x``)."""
+    if not any(names):
+        raise FlagstoneError(
+            "no environment given: name them in promotion order, e.g. --environments dev,staging,prod"
+        )
+    for env in names:
+        problem = name_problem(env)
+        if problem is not None:
+            raise FlagstoneError(f"environment {problem}; nothing was written")
+    repeated = sorted({env for env in names if names.count(env) > 1})
+    if repeated:
+        raise FlagstoneError(f"environment {repeated[0]!r} is listed twice; nothing was written")
+    return names
+
+
+def _yaml_scalar(text: str) -> str:
+    """``text`` as a YAML scalar: plain when it is safely plain, else double-quoted (a
+    JSON string is a valid YAML double-quoted scalar), so no project name can add keys."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]*", text) and not text.endswith(" "):
+        return text
+    return json.dumps(text)
+
+
 def init_repository(
     target: Path,
     *,
@@ -84,11 +112,9 @@ def init_repository(
     """Write a new repository into ``target``; refuse to overwrite unless ``force``."""
     from flagstone.gitio import init_repo
 
-    environments = environments or ["dev", "staging", "prod"]
-    if len(set(environments)) != len(environments) or not all(environments):
-        raise FlagstoneError(
-            f"environment names must be distinct and non-empty: {', '.join(environments)}"
-        )
+    environments = check_environment_names(
+        ["dev", "staging", "prod"] if environments is None else environments
+    )
     name = project or target.resolve().name
     content = scaffold_files(name, environments, today or dt.date.today())
     existing = sorted(rel for rel in content if (target / rel).exists())

@@ -11,6 +11,7 @@ import difflib
 import functools
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,17 @@ def _python_registry() -> Any:
     return Registry().with_resources(
         (s["$id"], Resource.from_contents(s)) for s in builtin_schemas().values() if "$id" in s
     )
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a key or an environment name, or None: the rule of
+    ``condition.schema.json#/$defs/key``, which flagstone.yaml's environments use too."""
+    rule = builtin_schemas()["condition.schema.json"]["$defs"]["key"]
+    if len(name) > rule["maxLength"]:
+        return f"{name[:20]!r}… is longer than {rule['maxLength']} characters"
+    if not re.fullmatch(rule["pattern"], name):
+        return f"{name!r} is not a valid name: use lowercase letters, digits, '-' and '_', starting with a letter or digit"
+    return None
 
 
 def check_document(kind: str, data: Any, file: str) -> list[Problem]:

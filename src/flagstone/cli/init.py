@@ -30,7 +30,7 @@ def init(
     from flagstone.report import InitReport
     from flagstone.scaffold import init_repository
 
-    envs = [e.strip() for e in environments.split(",") if e.strip()]
+    envs = [e.strip() for e in environments.split(",")]
     result = init_repository(directory, project=project, environments=envs, force=force)
     where = "" if directory == Path() else f"cd {directory} && "
     next_steps = (
