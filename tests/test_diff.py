@@ -49,7 +49,7 @@ def test_diff__speaks_the_domain() -> None:
     assert summaries(env(FLAG), env(after)) == [
         "new-checkout: disabled (kill switch pulled)",
         "new-checkout: default rollout on 20% → 50%, off 80% → 50%",
-        'new-checkout: rule added at position 2 (when {"country": "DE"} → off)',
+        "new-checkout: rule added at position 2 (when country = DE → off)",
         "new-checkout: targets on +2 −1",
     ]
 
@@ -119,3 +119,104 @@ def test_diff_cli__revisions_from_git_objects(cli, git_repo, commit) -> None:
     assert [c["summary"] for c in worktree["changes"]] == [
         "rule 2 rollout on 50% → 90%, off 50% → 10%"
     ]
+
+
+# --- the pull-request comment -------------------------------------------------------------
+
+HOSTILE = """\
+new-checkout:
+  variants: {on: true, off: false}
+  default: off
+"x`y":
+  description: "# Heading\\n<img src=x onerror=alert(1)> @octocat <!-- flagstone-diff --> [link](http://e.test)"
+  variants: {on: "`code` **bold** <b>x</b> ```", "off": "@everyone\\n## injected\\n- item"}
+  default: "off"
+  rules:
+    - when: {email: {ends_with: "@example.com"}, plan: {in: [pro, "a]b(c)"]}}
+      serve: {rollout: {on: 20, "off": 80}}
+"""
+
+
+def rendered_html(markdown: str) -> str:
+    """The comment as HTML, by a CommonMark parser with raw HTML enabled (as GitHub's)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).render(markdown)
+
+
+def text_outside_code(html: str) -> str:
+    import re
+
+    return re.sub(r"<code>.*?</code>", "", html, flags=re.S)
+
+
+def test_markdown__added_flag__shows_what_it_serves_in_words() -> None:
+    from flagstone.report_diff import changes_markdown
+
+    after = FLAG.replace(
+        "default: {rollout", "description: Redesigned checkout\n  default: {rollout"
+    )
+    md = changes_markdown(diff_environments(env("{}\n"), env(after)), ["prod"])
+    assert (
+        "- ➕ flag `new-checkout`: flag added\n"
+        "  - variants `on` = `true`, `off` = `false`\n"
+        "  - targets `on`: 2 units\n"
+        "  - rule 1: segment `staff` → `on`\n"
+        "  - default rollout `on` 20%, `off` 80%\n"
+    ) in md.replace("  - description `Redesigned checkout`\n", "")
+    assert "description `Redesigned checkout`" in md
+
+
+def test_markdown__hostile_keys_and_values__cannot_inject_markup() -> None:
+    from flagstone.report_diff import MARKER, changes_markdown
+
+    changes = diff_environments(env("{}\n", "{}\n"), env(HOSTILE, "'@admin <b>': 1\n"))
+    md = changes_markdown(changes, ["prod"], title="flagstone diff <script>@x</script>")
+    assert md.startswith(MARKER + "\n") and md.count(MARKER) == 1
+    html = rendered_html(md)
+    outside = text_outside_code(html)
+    assert "<img" not in html and "<b>" not in outside and "<script>" not in outside
+    assert "<h1>" not in html and "<h2>" not in html
+    assert [tag for tag in ("<h3>", "<h4>") if tag in html] == ["<h3>", "<h4>"]
+    assert "<a " not in html
+    import re
+
+    assert not re.search(r"@\w", outside), outside  # no mention outside code
+    # every value is there, visibly
+    assert "<code>@everyone\\n## injected\\n- item</code>" in html
+    assert "`code` **bold** &lt;b&gt;x&lt;/b&gt; ```" in html
+
+
+def test_markdown__huge_change__capped_below_githubs_limit_with_a_pointer() -> None:
+    from flagstone.report_diff import MARKER, changes_markdown
+
+    flags = "".join(
+        f"flag-{i}:\n  description: {'long text ' * 20}\n  variants: {{on: true, off: false}}\n"
+        f"  default: off\n"
+        for i in range(3000)
+    )
+    changes = diff_environments(env("{}\n"), env(flags))
+    md = changes_markdown(changes, ["prod"])
+    assert len(md) < 65_536 - 5_000
+    assert md.startswith(MARKER) and md.count(MARKER) == 1
+    last = md.rstrip().splitlines()[-1]
+    assert "more changes not shown" in last and "flagstone-diff" in last and "report.txt" in last
+    shown = md.count("\n- ➕")
+    assert 10 < shown < 3000 and f"… {3000 - shown} more changes" in last
+    assert "<details>" not in rendered_html(md) or "</details>" in md
+
+
+def test_markdown__kill_switch_released__warned_first() -> None:
+    from flagstone.diff import review_warnings
+    from flagstone.report_diff import changes_markdown
+
+    disabled = FLAG.replace("enabled: true", "enabled: false\n  off_variant: off")
+    changes = diff_environments(env(disabled), env(FLAG.replace("targets", "owner: x\n  targets")))
+    assert [w.message for w in review_warnings(changes)] == [
+        "flag new-checkout is disabled in prod (kill switch pulled) and this change enables it again"
+    ]
+    md = changes_markdown(changes, ["prod"])
+    warning = "> ⚠️ **prod**: flag `new-checkout` is disabled in `prod` (kill switch pulled)"
+    assert warning in md and md.index(warning) < md.index("#### ")
+    # pulling it is no warning
+    assert review_warnings(diff_environments(env(FLAG), env(disabled))) == []

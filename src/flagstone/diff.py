@@ -24,6 +24,21 @@ SecretsLike = Secrets | frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
+class Quoted:
+    """A value from the repository inside a summary (a key, a variant, a number): markdown
+    shows it as code, so no value can add headings, HTML, mentions or a second marker."""
+
+    text: str
+
+
+Words = tuple[str | Quoted, ...]
+
+
+def plain(words: Words) -> str:
+    return "".join(w.text if isinstance(w, Quoted) else w for w in words)
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     env: str
     kind: str  # flags, segments, experiments, config
@@ -33,6 +48,7 @@ class Change:
     summary: str  # the change in words
     old: Any = None
     new: Any = None
+    words: Words = ()  # the summary with its values marked; empty: all of it is a value
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +61,19 @@ class Change:
             "old": json_safe(self.old),
             "new": json_safe(self.new),
         }
+
+
+def _change(
+    env: str,
+    kind: str,
+    key: str,
+    action: Action,
+    field: str | None,
+    words: Words,
+    old: Any,
+    new: Any,
+) -> Change:
+    return Change(env, kind, key, action, field, plain(words), old, new, words)
 
 
 def json_safe(value: Any) -> Any:
@@ -82,20 +111,19 @@ def diff_environments(
         for key in sorted(set(before) | set(after)):
             if key not in before:
                 changes.append(
-                    Change(env, kind, key, "added", None, f"{_noun(kind)} added", None, after[key])
-                )
-            elif key not in after:
-                changes.append(
-                    Change(
-                        env, kind, key, "removed", None, f"{_noun(kind)} removed", before[key], None
+                    _change(
+                        env, kind, key, "added", None, (f"{_noun(kind)} added",), None, after[key]
                     )
                 )
+            elif key not in after:
+                gone: Words = (f"{_noun(kind)} removed",)
+                changes.append(_change(env, kind, key, "removed", None, gone, before[key], None))
             elif before[key] != after[key]:
                 compare = {"flags": _flag_changes, "experiments": _experiment_changes}.get(
                     kind, _generic_changes
                 )
-                for field, summary, o, n in compare(before[key], after[key]):
-                    changes.append(Change(env, kind, key, "changed", field, summary, o, n))
+                for field, words, o, n in compare(before[key], after[key]):
+                    changes.append(_change(env, kind, key, "changed", field, words, o, n))
     old_config = dict(old.config.values) if old and old.config else {}
     new_config = dict(new.config.values) if new and new.config else {}
     changes += config_changes(env, old_config, new_config, secrets)
@@ -107,7 +135,7 @@ def object_changes(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) ->
     compare = {"flags": _flag_changes, "experiments": _experiment_changes}.get(
         kind, _generic_changes
     )
-    return [summary for _, summary, _, _ in compare(old, new)]
+    return [plain(words) for _, words, _, _ in compare(old, new)]
 
 
 def _noun(kind: str) -> str:
@@ -120,19 +148,28 @@ def _show(value: Any) -> str:
     return json.dumps(json_safe(value), sort_keys=True, separators=(", ", ": "), allow_nan=False)
 
 
+def _q(value: Any) -> Quoted:
+    return Quoted(_show(value))
+
+
 def _pct(value: float) -> str:
     return f"{value:g}%"
 
 
-Field = tuple[str | None, str, Any, Any]
+Field = tuple[str | None, Words, Any, Any]
 
 
-def _serve_text(serve: Any) -> str:
+def _serve_words(serve: Any) -> Words:
     if isinstance(serve, str):
-        return serve
-    if isinstance(serve, Mapping) and "rollout" in serve:
-        return "rollout " + ", ".join(f"{v} {_pct(w)}" for v, w in serve["rollout"].items())
-    return _show(serve)
+        return (Quoted(serve),)
+    if isinstance(serve, Mapping) and isinstance(serve.get("rollout"), Mapping):
+        words: list[str | Quoted] = ["rollout "]
+        for i, (v, w) in enumerate(serve["rollout"].items()):
+            words += [", " if i else "", Quoted(str(v)), f" {_pct(w)}"]
+        if serve.get("by"):
+            words += [" by ", _q(serve["by"])]
+        return tuple(words)
+    return (_q(serve),)
 
 
 def _serve_changes(where: str, old: Any, new: Any) -> Iterator[Field]:
@@ -145,22 +182,27 @@ def _serve_changes(where: str, old: Any, new: Any) -> Iterator[Field]:
         and "rollout" in new
     ):
         a, b = old["rollout"], new["rollout"]
-        moved = [
-            f"{v} {_pct(a.get(v, 0))} → {_pct(b.get(v, 0))}"
-            for v in dict.fromkeys([*a, *b])
-            if a.get(v, 0) != b.get(v, 0)
-        ]
+        moved: list[str | Quoted] = []
+        for v in dict.fromkeys([*a, *b]):
+            if a.get(v, 0) != b.get(v, 0):
+                moved += [", " if moved else "", Quoted(str(v))]
+                moved.append(f" {_pct(a.get(v, 0))} → {_pct(b.get(v, 0))}")
         if moved:
-            yield f"{where}.rollout", f"{where} rollout {', '.join(moved)}", a, b
+            yield f"{where}.rollout", (f"{where} rollout ", *moved), a, b
         if old.get("by") != new.get("by"):
             yield (
                 f"{where}.by",
-                f"{where} rollout by {old.get('by') or 'unit'} → {new.get('by') or 'unit'}",
+                (
+                    f"{where} rollout by ",
+                    _q(old.get("by") or "unit"),
+                    " → ",
+                    _q(new.get("by") or "unit"),
+                ),
                 old.get("by"),
                 new.get("by"),
             )
         return
-    yield where, f"{where} {_serve_text(old)} → {_serve_text(new)}", old, new
+    yield where, (f"{where} ", *_serve_words(old), " → ", *_serve_words(new)), old, new
 
 
 def _flag_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Field]:
@@ -168,7 +210,7 @@ def _flag_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Fi
         on = new.get("enabled", True)
         yield (
             "enabled",
-            "enabled (kill switch released)" if on else "disabled (kill switch pulled)",
+            ("enabled (kill switch released)" if on else "disabled (kill switch pulled)",),
             old.get("enabled", True),
             on,
         )
@@ -177,19 +219,27 @@ def _flag_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Fi
     yield from _targets_changes(old.get("targets", {}), new.get("targets", {}))
     variants_old, variants_new = old.get("variants", {}), new.get("variants", {})
     for variant in dict.fromkeys([*variants_old, *variants_new]):
+        name = Quoted(str(variant))
         if variant not in variants_old:
             yield (
                 f"variants.{variant}",
-                f"variant {variant} added ({_show(variants_new[variant])})",
+                ("variant ", name, " added (", _q(variants_new[variant]), ")"),
                 None,
                 variants_new[variant],
             )
         elif variant not in variants_new:
-            yield f"variants.{variant}", f"variant {variant} removed", variants_old[variant], None
+            yield f"variants.{variant}", ("variant ", name, " removed"), variants_old[variant], None
         elif variants_old[variant] != variants_new[variant]:
             yield (
                 f"variants.{variant}",
-                f"variant {variant} value {_show(variants_old[variant])} → {_show(variants_new[variant])}",
+                (
+                    "variant ",
+                    name,
+                    " value ",
+                    _q(variants_old[variant]),
+                    " → ",
+                    _q(variants_new[variant]),
+                ),
                 variants_old[variant],
                 variants_new[variant],
             )
@@ -213,32 +263,98 @@ def _rules_changes(old: Sequence[Any], new: Sequence[Any]) -> Iterator[Field]:
                 yield from _rule_changes(j1 + offset, old[i1 + offset], new[j1 + offset])
             continue
         for i in range(i1, i2):
-            yield f"rules[{i}]", f"rule {i + 1} removed ({_rule_text(old[i])})", old[i], None
+            yield (
+                f"rules[{i}]",
+                (f"rule {i + 1} removed (", *_rule_words(old[i]), ")"),
+                old[i],
+                None,
+            )
         for j in range(j1, j2):
             yield (
                 f"rules[{j}]",
-                f"rule added at position {j + 1} ({_rule_text(new[j])})",
+                (f"rule added at position {j + 1} (", *_rule_words(new[j]), ")"),
                 None,
                 new[j],
             )
 
 
-def _rule_text(rule: Mapping[str, Any]) -> str:
-    who = rule.get("name") or (f"segment {rule['segment']}" if "segment" in rule else "")
+def _rule_words(rule: Mapping[str, Any]) -> Words:
+    who: list[str | Quoted] = []
+    if rule.get("name"):
+        who.append(_q(rule["name"]))
+    if "segment" in rule:
+        who += [" " if who else "", "segment ", _q(rule["segment"])]
     if "when" in rule:
-        who = (who + " and " if who else "") + f"when {_show(rule['when'])}"
-    return f"{who} → {_serve_text(rule.get('serve'))}"
+        who += [" and " if who else "", "when ", *condition_words(rule["when"])]
+    return (*who, " → ", *_serve_words(rule.get("serve")))
+
+
+OPERATOR_WORDS = {
+    "eq": "=",
+    "neq": "≠",
+    "in": "in",
+    "not_in": "not in",
+    "contains": "contains",
+    "starts_with": "starts with",
+    "ends_with": "ends with",
+    "matches": "matches",
+    "gt": ">",
+    "gte": "≥",
+    "lt": "<",
+    "lte": "≤",
+    "semver_eq": "= version",
+    "semver_gt": "> version",
+    "semver_gte": "≥ version",
+    "semver_lt": "< version",
+    "semver_lte": "≤ version",
+    "before": "before",
+    "after": "at or after",
+}
+
+
+def condition_words(condition: Any) -> Words:
+    """A condition in words: ``country in DE, FR and plan = pro``."""
+    if not isinstance(condition, Mapping):
+        return (_q(condition),)
+    parts: list[Words] = []
+    for attribute, matcher in condition.items():
+        if attribute in ("all", "any") and isinstance(matcher, list):
+            joiner = " and " if attribute == "all" else " or "
+            subs = [condition_words(c) for c in matcher]
+            inner: list[str | Quoted] = []
+            for i, sub in enumerate(subs):
+                inner += [joiner if i else "", *sub]
+            parts.append(("(", *inner, ")") if len(subs) > 1 else tuple(inner))
+        elif attribute == "not":
+            parts.append(("not (", *condition_words(matcher), ")"))
+        elif attribute == "segment":
+            parts.append(("in segment ", _q(matcher)))
+        elif isinstance(matcher, Mapping):
+            for op, operand in matcher.items():
+                if op == "exists":
+                    parts.append((_q(attribute), " is set" if operand else " is not set"))
+                    continue
+                shown = (
+                    ", ".join(_show(o) for o in operand) if isinstance(operand, list) else operand
+                )
+                parts.append((_q(attribute), f" {OPERATOR_WORDS.get(op, op)} ", _q(shown)))
+        else:
+            parts.append((_q(attribute), " = ", _q(matcher)))
+    out: list[str | Quoted] = []
+    for i, part in enumerate(parts):
+        out += [" and " if i else "", *part]
+    return tuple(out)
 
 
 def _rule_changes(index: int, old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Field]:
     where = f"rule {index + 1}"
-    for _, summary, o, n in _serve_changes(where, old.get("serve"), new.get("serve")):
-        yield f"rules[{index}].serve", summary, o, n
+    for _, words, o, n in _serve_changes(where, old.get("serve"), new.get("serve")):
+        yield f"rules[{index}].serve", words, o, n
     for part in ("segment", "when", "name"):
         if old.get(part) != new.get(part):
             yield (
                 f"rules[{index}].{part}",
-                f"{where} {part} {_show(old.get(part, '-'))} → {_show(new.get(part, '-'))}",
+                (f"{where} {part} ", _q(old.get(part, "-")), " → ", _q(new.get(part, "-"))),
                 old.get(part),
                 new.get(part),
             )
@@ -254,21 +370,22 @@ def _targets_changes(
             parts = ([f"+{len(added)}"] if added else []) + (
                 [f"−{len(removed)}"] if removed else []
             )
-            yield f"targets.{variant}", f"targets {variant} {' '.join(parts)}", sorted(a), sorted(b)
+            words = ("targets ", Quoted(str(variant)), f" {' '.join(parts)}")
+            yield f"targets.{variant}", words, sorted(a), sorted(b)
 
 
 def _experiment_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Field]:
     if old.get("status") != new.get("status"):
         yield (
             "status",
-            f"status {old.get('status')} → {new.get('status')}",
+            ("status ", _q(old.get("status")), " → ", _q(new.get("status"))),
             old.get("status"),
             new.get("status"),
         )
     if old.get("traffic", 100) != new.get("traffic", 100):
         yield (
             "traffic",
-            f"traffic {_pct(old.get('traffic', 100))} → {_pct(new.get('traffic', 100))}",
+            (f"traffic {_pct(old.get('traffic', 100))} → {_pct(new.get('traffic', 100))}",),
             old.get("traffic", 100),
             new.get("traffic", 100),
         )
@@ -281,17 +398,107 @@ def _generic_changes(
     for field in dict.fromkeys([*old, *new]):
         if (skip and field in skip) or old.get(field) == new.get(field):
             continue
+        name = Quoted(str(field))
         if field not in old:
-            yield field, f"{field} set to {_show(new[field])}", None, new[field]
+            yield field, (name, " set to ", _q(new[field])), None, new[field]
         elif field not in new:
-            yield field, f"{field} removed (was {_show(old[field])})", old[field], None
+            yield field, (name, " removed (was ", _q(old[field]), ")"), old[field], None
         else:
+            yield field, (name, " ", _q(old[field]), " → ", _q(new[field])), old[field], new[field]
+
+
+# --- what an added object is, in words (markdown diffs, promotion previews) ---------------
+
+
+def describe(kind: str, obj: Mapping[str, Any]) -> list[Words]:
+    """What a reviewer needs to know about an object that is being added: for a flag what
+    it serves — variants, prerequisites, targets, each rule, the default, the kill switch."""
+    if kind == "flags":
+        return list(_describe_flag(obj))
+    if kind == "segments" and "when" in obj:
+        return [("matches when ", *condition_words(obj["when"]))]
+    if kind == "experiments":
+        lines: list[Words] = [
+            ("on flag ", _q(obj.get("flag")), ", status ", _q(obj.get("status", "draft"))),
+            (f"traffic {_pct(obj.get('traffic', 100))}",),
+        ]
+        if isinstance(obj.get("weights"), Mapping):
+            arms: list[str | Quoted] = ["arms "]
+            for i, (arm, weight) in enumerate(obj["weights"].items()):
+                arms += [", " if i else "", Quoted(str(arm)), f" {_pct(weight)}"]
+            lines.append(tuple(arms))
+        return lines
+    return []
+
+
+def _describe_flag(flag: Mapping[str, Any]) -> Iterator[Words]:
+    if flag.get("description"):
+        yield ("description ", _q(flag["description"]))
+    variants = flag.get("variants")
+    if isinstance(variants, Mapping):
+        words: list[str | Quoted] = ["variants "]
+        for i, (name, value) in enumerate(variants.items()):
+            words += [", " if i else "", Quoted(str(name)), " = ", _q(value)]
+        yield tuple(words)
+    if flag.get("enabled", True) is False:
+        off = flag.get("off_variant")
+        if off is not None:
+            yield ("disabled (kill switch pulled): everyone gets ", Quoted(str(off)))
+        else:
+            yield ("disabled (kill switch pulled): apps get their coded default",)
+    for prerequisite in flag.get("prerequisites", ()) or ():
+        if isinstance(prerequisite, Mapping):
+            allowed = prerequisite.get("variants") or [prerequisite.get("variant")]
             yield (
-                field,
-                f"{field} {_show(old[field])} → {_show(new[field])}",
-                old[field],
-                new[field],
+                "requires ",
+                _q(prerequisite.get("flag")),
+                " to serve ",
+                Quoted(" or ".join(map(str, allowed))),
             )
+    targets = flag.get("targets")
+    if isinstance(targets, Mapping):
+        for variant, units in targets.items():
+            count = len(units) if isinstance(units, list) else 0
+            yield ("targets ", Quoted(str(variant)), f": {count} unit{'s' * (count != 1)}")
+    for index, rule in enumerate(flag.get("rules", ()) or ()):
+        if isinstance(rule, Mapping):
+            yield (f"rule {index + 1}: ", *_rule_words(rule))
+    if "default" in flag:
+        yield ("default ", *_serve_words(flag["default"]))
+
+
+# --- what a reviewer must not miss ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewWarning:
+    """A change that is easy to approve without noticing what it does."""
+
+    env: str
+    kind: str
+    key: str
+    words: Words
+
+    @property
+    def message(self) -> str:
+        return plain(self.words)
+
+
+def review_warnings(changes: Sequence[Change]) -> list[ReviewWarning]:
+    """A flag whose kill switch was pulled in an environment and that this change turns
+    back on (a promotion copies ``enabled: true`` over it, silently until now)."""
+    out = []
+    for c in changes:
+        if c.kind == "flags" and c.field == "enabled" and c.old is False and c.new is not False:
+            words = (
+                "flag ",
+                Quoted(c.key),
+                " is disabled in ",
+                Quoted(c.env),
+                " (kill switch pulled) and this change enables it again",
+            )
+            out.append(ReviewWarning(c.env, c.kind, c.key, words))
+    return out
 
 
 def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -322,27 +529,19 @@ def config_changes(
             new_value = SECRET if key in b else None
         else:
             old_value, new_value = a.get(key), b.get(key)
+
+        def shown(value: Any) -> Quoted:
+            return Quoted(policy.redact(_show(value)))
+
         if key not in a:
-            summary = "secret added" if secret else policy.redact(f"set to {_show(b[key])}")
-            out.append(Change(env, "config", key, "added", None, summary, None, new_value))
+            words: Words = ("secret added",) if secret else ("set to ", shown(b[key]))
+            out.append(_change(env, "config", key, "added", None, words, None, new_value))
         elif key not in b:
-            out.append(
-                Change(
-                    env,
-                    "config",
-                    key,
-                    "removed",
-                    None,
-                    "secret removed" if secret else "removed",
-                    old_value,
-                    None,
-                )
-            )
+            words = ("secret removed",) if secret else ("removed",)
+            out.append(_change(env, "config", key, "removed", None, words, old_value, None))
         else:
-            summary = (
-                SECRET_CHANGED if secret else policy.redact(f"{_show(a[key])} → {_show(b[key])}")
-            )
-            out.append(Change(env, "config", key, "changed", None, summary, old_value, new_value))
+            words = (SECRET_CHANGED,) if secret else (shown(a[key]), " → ", shown(b[key]))
+            out.append(_change(env, "config", key, "changed", None, words, old_value, new_value))
     return out
 
 
