@@ -9,12 +9,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml_rs
 
-from flagstone.scaffold import scaffold_files
+from flagstone.scaffold import SOURCE_REPOSITORY, release_tag, scaffold_files
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = Path(__file__).parent / ".node"
@@ -118,9 +119,65 @@ def test_repository_workflows__are_the_scaffolded_ones() -> None:
     files = scaffold_files("x", ["dev"], dt.date(2026, 1, 1))
     ours = (ROOT / ".github" / "workflows" / "flagstone.yml").read_text()
     assert ours == files[".github/workflows/flagstone.yml"].replace(
-        "run: python -m pip install flagstone",
-        "run: python -m pip install .  # this repository is flagstone itself",
+        f"uses: {SOURCE_REPOSITORY}@{release_tag()}",
+        "uses: ./  # this repository is flagstone itself",
     )
     assert (ROOT / ".github" / "workflows" / "flagstone-comment.yml").read_text() == files[
         ".github/workflows/flagstone-comment.yml"
     ]
+
+
+def test_scaffold__installs_flagstone_from_its_repository_pinned_not_from_an_index() -> None:
+    import datetime as dt
+
+    files = scaffold_files("x", ["dev"], dt.date(2026, 1, 1))
+    gate = yaml_rs.loads(files[".github/workflows/flagstone.yml"])
+    uses = [step.get("uses", "") for step in gate["jobs"]["gate"]["steps"]]
+    tag = release_tag()
+    assert f"{SOURCE_REPOSITORY}@{tag}" in uses
+    assert tag == "v" + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert "pip install" not in files[".github/workflows/flagstone.yml"]
+    # the action it names is this repository's, and installs from its own checkout
+    action = yaml_rs.loads((ROOT / "action.yml").read_text())
+    assert any(
+        'pip install --quiet "$GITHUB_ACTION_PATH"' in s.get("run", "")
+        for s in action["runs"]["steps"]
+    )
+    hooks = yaml_rs.loads(files[".pre-commit-config.yaml"])["repos"]
+    assert hooks == [
+        {
+            "repo": f"https://github.com/{SOURCE_REPOSITORY}",
+            "rev": tag,
+            "hooks": [{"id": "flagstone-validate"}, {"id": "flagstone-test"}],
+        }
+    ]
+    published = {h["id"] for h in yaml_rs.loads((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert {h["id"] for h in hooks[0]["hooks"]} <= published
+
+
+def test_scaffold__source_repository_is_the_one_pyproject_names() -> None:
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert urls["Source"] == f"https://github.com/{SOURCE_REPOSITORY}"
+
+
+def test_scaffold__links_point_at_files_that_exist_in_this_repository() -> None:
+    import datetime as dt
+    import re
+
+    files = scaffold_files("x", ["dev", "prod"], dt.date(2026, 1, 1))
+    pattern = re.compile(rf"https://github\.com/{re.escape(SOURCE_REPOSITORY)}/blob/[^/]+/(\S+)")
+    links = [m.group(1) for text in files.values() for m in pattern.finditer(text)]
+    assert "docs/format.md" in links
+    for path in links:
+        assert (ROOT / path).is_file(), f"the scaffold links to {path}, which does not exist"
+    assert "flagstone.dev/docs" not in "".join(files.values())
+
+
+def test_comment_workflow__caps_the_body_and_edits_only_its_own_comment() -> None:
+    import datetime as dt
+
+    workflow = scaffold_files("x", ["dev"], dt.date(2026, 1, 1))[
+        ".github/workflows/flagstone-comment.yml"
+    ]
+    assert "const limit = 65536;" in workflow
+    assert "c.user.login === 'github-actions[bot]'" in workflow

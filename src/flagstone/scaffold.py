@@ -16,6 +16,10 @@ from flagstone.errors import ConflictError, FlagstoneError
 from flagstone.schema import builtin_schemas, name_problem
 
 TEMPLATES = files("flagstone") / "templates"
+# Where flagstone's source, composite action and pre-commit hooks live (pyproject.toml's
+# Source URL): the scaffold pins its workflow, hooks and documentation links to the
+# release tag of the flagstone that wrote it, so no package index is needed.
+SOURCE_REPOSITORY = "flagstone-dev/flagstone"
 ROLLOUT_BY_POSITION = (100, 50, 10)  # dev serves everyone; later environments ramp up
 
 
@@ -30,6 +34,15 @@ def _template(name: str) -> str:
     return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
+def release_tag() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return "v" + version("flagstone")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "main"
+
+
 def _fill(text: str, **values: str) -> str:
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)
@@ -38,17 +51,24 @@ def _fill(text: str, **values: str) -> str:
 
 def scaffold_files(project: str, environments: list[str], today: dt.date) -> dict[str, str]:
     """Repository-relative path -> text of every file `init` writes."""
+    tag = release_tag()
+    home = f"https://github.com/{SOURCE_REPOSITORY}"
     out: dict[str, str] = {
         "flagstone.yaml": _fill(
             _template("flagstone.yaml"),
             project=_yaml_scalar(project),
             environments=", ".join(environments),
+            docs=f"{home}/blob/{tag}/docs",
         ),
         "schemas/config.schema.json": _template("config.schema.json"),
         "specs/example.yaml": _template("specs/example.yaml"),
-        ".github/workflows/flagstone.yml": _template("github/flagstone.yml"),
+        ".github/workflows/flagstone.yml": _fill(
+            _template("github/flagstone.yml"), action=f"{SOURCE_REPOSITORY}@{tag}"
+        ),
         ".github/workflows/flagstone-comment.yml": _template("github/flagstone-comment.yml"),
-        ".pre-commit-config.yaml": _template("pre-commit-config.yaml"),
+        ".pre-commit-config.yaml": _fill(
+            _template("pre-commit-config.yaml"), repository=home, tag=tag
+        ),
         ".gitignore": _template("gitignore"),
     }
     for name, schema in builtin_schemas().items():
