@@ -127,6 +127,23 @@ def init_repo(root: Path) -> bool:
     return True
 
 
+def set_config(root: Path, values: dict[str, str]) -> None:
+    """Set repository-local git config (``git config key value`` for each)."""
+    try:
+        # Not the cached Repo: `init` calls this right after creating the repository.
+        repo = git.Repo(root, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitError(f"{root} is not in a git repository") from None
+    try:
+        with repo.config_writer("repository") as writer:
+            for key, value in values.items():
+                section, _, option = key.rpartition(".")
+                head, _, sub = section.partition(".")
+                writer.set_value(f'{head} "{sub}"' if sub else head, option, value)
+    except (git.GitCommandError, OSError) as e:
+        raise GitError(f"cannot write the git config of {root}: {e}") from None
+
+
 # --- reading revisions ---------------------------------------------------------------------
 
 

@@ -70,6 +70,7 @@ def scaffold_files(project: str, environments: list[str], today: dt.date) -> dic
             _template("pre-commit-config.yaml"), repository=home, tag=tag
         ),
         ".gitignore": _template("gitignore"),
+        ".gitattributes": _template("gitattributes"),
     }
     for name, schema in builtin_schemas().items():
         out[f"schemas/{name}"] = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
@@ -154,6 +155,7 @@ def init_repository(
     try:
         initialized = init_repo(target)
         apply_files(target, content)
+        _wire_secret_drivers(target)
     except BaseException:
         if initialized:
             shutil.rmtree(target / ".git", ignore_errors=True)
@@ -162,3 +164,22 @@ def init_repository(
                 folder.rmdir()
         raise
     return InitResult(target, tuple(sorted(content)), initialized)
+
+
+def _wire_secret_drivers(target: Path) -> None:
+    """.gitattributes names flagstone's diff and merge drivers for secrets files; this
+    clone's git config defines them (`flagstone secret drivers` does it in other clones)."""
+    from flagstone import gitio
+    from flagstone.errors import GitError
+
+    # Not a repository we may configure: .gitattributes still says what to run.
+    with contextlib.suppress(GitError):
+        gitio.set_config(target, SECRET_DRIVERS)
+
+
+SECRET_DRIVERS = {
+    "diff.flagstone-secrets.textconv": "flagstone secret textconv",
+    "diff.flagstone-secrets.cachetextconv": "false",
+    "merge.flagstone-secrets.name": "flagstone secrets: merge by key and re-encrypt",
+    "merge.flagstone-secrets.driver": "flagstone secret merge %O %A %B %P",
+}
