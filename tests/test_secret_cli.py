@@ -317,3 +317,34 @@ def test_git_drivers__diff_shows_fingerprints__merge_reencrypts(cli, repo: Path)
     g.git.merge("side", "--no-edit", "--no-gpg-sign", env=env)  # would conflict on the MAC
     assert cli(["secret", "get", "prod", "api.token"], cwd=repo).stdout == "t0ken-changed\n"
     assert cli(["secret", "get", "prod", "api.other"], cwd=repo).stdout == "0ther-changed\n"
+
+
+def test_secret_commands__json_output_matches_their_schemas(cli, repo: Path, alice) -> None:
+    from tests.cli_schemas import check_output
+
+    runs = [
+        (["secret", "set", "prod", "api.token", "--format", "json"], "tok-3f9a1c77e2", 0),
+        (["secret", "get", "prod", "api.token", "--format", "json"], None, 0),
+        (["secret", "recipients", "list", "prod", "--format", "json"], None, 0),
+        (["secret", "rotate", "prod", "--format", "json"], None, 0),
+        (["secret", "textconv", SECRETS, "--format", "json"], None, 0),
+        (
+            ["secret", "get", "dev", "api.token", "--format", "json"],
+            None,
+            2,
+        ),  # no file: error envelope
+    ]
+    for args, stdin, code in runs:
+        result = cli(args, cwd=repo, input=stdin)
+        assert result.exit_code == code, (args, result.stderr)
+        doc = check_output(
+            " ".join(
+                a for a in args[:4] if not a.startswith(("-", "environments", "api", "prod", "dev"))
+            ),
+            result.stdout,
+        )
+        assert doc["ok"] is (code == 0)
+    got = json.loads(
+        cli(["secret", "get", "prod", "api.token", "--format", "json"], cwd=repo).stdout
+    )
+    assert got["value"] == "tok-3f9a1c77e2"

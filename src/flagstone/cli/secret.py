@@ -7,13 +7,15 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flagstone.cli.app import ExitCode, command, err, out
+from flagstone.cli.app import ExitCode, TextJson, command, err, finish, out
 from flagstone.cli.groups import secret_app
+from flagstone.cli.output import text_renderer
 from flagstone.errors import FlagstoneError
 
 if TYPE_CHECKING:
@@ -26,6 +28,29 @@ secret_app.add_typer(recipients_app, name="recipients")
 Root = Annotated[Path | None, typer.Option("--root", help="Repository root.")]
 EnvArg = Annotated[str, typer.Argument(help="The environment (dev, staging, prod, ...).")]
 KeyArg = Annotated[str, typer.Argument(help="Dotted key, e.g. db.password.")]
+Fmt = Annotated[TextJson, typer.Option("--format", "-f")]
+
+
+@dataclass
+class SecretOutcome:
+    """What a secret command did: ``data`` are its JSON keys, ``note`` the line for people
+    (stderr), ``shown`` what goes to stdout in text (a public key, a value asked for)."""
+
+    data: dict[str, Any]
+    note: str = ""
+    shown: list[str] = field(default_factory=list)
+    ok: bool = True
+
+    def payload(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+@text_renderer(SecretOutcome)
+def _render(outcome: SecretOutcome) -> None:
+    for line in outcome.shown:
+        out.print(line, markup=False)
+    if outcome.note:
+        err.print(outcome.note, markup=False)
 
 
 @contextmanager
@@ -36,9 +61,9 @@ def _verified() -> Iterator[None]:
     try:
         yield
     except TamperedError as e:
-        from rich.text import Text
+        from flagstone.cli.app import report_error
 
-        err.print(Text.assemble(("error: ", "bold red"), str(e)))
+        report_error(e)
         raise typer.Exit(ExitCode.FINDINGS) from None
 
 
@@ -141,7 +166,7 @@ def _without_plaintext(repo: Repository, env: str, key: str) -> dict[str, str]:
 
 
 @command(name="set", group=secret_app)
-def secret_set(env: EnvArg, key: KeyArg, root: Root = None) -> None:
+def secret_set(env: EnvArg, key: KeyArg, fmt: Fmt = TextJson.text, root: Root = None) -> None:
     """Encrypt a value into ENV's secrets file (the value comes from stdin or a hidden prompt)."""
     repo = _repo(root, env)
     value = _typed(repo, key, _read_value(key))
@@ -149,13 +174,14 @@ def secret_set(env: EnvArg, key: KeyArg, root: Root = None) -> None:
         opened = _open(repo, env, create=True)
         opened.set(key, value)
         _write(repo, env, opened, _without_plaintext(repo, env, key))
-    err.print(
-        f"set {key} in {opened.source.file} (encrypted for {len(opened.metadata['age'])} recipient(s))"
-    )
+    recipients = [str(e.get("recipient")) for e in opened.metadata.get("age", [])]
+    note = f"set {key} in {opened.source.file} (encrypted for {len(recipients)} recipient(s))"
+    data = {"env": env, "key": key, "file": opened.source.file, "recipients": recipients}
+    finish(SecretOutcome(data, note), fmt)
 
 
 @command(name="get", group=secret_app)
-def secret_get(env: EnvArg, key: KeyArg, root: Root = None) -> None:
+def secret_get(env: EnvArg, key: KeyArg, fmt: Fmt = TextJson.text, root: Root = None) -> None:
     """Print one decrypted value (strings as they are, other values as JSON)."""
     repo = _repo(root, env)
     with _verified():
@@ -164,13 +190,16 @@ def secret_get(env: EnvArg, key: KeyArg, root: Root = None) -> None:
         value = opened.get(key)
     except KeyError:
         raise FlagstoneError(f"no secret {key!r} in {opened.source.file}") from None
-    sys.stdout.write(
-        (value if isinstance(value, str) else json.dumps(value, sort_keys=True)) + "\n"
-    )
+    # Written directly, not through the reporters that scrub secrets: it was asked for.
+    if fmt is TextJson.json:
+        doc = {"ok": True, "env": env, "key": key, "value": value}
+        sys.stdout.write(json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+        return
+    sys.stdout.write((value if isinstance(value, str) else json.dumps(value)) + "\n")
 
 
 @command(name="edit", group=secret_app)
-def secret_edit(env: EnvArg, root: Root = None) -> None:
+def secret_edit(env: EnvArg, fmt: Fmt = TextJson.text, root: Root = None) -> None:
     """Decrypt ENV's secrets into a private temporary file, open $EDITOR, re-encrypt.
 
     The plaintext lives in a 0700 directory as a 0600 file and is removed however the
@@ -199,8 +228,12 @@ def secret_edit(env: EnvArg, root: Root = None) -> None:
             raise FlagstoneError(f"the editor exited with {result.returncode}; nothing was written")
         after = path.read_bytes()
         if after == before:
-            err.print("no change")
-            return
+            finish(
+                SecretOutcome(
+                    {"env": env, "file": opened.source.file, "changed": False}, "no change"
+                ),
+                fmt,
+            )
         data = parse_yaml(after, f"{env}.secrets.yaml (edited)")
         if data is None:
             data = {}
@@ -214,7 +247,12 @@ def secret_edit(env: EnvArg, root: Root = None) -> None:
         _write(repo, env, opened)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    err.print(f"wrote {opened.source.file}")
+    finish(
+        SecretOutcome(
+            {"env": env, "file": opened.source.file, "changed": True}, f"wrote {opened.source.file}"
+        ),
+        fmt,
+    )
 
 
 def _flat(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -246,7 +284,7 @@ def _check_type(repo: Repository, key: str, value: Any) -> None:
 
 
 @command(name="list", group=recipients_app)
-def recipients_list(env: EnvArg, root: Root = None) -> None:
+def recipients_list(env: EnvArg, fmt: Fmt = TextJson.text, root: Root = None) -> None:
     """Print ENV's recipients, one a line."""
     from flagstone.sops import read_env_file
 
@@ -254,10 +292,22 @@ def recipients_list(env: EnvArg, root: Root = None) -> None:
     source = read_env_file(repo.root, env)
     if source is None:
         raise FlagstoneError(f"{env} has no secrets file yet")
-    for recipient in source.recipients:
-        out.print(recipient)
-    for kind in source.foreign_keys:
-        out.print(f"{kind}: {len(source.metadata[kind])} key(s) (kept, not managed by flagstone)")
+    others = {kind: len(source.metadata[kind]) for kind in source.foreign_keys}
+    shown = [*source.recipients] + [
+        f"{k}: {n} key(s) (kept, not managed by flagstone)" for k, n in others.items()
+    ]
+    finish(
+        SecretOutcome(
+            {
+                "env": env,
+                "file": source.file,
+                "recipients": source.recipients,
+                "other_keys": others,
+            },
+            shown=shown,
+        ),
+        fmt,
+    )
 
 
 @command(name="add", group=recipients_app)
@@ -270,6 +320,7 @@ def recipients_add(
         bool,
         typer.Option("--passphrase", help="Add a passphrase recipient (FLAGSTONE_AGE_PASSPHRASE)."),
     ] = False,
+    fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
     """Let another key decrypt ENV's secrets: the data key is wrapped for it too."""
@@ -301,13 +352,27 @@ def recipients_add(
     else:
         opened.add_recipient(str(recipient))
     _write(repo, env, opened)
-    err.print(f"{recipient or 'a passphrase'} can now decrypt {opened.source.file}")
+    finish(
+        _recipients_outcome(
+            env, opened, f"{recipient or 'a passphrase'} can now decrypt {opened.source.file}"
+        ),
+        fmt,
+    )
+
+
+def _recipients_outcome(
+    env: str, opened: Opened, note: str, rotated: bool = False
+) -> SecretOutcome:
+    recipients = [str(e.get("recipient")) for e in opened.metadata.get("age", [])]
+    data = {"env": env, "file": opened.source.file, "recipients": recipients, "rotated": rotated}
+    return SecretOutcome(data, note)
 
 
 @command(name="remove", group=recipients_app)
 def recipients_remove(
     env: EnvArg,
     recipient: Annotated[str, typer.Argument(help="The age public key to remove.")],
+    fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
     """Remove a recipient; the data key is rotated and every value re-encrypted, since the
@@ -317,11 +382,12 @@ def recipients_remove(
         opened = _open(repo, env)
     opened.remove_recipient(recipient)
     _write(repo, env, opened)
-    err.print(f"removed {recipient}; rotated the data key of {opened.source.file}")
+    note = f"removed {recipient}; rotated the data key of {opened.source.file}"
+    finish(_recipients_outcome(env, opened, note, rotated=True), fmt)
 
 
 @command(name="rotate", group=secret_app)
-def secret_rotate(env: EnvArg, root: Root = None) -> None:
+def secret_rotate(env: EnvArg, fmt: Fmt = TextJson.text, root: Root = None) -> None:
     """A new data key for ENV's secrets; every value re-encrypted with fresh IVs."""
     from flagstone.sops import find_identities
 
@@ -330,7 +396,12 @@ def secret_rotate(env: EnvArg, root: Root = None) -> None:
         opened = _open(repo, env)
     opened.rotate(passphrase=find_identities(repo.root).passphrase)
     _write(repo, env, opened)
-    err.print(f"rotated the data key of {opened.source.file}")
+    finish(
+        _recipients_outcome(
+            env, opened, f"rotated the data key of {opened.source.file}", rotated=True
+        ),
+        fmt,
+    )
 
 
 @command(name="keygen", group=secret_app)
@@ -341,6 +412,7 @@ def secret_keygen(
             "--out", "-o", help="Key file to write (default: ~/.config/flagstone/age/keys.txt)."
         ),
     ] = None,
+    fmt: Fmt = TextJson.text,
 ) -> None:
     """Create an age identity (0600 file outside any repository) and print its public key."""
     from pyrage import x25519
@@ -363,18 +435,23 @@ def secret_keygen(
     public = str(identity.to_public())
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(f"# public key: {public}\n{identity}\n")
-    err.print(f"wrote {target}")
-    out.print(public)
+    finish(
+        SecretOutcome({"file": str(target), "public_key": public}, f"wrote {target}", [public]), fmt
+    )
 
 
 @command(name="textconv", group=secret_app)
 def secret_textconv(
     file: Annotated[Path, typer.Argument(help="A secrets.sops.yaml file.")],
+    fmt: Fmt = TextJson.text,
 ) -> None:
     """git diff driver: key names and a fingerprint per value, never values."""
     from flagstone.sops import textconv
 
-    sys.stdout.write(textconv(file.read_bytes(), file.name))
+    text = textconv(file.read_bytes(), file.name)
+    if fmt is TextJson.json:
+        finish(SecretOutcome({"file": str(file), "lines": text.splitlines()}), fmt)
+    sys.stdout.write(text)
 
 
 @command(name="merge", group=secret_app)
@@ -385,6 +462,7 @@ def secret_merge(
     name: Annotated[
         str, typer.Argument(help="%P: the path in the repository.")
     ] = "secrets.sops.yaml",
+    fmt: Fmt = TextJson.text,
 ) -> None:
     """git merge driver: merge by key on the decrypted values and re-encrypt, instead of
     conflicting on the MAC. Keys changed differently on both sides stay a conflict (exit 1)."""
@@ -402,10 +480,11 @@ def secret_merge(
         raise FlagstoneError(f"{name}: one side deleted the file; resolve by hand")
     values, conflicts = merge(o, a, b)
     if conflicts:
-        err.print(
-            f"{name}: changed on both sides: {', '.join(conflicts)}; resolve with `flagstone secret edit`"
+        note = f"{name}: changed on both sides: {', '.join(conflicts)}; resolve with `flagstone secret edit`"
+        finish(
+            SecretOutcome({"file": name, "conflicts": conflicts, "merged": False}, note, ok=False),
+            fmt,
         )
-        raise typer.Exit(ExitCode.FINDINGS)
     theirs_recipients = set(b.source.recipients) - set(o.source.recipients if o else [])
     for recipient in sorted(theirs_recipients - set(a.source.recipients)):
         a.add_recipient(recipient)
@@ -413,10 +492,11 @@ def secret_merge(
     from flagstone.edit import atomic_write
 
     atomic_write(ours, a.render())
+    finish(SecretOutcome({"file": name, "conflicts": [], "merged": True}), fmt)
 
 
 @command(name="drivers", group=secret_app)
-def secret_drivers(root: Root = None) -> None:
+def secret_drivers(fmt: Fmt = TextJson.text, root: Root = None) -> None:
     """Configure this clone's git to use flagstone's diff and merge drivers for secrets
     files (.gitattributes, written by `flagstone init`, names them)."""
     from flagstone import gitio
@@ -424,8 +504,8 @@ def secret_drivers(root: Root = None) -> None:
 
     repo_root = find_root(root or Path.cwd())
     gitio.set_config(repo_root, GIT_DRIVERS)
-    for key, value in GIT_DRIVERS.items():
-        out.print(f"git config {key} {json.dumps(value)}")
+    shown = [f"git config {key} {json.dumps(value)}" for key, value in GIT_DRIVERS.items()]
+    finish(SecretOutcome({"config": dict(GIT_DRIVERS)}, shown=shown), fmt)
 
 
 from flagstone.scaffold import SECRET_DRIVERS as GIT_DRIVERS  # noqa: E402
