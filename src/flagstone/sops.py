@@ -288,6 +288,7 @@ class SopsFile:
     file: str  # repository-relative, for messages
     values: dict[str, Any]
     metadata: dict[str, Any]
+    raw: bytes | None = None  # the bytes read, to detect a concurrent writer
 
     @classmethod
     def parse(cls, content: bytes | str, file: str) -> SopsFile:
@@ -303,7 +304,8 @@ class SopsFile:
             raise SopsError(
                 f"{file} uses SOPS key groups (Shamir); flagstone reads single-group files only"
             )
-        return cls(file, {k: v for k, v in data.items() if k != "sops"}, dict(metadata))
+        raw = content.encode() if isinstance(content, str) else content
+        return cls(file, {k: v for k, v in data.items() if k != "sops"}, dict(metadata), raw)
 
     @property
     def rules(self) -> Rules:

@@ -97,11 +97,14 @@ def _open(repo: Repository, env: str, *, create: bool = False) -> Opened:
 
 
 def _write(repo: Repository, env: str, opened: Opened, extra: dict[str, str] | None = None) -> None:
-    from flagstone.edit import write_all
+    """The secrets file (and config.yaml when a secret moves out of it), all or nothing,
+    and only if nobody changed them since they were read."""
+    from flagstone.edit import apply_files
     from flagstone.sops import secrets_relpath
 
     files = {secrets_relpath(env): opened.render(), **(extra or {})}
-    write_all([(repo.root / rel, text) for rel, text in files.items()])
+    basis = {rel: opened.source.raw for rel in files if rel == secrets_relpath(env)}
+    apply_files(repo.root, files, basis=basis if opened.source.raw is not None else None)
 
 
 def _read_value(key: str) -> str:
