@@ -1,12 +1,22 @@
 // Evaluate flagd flag definitions with @openfeature/flagd-core, all cases in one process.
 // stdin: {"flags": <flagd document>, "cases": [{"flag": key, "type": "string"|..., "default": v,
 //          "targetingKey": str|null, "attributes": {...}}]}
-// stdout: one JSON array, per case {"value", "variant", "reason", "errorCode"}.
+//        "strict": true checks the document against flagd's flag and targeting schemas first.
+// stdout: one JSON array, per case {"value", "variant", "reason", "errorCode"};
+//         or, when the strict check fails, {"invalid": message} and exit code 3.
 import { readFileSync } from 'node:fs';
-import { FlagdCore } from '@openfeature/flagd-core';
+import { FlagdCore, MemoryStorage } from '@openfeature/flagd-core';
 
 const quiet = { error() {}, warn() {}, info() {}, debug() {} };
 const input = JSON.parse(readFileSync(0, 'utf8'));
+if (input.strict) {
+  try {
+    new MemoryStorage(quiet).setConfigurations(JSON.stringify(input.flags), true);
+  } catch (e) {
+    process.stdout.write(JSON.stringify({ invalid: String(e.message) }));
+    process.exit(3);
+  }
+}
 const core = new FlagdCore(undefined, quiet);
 core.setConfigurations(JSON.stringify(input.flags));
 const results = input.cases.map((c) => {
