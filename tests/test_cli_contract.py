@@ -110,6 +110,33 @@ SCENARIOS: list[tuple[list[str], int]] = [
     (["segment", "set", "pros", "--when", '{"plan": "pro"}', "--dry-run"], 0),
     (["codegen", "--lang", "ts"], 0),
     (["codegen", "--lang", "python", "--env", "prod"], 0),
+    (["build", "--dry-run"], 0),
+    (["flag", "list"], 0),
+    (["flag", "show", "new-checkout"], 0),
+    (["flag", "delete", "banner-text", "--dry-run"], 0),
+    (["flag", "delete", "new-checkout", "--dry-run"], 1),
+    (["segment", "list"], 0),
+    (["segment", "show", "internal"], 0),
+    (["segment", "delete", "internal", "--dry-run"], 1),
+    (["experiment", "list"], 0),
+    (["experiment", "show", "checkout-test"], 0),
+    (["config", "list"], 0),
+    (
+        [
+            "flag",
+            "rule",
+            "add",
+            "new-checkout",
+            "--segment",
+            "internal",
+            "--serve",
+            "off",
+            "--dry-run",
+        ],
+        0,
+    ),
+    (["flag", "rule", "remove", "new-checkout", "--rule", "1", "--dry-run"], 0),
+    (["flag", "rule", "move", "new-checkout", "--rule", "2", "--to", "1", "--dry-run"], 0),
 ]
 
 
@@ -138,6 +165,17 @@ def test_contract__every_command_offers_json_and_has_a_schema() -> None:
         elif not (SCHEMAS / f"{schema_name(name)}.schema.json").is_file():
             missing.append(f"`flagstone {name}` has no schemas/cli/{schema_name(name)}.schema.json")
     assert not missing, "\n".join(missing)
+
+
+def test_contract__every_writer_offers_dry_run() -> None:
+    writers = [
+        name
+        for name, cmd in COMMANDS.items()
+        if {p.name for p in cmd.params} & {"commit", "no_commit", "yes"} or name == "build"
+    ]
+    assert "flag rule add" in writers and "promote" in writers
+    lacking = [n for n in writers if "dry_run" not in {p.name for p in COMMANDS[n].params}]
+    assert not lacking, f"writers without --dry-run: {lacking}"
 
 
 def test_contract__schemas_are_valid_and_their_references_resolve() -> None:

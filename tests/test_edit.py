@@ -127,9 +127,8 @@ def test_delete__removes_the_key_and_keeps_comments_elsewhere() -> None:
 
 
 def test_detect_indentation__indented_sequences() -> None:
-    assert detect_indentation("a:\n    b:\n        - x\n") == detect_indentation(
-        "a:\n    b:\n        - x\n"
-    )
+    style = detect_indentation("a:\n    b:\n        - x\n")
+    assert (style.mapping, style.sequence, style.offset) == (4, 6, 4)
     style = detect_indentation("a:\n  - x\n")
     assert (style.mapping, style.sequence, style.offset) == (2, 4, 2)
     style = detect_indentation("a:\n- x\n")

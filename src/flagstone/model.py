@@ -191,10 +191,24 @@ class Experiment:
         return tuple(out)
 
 
+def dotted_leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(``api.timeout_ms``, 500) for every non-mapping value under ``node``; an empty
+    mapping is a leaf of its own."""
+    if not isinstance(node, Mapping) or (not node and prefix):
+        yield prefix, node
+        return
+    for key, value in node.items():
+        yield from dotted_leaves(value, f"{prefix}.{key}" if prefix else str(key))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     values: Mapping[str, Any]
     file: str
+
+    def leaves(self) -> Iterator[tuple[str, Any]]:
+        """Every value that is not a mapping, by dotted key, in file order."""
+        return dotted_leaves(self.values)
 
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.values

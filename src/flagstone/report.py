@@ -13,6 +13,7 @@ Rules are 1-based in everything a user reads, JSON included: ``"rule": 1`` is th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -296,6 +297,7 @@ class BuiltBundle:
 class BuildResult:
     bundles: Sequence[BuiltBundle] = ()
     problems: Sequence[Problem] = ()  # errors that refused the build, or export warnings
+    dry_run: bool = False  # computed, not written
 
     @property
     def ok(self) -> bool:
@@ -315,6 +317,7 @@ class BuildResult:
                 }
                 for b in self.bundles
             ],
+            "dry_run": self.dry_run,
             "problems": [problem_dict(p) for p in self.problems],
         }
 
@@ -604,6 +607,7 @@ class EditResult:
     commit: str | None = None
     diff: str = ""  # unified diff of the change, for --dry-run
     problems: Sequence[Problem] = ()
+    refusal: str | None = None  # why the edit was refused, in one sentence
 
     @property
     def ok(self) -> bool:
@@ -624,6 +628,7 @@ class EditResult:
             "commit": self.commit,
             "diff": self.diff,
             "problems": [problem_dict(p) for p in self.problems],
+            "refusal": self.refusal,
         }
 
 
@@ -642,6 +647,257 @@ class ConfigValue:
             "secret": self.secret,
             "value": None if self.secret else self.value,
         }
+
+
+# --- list and show ---------------------------------------------------------------------
+
+_PLAIN = re.compile(r"^[A-Za-z_][\w.@/+-]*$")
+# YAML 1.2 (what flagstone reads): only these plain words are not strings; on/off/yes/no are.
+_YAML_WORDS = frozenset({"true", "false", "null", "~"})
+
+
+def flow(value: Any) -> str:
+    """A value as YAML flow style would write it: ``{country: {in: [DE, FR]}}``."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{flow(k)}: {flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(flow(v) for v in value) + "]"
+    if isinstance(value, str):
+        plain = _PLAIN.match(value) and value.lower() not in _YAML_WORDS
+        return value if plain else json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, default=str)
+
+
+def serve_words(serve: Any) -> str:
+    """``on``, or ``rollout on 20% / off 80% by company_id``."""
+    if isinstance(serve, Mapping) and isinstance(serve.get("rollout"), Mapping):
+        shares = " / ".join(f"{k} {v:g}%" for k, v in serve["rollout"].items())
+        return f"rollout {shares}" + (f" by {serve['by']}" if serve.get("by") else "")
+    return flow(serve)
+
+
+def rule_words(rule: Mapping[str, Any]) -> str:
+    if "segment" in rule:
+        match = f"segment {rule['segment']}"
+    else:
+        match = f"when {flow(rule.get('when', {}))}"
+    name = f"{rule['name']}: " if rule.get("name") else ""
+    return f"{name}{match} → {serve_words(rule.get('serve'))}"
+
+
+def flag_state(raw: Mapping[str, Any]) -> str:
+    """A flag in one environment, in a few words: ``on · 2 rules`` or ``disabled → off``."""
+    if raw.get("enabled", True) is False:
+        off = raw.get("off_variant")
+        return f"disabled → {off}" if off is not None else "disabled → the app's default"
+    rules = len(raw.get("rules") or ())
+    return serve_words(raw.get("default")) + (f" · {_plural(rules, 'rule')}" if rules else "")
+
+
+def state_words(kind: str, raw: Mapping[str, Any]) -> str:
+    if kind == "flags":
+        return flag_state(raw)
+    if kind == "segments":
+        return flow(raw.get("when", {}))
+    traffic = raw.get("traffic", 100)
+    return f"{raw.get('status', '?')} · flag {raw.get('flag', '?')} · {traffic:g}% traffic"
+
+
+def _summary(kind: str, raw: Mapping[str, Any], file: str) -> dict[str, Any]:
+    if kind == "flags":
+        return {
+            "file": file,
+            "enabled": raw.get("enabled", True) is not False,
+            "variants": list(raw.get("variants") or ()),
+            "default": raw.get("default"),
+            "rules": len(raw.get("rules") or ()),
+            "expires": raw.get("expires"),
+        }
+    if kind == "segments":
+        return {"file": file, "when": raw.get("when")}
+    return {
+        "file": file,
+        "status": raw.get("status"),
+        "flag": raw.get("flag"),
+        "traffic": raw.get("traffic", 100),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ListedObject:
+    key: str
+    objects: Mapping[str, tuple[Mapping[str, Any], str] | None]  # env -> (raw, file) or absent
+
+    def first(self) -> Mapping[str, Any]:
+        return next(o[0] for o in self.objects.values() if o is not None)
+
+    @property
+    def description(self) -> str | None:
+        raw = self.first()
+        text = raw.get("description") or raw.get("hypothesis")
+        return None if text is None else str(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """``flag list``, ``segment list``, ``experiment list``: one row per key, one column per
+    environment."""
+
+    kind: str  # flags, segments, experiments
+    envs: Sequence[str]
+    items: Sequence[ListedObject]
+    ok: bool = True
+
+    def states(self, item: ListedObject) -> list[str | None]:
+        return [
+            None if (o := item.objects.get(env)) is None else state_words(self.kind, o[0])
+            for env in self.envs
+        ]
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "envs": list(self.envs),
+            "items": [
+                {
+                    "key": item.key,
+                    "description": item.description,
+                    "environments": {
+                        env: None
+                        if (o := item.objects.get(env)) is None
+                        else _summary(self.kind, *o)
+                        for env in self.envs
+                    },
+                }
+                for item in self.items
+            ],
+        }
+
+    def markdown(self) -> str:
+        rows = [
+            (_code(item.key), *(s if s is not None else "—" for s in self.states(item)))
+            for item in self.items
+        ]
+        return _table((kind_word(self.kind), *self.envs), rows)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectView:
+    """``flag show`` and friends: an object's fields side by side, one column per environment."""
+
+    kind: str
+    key: str
+    envs: Sequence[str]
+    objects: Mapping[str, tuple[Mapping[str, Any], str] | None]  # env -> (raw, file)
+    used_by: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # env -> References
+    ok: bool = True
+
+    def rows(self) -> list[tuple[str, list[str | None]]]:
+        """(field, value in words per environment); None where the field is absent."""
+        labels: dict[str, None] = {}
+        per_env: dict[str, dict[str, str]] = {}
+        for env in self.envs:
+            found = self.objects.get(env)
+            cells: dict[str, str] = {}
+            if found is not None:
+                raw, file = found
+                for name, value in raw.items():
+                    if name == "rules" and isinstance(value, list):
+                        for i, rule in enumerate(value, start=1):
+                            cells[f"rule {i}"] = (
+                                rule_words(rule) if isinstance(rule, Mapping) else flow(rule)
+                            )
+                    elif name == "targets" and isinstance(value, Mapping):
+                        for variant, ids in value.items():
+                            cells[f"targets {variant}"] = flow(ids)
+                    elif name == "default" and self.kind == "flags":
+                        cells[name] = serve_words(value)
+                    else:
+                        cells[name] = flow(value)
+                used = self.used_by.get(env) or ()
+                if used:
+                    cells["used by"] = ", ".join(str(r) for r in used)
+                cells["file"] = file
+            for label in cells:
+                labels.setdefault(label, None)
+            per_env[env] = cells
+        return [(label, [per_env[env].get(label) for env in self.envs]) for label in labels]
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "envs": list(self.envs),
+            "environments": {
+                env: None
+                if (o := self.objects.get(env)) is None
+                else {
+                    "file": o[1],
+                    "value": dict(o[0]),
+                    "used_by": [str(r) for r in self.used_by.get(env) or ()],
+                }
+                for env in self.envs
+            },
+        }
+
+    def markdown(self) -> str:
+        rows = [
+            (label, *(_cell(v) if v is not None else "—" for v in values))
+            for label, values in self.rows()
+        ]
+        title = f"**{kind_word(self.kind)} {_code(self.key)}**\n\n"
+        return title + _table(("", *self.envs), rows)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEntry:
+    key: str  # dotted
+    values: Mapping[str, Any]  # env -> value (missing where the env lacks the key)
+    secret: bool = False
+    pinned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigListing:
+    envs: Sequence[str]
+    entries: Sequence[ConfigEntry]
+    ok: bool = True
+
+    def cells(self, entry: ConfigEntry) -> list[str | None]:
+        return [
+            None
+            if env not in entry.values
+            else ("<secret>" if entry.secret else flow(entry.values[env]))
+            for env in self.envs
+        ]
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "envs": list(self.envs),
+            "keys": [
+                {
+                    "key": e.key,
+                    "secret": e.secret,
+                    "pinned": e.pinned,
+                    "values": {
+                        env: None if e.secret else e.values[env]
+                        for env in self.envs
+                        if env in e.values
+                    },
+                }
+                for e in self.entries
+            ],
+        }
+
+    def markdown(self) -> str:
+        rows = [
+            (
+                _code(e.key) + (" (pinned)" if e.pinned else ""),
+                *(_code(c) if c is not None else "—" for c in self.cells(e)),
+            )
+            for e in self.entries
+        ]
+        return _table(("key", *self.envs), rows)
 
 
 __all__ = [

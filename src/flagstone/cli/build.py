@@ -109,6 +109,9 @@ def build(
             "--include-secrets", help="Keep encrypted config values (server-side bundles only)."
         ),
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and compute the bundles; write nothing.")
+    ] = False,
     fmt: Annotated[
         TextJson,
         typer.Option("--output-format", help="How to report what was written: text or json."),
@@ -174,5 +177,6 @@ def build(
                 signed=key is not None,
             )
         )
-    write_bundles(files)
-    finish(BuildResult(built, warnings), fmt)
+    if not dry_run:
+        write_bundles(files)
+    finish(BuildResult(built, warnings, dry_run=dry_run), fmt)

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from flagstone.cli.app import TextJson, app, command, finish
-from flagstone.errors import FlagstoneError
+from flagstone.cli.app import TextJson, command, finish
+from flagstone.cli.groups import config_app, flag_app, segment_app
+from flagstone.errors import FlagstoneError, UsageError
 
-flag_app = typer.Typer(
-    help="Create and change flags (comments and formatting are kept).", no_args_is_help=True
-)
-segment_app = typer.Typer(help="Create and change segments.", no_args_is_help=True)
-config_app = typer.Typer(help="Read and change configuration values.", no_args_is_help=True)
-app.add_typer(flag_app, name="flag")
-app.add_typer(segment_app, name="segment")
-app.add_typer(config_app, name="config")
+if TYPE_CHECKING:
+    from flagstone.edit import Document
+    from flagstone.model import Repository
+
 
 Env = Annotated[str, typer.Option("--env", "-e", help="The environment to change.")]
 Commit = Annotated[bool, typer.Option("--commit", help="Commit the change.")]
@@ -46,53 +43,104 @@ def apply_edit(
     """Under the repository's write lock: read the file that holds ``key``, let ``change``
     edit it (returning a description), check that the edit adds no error, then write it
     (and maybe commit) all or nothing. Reading under the lock means two edits at once
-    both land, one after the other. Errors the environment already had do not block it
-    (the kill switch must work during an incident); they are listed as such."""
-    from flagstone.cli.app import err
-    from flagstone.cli.output import render_problem
-    from flagstone.edit import Document, apply_files, check_write, repository_lock
-    from flagstone.load import MAX_FILE_BYTES, find_root, load_repository
-    from flagstone.report import EditResult
+    both land, one after the other."""
+    from flagstone.edit import repository_lock
+    from flagstone.load import find_root, load_repository
 
     repo_root = find_root(root or Path.cwd())
     with repository_lock(repo_root):
         repo, _ = load_repository(repo_root, [env])
         rel = repo.env(env).file_for(kind, key)  # type: ignore[arg-type]
-        path = repo_root / rel
-        size = path.stat().st_size if path.exists() else 0
-        if size > MAX_FILE_BYTES:
-            raise FlagstoneError(
-                f"{rel} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; "
-                "split the kind into a folder of files (flags/*.yaml)"
-            )
-        raw = path.read_bytes() if path.is_file() else b""
-        doc = Document.parse_bytes(raw, rel)
+        before, doc = read_document(repo_root, rel)
         description = change(doc.data)
-        text = doc.dump()
-        if text.encode("utf-8") == raw:
-            finish(EditResult(env, description, [rel], changed=False, dry_run=dry_run), fmt)
-        checked = check_write(repo, env, {rel: text})
-        diff = unified_diff(rel, raw.decode("utf-8"), text)
-        if not checked.allowed:
-            finish(
-                EditResult(
-                    env, description, [rel], dry_run=dry_run, diff=diff, problems=checked.new
-                ),
-                fmt,
-            )
-        if checked.existing:
-            err.print(
-                f"note: {env} already had {len(checked.existing)} error(s) that this edit "
-                "does not touch; fix them separately:"
-            )
-            for problem in checked.existing:
-                err.print(render_problem(problem))
-        if dry_run:
-            finish(EditResult(env, description, [rel], dry_run=True, diff=diff), fmt)
-        sha = apply_files(
-            repo_root, {rel: text}, commit=(message or f"{env}: {description}") if commit else None
+        write_change(
+            repo,
+            {env: {rel: (before, doc.dump())}},
+            description,
+            commit=commit,
+            message=message,
+            dry_run=dry_run,
+            fmt=fmt,
         )
-    finish(EditResult(env, description, [rel], commit=sha, diff=diff), fmt)
+
+
+def read_document(root: Path, rel: str) -> tuple[bytes | None, Document]:
+    """A file's bytes (None if it does not exist) and its round-trip document; the size
+    limit is checked first, since a round-trip parse of a huge file takes minutes and
+    gigabytes."""
+    from flagstone.edit import Document
+    from flagstone.load import MAX_FILE_BYTES
+
+    path = root / rel
+    size = path.stat().st_size if path.is_file() else 0
+    if size > MAX_FILE_BYTES:
+        raise FlagstoneError(
+            f"{rel} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; "
+            "split the kind into a folder of files (flags/*.yaml)"
+        )
+    raw = path.read_bytes() if path.is_file() else None
+    return raw, Document.parse_bytes(raw or b"", rel)
+
+
+FileChange = tuple[bytes | None, str | None]  # (bytes before, text after); None: no such file
+
+
+def write_change(
+    repo: Repository,
+    changes: Mapping[str, Mapping[str, FileChange]],
+    description: str,
+    *,
+    commit: bool,
+    message: str | None,
+    dry_run: bool,
+    fmt: str,
+) -> NoReturn:
+    """Check every environment with its changed files — only errors the change adds refuse
+    it (the kill switch must work during an incident) — then write them all or none (and
+    commit with --commit); --dry-run stops after showing the diff. Call it holding the
+    repository lock, with the files read under it."""
+    from flagstone.cli.app import err
+    from flagstone.cli.output import render_problem
+    from flagstone.edit import apply_files, check_write
+    from flagstone.report import EditResult
+
+    envs = ", ".join(changes)
+    files = {rel: change for per_env in changes.values() for rel, change in per_env.items()}
+    changed = {
+        rel: after
+        for rel, (before, after) in files.items()
+        if (None if after is None else after.encode("utf-8")) != before
+    }
+    rels = sorted(files)
+    if not changed:
+        finish(EditResult(envs, description, rels, changed=False, dry_run=dry_run), fmt)
+    diff = "".join(
+        unified_diff(rel, (files[rel][0] or b"").decode("utf-8"), after or "")
+        for rel, after in sorted(changed.items())
+    )
+    new, existing = [], []
+    for env, per_env in changes.items():
+        checked = check_write(repo, env, {rel: changed[rel] for rel in per_env if rel in changed})
+        new += checked.new
+        existing += checked.existing
+    if new:
+        finish(EditResult(envs, description, rels, dry_run=dry_run, diff=diff, problems=new), fmt)
+    if existing:
+        err.print(
+            f"note: {envs} already had {len(existing)} error(s) that this edit "
+            "does not touch; fix them separately:"
+        )
+        for problem in existing:
+            err.print(render_problem(problem))
+    if dry_run:
+        finish(EditResult(envs, description, rels, dry_run=True, diff=diff), fmt)
+    sha = apply_files(
+        repo.root,
+        changed,
+        commit=(message or f"{envs}: {description}") if commit else None,
+        basis={rel: files[rel][0] for rel in changed},
+    )
+    finish(EditResult(envs, description, rels, commit=sha, diff=diff), fmt)
 
 
 def unified_diff(rel: str, before: str, after: str) -> str:
@@ -127,6 +175,52 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def split_pairs(text: str) -> list[str]:
+    """Split ``a=1,b={"x": 1, "y": [2, 3]},c="p,q"`` on the commas outside JSON values."""
+    pieces, depth, start, quoted, escaped = [], 0, 0, False, False
+    for i, ch in enumerate(text):
+        if quoted:
+            escaped, quoted = (False, quoted) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            quoted = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            pieces.append(text[start:i])
+            start = i + 1
+    pieces.append(text[start:])
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def parse_variants(text: str) -> dict[str, Any]:
+    """``--variants`` as name=JSON pairs; a value that is not JSON is refused, not guessed."""
+    values: dict[str, Any] = {}
+    for piece in split_pairs(text):
+        name, sep, raw = piece.partition("=")
+        name, raw = name.strip(), raw.strip()
+        if not sep or not name:
+            raise UsageError(
+                f"--variants: {piece!r} is not name=value; e.g. --variants on=true,off=false"
+            )
+        if name in values:
+            raise UsageError(f"--variants names {name!r} twice; each variant needs its own name")
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            raise UsageError(
+                f"--variants: the value of {name!r} is not JSON: {raw}; write true, false, "
+                f"numbers, objects and arrays as JSON, and strings in double quotes "
+                f"({name}='\"{raw}\"')"
+            ) from None
+        except RecursionError:
+            raise UsageError(f"--variants: the value of {name!r} is nested too deeply") from None
+    if not values:
+        raise UsageError("--variants names no variant; e.g. --variants on=true,off=false")
+    return values
+
+
 @command(name="create", group=flag_app)
 def flag_create(
     key: Annotated[str, typer.Argument(help="The new flag's key.")],
@@ -134,11 +228,24 @@ def flag_create(
     description: Annotated[str | None, typer.Option("--description", "-d")] = None,
     owner: Annotated[str | None, typer.Option("--owner")] = None,
     variants: Annotated[
-        str, typer.Option("--variants", help="name=value pairs, comma-separated (values as JSON).")
+        str,
+        typer.Option(
+            "--variants",
+            help="""name=JSON pairs, comma-separated: on=true,off=false or a='"x"',b={"k":1}.""",
+        ),
     ] = "on=true,off=false",
     default: Annotated[
         str | None,
-        typer.Option("--default", help="The variant served by default (default: the last)."),
+        typer.Option(
+            "--default", help="The variant served by default (default: off, else the last)."
+        ),
+    ] = None,
+    off_variant: Annotated[
+        str | None,
+        typer.Option(
+            "--off-variant",
+            help="The variant served when the kill switch is pulled (default: the default's).",
+        ),
     ] = None,
     expires: Annotated[
         str | None, typer.Option("--expires", help="YYYY-MM-DD after which the flag should go.")
@@ -149,11 +256,16 @@ def flag_create(
     fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
-    """Create a flag in one environment; add rollouts and targets with `flag rollout` and `flag target`."""
-    pairs = [p.split("=", 1) for p in variants.split(",") if p.strip()]
-    if any(len(p) != 2 for p in pairs):
-        raise FlagstoneError("--variants takes name=value pairs, e.g. on=true,off=false")
-    values = {name.strip(): parse_value(value.strip()) for name, value in pairs}
+    """Create a flag in one environment; add rules with `flag rule add`, rollouts with
+    `flag rollout` and targets with `flag target`."""
+    values = parse_variants(variants)
+    chosen = default or ("off" if "off" in values else list(values)[-1])
+    kill = off_variant or chosen
+    for option, variant in (("--default", chosen), ("--off-variant", kill)):
+        if variant not in values:
+            raise UsageError(
+                f"{option} {variant!r} is not one of the variants: {', '.join(values)}"
+            )
 
     def change(data: Any) -> str:
         from flagstone.edit import mapping
@@ -169,9 +281,8 @@ def flag_create(
             flag["expires"] = expires
         flag["variants"] = mapping(values, flow=True)
         flag["enabled"] = True
-        off = "off" if "off" in values else list(values)[-1]
-        flag["off_variant"] = off
-        flag["default"] = default or off
+        flag["off_variant"] = kill
+        flag["default"] = chosen
         data[key] = flag
         return f"flag {key} created"
 

@@ -179,13 +179,14 @@ def _build(b: report.BuildResult) -> None:
         )
         return
     print_problems(b.problems)
+    verb = "would write" if b.dry_run else "wrote"
     for bundle in b.bundles:
         if bundle.format == "flagd":
-            out.print(f"wrote {bundle.path} (flagd)")
+            out.print(f"{verb} {bundle.path} (flagd)")
             continue
         note = " from uncommitted changes" if bundle.dirty else ""
         out.print(
-            f"wrote {bundle.path}  {(bundle.hash or '')[:19]}  {bundle.flags} flags{note}"
+            f"{verb} {bundle.path}  {(bundle.hash or '')[:19]}  {bundle.flags} flags{note}"
             + ("  signed" if bundle.signed else "")
         )
 
@@ -340,8 +341,9 @@ def _init(i: report.InitReport) -> None:
 @text_renderer(report.EditResult)
 def _edit(e: report.EditResult) -> None:
     if not e.ok:
-        where = ", ".join(e.files) or "nothing"
-        refused(e.problems, f"the edit would leave {e.env} invalid; {where} was not changed")
+        files = ", ".join(e.files)
+        default = f"the edit would leave {e.env} invalid; {files} not changed"
+        refused(e.problems, e.refusal or default)
         return
     if not e.changed:
         err.print(f"{', '.join(e.files)}: already so, nothing to change")
@@ -360,3 +362,61 @@ def _edit(e: report.EditResult) -> None:
 def _config_value(c: report.ConfigValue) -> None:
     # Plain JSON on stdout, so `$(flagstone config get api.timeout_ms)` is the value itself.
     sys.stdout.write(("<secret>" if c.secret else json.dumps(c.value, sort_keys=True)) + "\n")
+
+
+# --- list and show ---------------------------------------------------------------------
+
+ABSENT = Text("—", style="dim")
+
+
+def _side_by_side(first: str, envs: Sequence[str]) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column(first, style="bold", no_wrap=True)
+    for env in envs:
+        table.add_column(env, overflow="fold")
+    return table
+
+
+def _row(values: Sequence[str | None]) -> list[Text]:
+    # a value that differs between environments stands out
+    differs = len({v for v in values}) > 1
+    return [ABSENT if v is None else Text(v, style="yellow" if differs else "") for v in values]
+
+
+@text_renderer(report.Listing)
+def _listing(listing: report.Listing) -> None:
+    if not listing.items:
+        err.print(f"no {listing.kind} in {', '.join(listing.envs)}")
+        return
+    table = _side_by_side(report.kind_word(listing.kind), listing.envs)
+    for item in listing.items:
+        table.add_row(Text(item.key), *_row(listing.states(item)))
+    out.print(table)
+    err.print(
+        f"{len(listing.items)} {listing.kind if len(listing.items) != 1 else report.kind_word(listing.kind)}"
+    )
+
+
+@text_renderer(report.ObjectView)
+def _object_view(view: report.ObjectView) -> None:
+    table = _side_by_side(f"{report.kind_word(view.kind)} {view.key}", view.envs)
+    for label, values in view.rows():
+        table.add_row(Text(label), *_row(values))
+    out.print(table)
+
+
+@text_renderer(report.ConfigListing)
+def _config_listing(listing: report.ConfigListing) -> None:
+    if not listing.entries:
+        err.print(f"no config values in {', '.join(listing.envs)}")
+        return
+    table = _side_by_side("key", listing.envs)
+    for entry in listing.entries:
+        label = Text(entry.key)
+        if entry.pinned:
+            label.append(" (pinned)", style="dim")
+        table.add_row(label, *_row(listing.cells(entry)))
+    out.print(table)
