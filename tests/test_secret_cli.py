@@ -348,3 +348,62 @@ def test_secret_commands__json_output_matches_their_schemas(cli, repo: Path, ali
         cli(["secret", "get", "prod", "api.token", "--format", "json"], cwd=repo).stdout
     )
     assert got["value"] == "tok-3f9a1c77e2"
+
+
+def test_build_include_secrets__sealed_for_the_service__client_decrypts_at_load(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    from flagstone import Client
+
+    cli(["secret", "set", "prod", "api.token"], cwd=repo, input="tok-3f9a1c77e2")
+    service = x25519.Identity.generate()
+    result = cli(
+        [
+            "build",
+            "--env",
+            "prod",
+            "--include-secrets",
+            "--recipient",
+            str(service.to_public()),
+            "--out",
+            "server",
+        ],
+        cwd=repo,
+    )
+    assert result.exit_code == 0, result.stderr
+    path = repo / "server" / "prod.json"
+    raw = path.read_text()
+    assert "tok-3f9a1c77e2" not in raw and "ENC[" not in raw
+    bundle = json.loads(raw)
+    assert bundle["secrets"]["recipients"] == [str(service.to_public())]
+    assert "token" not in bundle["config"]["api"]
+    key_file = write_key(tmp_path / "service" / "key.txt", service)
+    with Client.from_file(path, identity=key_file) as client:
+        assert client.config("api.token") == "tok-3f9a1c77e2"
+        assert client.config("api.timeout_ms") == 500
+    with Client.from_file(path) as client:  # no identity: the secret is simply not there
+        assert client.config("api.token") is None
+    from flagstone.runtime.evaluate import BundleError
+
+    with pytest.raises(BundleError, match="cannot decrypt the bundle's secrets"):
+        Client.from_file(path, identity=str(x25519.Identity.generate()))
+
+
+def test_promote__never_copies_a_secret__reencrypts_when_asked(cli, repo: Path) -> None:
+    g = git.Repo(repo)
+    cli(["secret", "set", "dev", "api.token"], cwd=repo, input="d3v-token-value")
+    g.git.add("-A")
+    g.git.commit("-m", "dev secret", "--no-gpg-sign")
+    kept = cli(["promote", "dev", "prod", "--yes"], cwd=repo)
+    assert kept.exit_code == 0, kept.stderr
+    assert not (repo / SECRETS).exists()  # pinned: prod keeps what it had (nothing)
+    g.git.checkout("--", ".")
+    moved = cli(["promote", "dev", "prod", "--secrets", "reencrypt", "--yes", "--commit"], cwd=repo)
+    assert moved.exit_code == 0, moved.stderr
+    assert "d3v-token-value" not in moved.stdout + moved.stderr
+    dev_text = (repo / "environments/dev/secrets.sops.yaml").read_text()
+    prod_text = (repo / SECRETS).read_text()
+    token = lambda t: next(line for line in t.splitlines() if "token:" in line)  # noqa: E731
+    assert token(dev_text) != token(prod_text)  # re-encrypted under prod's key, not copied
+    assert cli(["secret", "get", "prod", "api.token"], cwd=repo).stdout == "d3v-token-value\n"
+    assert g.git.status("--porcelain") == ""

@@ -218,17 +218,19 @@ def build_bundle(
     *,
     commit: str | None = None,
     dirty: bool = False,
-    include_secrets: bool = False,
+    sealed_secrets: Mapping[str, Any] | None = None,
     hashed: bool = True,
 ) -> dict[str, Any]:
-    """The bundle of one environment as a JSON-ready dict (with its content hash)."""
+    """The bundle of one environment as a JSON-ready dict (with its content hash).
+
+    Secrets never enter ``config``; ``sealed_secrets`` (``sops.seal_for_bundle``: the
+    values encrypted to the service's age recipients) is carried as ``secrets``, which a
+    runtime holding the identity decrypts at load."""
     env = repo.env(env_name)
     default_unit = repo.settings.default_unit
     pii = pii_attributes(repo)
     running = {e.flag: k for k, e in sorted(env.experiments.items()) if e.status == "running"}
-    config = dict(env.config.values) if env.config is not None else {}
-    if not include_secrets:
-        config = _without_secrets(config)
+    config = _without_secrets(dict(env.config.values) if env.config is not None else {})
     bundle: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -247,6 +249,8 @@ def build_bundle(
     }
     if pii:
         bundle["pii"] = sorted(pii)
+    if sealed_secrets is not None:
+        bundle["secrets"] = dict(sealed_secrets)
     if hashed:
         bundle["hash"] = content_hash(bundle)
     return bundle
@@ -258,12 +262,12 @@ def build_bundle_bytes(
     *,
     commit: str | None = None,
     dirty: bool = False,
-    include_secrets: bool = False,
+    sealed_secrets: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """The bundle and its canonical bytes, encoding each part once for both the hash and
     the file (a 2,000-flag bundle takes ~20 ms to encode)."""
     bundle = build_bundle(
-        repo, env_name, commit=commit, dirty=dirty, include_secrets=include_secrets, hashed=False
+        repo, env_name, commit=commit, dirty=dirty, sealed_secrets=sealed_secrets, hashed=False
     )
     parts = _parts(bundle)
     bundle["hash"] = _hash(parts)
@@ -272,7 +276,7 @@ def build_bundle_bytes(
 
 
 def _without_secrets(node: Any) -> Any:
-    """Drop encrypted values (``ENC[...]``): they reach a bundle only with --include-secrets."""
+    """Drop encrypted values (``ENC[...]``): a bundle carries secrets only sealed, in ``secrets``."""
     if isinstance(node, Mapping):
         return {
             k: _without_secrets(v)

@@ -79,7 +79,12 @@ def plan_promotion(
     kinds: Sequence[str] = (),
     include_deps: bool = True,
     skip_order_reason: str | None = None,
+    reencrypt_secrets: bool = False,
 ) -> Promotion:
+    """What promoting ``src`` into ``dst`` would write. Secrets never travel as they are
+    stored (a ciphertext is bound to its file's key): they stay as the target has them,
+    or with ``reencrypt_secrets`` are decrypted with the user's identity and encrypted
+    into the target's secrets file for the target's recipients."""
     source, target = repo.env(src), repo.env(dst)
     order = repo.settings.environments
     if order.index(dst) != order.index(src) + 1 and skip_order_reason is None:
@@ -95,6 +100,19 @@ def plan_promotion(
         f"config.{p}" for p in marked_config_paths(repo, "x-flagstone-pinned")
     }
     files, kept, basis = _write_targets(repo, source, target, moves, pinned, repo.secrets)
+    if reencrypt_secrets:
+        from flagstone.sops import reencrypt_for
+
+        prefixes = [m.key for m in moves if m.kind == "config"]
+        moved = reencrypt_for(repo.root, repo.settings.raw, src, dst, prefixes)
+        if moved is not None:
+            rel, text, raw, keys = moved
+            files[rel] = text
+            if raw is not None:
+                basis[rel] = raw
+            kept = [
+                k for k in kept if k.removeprefix("config.").removesuffix(" (secret)") not in keys
+            ]
     checked = check_write(repo, target.name, files)
     if not checked.allowed:
         raise PromotionInvalid(checked.new)

@@ -815,3 +815,75 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return out
+
+
+BUNDLE_SECRETS_FORMAT = "age-json"  # runtime/client.py reads it
+
+
+def seal_for_bundle(values: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, Any]:
+    """Decrypted secret config values, sealed for a service: one armored age file of their
+    JSON for ``recipients``, so a bundle at rest on disk or a CDN carries no plaintext."""
+    import pyrage
+    from pyrage import x25519
+
+    if not recipients:
+        raise SopsError(
+            "--include-secrets needs the service's age public key: pass --recipient age1…"
+        )
+    parsed = []
+    for recipient in recipients:
+        try:
+            parsed.append(x25519.Recipient.from_str(recipient))
+        except Exception:
+            raise SopsError(f"{recipient!r} is not an age X25519 public key (age1…)") from None
+    plaintext = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    sealed = pyrage.encrypt(plaintext.encode(), parsed, armored=True).decode()
+    return {"format": BUNDLE_SECRETS_FORMAT, "recipients": list(recipients), "age": sealed}
+
+
+def reencrypt_for(
+    root: Any, settings_raw: Mapping[str, Any], src: str, dst: str, prefixes: Sequence[str]
+) -> tuple[str, str, bytes | None, list[str]] | None:
+    """``promote --secrets reencrypt``: the source's secrets under ``prefixes`` ("" = all),
+    decrypted and encrypted into the target's file for the target's recipients. Returns
+    (path, new text, the bytes read, keys moved), or None when there is nothing to move."""
+    from flagstone.secrets import remember
+
+    source = read_env_file(root, src)
+    if source is None or not prefixes:
+        return None
+    identities = find_identities(root)
+    opened = source.open(identities)
+    flat = _flatten(opened.plain)
+    keys = [k for k in flat if any(not p or k == p or k.startswith(p + ".") for p in prefixes)]
+    if not keys:
+        return None
+    remember(
+        str(flat[k])
+        for k in keys
+        if isinstance(flat[k], str | int | float) and not isinstance(flat[k], bool)
+    )
+    target = read_env_file(root, dst)
+    if target is not None:
+        into = target.open(identities)
+    else:
+        recipients = configured_recipients(settings_raw, dst)
+        if not recipients:
+            raise SopsError(
+                f"{dst} has no secrets file and flagstone.yaml lists no recipients for it "
+                f"(secrets.recipients.{dst}): nobody could decrypt the re-encrypted secrets"
+            )
+        into = new_file(secrets_relpath(dst), recipients, passphrase=identities.passphrase)
+    for key in keys:
+        into.set(key, flat[key])
+    return into.source.file, into.render(), target.raw if target else None, keys
+
+
+def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

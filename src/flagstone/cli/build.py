@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -106,12 +106,20 @@ def build(
     include_secrets: Annotated[
         bool,
         typer.Option(
-            "--include-secrets", help="Keep encrypted config values (server-side bundles only)."
+            "--include-secrets",
+            help="Seal the secrets into the bundle for --recipient (server bundles only).",
         ),
     ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and compute the bundles; write nothing.")
     ] = False,
+    recipients: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recipient",
+            help="With --include-secrets: the service's age public key (repeatable).",
+        ),
+    ] = None,
     fmt: Annotated[
         TextJson,
         typer.Option("--output-format", help="How to report what was written: text or json."),
@@ -128,6 +136,13 @@ def build(
 
     if all_envs and env:
         raise UsageError("pass --env or --all, not both")
+    if recipients and not include_secrets:
+        raise UsageError("--recipient seals secrets into the bundle: pass --include-secrets too")
+    if include_secrets and not recipients:
+        raise UsageError(
+            "--include-secrets needs the service's age public key: pass --recipient age1… "
+            "(the bundle carries the secrets encrypted to it, never in plain text)"
+        )
     repo_root = find_root(root or Path.cwd())
     repo, load_problems = load_repository(repo_root)
     names = env or list(repo.settings.environments)
@@ -158,8 +173,9 @@ def build(
             files.append((path, data))
             built.append(BuiltBundle(name, str(path), "flagd"))
             continue
+        sealed = _sealed_secrets(repo, name, recipients or []) if include_secrets else None
         bundle, data = build_bundle_bytes(
-            repo, name, commit=revision.sha, dirty=revision.dirty, include_secrets=include_secrets
+            repo, name, commit=revision.sha, dirty=revision.dirty, sealed_secrets=sealed
         )
         if key is not None:
             bundle = sign_bundle(bundle, key)
@@ -180,3 +196,20 @@ def build(
     if not dry_run:
         write_bundles(files)
     finish(BuildResult(built, warnings, dry_run=dry_run), fmt)
+
+
+def _sealed_secrets(repo: Any, env: str, recipients: list[str]) -> dict[str, Any] | None:
+    """``env``'s secrets decrypted with the user's identity and sealed for the service."""
+    from flagstone.secrets import leaves, remember
+    from flagstone.sops import find_identities, open_env, seal_for_bundle
+
+    opened = open_env(repo.root, env, find_identities(repo.root))
+    if opened is None:
+        return None
+    # never into a message
+    remember(
+        str(v)
+        for _, v in leaves(opened.plain)
+        if isinstance(v, str | int | float) and not isinstance(v, bool)
+    )
+    return seal_for_bundle(opened.plain, recipients)

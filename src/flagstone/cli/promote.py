@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,11 @@ import typer
 from flagstone.cli.app import ExitCode, Format, command, finish
 from flagstone.errors import FlagstoneError
 from flagstone.model import check_environments
+
+
+class SecretsMode(StrEnum):
+    keep = "keep"
+    reencrypt = "reencrypt"
 
 
 @command
@@ -53,6 +59,14 @@ def promote(
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="Commit message (default: what moved).")
     ] = None,
+    secrets: Annotated[
+        SecretsMode,
+        typer.Option(
+            "--secrets",
+            help="keep: secrets stay as the target has them (pinned); reencrypt: copy them, "
+            "encrypted for the target's recipients (needs your identity).",
+        ),
+    ] = SecretsMode.keep,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
@@ -73,6 +87,7 @@ def promote(
             kinds=kind or (),
             include_deps=not no_deps,
             skip_order_reason=skip_order,
+            reencrypt_secrets=secrets is SecretsMode.reencrypt,
         )
     except PromotionInvalid as e:
         finish(

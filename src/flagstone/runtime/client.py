@@ -44,7 +44,10 @@ def canonical_hash(bundle: Mapping[str, Any]) -> str:
 
 
 def load_bundle_bytes(
-    data: bytes, public_key: bytes | None = None, previous: CompiledBundle | None = None
+    data: bytes,
+    public_key: bytes | None = None,
+    previous: CompiledBundle | None = None,
+    identity: Any = None,
 ) -> CompiledBundle:
     """Parse, check (hash, signature) and compile; raise BundleError when unusable."""
     # Building thousands of closures would trigger full collections mid-load and double
@@ -60,10 +63,65 @@ def load_bundle_bytes(
             raise BundleError("a bundle is a JSON object")
         if public_key is not None:
             verify_signature(raw, public_key)
+        if identity is not None and "secrets" in raw:
+            raw = _with_secrets(raw, identity)
         return compile_bundle(raw, previous)
     finally:
         if was_enabled:
             gc.enable()
+
+
+def load_identity(identity: str | os.PathLike[str]) -> Any:
+    """An age identity (``AGE-SECRET-KEY-1…``) or a key file holding one; pyrage is
+    imported here only, for services that load sealed secrets."""
+    try:
+        from pyrage import x25519
+    except ImportError:  # pragma: no cover - pyrage ships with flagstone
+        raise BundleError("sealed secrets need pyrage: pip install pyrage") from None
+    text = str(identity)
+    if not text.startswith("AGE-SECRET-KEY-"):
+        try:
+            text = Path(identity).read_text(encoding="utf-8")
+        except OSError as e:
+            raise BundleError(f"cannot read the identity file {identity}: {e.strerror}") from None
+    keys = [
+        line.strip() for line in text.splitlines() if line.strip().startswith("AGE-SECRET-KEY-")
+    ]
+    if not keys:
+        raise BundleError("the identity holds no age secret key (AGE-SECRET-KEY-1…)")
+    try:
+        return [x25519.Identity.from_str(k) for k in keys]
+    except Exception:
+        raise BundleError("the identity is not a valid age secret key") from None
+
+
+def _with_secrets(raw: dict[str, Any], identities: Any) -> dict[str, Any]:
+    """The bundle with its sealed secrets decrypted into ``config`` (after the hash and
+    signature were checked over the sealed form)."""
+    import pyrage
+
+    sealed = raw["secrets"]
+    if not isinstance(sealed, Mapping) or sealed.get("format") != "age-json":
+        raise BundleError("the bundle's secrets are in an unknown format")
+    try:
+        values = json.loads(pyrage.decrypt(str(sealed["age"]).encode(), identities))
+    except Exception:
+        raise BundleError(
+            "this identity cannot decrypt the bundle's secrets (sealed for "
+            + ", ".join(map(str, sealed.get("recipients", [])))
+            + ")"
+        ) from None
+    return {**raw, "config": _merged(raw.get("config", {}), values)}
+
+
+def _merged(config: Mapping[str, Any], secrets: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(config)
+    for key, value in secrets.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def verify_signature(raw: Mapping[str, Any], public_key: bytes) -> None:
@@ -103,6 +161,7 @@ class Client:
         self._bundle = bundle
         self._analytics = analytics
         self._public_key = public_key
+        self._identity: Any = None  # age identities for sealed secrets (from_file)
         self._listeners: list[Listener] = []
         self._closers: list[Callable[[], None]] = []
         self.last_error: str | None = None
@@ -121,20 +180,27 @@ class Client:
         watch: bool = False,
         poll_interval: float = 0.002,
         public_key: bytes | None = None,
+        identity: str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> Client:
         """Load a bundle file; with ``watch=True`` reload it when it changes.
+
+        ``identity`` (an age secret key, or a file holding one) decrypts the secrets a
+        server bundle carries sealed (``build --include-secrets --recipient``) into
+        ``config`` at load, so the file at rest never holds them in plain text.
 
         The watcher stats the path every ``poll_interval`` seconds (a few microseconds
         each), following symlinks, so in-place writes, atomic renames and Kubernetes
         ConfigMap symlink swaps are all seen within milliseconds.
         """
         path = Path(path)
+        identities = load_identity(identity) if identity is not None else None
         client = cls(
-            load_bundle_bytes(path.read_bytes(), public_key),
+            load_bundle_bytes(path.read_bytes(), public_key, identity=identities),
             public_key=public_key,
             **_client_options(options),
         )
+        client._identity = identities
         if watch:
             from flagstone.runtime.reload import FileWatcher
 
@@ -171,7 +237,7 @@ class Client:
 
     def _reload_bytes(self, data: bytes) -> bool:
         try:
-            new = load_bundle_bytes(data, self._public_key, self._bundle)
+            new = load_bundle_bytes(data, self._public_key, self._bundle, self._identity)
         except BundleError as e:
             self.last_error = str(e)
             logger.error("flagstone: refused a new bundle, keeping %s: %s", self._bundle.hash, e)
