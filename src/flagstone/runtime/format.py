@@ -192,6 +192,17 @@ class Source(TypedDict):
     dirty: bool
 
 
+SECRETS_FORMAT = "age-json"
+
+
+class SealedSecrets(TypedDict):
+    """Secret config values sealed for a service: an armored age file of their JSON."""
+
+    format: Literal["age-json"]
+    recipients: list[str]
+    age: str
+
+
 class Bundle(TypedDict):
     format: Literal["flagstone-bundle"]
     version: Literal[1]
@@ -204,5 +215,6 @@ class Bundle(TypedDict):
     experiments: dict[str, Experiment]
     config: dict[str, Any]
     pii: NotRequired[list[str]]  # attributes never written to analytics (privacy.pii)
+    secrets: NotRequired[SealedSecrets]  # build --include-secrets --recipient
     hash: str
     signature: NotRequired[str]
