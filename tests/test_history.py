@@ -241,3 +241,151 @@ def test_rollback__whole_environment__deletes_files_added_since(cli, repo: Path,
     assert not (segments / "internal.yaml").exists()
     assert git(repo, "status", "--porcelain") == ""
     assert cli(["validate"], cwd=repo).exit_code == 0
+
+
+# --- history tells the truth --------------------------------------------------------------
+
+
+def run_json(cli, root: Path, *args: str) -> tuple[int, dict]:
+    result = cli([*args, "--format", "json"], cwd=root)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_history__across_commits_that_touch_no_environment__compares_with_the_real_parent(
+    cli, repo: Path, commit
+) -> None:
+    commit({"README.md": "# shop configuration\n"}, message="docs")
+    edit(repo, "flagstone.yaml", "project: shop", "project: shop-config")
+    commit(message="rename the project")
+    edit(repo, "environments/prod/flags.yaml", "on: 50, off: 50", "on: 60, off: 40")
+    commit(message="ramp again")
+    entries = history(cli, repo, "new-checkout", "--env", "prod")
+    assert [e["changes"] for e in entries] == [
+        ["rule 2 rollout on 50% → 60%, off 50% → 40%"],
+        ["rule 2 rollout on 20% → 50%, off 80% → 50%"],
+        ["flag added"],
+    ]
+    audit = history(cli, repo, "--env", "prod")
+    assert next((e["key"], e["action"]) for e in audit if e["env"] == "prod") == (
+        "new-checkout",
+        "changed",
+    )
+    first = audit[-1]["commit"]
+    assert {e["action"] for e in audit if e["commit"] != first} == {"changed"}
+    assert next(e["changes"] for e in audit if e["kind"] == "settings") == ["project changed"]
+
+
+def test_history__a_file_that_does_not_parse__is_a_file_error_not_a_removal(
+    cli, repo: Path, commit
+) -> None:
+    flags = repo / "environments/prod/flags.yaml"
+    good = flags.read_text()
+    flags.write_text(good.replace("  default: long", "  default: [long"))  # broken YAML
+    broken = commit(message="oops")
+    flags.write_text(good.replace("on: 50, off: 50", "on: 70, off: 30"))
+    commit(message="fix and ramp")
+    code, doc = run_json(cli, repo, "history", "--env", "prod")
+    assert code == 1 and doc["ok"] is False
+    errors = [e for e in doc["entries"] if e["problem"]]
+    assert [(e["commit"], e["action"], e["key"]) for e in errors] == [
+        (broken, "unreadable", "environments/prod/flags.yaml")
+    ]
+    assert errors[0]["problem"]["code"] == "yaml-syntax"
+    assert not any(e["action"] in ("removed", "added") for e in doc["entries"][:-8])
+    # The fix is compared with the last readable version: one real change, nothing re-added.
+    latest = [e for e in doc["entries"] if e["subject"] == "fix and ramp"]
+    assert [(e["key"], e["changes"]) for e in latest] == [
+        ("new-checkout", ["rule 2 rollout on 50% → 70%, off 50% → 30%"])
+    ]
+    code, doc = run_json(cli, repo, "history", "banner-text", "--env", "prod")
+    assert code == 1
+    assert [e["action"] for e in doc["entries"]][:2] == ["unreadable", "changed"]
+
+
+def test_history__symlink_leaving_the_repository__is_a_file_error_in_both_readers(
+    cli, repo: Path, commit, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere.yaml"
+    outside.write_text("stolen:\n  variants: {on: true}\n  default: on\n")
+    (repo / "environments/prod/segments.yaml").unlink()
+    (repo / "environments/prod/segments.yaml").symlink_to(outside)
+    link = commit(message="link segments outside")
+    code, doc = run_json(cli, repo, "history", "--env", "prod")
+    assert code == 1
+    assert [
+        (e["commit"], e["action"], e["problem"]["code"]) for e in doc["entries"] if e["problem"]
+    ] == [(link, "unreadable", "symlink")]
+    assert not any(e["key"] == "internal" and e["action"] == "removed" for e in doc["entries"])
+    # The working tree and the commit agree: both refuse the link.
+    validated = cli(["validate", "--env", "prod", "--format", "json"], cwd=repo)
+    assert validated.exit_code == 1
+    assert "symlink" in [p["code"] for p in json.loads(validated.stdout)["problems"]]
+
+
+def test_history__missing_environment_folder__is_reported_not_every_key_removed(
+    cli, repo: Path, commit
+) -> None:
+    git(repo, "rm", "-rq", "environments/prod")
+    gone = commit(message="lost prod")
+    code, doc = run_json(cli, repo, "history", "new-checkout")
+    assert code == 1
+    assert next((e["commit"], e["action"]) for e in doc["entries"]) == (gone, "missing")
+    assert not any(e["action"] == "removed" for e in doc["entries"])
+
+
+def test_history__shallow_clone__names_its_boundary(cli, repo: Path, tmp_path: Path) -> None:
+    clone = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "2", f"file://{repo}", str(clone))
+    code, doc = run_json(cli, clone, "history", "new-checkout", "--env", "prod")
+    assert code == 0
+    assert [e["action"] for e in doc["entries"]] == ["boundary"]
+    assert "shallow clone boundary" in doc["entries"][0]["changes"][0]
+    code, doc = run_json(cli, clone, "history", "--env", "prod")
+    assert [e["action"] for e in doc["entries"]] == ["changed", "changed", "boundary"]
+
+
+def test_history__bad_revision_in_rollback__one_sentence(cli, repo: Path) -> None:
+    result = cli(["rollback", "prod", "--to", "no-such-rev", "--yes"], cwd=repo)
+    assert result.exit_code == 2
+    assert "unknown revision 'no-such-rev'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_history__audit_log__every_key_with_author_promotion_and_filters(
+    cli, repo: Path, commit
+) -> None:
+    edit(repo, "environments/dev/flags.yaml", "on: 20, off: 80", "on: 50, off: 50")
+    commit(
+        message="Promote\n\nFlagstone-Promote: dev -> prod\nFlagstone-Keys: flags.new-checkout",
+        GIT_AUTHOR_NAME="Dee",
+        GIT_AUTHOR_EMAIL="dee@example.test",
+        GIT_AUTHOR_DATE="2026-04-01T10:00:00+00:00",
+    )
+    entries = history(cli, repo)
+    assert [(e["author"], e["env"], e["key"], e["action"]) for e in entries[:4]] == [
+        ("Dee", "dev", "new-checkout", "changed"),
+        ("Cy", "prod", "banner-text", "changed"),
+        ("Cy", "prod", "api.timeout_ms", "changed"),
+        ("Bob", "prod", "new-checkout", "changed"),
+    ]
+    assert entries[0]["trailers"]["Flagstone-Promote"] == "dev -> prod"
+    assert entries[0]["signature_status"] == "unsigned"
+    assert [e["author"] for e in history(cli, repo, "--author", "cy")] == ["Cy", "Cy"]
+    assert {e["author"] for e in history(cli, repo, "--since", "2026-02-15")} == {"Cy", "Dee"}
+    markdown = cli(["history", "--format", "markdown"], cwd=repo).stdout
+    assert "| `new-checkout` |" in markdown
+    text = cli(["history", "--env", "prod"], cwd=repo)
+    assert text.exit_code == 0 and "api.timeout_ms: 500 → 800" in text.stdout
+
+
+def test_history__oversized_file__is_a_file_error_and_never_read(cli, repo: Path, commit) -> None:
+    from flagstone.load import MAX_FILE_BYTES
+
+    segments = repo / "environments/prod/segments.yaml"
+    segments.write_text(segments.read_text() + "#" * MAX_FILE_BYTES + "\n")
+    big = commit(message="a huge comment")
+    code, doc = run_json(cli, repo, "history", "--env", "prod")
+    assert code == 1
+    assert [(e["commit"], e["problem"]["code"]) for e in doc["entries"] if e["problem"]] == [
+        (big, "file-too-large")
+    ]
+    assert not any(e["action"] == "removed" for e in doc["entries"])

@@ -623,7 +623,7 @@ def merge_into(parent: Any, key: Any, new: Any) -> None:
 
 
 def _merged(old: Any, new: Any) -> Any:
-    if _canonical(old) == _canonical(new):
+    if canonical(old) == canonical(new):
         return old
     if isinstance(old, CommentedMap) and isinstance(new, Mapping):
         for gone in [k for k in old if k not in new]:
@@ -641,7 +641,7 @@ def _merged(old: Any, new: Any) -> Any:
         import difflib
 
         matcher = difflib.SequenceMatcher(
-            None, [_canonical(x) for x in old], [_canonical(x) for x in new], autojunk=False
+            None, [canonical(x) for x in old], [canonical(x) for x in new], autojunk=False
         )
         for tag, i1, i2, j1, j2 in reversed(matcher.get_opcodes()):
             if tag == "equal":
@@ -657,7 +657,7 @@ def _merged(old: Any, new: Any) -> Any:
     return new
 
 
-def _canonical(value: Any) -> Any:
+def canonical(value: Any) -> Any:
     """A hashable form that tells apart what YAML tells apart (true vs 1, 1 vs 1.0)."""
     if isinstance(value, bool):
         return ("bool", value)
@@ -670,9 +670,9 @@ def _canonical(value: Any) -> Any:
     if value is None:
         return ("null",)
     if isinstance(value, Mapping):
-        return ("map", frozenset((_canonical(k), _canonical(v)) for k, v in value.items()))
+        return ("map", frozenset((canonical(k), canonical(v)) for k, v in value.items()))
     if isinstance(value, Sequence):
-        return ("seq", tuple(_canonical(x) for x in value))
+        return ("seq", tuple(canonical(x) for x in value))
     return ("other", str(value))
 
 

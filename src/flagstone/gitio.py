@@ -15,10 +15,12 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import git
 
-from flagstone.errors import GitError
+from flagstone.errors import GitError, Problem
+from flagstone.load import MAX_FILE_BYTES, refused_symlink, too_large
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,20 +181,45 @@ def rev_before(root: Path, when: str) -> str:
     return str(sha)
 
 
-def tree_files(root: Path, rev: str, prefix: str) -> dict[str, bytes]:
-    """Every blob under ``prefix`` (repository-relative to the flagstone root) at ``rev``."""
+def tree_files(root: Path, rev: str, prefix: str) -> dict[str, bytes | Problem]:
+    """Every file under ``prefix`` (relative to the flagstone root) at ``rev``: its bytes,
+    or the Problem that stops it being read. As the working-tree reader does, a symlink
+    is followed while it stays inside the repository and refused when it leaves it, and
+    a file over the size limit is not read at all."""
     repo = ensure_repo(root)
     sha = resolve(root, rev)
     base = _prefix(repo, root)
+    commit_tree = repo.commit(sha).tree
     try:
-        tree = repo.commit(sha).tree / (base + prefix).rstrip("/")
+        tree = commit_tree / (base + prefix).rstrip("/")
     except KeyError:
         return {}
-    out: dict[str, bytes] = {}
+    out: dict[str, bytes | Problem] = {}
     for item in tree.traverse():
         if isinstance(item, git.Blob):
-            out[str(item.path)[len(base) :]] = item.data_stream.read()
+            rel = str(item.path)[len(base) :]
+            out[rel] = _read_item(commit_tree, base, rel, item)
     return out
+
+
+def _read_item(
+    tree: git.Tree, base: str, rel: str, item: git.Blob, depth: int = 0
+) -> bytes | Problem:
+    if item.mode == 0o120000:
+        target = bytes(item.data_stream.read()).decode("utf-8", errors="replace")
+        landing = resolve_link(rel, target)
+        if landing is None:
+            return refused_symlink(rel, target)
+        try:
+            pointed = tree / (base + landing)
+        except KeyError:
+            return Problem(rel, 1, 1, f"symlink to {target!r} points at nothing", "symlink")
+        if not isinstance(pointed, git.Blob) or depth > 8:
+            return Problem(rel, 1, 1, f"symlink to {target!r} is not a file", "symlink")
+        return _read_item(tree, base, landing, pointed, depth + 1)
+    if item.size > MAX_FILE_BYTES:
+        return too_large(rel, item.size)
+    return bytes(item.data_stream.read())
 
 
 def show(root: Path, rev: str, path: str) -> bytes | None:
@@ -467,6 +494,14 @@ def leave_branch(root: Path, name: str, previous: str) -> None:
 
 _FIELDS = ("%H", "%an", "%ae", "%aI", "%G?", "%P", "%B")
 _RECORD = "\x1e"
+SYMLINK_MODE = "120000"
+
+
+class FileChange(NamedTuple):
+    status: str  # A, M, D, T (type change)
+    path: str  # relative to the flagstone root
+    blob: str  # the new blob's sha (zeros when deleted)
+    mode: str  # the new mode: 100644, 100755, 120000 (symlink), 000000 (deleted)
 
 
 def log(
@@ -478,39 +513,48 @@ def log(
     raw: bool = False,
     merges: bool = True,
     config: Sequence[str] = (),
-) -> list[tuple[CommitInfo, list[tuple[str, str, str]]]]:
+    allowed_signers: bytes | None = None,
+) -> list[tuple[CommitInfo, list[FileChange]]]:
     """Commits (newest first unless ``reverse``) touching ``paths``; with ``raw``, each
-    commit's changed files as (status, path, new blob sha), renames split into D + A."""
+    commit's changed files against its first parent, renames split into D + A.
+
+    Signatures are checked against ``allowed_signers`` (an SSH allowed-signers file's
+    bytes): without one, git reports every SSH-signed commit as unsigned.
+    """
     repo = ensure_repo(root)
     prefix = _prefix(repo, root)
-    args = [item for c in config for item in ("-c", c)]
-    fmt = _RECORD + "%x00".join(_FIELDS) + "%x00"
-    log_args = ["log", f"--format={fmt}"]
-    if reverse:
-        log_args += ["--reverse", "--topo-order"]  # parents before children
-    if raw:
-        # A merge's files are its changes against its first parent.
-        log_args += ["--raw", "--no-abbrev", "--no-renames", "--diff-merges=first-parent"]
-    if not merges:
-        log_args.append("--no-merges")
-    if rev_range:
-        log_args.append(rev_range)
-    log_args += ["--", *(prefix + p for p in paths)] if paths else []
-    try:
-        output = repo.git.execute(["git", *args, *log_args], with_extended_output=False)
-    except git.GitCommandError as e:
-        raise GitError(f"git log failed: {(e.stderr or str(e)).strip()}") from None
+    with tempfile.TemporaryDirectory(prefix="flagstone-log-") as tmp:
+        signers = Path(tmp) / "allowed_signers"
+        signers.write_bytes(allowed_signers or b"")
+        args = [item for c in config for item in ("-c", c)]
+        args += ["-c", f"gpg.ssh.allowedSignersFile={signers}"]
+        fmt = _RECORD + "%x00".join(_FIELDS) + "%x00"
+        log_args = ["log", f"--format={fmt}"]
+        if reverse:
+            log_args += ["--reverse", "--topo-order"]  # parents before children
+        if raw:
+            # A merge's files are its changes against its first parent.
+            log_args += ["--raw", "--no-abbrev", "--no-renames", "--diff-merges=first-parent"]
+        if not merges:
+            log_args.append("--no-merges")
+        if rev_range:
+            log_args.append(rev_range)
+        log_args += ["--", *(prefix + p for p in paths)] if paths else []
+        try:
+            output = repo.git.execute(["git", *args, *log_args], with_extended_output=False)
+        except git.GitCommandError as e:
+            raise GitError(f"git log failed: {(e.stderr or str(e)).strip()}") from None
     entries = []
     for record in str(output).split(_RECORD)[1:]:
         parts = record.split("\x00")
         sha, name, email, date, signature, parents, message = parts[:7]
-        files: list[tuple[str, str, str]] = []
+        files: list[FileChange] = []
         for line in parts[7].splitlines() if len(parts) > 7 else ():
             if line.startswith(":"):
                 meta, path = line.split("\t", 1)
                 fields = meta.split()
                 if path.startswith(prefix):
-                    files.append((fields[4], path[len(prefix) :], fields[3]))
+                    files.append(FileChange(fields[4], path[len(prefix) :], fields[3], fields[1]))
         info = CommitInfo(
             sha,
             name,
@@ -524,6 +568,148 @@ def log(
         )
         entries.append((info, files))
     return entries
+
+
+def shallow_boundary(root: Path) -> frozenset[str]:
+    """The commits a shallow clone was cut at (their parents are not here); empty when
+    the clone is complete."""
+    repo = ensure_repo(root)
+    path = Path(repo.git.rev_parse("--git-path", "shallow"))
+    if not path.is_absolute():
+        path = Path(repo.working_tree_dir or root) / path
+    try:
+        return frozenset(path.read_text().split())
+    except OSError:
+        return frozenset()
+
+
+def tree_ids(
+    root: Path, commits: Sequence[str], folder: str, *, kind: str = "tree"
+) -> dict[str, str | None]:
+    """The id of the ``kind`` object (tree, or blob) at ``folder`` in each commit (None
+    where there is none), in one ``git cat-file --batch-check``."""
+    repo = ensure_repo(root)
+    prefix = _prefix(repo, root)
+    if not commits:
+        return {}
+    code, output = run_git(
+        repo.working_tree_dir or str(root),
+        ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+        input="".join(f"{c}:{prefix}{folder}\n" for c in commits).encode(),
+    )
+    if code != 0:
+        raise GitError("git cat-file failed; git's output below", details=output)
+    out: dict[str, str | None] = {}
+    for commit, line in zip(commits, output.splitlines(), strict=True):
+        sha, _, found = line.partition(" ")
+        out[commit] = sha if found == kind else None
+    return out
+
+
+def list_tree(root: Path, treeish: str, folder: str = "") -> dict[str, tuple[str, str]]:
+    """``{path: (blob sha, mode)}`` of every file under ``treeish`` (a commit, or a tree id
+    when ``folder`` is the path that tree sits at), paths relative to the flagstone root."""
+    repo = ensure_repo(root)
+    prefix = _prefix(repo, root)
+    is_tree = folder and not _is_commit(repo, treeish)
+    args = ["ls-tree", "-r", "-z", "--full-tree", treeish]
+    if not is_tree:
+        args += ["--", prefix + folder] if folder or prefix else []
+    code, output = run_git(repo.working_tree_dir or str(root), args)
+    if code != 0:
+        raise GitError(f"git ls-tree {treeish} failed; git's output below", details=output)
+    out = {}
+    for entry in output.split("\0"):
+        if not entry:
+            continue
+        meta, path = entry.split("\t", 1)
+        mode, kind, sha = meta.split()
+        if kind != "blob":
+            continue
+        rel = f"{folder.rstrip('/')}/{path}" if is_tree else path[len(prefix) :]
+        out[rel] = (sha, mode)
+    return out
+
+
+def _is_commit(repo: git.Repo, rev: str) -> bool:
+    try:
+        return str(repo.git.cat_file("-t", rev)).strip() == "commit"
+    except git.GitCommandError:
+        return False
+
+
+def read_blob(root: Path, sha: str, limit: int) -> bytes | int:
+    """A blob's bytes, or its size when it is over ``limit`` bytes (then it is not read)."""
+    repo = ensure_repo(root)
+    stream = repo.odb.stream(bytes.fromhex(sha))
+    if stream.size > limit:
+        del stream  # GitPython drains what is left
+        return int(repo.odb.info(bytes.fromhex(sha)).size)
+    return bytes(stream.read())
+
+
+def read_blobs(root: Path, shas: Sequence[str], limit: int) -> dict[str, bytes | int]:
+    """Many blobs in two ``git cat-file`` calls (sizes, then the contents of those within
+    ``limit``): one round trip per batch instead of one per blob."""
+    repo = ensure_repo(root)
+    top = repo.working_tree_dir or str(root)
+    wanted = list(dict.fromkeys(shas))
+    if not wanted:
+        return {}
+    request = "".join(f"{sha}\n" for sha in wanted).encode()
+    code, output = run_git(
+        top, ["cat-file", "--batch-check=%(objectname) %(objectsize)"], input=request
+    )
+    if code != 0:
+        raise GitError("git cat-file failed; git's output below", details=output)
+    out: dict[str, bytes | int] = {}
+    small = []
+    for line in output.splitlines():
+        sha, _, size = line.partition(" ")
+        if size.isdigit() and int(size) > limit:
+            out[sha] = int(size)
+        elif size.isdigit():
+            small.append(sha)
+    if small:
+        with tempfile.TemporaryFile() as data:
+            process = subprocess.run(
+                ["git", "cat-file", "--batch"],
+                cwd=top,
+                input="".join(f"{sha}\n" for sha in small).encode(),
+                stdout=data,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
+            if process.returncode != 0:
+                raise GitError(
+                    "git cat-file failed; git's output below",
+                    details=process.stderr.decode(errors="replace"),
+                )
+            data.seek(0)
+            raw = data.read()
+        position = 0
+        for sha in small:
+            end = raw.index(b"\n", position)
+            length = int(raw[position:end].split()[2])
+            out[sha] = raw[end + 1 : end + 1 + length]
+            position = end + 1 + length + 1
+    return out
+
+
+def resolve_link(link: str, target: str) -> str | None:
+    """Where a symlink at ``link`` (repository-relative) pointing to ``target`` lands,
+    repository-relative; None when it leaves the repository (or is absolute)."""
+    if target.startswith("/") or "\0" in target:
+        return None
+    parts: list[str] = list(PurePosixPath(link).parent.parts)
+    for part in PurePosixPath(target).parts:
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        elif part != ".":
+            parts.append(part)
+    return "/".join(parts) or None
 
 
 def _trailers(message: str) -> dict[str, str]:

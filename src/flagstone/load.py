@@ -47,6 +47,7 @@ UNREADABLE = frozenset(
         "multiple-documents",
         "not-a-mapping",
         "layout",
+        "symlink",
     }
 )
 # Real configurations rarely use aliases; a "billion laughs" file hits this in milliseconds.
@@ -73,20 +74,33 @@ def find_root(start: Path) -> Path:
 # --- parsing -------------------------------------------------------------------------
 
 
+def too_large(file: str, size: int) -> Problem:
+    return Problem(
+        file,
+        0,
+        0,
+        f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+        "file-too-large",
+        hint="split the kind into a folder of files (flags/*.yaml)",
+    )
+
+
+def refused_symlink(file: str, target: str) -> Problem:
+    return Problem(
+        file,
+        1,
+        1,
+        f"symlink to {target!r} leaves the repository; flagstone reads only files inside it",
+        "symlink",
+        hint="copy the file into the repository instead of linking to it",
+    )
+
+
 def parse_yaml(content: bytes | str, file: str) -> Any:
     """Parse one YAML 1.2 document; raise ``LoadError`` with its position and a hint."""
     if isinstance(content, bytes):
         if len(content) > MAX_FILE_BYTES:
-            raise LoadError(
-                Problem(
-                    file,
-                    0,
-                    0,
-                    f"file is {len(content):,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
-                    "file-too-large",
-                    hint="split the kind into a folder of files (flags/*.yaml)",
-                )
-            )
+            raise LoadError(too_large(file, len(content)))
         try:
             text = content.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -371,8 +385,11 @@ def load_settings(content: bytes | str, file: str = SETTINGS_FILE) -> Settings:
     return Settings(environments=tuple(envs), raw=data, file=file)
 
 
-def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment, list[Problem]]:
-    """Build one environment from its files (repository-relative path -> content).
+def read_environment(
+    name: str, files: Mapping[str, bytes | Problem]
+) -> tuple[Environment, list[Problem]]:
+    """Build one environment from its files (repository-relative path -> content, or the
+    Problem a reader met instead: a symlink leaving the repository, an oversized file).
 
     The same function serves the working tree and git revisions (``gitio`` hands it blobs).
     """
@@ -388,7 +405,11 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
             continue
         if rel == base + SECRETS_FILE:
             read.append(rel)
-            secret_values = _read_secrets_file(files[rel], rel, problems)
+            secrets_content = files[rel]
+            if isinstance(secrets_content, Problem):
+                problems.append(secrets_content)
+            else:
+                secret_values = _read_secrets_file(secrets_content, rel, problems)
             continue
         parts = PurePosixPath(rel[len(base) :]).parts
         kind_name = PurePosixPath(parts[0]).stem if len(parts) == 1 else parts[0]
@@ -409,8 +430,12 @@ def read_environment(name: str, files: Mapping[str, bytes]) -> tuple[Environment
             )
         layout[kind] = this_layout
         read.append(rel)
+        content = files[rel]
+        if isinstance(content, Problem):
+            problems.append(content)
+            continue
         try:
-            data = parse_yaml(files[rel], rel)
+            data = parse_yaml(content, rel)
         except LoadError as e:
             problems.append(e.problem)
             continue
@@ -522,20 +547,47 @@ def _yaml_type(value: Any) -> str:
     )
 
 
-def environment_files(root: Path, name: str) -> dict[str, bytes]:
-    """The YAML files of one environment folder in the working tree."""
+def environment_files(root: Path, name: str) -> dict[str, bytes | Problem]:
+    """The YAML files of one environment folder in the working tree.
+
+    As ``gitio.tree_files`` does for a revision: a symlink is followed while it stays
+    inside the repository and refused when it leaves it; an oversized file is not read.
+    """
     folder = root / ENVIRONMENTS_DIR / name
-    out: dict[str, bytes] = {}
+    out: dict[str, bytes | Problem] = {}
     if not folder.is_dir():
         return out
-    for path in folder.iterdir():
-        if path.is_file() and path.suffix in YAML_SUFFIXES:
-            out[f"{ENVIRONMENTS_DIR}/{name}/{path.name}"] = path.read_bytes()
+    real_root = root.resolve()
+    base = f"{ENVIRONMENTS_DIR}/{name}"
+    if not folder.resolve().is_relative_to(real_root):
+        return {f"{base}/flags.yaml": refused_symlink(base, str(folder.readlink()))}
+    for path in sorted(folder.iterdir()):
+        if path.suffix in YAML_SUFFIXES and (path.is_file() or path.is_symlink()):
+            out[f"{base}/{path.name}"] = _read_worktree_file(path, f"{base}/{path.name}", real_root)
         elif path.is_dir() and path.name in KEYED_KINDS:
-            for child in path.iterdir():
-                if child.is_file() and child.suffix in YAML_SUFFIXES:
-                    out[f"{ENVIRONMENTS_DIR}/{name}/{path.name}/{child.name}"] = child.read_bytes()
+            if not path.resolve().is_relative_to(real_root):
+                out[f"{base}/{path.name}/"] = refused_symlink(
+                    f"{base}/{path.name}", str(path.readlink())
+                )
+                continue
+            for child in sorted(path.iterdir()):
+                if child.suffix in YAML_SUFFIXES and (child.is_file() or child.is_symlink()):
+                    rel = f"{base}/{path.name}/{child.name}"
+                    out[rel] = _read_worktree_file(child, rel, real_root)
     return out
+
+
+def _read_worktree_file(path: Path, rel: str, real_root: Path) -> bytes | Problem:
+    if path.is_symlink():
+        target = str(path.readlink())
+        if not path.resolve().is_relative_to(real_root):
+            return refused_symlink(rel, target)
+        if not path.is_file():
+            return Problem(rel, 1, 1, f"symlink to {target!r} is not a file", "symlink")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        return too_large(rel, size)
+    return path.read_bytes()
 
 
 def load_repository(

@@ -6,7 +6,6 @@ from the commits being verified, so a pull request cannot authorize itself.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,32 +57,27 @@ def verify_range(root: Path, rev_range: str) -> list[Violation]:
     if not protected:
         return []
     signers_files = {env: p.allowed_signers for env, p in protected.items() if p.require_signature}
-    with tempfile.TemporaryDirectory(prefix="flagstone-verify-") as tmp:
-        config = []
-        for env, rel in signers_files.items():
-            if rel is None:
-                raise FlagstoneError(
-                    f"policy for {env} requires signatures but names no allowed_signers file"
-                )
-            data = gitio.show(root, base_sha, rel)
-            if data is None:
-                raise FlagstoneError(f"the allowed signers file {rel} does not exist at {base}")
-            path = Path(tmp) / "allowed_signers"
-            with path.open("ab") as handle:  # one file: every protected environment's signers
-                handle.write(data if data.endswith(b"\n") else data + b"\n")
-        if signers_files:
-            config = [f"gpg.ssh.allowedSignersFile={Path(tmp) / 'allowed_signers'}"]
-        # A merge brings in commits that are checked themselves (or were already in the
-        # base); its first-parent diff would re-attribute main's changes to it.
-        entries = gitio.log(
-            root, f"{base_sha}..{head or 'HEAD'}", raw=True, merges=False, config=config
-        )
+    signers = b""  # one file: every protected environment's signers
+    for env, rel in signers_files.items():
+        if rel is None:
+            raise FlagstoneError(
+                f"policy for {env} requires signatures but names no allowed_signers file"
+            )
+        data = gitio.show(root, base_sha, rel)
+        if data is None:
+            raise FlagstoneError(f"the allowed signers file {rel} does not exist at {base}")
+        signers += data if data.endswith(b"\n") else data + b"\n"
+    # A merge brings in commits that are checked themselves (or were already in the
+    # base); its first-parent diff would re-attribute main's changes to it.
+    entries = gitio.log(
+        root, f"{base_sha}..{head or 'HEAD'}", raw=True, merges=False, allowed_signers=signers
+    )
     violations: list[Violation] = []
     for info, files in entries:
         envs = sorted(
             {
                 parts[1]
-                for _, rel, _ in files
+                for _, rel, _, _ in files
                 if len(parts := rel.split("/")) > 2 and parts[0] == ENVIRONMENTS_DIR
             }
         )

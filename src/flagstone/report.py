@@ -448,15 +448,16 @@ class DriftResult:
 
 # --- history, rollback, revert, verify ------------------------------------------------
 
+# git's %G?, checked against the policy's allowed-signers files (history, verify).
 SIGNATURES = {
     "G": "good signature",
-    "U": "signed, unknown key",
+    "U": "unknown key",
     "N": "unsigned",
     "B": "bad signature",
     "X": "expired signature",
     "Y": "expired key",
     "R": "revoked key",
-    "E": "signature not checked",
+    "E": "unknown key",  # the key to check it with is not available
 }
 
 
@@ -464,12 +465,21 @@ def signature_words(code: str) -> str:
     return SIGNATURES.get(code, code)
 
 
+PROMOTION_TRAILERS = ("Flagstone-Promote", "Flagstone-Source", "Flagstone-Keys")
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryResult:
+    """``history KEY`` (one key) or ``history`` (the audit log: every key). Not ok when a
+    file could not be read at some revision: that is reported, never taken for a change."""
+
     key: str | None
     entries: Sequence[HistoryEntry]
     envs: Sequence[str] = ()
-    ok: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not any(e.problem is not None for e in self.entries)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -482,12 +492,17 @@ class HistoryResult:
                     "author": e.commit.author_name,
                     "email": e.commit.author_email,
                     "signature": e.commit.signature,
+                    "signature_status": signature_words(e.commit.signature),
                     "subject": e.commit.subject,
+                    "trailers": {
+                        k: v for k, v in e.commit.trailers.items() if k.startswith("Flagstone-")
+                    },
                     "env": e.env,
                     "kind": e.kind,
                     "key": e.key,
                     "action": e.action,
                     "changes": list(e.changes),
+                    "problem": problem_dict(e.problem) if e.problem is not None else None,
                 }
                 for e in self.entries
             ],
@@ -501,11 +516,12 @@ class HistoryResult:
                 _code(e.commit.sha[:12]),
                 signature_words(e.commit.signature),
                 e.env,
-                "; ".join(e.changes),
+                _code(e.key),
+                ("❌ " if e.problem else "") + "; ".join(e.changes),
             )
             for e in self.entries
         ]
-        return _table(("date", "author", "commit", "signature", "env", "change"), rows)
+        return _table(("date", "author", "commit", "signature", "env", "key", "change"), rows)
 
 
 @dataclass(frozen=True, slots=True)

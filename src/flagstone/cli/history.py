@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 @command
 def history(
     key: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help="A flag, segment or experiment key, or a dotted config key (api.timeout_ms)."
+            help="A flag, segment or experiment key, or a dotted config key (api.timeout_ms); "
+            "without one, the audit log of every key."
         ),
-    ],
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="Only these environments.")
     ] = None,
@@ -40,8 +41,9 @@ def history(
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
-    """Every commit that changed a key, newest first: when, who, signature, and old → new."""
-    from flagstone.history import key_history
+    """Every commit that changed a key (or, without one, any key: the audit log), newest
+    first: when, who, signature, promotion, and old → new."""
+    from flagstone.history import audit_log
     from flagstone.load import find_root, load_repository
     from flagstone.report import HistoryResult
 
@@ -58,8 +60,8 @@ def history(
     repo_root = find_root(root or Path.cwd())
     repo, _ = load_repository(repo_root)
     check_environments(env or (), repo.settings.environments)
-    entries = key_history(
-        repo_root, key, envs=env, since=since_at, author=author, secrets=repo.secrets
+    entries = audit_log(
+        repo_root, envs=env, since=since_at, author=author, secrets=repo.secrets, key=key
     )
     finish(HistoryResult(key, entries, env or ()), fmt)
 

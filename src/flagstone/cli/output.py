@@ -264,6 +264,9 @@ def _drift(d: report.DriftResult) -> None:
 @text_renderer(report.HistoryResult)
 def _history(h: report.HistoryResult) -> None:
     for e in h.entries:
+        promotion = e.commit.trailers.get("Flagstone-Promote")
+        where = f"{e.env}: " if e.env else ""
+        what = "" if h.key else f"{e.key}: "
         out.print(
             Text.assemble(
                 (f"{e.commit.date:%Y-%m-%d %H:%M}", "bold"),
@@ -271,13 +274,21 @@ def _history(h: report.HistoryResult) -> None:
                 (e.commit.sha[:12], "yellow"),
                 f"  {e.commit.author_name} <{e.commit.author_email}>  ",
                 (report.signature_words(e.commit.signature), "dim"),
-                f"\n  {e.env}: {'; '.join(e.changes)}",
+                (f"  promotion {promotion}" if promotion else "", "cyan"),
+                "\n  ",
+                (f"{where}{what}{'; '.join(e.changes)}", "red" if e.problem else ""),
                 (f"   ({e.commit.subject})", "dim"),
             )
         )
     if not h.entries:
         what = f"changed {h.key!r}" if h.key else "changed these environments"
         err.print(f"no commit {what}" + (f" in {', '.join(h.envs)}" if h.envs else ""))
+    broken = sum(1 for e in h.entries if e.problem is not None)
+    if broken:
+        err.print(
+            f"{broken} file error(s) in the history: those revisions could not be read, "
+            "so their changes are not shown as changes"
+        )
 
 
 @text_renderer(report.RestorationResult)
