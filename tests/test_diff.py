@@ -220,3 +220,38 @@ def test_markdown__kill_switch_released__warned_first() -> None:
     assert warning in md and md.index(warning) < md.index("#### ")
     # pulling it is no warning
     assert review_warnings(diff_environments(env(FLAG), env(disabled))) == []
+
+
+def test_promote_preview__kill_switch_pulled_in_the_target__warned_in_every_format(
+    cli, repo_from_case, commit
+) -> None:
+    from tests.cli_schemas import validator
+
+    root = repo_from_case("valid/base")
+    prod = (root / "environments/prod/flags.yaml").read_text()
+    commit({"environments/prod/flags.yaml": prod.replace("enabled: true", "enabled: false", 1)})
+    warning = "flag new-checkout is disabled in prod (kill switch pulled) and this change enables it again"
+
+    text = cli(["promote", "dev", "prod", "--dry-run"], cwd=root)
+    assert text.exit_code == 0, text.stderr
+    assert f"warning: prod: {warning}" in text.stdout
+
+    as_json = cli(["promote", "dev", "prod", "--dry-run", "--format", "json"], cwd=root)
+    doc = json.loads(as_json.stdout)
+    assert doc["warnings"] == [
+        {"env": "prod", "kind": "flags", "key": "new-checkout", "message": warning}
+    ]
+    validator("promote").validate(doc)
+
+    markdown = cli(["promote", "dev", "prod", "--dry-run", "--format", "markdown"], cwd=root)
+    assert "> ⚠️ **prod**: flag `new-checkout` is disabled in `prod`" in markdown.stdout
+
+
+def test_diff_text__added_flag__lists_what_it_serves(cli, repo_from_case, commit) -> None:
+    root = repo_from_case("valid/base")
+    prod = root / "environments/prod/flags.yaml"
+    commit({"environments/prod/flags.yaml": prod.read_text().split("banner-text:")[0]})
+    result = cli(["diff", "prod", "dev"], cwd=root)
+    assert "flag added" in result.stdout
+    assert "variants short = Hi, long = Hello there" in result.stdout
+    assert "requires new-checkout to serve on" in result.stdout

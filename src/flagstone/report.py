@@ -326,12 +326,16 @@ class BuildResult:
 
 
 def changes_payload(changes: Sequence[Change]) -> dict[str, Any]:
-    from flagstone.diff import count
+    from flagstone.diff import count, review_warnings
 
     return {
         "equal": not changes,
         "counts": count(changes),
         "changes": [c.as_dict() for c in changes],
+        "warnings": [
+            {"env": w.env, "kind": w.kind, "key": w.key, "message": w.message}
+            for w in review_warnings(changes)
+        ],
     }
 
 

@@ -197,6 +197,7 @@ def _build(b: report.BuildResult) -> None:
 def print_changes(changes: Sequence[Change], title: str) -> None:
     from rich.tree import Tree
 
+    from flagstone.diff import describe, plain, review_warnings
     from flagstone.report_diff import summary_line
 
     tree = Tree(Text.assemble((title, "bold"), f"  ({summary_line(changes)})"))
@@ -209,7 +210,12 @@ def print_changes(changes: Sequence[Change], title: str) -> None:
             node = branch.add(Text.assemble((label, colours[items[0].action])))
             for c in items:
                 node.add(Text(c.summary))
+                if c.action == "added" and c.field is None and isinstance(c.new, dict):
+                    for words in describe(kind, c.new):  # what it will serve
+                        node.add(Text(plain(words), style="dim"))
     out.print(tree)
+    for w in review_warnings(changes):
+        out.print(Text.assemble(("warning: ", "bold yellow"), f"{w.env}: {w.message}"))
 
 
 @text_renderer(report.DiffResult)
