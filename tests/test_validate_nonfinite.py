@@ -135,3 +135,61 @@ def test_diff_rev_json__nan_committed_in_history__standard_json(nan_repo: Path, 
     strict_json(result.stdout)
     markdown = cli(["diff", "--rev", "HEAD~1..HEAD", "--format", "markdown"], cwd=nan_repo)
     assert "NaN" not in markdown.stdout and ".nan" in markdown.stdout
+
+
+def test_flagd_encoder__never_writes_nan() -> None:
+    from flagstone.errors import FlagstoneError
+    from flagstone.flagd import dump_export
+
+    assert strict_json(dump_export({"flags": {"x": {"defaultVariant": "on"}}}).decode())
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(FlagstoneError, match="NaN or Infinity"):
+            dump_export({"flags": {"x": {"variants": {"on": value}}}})
+
+
+def test_build_flagd__writes_standard_json(repo_from_case, cli) -> None:
+    root = repo_from_case("valid/base")
+    result = cli(["build", "--format", "flagd", "--out", "dist"], cwd=root)
+    assert result.exit_code == 0, result.stderr
+    strict_json((root / "dist/dev.flagd.json").read_text())
+
+
+def test_experiment_plan_json__infinite_option__refused_not_written(cli, tmp_path) -> None:
+    result = cli(
+        [
+            "experiment",
+            "plan",
+            "--baseline",
+            "0.1",
+            "--mde",
+            "0.01",
+            "--daily-units",
+            "inf",
+            "--format",
+            "json",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.exit_code == 2
+    doc = strict_json(result.stdout)
+    assert isinstance(doc, dict) and doc["ok"] is False
+    assert "--daily-units must be a finite number" in doc["error"]["message"]
+
+
+def test_json_output__every_command__standard_json_even_with_nan_in_the_tree(
+    nan_repo: Path, cli
+) -> None:
+    """--format json of the commands that read a tree holding NaN: standard JSON or a clean error."""
+    for args in (
+        ["validate", "--format", "json"],
+        ["diff", "dev", "prod", "--format", "json"],
+        ["diff", "--rev", "HEAD~1..HEAD", "--format", "json"],
+        ["promote", "dev", "prod", "--dry-run", "--format", "json"],
+        ["history", "new-checkout", "--format", "json"],
+        ["drift", "dev", "prod", "--format", "json"],
+        ["build", "--out", "dist", "--output-format", "json"],
+    ):
+        result = cli(args, cwd=nan_repo)
+        assert "Traceback" not in result.stdout + result.stderr, args
+        assert result.stdout.strip(), args
+        strict_json(result.stdout)

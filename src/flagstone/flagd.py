@@ -18,11 +18,12 @@ the export to flagstone's answers on generated contexts of every type.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from flagstone.bundle import build_bundle
-from flagstone.errors import Problem
+from flagstone.errors import FlagstoneError, Problem
 from flagstone.model import Repository
 from flagstone.runtime.format import (
     BUCKETS,
@@ -458,3 +459,15 @@ class _Exporter:
                 ]
             }
         raise Unsupported(f"the operator {op!r}")
+
+
+def dump_export(document: Mapping[str, Any]) -> bytes:
+    """The export file's bytes: standard JSON only (validation refuses NaN and Infinity
+    first; this keeps a JSON parser that follows the standard, Node's, from ever failing)."""
+    try:
+        text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise FlagstoneError(
+            "the flagd export holds NaN or Infinity, which JSON cannot represent; run `flagstone validate`"
+        ) from None
+    return text.encode() + b"\n"

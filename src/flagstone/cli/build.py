@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -162,13 +161,11 @@ def build(
     for name in names:
         revision = revisions[name]
         if bundle_format is BundleFormat.flagd:
-            from flagstone.flagd import export_environment
+            from flagstone.flagd import dump_export, export_environment
 
             document, found = export_environment(repo, name)
             warnings += found
-            data = (
-                json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False).encode() + b"\n"
-            )
+            data = dump_export(document)
             path = target / f"{name}.flagd.json"
             files.append((path, data))
             built.append(BuiltBundle(name, str(path), "flagd"))

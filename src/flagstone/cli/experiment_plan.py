@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -144,6 +145,15 @@ def plan(
 
         if (mde is None) == (units is None):
             raise FlagstoneError("pass --mde (to get a sample size) or --units (to get the MDE)")
+        numbers = {"--baseline": baseline, "--mde": mde, "--alpha": alpha, "--power": power}
+        numbers |= {
+            "--traffic": traffic,
+            "--daily-units": daily_units,
+            "--baseline-sd": baseline_sd,
+        }
+        for option, number in numbers.items():
+            if number is not None and not math.isfinite(number):  # JSON has no NaN, no Infinity
+                raise FlagstoneError(f"{option} must be a finite number, got {number}")
         design = Design(
             baseline=baseline,
             baseline_sd=baseline_sd,
@@ -165,12 +175,18 @@ def plan(
     except FlagstoneError as e:
         if fmt is Format.json:
             doc = {"ok": False, "error": {"code": "plan", "message": str(e)}}
-            sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
+            sys.stdout.write(json.dumps(doc, sort_keys=True, allow_nan=False) + "\n")
             err.print(f"error: {e}", markup=False, highlight=False)
             raise typer.Exit(ExitCode.ERROR) from None
         raise
     if fmt is Format.json:
-        sys.stdout.write(json.dumps(plan_json(result, mode), sort_keys=True, indent=2) + "\n")
+        try:
+            text = json.dumps(plan_json(result, mode), sort_keys=True, indent=2, allow_nan=False)
+        except ValueError:  # an infinite figure: standard JSON has no way to write it
+            raise FlagstoneError(
+                "the plan has an infinite figure, which JSON cannot hold; check --traffic and --daily-units"
+            ) from None
+        sys.stdout.write(text + "\n")
         return
     if fmt is Format.markdown:
         sys.stdout.write(render_markdown(result, mode))
