@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from flagstone.flagd import export_environment
 from flagstone.load import load_repository
 from flagstone.runtime import Client
 from flagstone.runtime.operators import semver_key
-from tests.flagd_helpers import flagd_provider, provider_answer, reason_name
+from tests.flagd_helpers import DEFAULTS, flagd_provider, provider_answer, reason_name, value_kind
 from tests.runtime_helpers import bundle_from_yaml
+from tests.test_flagd_node import NodeEvaluate, node_flagd_core  # noqa: F401 -- the fixture
 
 CONTEXTS = 12_000
 FLAGS_PER_CONTEXT = 8  # each context meets the next 8 flags in turn: every flag sees ~3,000
@@ -393,9 +396,48 @@ def answer(details: Any) -> tuple[Any, Any]:
     return details.variant, details.value
 
 
-def test_flagd_export__generated_repository_and_contexts__every_disagreement_is_explained_and_warned(
-    tmp_path: Path,
-) -> None:
+@dataclass
+class Differential:
+    """The generated repository, its export and contexts, and the running tally of one
+    evaluator's answers against flagstone's."""
+
+    bundle: dict[str, Any]
+    document: dict[str, Any]
+    path: Path
+    exported: list[str]
+    warned: set[tuple[str, str]]
+    contexts: list[dict[str, Any]]
+    ours: Client
+    facts: dict[str, dict[str, Any]]
+    explained: Counter[str]
+    unexplained: list[Any]
+
+    def pairs(self, keys: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        """Each context with the next FLAGS_PER_CONTEXT of these flags, in turn."""
+        return [
+            (keys[(i * FLAGS_PER_CONTEXT + j) % len(keys)], ctx)
+            for i, ctx in enumerate(self.contexts)
+            for j in range(FLAGS_PER_CONTEXT)
+        ]
+
+    def compare(self, key: str, ctx: dict[str, Any], theirs: tuple[Any, Any]) -> None:
+        if answer(self.ours.details(key, ctx)) == theirs:
+            return
+        kinds = [n for n, d in EXPLAINED.items() if d.applies(ctx, self.facts[key])]
+        seen = ctx
+        for name in kinds:
+            seen = EXPLAINED[name].as_flagd_sees_it(seen, self.facts[key])
+        if kinds and answer(self.ours.details(key, seen)) == theirs:
+            self.explained.update(kinds)
+            for name in kinds:
+                code = EXPLAINED[name].warning
+                assert not code or (key, code) in self.warned, (key, name, "not warned")
+        else:
+            self.unexplained.append((key, ctx, answer(self.ours.details(key, ctx)), theirs))
+
+
+@pytest.fixture
+def differential(tmp_path: Path) -> Differential:
     rng = random.Random(SEED)
     flags, segments, experiments = generated_repository(rng)
     bundle = bundle_from_yaml(
@@ -410,65 +452,91 @@ def test_flagd_export__generated_repository_and_contexts__every_disagreement_is_
     assert left_out == {"left-out-regex", "left-out-dates", "left-out-prereq"}
     exported = [k for k in bundle["flags"] if k not in left_out]
     assert set(exported) == set(document["flags"])
-    warned = {(w.path[0], w.code) for w in warnings}
     assert {op for _, op, _ in ATOMS} | {"matches", "before", "after"} == schema_operators()
     path = tmp_path / "prod.flagd.json"
     path.write_text(json.dumps(document))
+    return Differential(
+        bundle=bundle,
+        document=document,
+        path=path,
+        exported=exported,
+        warned={(w.path[0], w.code) for w in warnings},
+        contexts=[generated_context(rng) for _ in range(CONTEXTS)],
+        ours=Client.from_dict(bundle),
+        facts={key: _facts(bundle, key) for key in exported},
+        explained=Counter(),
+        unexplained=[],
+    )
 
-    ours = Client.from_dict(bundle)
-    facts = {key: _facts(bundle, key) for key in exported}
-    contexts = [generated_context(rng) for _ in range(CONTEXTS)]
-    served: dict[str, Counter[Any]] = {key: Counter() for key in exported}
-    explained: Counter[str] = Counter()
-    unexplained = []
-    compared = 0
+
+def test_flagd_export__python_flagd_provider__every_disagreement_is_explained_and_warned(
+    differential: Differential,
+) -> None:
+    d = differential
+    served: dict[str, Counter[Any]] = {key: Counter() for key in d.exported}
+    pairs = d.pairs(d.exported)
     # flagd-core logs every unparsable version with a traceback; the answers are what count.
     logging.getLogger("openfeature").setLevel(logging.CRITICAL)
-    with flagd_provider(path) as client:
-        for i, ctx in enumerate(contexts):
-            for j in range(FLAGS_PER_CONTEXT):
-                key = exported[(i * FLAGS_PER_CONTEXT + j) % len(exported)]
-                variants = bundle["flags"][key]["variants"]
-                mine = ours.details(key, ctx)
-                theirs = provider_answer(client.provider, key, variants, ctx)
-                compared += 1
-                served[key][
-                    (ctx["pick"], mine.variant) if key.startswith("ops-") else mine.variant
-                ] += 1
-                if answer(mine) == theirs:
-                    continue
-                kinds = [n for n, d in EXPLAINED.items() if d.applies(ctx, facts[key])]
-                seen = ctx
-                for name in kinds:
-                    seen = EXPLAINED[name].as_flagd_sees_it(seen, facts[key])
-                if kinds and answer(ours.details(key, seen)) == theirs:
-                    explained.update(kinds)
-                    for name in kinds:
-                        code = EXPLAINED[name].warning
-                        assert not code or (key, code) in warned, (
-                            key,
-                            name,
-                            "not warned at export",
-                        )
-                else:
-                    unexplained.append((key, ctx, answer(mine), theirs))
-    assert unexplained[:10] == []
-    assert compared == CONTEXTS * FLAGS_PER_CONTEXT
+    with flagd_provider(d.path) as client:
+        for key, ctx in pairs:
+            variants = d.bundle["flags"][key]["variants"]
+            d.compare(key, ctx, provider_answer(client.provider, key, variants, ctx))
+            mine = d.ours.details(key, ctx)
+            served[key][
+                (ctx["pick"], mine.variant) if key.startswith("ops-") else mine.variant
+            ] += 1
+    assert d.unexplained[:10] == []
+    assert len(pairs) == CONTEXTS * FLAGS_PER_CONTEXT
     # Each listed difference really occurs: the table is not padding.
-    assert set(explained) == set(EXPLAINED), explained
+    assert set(d.explained) == set(EXPLAINED), d.explained
     # Every operator atom was true for some contexts and false for others; every other
     # flag served more than one answer.
-    for key in exported:
+    for key in d.exported:
         if key.startswith("ops-"):
-            for i in range(len(bundle["flags"][key]["rules"])):
+            for i in range(len(d.bundle["flags"][key]["rules"])):
                 rule = f"r{i}"
-                assert served[key][(rule, rule)] and served[key][(rule, "none")], (
-                    key,
-                    rule,
-                    served[key],
-                )
+                assert served[key][(rule, rule)] and served[key][(rule, "none")], (key, rule)
         elif not key.startswith("killed"):
             assert len(served[key]) > 1, (key, served[key])
+
+
+def test_flagd_export__npm_flagd_core__same_answers_where_it_does_not_bucket(
+    differential: Differential,
+    node_flagd_core: NodeEvaluate,  # noqa: F811 -- the fixture imported above
+) -> None:
+    """The same contexts through JavaScript's flagd-core (4.0.1 buckets differently: the
+    compatibility table), for every flag whose answer involves no `fractional`: its
+    JsonLogic raises where Python's returns null, and the guards hold there too."""
+    d = differential
+    keys = [k for k in d.exported if "fractional" not in json.dumps(d.document["flags"][k])]
+    assert len(keys) >= 20
+    contexts = [
+        {
+            "targetingKey": ctx.get("user_id") if type(ctx.get("user_id")) is str else None,
+            "attributes": {k: v for k, v in ctx.items() if k != "user_id"},
+        }
+        for ctx in d.contexts
+    ]
+    index = {id(ctx): i for i, ctx in enumerate(d.contexts)}
+    kinds = {"boolean": "boolean", "string": "string", "integer": "number", "float": "number"}
+    pairs = d.pairs(keys)
+    cases = []
+    for key, ctx in pairs:
+        kind = value_kind(d.bundle["flags"][key]["variants"])
+        cases.append(
+            {
+                "flag": key,
+                "type": kinds.get(kind, "object"),
+                "default": DEFAULTS[kind],
+                "context": index[id(ctx)],
+            }
+        )
+    results = node_flagd_core(d.document, cases, contexts=contexts)
+    for (key, ctx), r in zip(pairs, results, strict=True):
+        theirs = (r["variant"], r["value"]) if r["variant"] is not None else (None, r["reason"])
+        d.compare(key, ctx, theirs)
+    assert d.unexplained[:10] == []
+    assert set(d.explained) == {"semver-text", "dotted-key"}, d.explained
 
 
 def schema_operators() -> set[str]:

@@ -63,11 +63,15 @@ def node_flagd_core() -> NodeEvaluate:
             pytest.skip(message + " (needs the npm registry once)")
 
     def evaluate(
-        flags: dict[str, Any], cases: list[dict[str, Any]], strict: bool = False
+        flags: dict[str, Any],
+        cases: list[dict[str, Any]],
+        strict: bool = False,
+        contexts: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
+        request = {"flags": flags, "cases": cases, "strict": strict, "contexts": contexts or []}
         run = subprocess.run(
             [node, str(NODE_DIR / "evaluate.mjs")],
-            input=json.dumps({"flags": flags, "cases": cases, "strict": strict}),
+            input=json.dumps(request),
             capture_output=True,
             text=True,
             timeout=120,

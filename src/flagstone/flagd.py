@@ -90,9 +90,7 @@ def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any],
                 "flagd serves its default for a missing flag; keep this flag on the flagstone runtime",
             )
             continue
-        dotted = sorted(
-            a for a in _attributes(flags[key], exporter.segments) if "." in a and a != CONSENT_PATH
-        )
+        dotted = sorted(a for a in set().union(*_reads(flag, bundle)) if "." in a)
         if dotted:
             names = ", ".join(repr(a) for a in dotted)
             warn(
@@ -112,7 +110,7 @@ def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any],
                 "'Exported, with a warning'), or keep this flag on the flagstone runtime",
             )
     document: dict[str, Any] = {"$schema": FLAGD_SCHEMA, "flags": flags}
-    evaluators = {name: exporter.segments[name] for name in sorted(exporter.used_segments)}
+    evaluators = exporter.used_evaluators()
     if evaluators:
         document["$evaluators"] = evaluators
     if warnings:
@@ -128,28 +126,34 @@ def _nested_example(dotted: str) -> str:
     return "".join(f'{{"{p}": ' for p in parts) + "..." + "}" * len(parts)
 
 
-def _attributes(node: Any, evaluators: Mapping[str, Any]) -> set[str]:
-    """Every context attribute a piece of flagd targeting reads, through ``$ref`` too."""
-    if isinstance(node, list):
-        return set().union(*(_attributes(n, evaluators) for n in node))
-    if not isinstance(node, dict):
-        return set()
-    if "var" in node and isinstance(node["var"], str):
-        return {node["var"]}
-    if "$ref" in node:
-        return _attributes(evaluators[node["$ref"]], evaluators)
-    return _attributes(list(node.values()), evaluators)
-
-
-def _operators(node: Mapping[str, Any], segments: Mapping[str, Any]) -> set[str]:
-    """Every operator a bundle condition uses, through segments too."""
+def _atoms(node: Mapping[str, Any], segments: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """Every (attribute, operator) a bundle condition tests, through segments too."""
     if "attr" in node:
-        return {node["op"]}
+        return {(node["attr"], node["op"])}
     if "segment" in node:
-        return _operators(segments[node["segment"]]["when"], segments)
+        return _atoms(segments[node["segment"]]["when"], segments)
     if "not" in node:
-        return _operators(node["not"], segments)
-    return set().union(*(_operators(n, segments) for n in node.get("all", node.get("any", []))))
+        return _atoms(node["not"], segments)
+    return set().union(*(_atoms(n, segments) for n in node.get("all", node.get("any", []))))
+
+
+def _reads(flag: Mapping[str, Any], bundle: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """(attributes the flag's conditions test, attributes it buckets or targets by)."""
+    conditions = [rule["when"] for rule in flag["rules"]]
+    experiment = bundle["experiments"].get(flag.get("experiment") or "")
+    if experiment is not None and "audience" in experiment:
+        conditions.append(experiment["audience"])
+    atoms = set().union(*(_atoms(c, bundle["segments"]) for c in conditions))
+    units = {
+        serve.get("by", flag["unit"])
+        for serve in [flag["default"], *(rule["serve"] for rule in flag["rules"])]
+        if "rollout" in serve
+    }
+    if flag["targets"]:
+        units.add(flag["unit"])
+    if experiment is not None:
+        units.add(experiment["unit"])
+    return {a for a, _ in atoms}, units
 
 
 # --- JsonLogic building blocks: each is true in flagd exactly when flagstone's test is ---
@@ -167,12 +171,38 @@ def is_boolean(value: Any) -> dict[str, Any]:
     return {"and": [{"!": [is_string(value)]}, {"in": [{"cat": [value]}, spellings]}]}
 
 
-def is_number(value: Any) -> dict[str, Any]:
-    """A number, not a boolean: `+` returns a number unchanged (and a boolean, in Python)."""
-    return {"and": [{"===": [{"+": [value]}, value]}, {"!": [is_boolean(value)]}]}
+def _length(value: dict[str, str]) -> dict[str, str]:
+    """The `length` of a string or list attribute, null for any other value."""
+    return {"var": value["var"] + ".length"}
 
 
-def is_unit(value: Any) -> dict[str, Any]:
+def is_list(value: dict[str, str]) -> dict[str, Any]:
+    """A list: it has a length and is not a string or an object (`cat` spells every object
+    "[object Object]", in Python's flagd-core as in JavaScript)."""
+    return {
+        "and": [
+            {"!==": [_length(value), None]},
+            {"!": [is_string(value)]},
+            {"!==": [{"cat": [value]}, "[object Object]"]},
+        ]
+    }
+
+
+def is_number(value: dict[str, str]) -> dict[str, Any]:
+    """A number, not a boolean. Strings, lists and objects are ruled out before `+` sees
+    them (JavaScript's flagd-core raises on a NaN); `+` returns a number unchanged (and a
+    boolean too, in Python)."""
+    return {
+        "and": [
+            {"===": [_length(value), None]},
+            {"!==": [{"cat": [value]}, "[object Object]"]},
+            {"===": [{"+": [value]}, value]},
+            {"!": [is_boolean(value)]},
+        ]
+    }
+
+
+def is_unit(value: dict[str, str]) -> dict[str, Any]:
     """What runtime.evaluate.unit_string accepts: a string or an integer. JsonLogic cannot
     tell 7.0 from 7; it can tell -0.0 ("-0") and 1e+20 apart, which `cat` would spell
     differently from an integer."""
@@ -237,6 +267,9 @@ class _Exporter:
         self.unit = str(bundle["default_unit"])
         self.flag_unit = self.unit
         self.used_segments: set[str] = set()
+        # Guards the export repeats, written once in $evaluators; a name with ":" is never
+        # a segment key.
+        self.guards: dict[str, Any] = {}
         self.segments: dict[str, Any] = {}
         self._segment_errors: dict[str, str] = {}
         for name in bundle["segments"]:
@@ -259,22 +292,14 @@ class _Exporter:
         experiment = self.bundle["experiments"].get(flag.get("experiment") or "")
         if experiment is not None and "audience" in experiment:
             conditions.append(experiment["audience"])
-        ops = set().union(*(_operators(c, self.bundle["segments"]) for c in conditions))
+        ops = {op for c in conditions for _, op in _atoms(c, self.bundle["segments"])}
         if ops & set(SEMVER_OPS):
             cases.append(
                 "a version with surrounding whitespace (' 1.2.3') or a pre-release or build that "
                 "semver.org's grammar forbids ('1.2.3-01', '1.2.3-a..b') matches in flagstone, "
                 "never in flagd"
             )
-        units = {
-            serve.get("by", flag["unit"])
-            for serve in [flag["default"], *(rule["serve"] for rule in flag["rules"])]
-            if "rollout" in serve
-        }
-        if flag["targets"]:
-            units.add(flag["unit"])
-        if experiment is not None:
-            units.add(experiment["unit"])
+        units = _reads(flag, self.bundle)[1]
         for unit in sorted(units - {self.unit}):
             cases.append(
                 f"{unit!r} sent as a whole-number float (7.0) is the unit 7 to flagd, while "
@@ -422,9 +447,31 @@ class _Exporter:
                 return self.segment_logic(name)
             self.used_segments.add(name)
             return {"$ref": name}
-        return self.operator(node["attr"], node["op"], node["value"])
+        return self.operator(node["attr"], node["op"], node["value"], inline)
 
-    def operator(self, attribute: str, op: str, operand: Any) -> Any:
+    def evaluators(self) -> dict[str, Any]:
+        return {**self.segments, **self.guards}
+
+    def used_evaluators(self) -> dict[str, Any]:
+        return {
+            name: self.evaluators()[name] for name in sorted(self.used_segments | set(self.guards))
+        }
+
+    def semver_guard(self, attribute: str, inline: bool) -> Any:
+        """A string flagstone can read as a version (see the module doc). Written once per
+        attribute in $evaluators; segments take it in place, since flagd resolves $ref only
+        in a flag's targeting."""
+        var = self.var(attribute)
+        guard = {
+            "and": [is_string(var), {"!": [{"starts_with": [var, "V"]}]}, semver_core_complete(var)]
+        }
+        if inline:
+            return guard
+        name = f"flagstone:semver:{attribute}"
+        self.guards[name] = guard
+        return {"$ref": name}
+
+    def operator(self, attribute: str, op: str, operand: Any, inline: bool = False) -> Any:
         """One flagstone operator (runtime/operators.py) as JsonLogic with its answers."""
         if op in UNSUPPORTED_OPERATORS:
             raise Unsupported(UNSUPPORTED_OPERATORS[op])
@@ -440,24 +487,19 @@ class _Exporter:
         if op == "exists":
             return self.present(attribute) if operand else {"===": [var, None]}
         if op == "contains":
+            # JavaScript's flagd-core raises for `in`/`some` over anything else.
             if isinstance(operand, str):
                 # a substring of a string, an item of a list: JsonLogic's `in` does both
-                return {"in": [operand, var]}
+                return {"and": [{"or": [is_string(var), is_list(var)]}, {"in": [operand, var]}]}
             # A number or boolean is only ever an item of a list (`in` would find 1 in "a1").
-            return {"some": [var, equals({"var": ""}, operand)]}
+            return {"and": [is_list(var), {"some": [var, equals({"var": ""}, operand)]}]}
         if op in ("starts_with", "ends_with"):
             return {op: [var, operand]}  # flagd answers null (false) for a non-string
         if op in NUMERIC_OPS:
             return {"and": [is_number(var), {NUMERIC_OPS[op]: [var, operand]}]}
         if op in SEMVER_OPS:
-            return {
-                "and": [
-                    is_string(var),
-                    {"!": [{"starts_with": [var, "V"]}]},
-                    semver_core_complete(var),
-                    {"sem_ver": [var, SEMVER_OPS[op], operand.removeprefix("v")]},
-                ]
-            }
+            compare = {"sem_ver": [var, SEMVER_OPS[op], operand.removeprefix("v")]}
+            return {"and": [self.semver_guard(attribute, inline), compare]}
         raise Unsupported(f"the operator {op!r}")
 
 
