@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -10,9 +11,11 @@ import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import git
 import pytest
+import typer.testing
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +88,19 @@ def repo_from_case(git_repo: git.Repo) -> Callable[[str], Path]:
     return _copy
 
 
+# typer's CliRunner rebuilds the whole click command tree on every invoke, which costs
+# more than most commands take to run; the tree never changes within a test session.
+typer.testing._get_command = functools.cache(typer.testing._get_command)  # type: ignore[attr-defined]
+
+
+def invoke(args: list[str], *, input: str | None = None, catch_exceptions: bool = False) -> Any:
+    """Run the real root command (its error handling included) in process."""
+    from flagstone.cli.app import _load_commands, app
+
+    _load_commands()
+    return CliRunner().invoke(app, args, input=input, catch_exceptions=catch_exceptions)
+
+
 @dataclass
 class CliResult:
     exit_code: int
@@ -95,17 +111,13 @@ class CliResult:
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
     """Run the CLI in-process (typer's CliRunner) from ``cwd``."""
-    from flagstone.cli.app import _load_commands, app
-
-    _load_commands()
-
     # In-process runs show a bug's real traceback instead of the one-line internal error.
     monkeypatch.setenv("FLAGSTONE_DEBUG", "1")
 
     def run(args: list[str], cwd: Path | None = None, input: str | None = None) -> CliResult:
         if cwd is not None:
             monkeypatch.chdir(cwd)
-        result = CliRunner().invoke(app, args, input=input, catch_exceptions=False)
+        result = invoke(args, input=input, catch_exceptions=False)
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run

@@ -67,7 +67,7 @@ UNKNOWN_ENV = [
     ["config", "set", "api.timeout_ms", "1", "--env", "nope"],
     ["flag", "create", "x", "--env", "nope"],
     ["flag", "enable", "new-checkout", "--env", "nope"],
-    ["segment", "set", "s", "--when", "{}", "--env", "nope"],
+    ["segment", "set", "s", "--when", '{"a": 1}', "--env", "nope"],
 ]
 
 

@@ -12,6 +12,7 @@ one line (``FLAGSTONE_DEBUG=1`` shows the traceback).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import importlib
@@ -80,11 +81,22 @@ def _wants_json(args: Sequence[str]) -> bool:
     return False
 
 
+def abandon_stdout() -> None:
+    """Stdout cannot be written (closed pipe, full disk): send the rest, and the flush at
+    exit, to /dev/null so Python prints no "Exception ignored" of its own."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115
+
+
 def _write_json_error(doc: dict[str, Any]) -> None:
     from flagstone.report import dumps
 
-    sys.stdout.write(dumps(doc))
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(dumps(doc))
+        sys.stdout.flush()
+    except OSError:
+        abandon_stdout()
 
 
 def _print_error(message: str) -> None:
@@ -129,7 +141,7 @@ class FlagstoneGroup(TyperGroup):
             code = ExitCode.FINDINGS
         except BrokenPipeError:
             # `flagstone flag list | head`: the reader left; say nothing more.
-            sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115
+            abandon_stdout()
             code = ExitCode.FINDINGS
         except Exception as e:
             code = internal_error(e, wants_json=_wants_json(argv))
@@ -280,6 +292,22 @@ def fail(message: str) -> typer.Exit:
     """Report an expected error; return the Exit to raise (exit code 2)."""
     report_error(FlagstoneError(message))
     return typer.Exit(ExitCode.ERROR)
+
+
+R = TypeVar("R")
+# Rich-text renderers by result type; registering one costs no import of rich or report,
+# so command modules can do it at import time and `flagstone --help` stays fast.
+TEXT_RENDERERS: dict[type, Callable[[Any], None]] = {}
+
+
+def text_renderer(kind: type[R]) -> Callable[[Callable[[R], None]], Callable[[R], None]]:
+    """Register the rich-text renderer of a result type (see cli/output.py)."""
+
+    def register(fn: Callable[[R], None]) -> Callable[[R], None]:
+        TEXT_RENDERERS[kind] = fn
+        return fn
+
+    return register
 
 
 def finish(result: Any, fmt: str) -> NoReturn:

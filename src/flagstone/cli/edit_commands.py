@@ -175,6 +175,24 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parse_condition(text: str, option: str = "--when") -> dict[str, Any]:
+    """A condition given on the command line: a JSON object of attribute matchers."""
+    try:
+        condition = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(
+            f"{option} is not valid JSON ({e.msg} at column {e.colno}); "
+            f"""e.g. {option} '{{"country": {{"in": ["DE", "FR"]}}}}'"""
+        ) from None
+    except RecursionError:
+        raise UsageError(f"{option} is nested too deeply to read") from None
+    if not isinstance(condition, dict) or not condition:
+        raise UsageError(
+            f"""{option} takes a JSON object of conditions, e.g. '{{"plan": "pro"}}'"""
+        )
+    return condition
+
+
 def split_pairs(text: str) -> list[str]:
     """Split ``a=1,b={"x": 1, "y": [2, 3]},c="p,q"`` on the commas outside JSON values."""
     pieces, depth, start, quoted, escaped = [], 0, 0, False, False
@@ -456,12 +474,7 @@ def segment_set(
     root: Root = None,
 ) -> None:
     """Create a segment or replace its condition."""
-    try:
-        condition = json.loads(when)
-    except json.JSONDecodeError as e:
-        raise FlagstoneError(
-            f'--when is not valid JSON ({e.msg}); e.g. \'{{"plan": "pro"}}\''
-        ) from None
+    condition = parse_condition(when)
 
     def change(data: Any) -> str:
         from flagstone.edit import mapping

@@ -3,7 +3,7 @@
 JSON, markdown and GitHub annotations are plain strings from ``flagstone.report``,
 written with ``sys.stdout.write``; text goes through rich (``out`` for results, ``err``
 for summaries and diagnostics). One text renderer per result type, registered with
-``@text_renderer``; a result offers markdown or github only if it has that method, and
+``@text_renderer`` (from ``cli.app``, so registering imports nothing heavy); a result offers markdown or github only if it has that method, and
 a command offers only the formats its result renders.
 """
 
@@ -12,31 +12,29 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import groupby
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.text import Text
 
 from flagstone import report
-from flagstone.cli.app import ValidateFormat, err, out
-from flagstone.errors import Problem
+from flagstone.cli.app import (
+    TEXT_RENDERERS,
+    ExitCode,
+    ValidateFormat,
+    abandon_stdout,
+    err,
+    out,
+    text_renderer,
+)
+from flagstone.errors import FlagstoneError, Problem
 
 if TYPE_CHECKING:
     from flagstone.diff import Change
 
-R = TypeVar("R")
-_TEXT: dict[type, Callable[[Any], None]] = {}
-
-
-def text_renderer(kind: type[R]) -> Callable[[Callable[[R], None]], Callable[[R], None]]:
-    """Register the rich-text renderer of a result type."""
-
-    def register(fn: Callable[[R], None]) -> Callable[[R], None]:
-        _TEXT[kind] = fn
-        return fn
-
-    return register
+_TEXT = TEXT_RENDERERS
 
 
 def renders(result: Any, fmt: str) -> bool:
@@ -53,13 +51,24 @@ def emit(result: Any, fmt: str) -> None:
     fmt = str(fmt)
     if not renders(result, fmt):
         raise TypeError(f"{type(result).__name__} has no {fmt} rendering")
-    if fmt == "json":
-        sys.stdout.write(report.dumps(report.document(result)))
-    elif fmt in ("markdown", "github"):
-        sys.stdout.write(getattr(result, fmt)())
-    else:
-        _TEXT[type(result)](result)
-    sys.stdout.flush()
+    text = report.dumps(report.document(result)) if fmt == "json" else None
+    try:
+        if text is not None:
+            sys.stdout.write(text)
+        elif fmt in ("markdown", "github"):
+            sys.stdout.write(getattr(result, fmt)())
+        else:
+            _TEXT[type(result)](result)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        abandon_stdout()  # the reader left (`| head`): nothing more to say
+        raise typer.Exit(ExitCode.FINDINGS) from None
+    except OSError as e:
+        abandon_stdout()
+        raise FlagstoneError(
+            f"cannot write the output: {e.strerror or e}; "
+            "free some space or send it elsewhere (> file)"
+        ) from None
 
 
 def default_validate_format() -> ValidateFormat:

@@ -6,7 +6,6 @@ number them.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +20,7 @@ from flagstone.cli.edit_commands import (
     Root,
     _flag,
     apply_edit,
+    parse_condition,
 )
 from flagstone.cli.groups import rule_app
 from flagstone.errors import FlagstoneError, UsageError
@@ -49,21 +49,6 @@ def parse_rollout(text: str) -> dict[str, int | float]:
     if len(weights) < 2:
         raise UsageError("a rollout shares units between two or more variants: on=20,off=80")
     return weights
-
-
-def parse_condition(text: str) -> dict[str, Any]:
-    try:
-        condition = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(
-            f"--when is not valid JSON ({e.msg} at column {e.colno}); "
-            """e.g. --when '{"country": {"in": ["DE", "FR"]}}'"""
-        ) from None
-    except RecursionError:
-        raise UsageError("--when is nested too deeply to read") from None
-    if not isinstance(condition, dict) or not condition:
-        raise UsageError("""--when takes a JSON object of conditions, e.g. '{"plan": "pro"}'""")
-    return condition
 
 
 def _rules(flag: Any, key: str) -> Any:

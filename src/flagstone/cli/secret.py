@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flagstone.cli.app import ExitCode, TextJson, command, err, finish, out
+from flagstone.cli.app import ExitCode, TextJson, command, err, finish, out, text_renderer
 from flagstone.cli.groups import secret_app
-from flagstone.cli.output import text_renderer
 from flagstone.errors import FlagstoneError
 
 if TYPE_CHECKING:
@@ -506,9 +505,8 @@ def secret_drivers(fmt: Fmt = TextJson.text, root: Root = None) -> None:
     from flagstone.load import find_root
 
     repo_root = find_root(root or Path.cwd())
+    from flagstone.scaffold import SECRET_DRIVERS as GIT_DRIVERS
+
     gitio.set_config(repo_root, GIT_DRIVERS)
     shown = [f"git config {key} {json.dumps(value)}" for key, value in GIT_DRIVERS.items()]
     finish(SecretOutcome({"config": dict(GIT_DRIVERS)}, shown=shown), fmt)
-
-
-from flagstone.scaffold import SECRET_DRIVERS as GIT_DRIVERS  # noqa: E402
