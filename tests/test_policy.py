@@ -198,3 +198,172 @@ def test_verify__a_branch_that_merges_main__is_not_blamed_for_mains_prod_changes
     git(root, "merge", "-q", "--no-edit", "--no-gpg-sign", "main")
     result = cli(["verify", "--range", "base..HEAD"], cwd=root)
     assert result.exit_code == 0, result.stdout + result.stderr
+
+
+# --- the gate cannot be bypassed: one test per way around it ------------------------------
+
+
+def violations(cli, root: Path, rev_range: str = "base..HEAD") -> list[tuple[str, str]]:
+    import json
+
+    result = cli(["verify", "--range", rev_range, "--format", "json"], cwd=root)
+    doc = json.loads(result.stdout)
+    assert result.exit_code == (1 if doc["violations"] else 0), result.stderr
+    return [(v["rule"], v["reason"]) for v in doc["violations"]]
+
+
+def promotion_message(source: str, keys: str = "flags.new-checkout") -> str:
+    return (
+        "Promote dev -> prod\n\nFlagstone-Promote: dev -> prod\n"
+        f"Flagstone-Source: {source}\nFlagstone-Keys: {keys}\n"
+    )
+
+
+def test_verify__amended_promotion_changing_an_unlisted_flag__is_caught(cli, signed_repo) -> None:
+    root, trusted, _ = signed_repo
+    promote_with_commit(cli, root, trusted)
+    assert violations(cli, root) == []
+    prod = root / "environments" / "prod" / "flags.yaml"
+    prod.write_text(prod.read_text().replace("  default: short", "  default: long"))
+    git(root, "add", "-A")
+    git(
+        root,
+        "-c",
+        f"user.signingkey={trusted}",
+        "commit",
+        "-q",
+        "--amend",
+        "--no-edit",
+        f"-S{trusted}",
+    )
+    assert violations(cli, root) == [
+        (
+            "promotion",
+            "changes flags.banner-text, which its Flagstone-Keys does not list: a promotion "
+            "commit may change only what it promotes",
+        )
+    ]
+
+
+def test_verify__forged_keys_trailer_listing_a_key_dev_never_had__is_caught(
+    cli, signed_repo
+) -> None:
+    root, trusted, _ = signed_repo
+    head = git(root, "rev-parse", "HEAD").strip()
+    prod = root / "environments" / "prod" / "flags.yaml"
+    prod.write_text(prod.read_text().replace("  default: short", "  default: long"))
+    signed_commit(root, trusted, promotion_message(head, "flags.new-checkout, flags.banner-text"))
+    found = violations(cli, root)
+    assert [rule for rule, _ in found] == ["promotion"]
+    assert "but prod's flags.banner-text differs from it" in found[0][1]
+
+
+def test_verify__source_off_the_line__is_caught(cli, signed_repo) -> None:
+    """A side branch where dev is edited to match a forged prod change is no source."""
+    root, trusted, _ = signed_repo
+    git(root, "checkout", "-q", "-b", "side")
+    dev = root / "environments" / "dev" / "flags.yaml"
+    dev.write_text(dev.read_text().replace("on: 20, off: 80", "on: 100, off: 0"))
+    side = signed_commit(root, trusted, "dev matches, on a side branch")
+    git(root, "checkout", "-q", "main")
+    prod = root / "environments" / "prod" / "flags.yaml"
+    prod.write_text(prod.read_text().replace("on: 20, off: 80", "on: 100, off: 0"))
+    signed_commit(root, trusted, promotion_message(side))
+    found = violations(cli, root)
+    assert [rule for rule, _ in found] == ["promotion"]
+    assert f"names Flagstone-Source {side[:12]}, which is not an ancestor" in found[0][1]
+
+
+THREE = """\
+version: 1
+environments: [dev, staging, prod]
+config_schema: schemas/config.schema.json
+policy:
+  protected:
+    staging:
+      promote_from: dev
+    prod:
+      require_signature: true
+      allowed_signers: .flagstone/allowed_signers
+      promote_from: staging
+"""
+
+
+def test_verify__source_whose_staging_failed_the_policy__is_caught(
+    cli, signed_repo, commit
+) -> None:
+    """Staging edited directly (a violation) and then promoted on: prod is tainted too."""
+    root, trusted, _ = signed_repo
+    shutil.copytree(root / "environments" / "prod", root / "environments" / "staging")
+    (root / "flagstone.yaml").write_text(THREE)
+    commit(message="staging")
+    git(root, "branch", "-f", "base")
+    staging = root / "environments" / "staging" / "flags.yaml"
+    staging.write_text(staging.read_text().replace("on: 20, off: 80", "on: 100, off: 0"))
+    direct = signed_commit(root, trusted, "staging edited by hand")
+    prod = root / "environments" / "prod" / "flags.yaml"
+    prod.write_text(prod.read_text().replace("on: 20, off: 80", "on: 100, off: 0"))
+    signed_commit(
+        root,
+        trusted,
+        "Promote\n\nFlagstone-Promote: staging -> prod\n"
+        f"Flagstone-Source: {direct}\nFlagstone-Keys: flags.new-checkout\n",
+    )
+    found = violations(cli, root)
+    assert [rule for rule, _ in found] == ["promotion", "promotion"]
+    assert found[0][1].startswith("changes staging directly")
+    assert f"whose staging includes {direct[:12]}, which fails this policy" in found[1][1]
+
+
+def test_verify__policy_removed_inside_the_range__still_guards_and_is_itself_flagged(
+    cli, signed_repo
+) -> None:
+    root, _, _ = signed_repo
+    (root / "flagstone.yaml").write_text(
+        "version: 1\nenvironments: [dev, prod]\nconfig_schema: schemas/config.schema.json\n"
+    )
+    signed_commit(root, None, "relax the policy")
+    prod = root / "environments" / "prod" / "config.yaml"
+    prod.write_text(prod.read_text().replace("timeout_ms: 500", "timeout_ms: 900"))
+    signed_commit(root, None, "now edit prod freely")
+    rules = [rule for rule, _ in violations(cli, root)]
+    assert rules == ["policy", "signature", "promotion"]
+
+
+def test_verify__signers_file_changed_inside_the_range__is_flagged(cli, signed_repo) -> None:
+    root, _, stranger = signed_repo
+    signers = root / ".flagstone" / "allowed_signers"
+    signers.write_text(
+        signers.read_text() + f"author@example.test {stranger.with_suffix('.pub').read_text()}"
+    )
+    signed_commit(root, stranger, "add my key")
+    found = violations(cli, root)
+    assert found == [
+        (
+            "policy",
+            "changes the policy protecting prod but is signed by a key that is not an allowed signer",
+        )
+    ]
+
+
+def test_verify__merge_smuggling_a_prod_change__is_caught(cli, signed_repo) -> None:
+    root, trusted, _ = signed_repo
+    git(root, "checkout", "-q", "-b", "side")
+    promote_with_commit(cli, root, trusted)  # an honest promotion on a branch
+    git(root, "checkout", "-q", "main")
+    git(root, "merge", "-q", "--no-ff", "--no-commit", "--no-gpg-sign", "side")
+    prod = root / "environments" / "prod" / "flags.yaml"
+    prod.write_text(prod.read_text().replace("  default: short", "  default: long"))
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "--no-gpg-sign", "-m", "Merge side")
+    found = violations(cli, root)
+    assert found == [
+        (
+            "merge",
+            "sets prod's flags.banner-text to a value none of its parents has: a merge may only "
+            "bring in what its branches changed, each change checked on its own",
+        )
+    ]
+    git(root, "reset", "-q", "--hard", "HEAD~1")
+    git(root, "merge", "-q", "--no-ff", "--no-gpg-sign", "--no-edit", "side")
+    assert violations(cli, root) == []  # the same merge, honest

@@ -570,6 +570,15 @@ def log(
     return entries
 
 
+def is_ancestor(root: Path, ancestor: str, commit: str) -> bool:
+    """Whether ``ancestor`` is ``commit`` or reachable from it."""
+    repo = ensure_repo(root)
+    code, _ = run_git(
+        repo.working_tree_dir or str(root), ["merge-base", "--is-ancestor", ancestor, commit]
+    )
+    return code == 0
+
+
 def shallow_boundary(root: Path) -> frozenset[str]:
     """The commits a shallow clone was cut at (their parents are not here); empty when
     the clone is complete."""
