@@ -145,3 +145,141 @@ def test_validate__catastrophic_regex_in_a_segment__refused_with_position(
         ("environments/dev/segments.yaml", 2, 27)
     ]
     assert "(a|aa)+" in problems[0]["message"] and problems[0]["hint"]
+
+
+# --- soundness, differentially: what the analysis accepts, Python's engine runs in linear time
+
+
+class _Exploded(Exception):
+    pass
+
+
+def backtracking_steps(pattern: str, text: str, limit: int = 60_000) -> int:
+    """Steps a backtracking matcher takes to try ``pattern`` at the start of ``text``,
+    over Python's own parse tree (re._parser) with sre's rules: greedy and lazy repeats,
+    an iteration that matches nothing ends the loop, ``$`` also before a final newline."""
+    import re._constants as sre
+    import re._parser
+
+    steps = 0
+    n = len(text)
+
+    def seq(items, i, pos, then):
+        nonlocal steps
+        steps += 1
+        if steps > limit:
+            raise _Exploded
+        if i == len(items):
+            return then(pos)
+        op, av = items[i]
+
+        def rest(p):
+            return seq(items, i + 1, p, then)
+
+        if op is sre.LITERAL:
+            return pos < n and text[pos] == chr(av) and rest(pos + 1)
+        if op is sre.NOT_LITERAL:
+            return pos < n and text[pos] != chr(av) and rest(pos + 1)
+        if op is sre.ANY:
+            return pos < n and text[pos] != "\n" and rest(pos + 1)
+        if op is sre.IN:
+            return pos < n and in_class(av, text[pos]) and rest(pos + 1)
+        if op is sre.BRANCH:
+            return any(seq(list(alt), 0, pos, rest) for alt in av[1])
+        if op is sre.SUBPATTERN:
+            return seq(list(av[3]), 0, pos, rest)
+        if op is sre.AT:
+            if av is sre.AT_BEGINNING:
+                return pos == 0 and rest(pos)
+            if av is sre.AT_END:
+                return (pos == n or (pos == n - 1 and text[pos] == "\n")) and rest(pos)
+            raise AssertionError(av)
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            low, high, body = av[0], av[1], list(av[2])
+            greedy = op is sre.MAX_REPEAT
+
+            def repeat(count, p):
+                def again(q):
+                    return (q != p or count + 1 <= low) and repeat(count + 1, q)
+
+                more = lambda: count < high and seq(body, 0, p, again)  # noqa: E731
+                done = lambda: count >= low and rest(p)  # noqa: E731
+                return (more() or done()) if greedy else (done() or more())
+
+            return repeat(0, pos)
+        raise AssertionError(op)
+
+    categories = {sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_WORD: r"\w", sre.CATEGORY_SPACE: r"\s"}
+    categories |= {sre.CATEGORY_NOT_DIGIT: r"\D", sre.CATEGORY_NOT_WORD: r"\W"}
+    categories |= {sre.CATEGORY_NOT_SPACE: r"\S"}
+
+    def in_class(items, ch):
+        negated = bool(items) and items[0][0] is sre.NEGATE
+        for op, av in items[1:] if negated else items:
+            if (
+                (op is sre.LITERAL and ch == chr(av))
+                or (op is sre.RANGE and av[0] <= ord(ch) <= av[1])
+                or (op is sre.CATEGORY and re.fullmatch(categories[av], ch))
+            ):
+                return not negated
+        return negated
+
+    seq(list(re._parser.parse(pattern).data), 0, 0, lambda p: True)
+    return steps
+
+
+def _patterns():
+    from hypothesis import strategies as st
+
+    atom = st.sampled_from(["a", "b", ".", "[ab]", "[^b]"])
+
+    def extend(inner):
+        group = inner.map(lambda x: f"(?:{x})")
+        quantified = st.tuples(
+            st.one_of(atom, group), st.sampled_from(["*", "+", "?", "{2}", "{1,3}", "*?", "+?"])
+        ).map("".join)
+        sequence = st.lists(st.one_of(atom, group, quantified), min_size=1, max_size=3).map("".join)
+        branch = st.lists(sequence, min_size=2, max_size=3).map("|".join)
+        return st.one_of(sequence, branch.map(lambda x: f"(?:{x})"))
+
+    body = st.recursive(atom, extend, max_leaves=8)
+    return st.tuples(st.booleans(), body, st.booleans()).map(
+        lambda t: ("^" if t[0] else "") + t[1] + ("$" if t[2] else "")
+    )
+
+
+def test_redos__accepted_patterns__backtrack_in_linear_time_differentially() -> None:
+    """Random patterns over {a, b}: every one the analysis accepts takes at most about
+    twice the steps on twice the text, on texts made to make it fail late."""
+    from hypothesis import HealthCheck, given, settings
+
+    pumps = ["a", "b", "ab", "aab", "abb", "ba"]
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_patterns())
+    def check(pattern: str) -> None:
+        re.compile(pattern)
+        if analyze(pattern) is not None:
+            return
+        for pump in pumps:
+            for tail in ("c", "\nc"):
+                try:
+                    short = backtracking_steps(pattern, pump * (24 // len(pump)) + tail)
+                    long = backtracking_steps(pattern, pump * (48 // len(pump)) + tail)
+                except _Exploded:
+                    raise AssertionError(f"{pattern!r} explodes on {pump!r}×n{tail!r}") from None
+                assert long <= 3 * short + 20, (pattern, pump, tail, short, long)
+
+    check()
+
+
+def test_reference_matcher__sees_the_blow_up_the_analysis_predicts() -> None:
+    """The reference matcher is not blind: on a pattern the analysis refuses it explodes,
+    and on the accepted rewrite it does not."""
+    assert analyze(r"^(a|ab|aab)*$") is not None
+    with pytest.raises(_Exploded):
+        backtracking_steps(r"^(a|ab|aab)*$", "aab" * 20 + "c")  # "aab" is (a)(ab) or (aab)
+    assert backtracking_steps(r"^a+$", "a" * 40 + "c") < 200
+    short = backtracking_steps(r"^\d*\d*x", "1" * 20 + "c", limit=10**7)
+    long = backtracking_steps(r"^\d*\d*x", "1" * 40 + "c", limit=10**7)
+    assert long > 3.5 * short  # quadratic: the polynomial finding is real
