@@ -19,7 +19,16 @@ OWNERS = {
     "scipy": {"stats/"},
 }
 # pyrage: imported lazily, only to open the secrets a server bundle carries sealed.
-RUNTIME_ALLOWED = {"flagstone", "mmh3", "cryptography", "openfeature", "pyrage"}
+# jsonschema_rs and re2: imported on the first load (the bundle check, bounded regexes).
+RUNTIME_ALLOWED = {
+    "flagstone",
+    "mmh3",
+    "cryptography",
+    "openfeature",
+    "pyrage",
+    "jsonschema_rs",
+    "re2",
+}
 
 
 def imported_roots(path: Path) -> set[str]:

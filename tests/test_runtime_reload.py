@@ -221,20 +221,23 @@ def test_reload__unchanged_flags_are_reused_and_changed_ones_recompiled(tmp_path
     flags = "a:\n  variants: {x: 1, y: 2}\n  rules: [{segment: s, serve: y}]\n  default: x\nb:\n  variants: {x: 1}\n  default: x\n"
     segments = "s:\n  when: {plan: pro}\n"
     old = compile_bundle(bundle_from_yaml(tmp_path, flags, segments))
+    compiled_a, compiled_b = old.flags["a"], old.flags["b"]  # in use: compiled
     one_changed = compile_bundle(
         bundle_from_yaml(
             tmp_path, flags.replace("b:\n  variants: {x: 1}", "b:\n  variants: {x: 3}"), segments
         ),
         old,
     )
-    assert one_changed.flags["a"] is old.flags["a"]
-    assert one_changed.flags["b"] is not old.flags["b"]
+    assert one_changed.flags.compiled_count() == 1  # only the reused one; b compiles on use
+    assert one_changed.flags["a"] is compiled_a
+    assert one_changed.flags["b"] is not compiled_b
     assert Client(one_changed).value("b", {}) == 3
     # A changed segment changes what the unchanged flag means: everything is recompiled.
     segment_changed = compile_bundle(
         bundle_from_yaml(tmp_path, flags, "s:\n  when: {plan: team}\n"), old
     )
-    assert segment_changed.flags["a"] is not old.flags["a"]
+    assert segment_changed.flags.compiled_count() == 0
+    assert segment_changed.flags["a"] is not compiled_a
     assert Client(segment_changed).variant("a", {"plan": "team"}) == "y"
     assert Client(segment_changed).variant("a", {"plan": "pro"}) == "x"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flagstone.runtime.client import Client
-from flagstone.runtime.evaluate import BundleError, Resolution
+from flagstone.runtime.client import Client, Status
+from flagstone.runtime.errors import BundleError, BundleUnavailable
+from flagstone.runtime.evaluate import Resolution
 from flagstone.runtime.format import REASONS
 from flagstone.runtime.sinks import Analytics, JsonLinesSink, MemorySink, Sink
 
@@ -11,9 +12,11 @@ __all__ = [
     "REASONS",
     "Analytics",
     "BundleError",
+    "BundleUnavailable",
     "Client",
     "JsonLinesSink",
     "MemorySink",
     "Resolution",
     "Sink",
+    "Status",
 ]

@@ -1,151 +1,85 @@
 """``flagstone.Client``: evaluate a bundle inside the application, hot-reloading it.
 
-Evaluation never raises into the app: a missing flag, a bad context or a broken bundle
-returns the caller's default with a reason. A new bundle is read, verified and compiled
-on a background thread, then swapped in with one reference assignment, so readers never
-see a half-built bundle and the hot path takes no lock.
+Evaluation never raises into the app: a missing flag, a bad context (even one whose
+``get`` raises) or an unhashable key returns the caller's default with a reason. A new
+bundle is read, checked and prepared on a background thread, then swapped in with one
+reference assignment, so readers never see a half-built bundle and the hot path takes no
+lock. ``client.status`` tells the app the truth about reloads: READY, STALE (the source
+cannot be read: HTTP errors, timeouts, a deleted file) or ERROR (the source delivered a
+bundle that was refused), with the last error and its time, the live bundle's revision
+and age, and counters.
 """
 
 from __future__ import annotations
 
-import base64
-import gc
-import json
+import contextlib
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from flagstone.runtime.canonical import bundle_hash, signed_message
+from flagstone.runtime.errors import BundleError, BundleUnavailable
 from flagstone.runtime.evaluate import (
-    BundleError,
     CompiledBundle,
+    CompiledExperiment,
     Resolution,
     compile_bundle,
     evaluate,
     explain,
     resolve,
-    unit_string,
 )
 from flagstone.runtime.format import ERROR, FLAG_NOT_FOUND
+from flagstone.runtime.loader import load_bundle_bytes, load_identity
 from flagstone.runtime.sinks import Analytics, JsonLinesSink, Sink
 
 logger = logging.getLogger("flagstone")
 Listener = Callable[["CompiledBundle", "CompiledBundle | None"], None]
+StatusListener = Callable[["Status"], None]
+State = Literal["READY", "STALE", "ERROR"]
 _MISSING: Any = object()
+_dict_get = dict.get  # the compiled entries of a FlagTable, at C speed (see FlagTable)
+
+__all__ = [
+    "BundleError",
+    "BundleUnavailable",
+    "Client",
+    "Resolution",
+    "Status",
+    "load_bundle_bytes",
+    "load_identity",
+]
 
 
-def canonical_hash(bundle: Mapping[str, Any]) -> str:
-    try:
-        return bundle_hash(bundle)
-    except ValueError as e:
-        raise BundleError(f"bundle cannot be hashed: {e}") from None
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The client's health: what is live, and whether the source could be followed."""
 
+    state: State  # READY, STALE (source unreadable) or ERROR (a new bundle was refused)
+    last_error: str | None  # cleared only by a successful load
+    last_error_at: float | None  # epoch seconds
+    hash: str | None  # of the live bundle
+    revision: str | None  # the commit the live bundle was built from
+    environment: str | None
+    loaded_at: float  # epoch seconds the live bundle went live
+    reloads: int  # new bundles that went live after the first
+    refusals: int  # bundles refused: corrupt, invalid, wrongly signed
+    source_errors: int  # failed reads of the source: HTTP errors, timeouts, a missing file
 
-def load_bundle_bytes(
-    data: bytes,
-    public_key: bytes | None = None,
-    previous: CompiledBundle | None = None,
-    identity: Any = None,
-) -> CompiledBundle:
-    """Parse, check (hash, signature) and compile; raise BundleError when unusable."""
-    # Building thousands of closures would trigger full collections mid-load and double
-    # the reload time; collect once afterwards instead.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        try:
-            raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise BundleError(f"not valid JSON (truncated or corrupt): {e}") from None
-        if not isinstance(raw, dict):
-            raise BundleError("a bundle is a JSON object")
-        if public_key is not None:
-            verify_signature(raw, public_key)
-        if identity is not None and "secrets" in raw:
-            raw = _with_secrets(raw, identity)
-        return compile_bundle(raw, previous)
-    finally:
-        if was_enabled:
-            gc.enable()
+    @property
+    def age(self) -> float:
+        """Seconds since the live bundle went live."""
+        return max(0.0, time.time() - self.loaded_at)
 
+    @property
+    def ready(self) -> bool:
+        return self.state == "READY"
 
-def load_identity(identity: str | os.PathLike[str]) -> Any:
-    """An age identity (``AGE-SECRET-KEY-1…``) or a key file holding one; pyrage is
-    imported here only, for services that load sealed secrets."""
-    try:
-        from pyrage import x25519
-    except ImportError:  # pragma: no cover - pyrage ships with flagstone
-        raise BundleError("sealed secrets need pyrage: pip install pyrage") from None
-    text = str(identity)
-    if not text.startswith("AGE-SECRET-KEY-"):
-        try:
-            text = Path(identity).read_text(encoding="utf-8")
-        except OSError as e:
-            raise BundleError(f"cannot read the identity file {identity}: {e.strerror}") from None
-    keys = [
-        line.strip() for line in text.splitlines() if line.strip().startswith("AGE-SECRET-KEY-")
-    ]
-    if not keys:
-        raise BundleError("the identity holds no age secret key (AGE-SECRET-KEY-1…)")
-    try:
-        return [x25519.Identity.from_str(k) for k in keys]
-    except Exception:
-        raise BundleError("the identity is not a valid age secret key") from None
-
-
-def _with_secrets(raw: dict[str, Any], identities: Any) -> dict[str, Any]:
-    """The bundle with its sealed secrets decrypted into ``config`` (after the hash and
-    signature were checked over the sealed form)."""
-    import pyrage
-
-    sealed = raw["secrets"]
-    if not isinstance(sealed, Mapping) or sealed.get("format") != "age-json":
-        raise BundleError("the bundle's secrets are in an unknown format")
-    try:
-        values = json.loads(pyrage.decrypt(str(sealed["age"]).encode(), identities))
-    except Exception:
-        raise BundleError(
-            "this identity cannot decrypt the bundle's secrets (sealed for "
-            + ", ".join(map(str, sealed.get("recipients", [])))
-            + ")"
-        ) from None
-    return {**raw, "config": _merged(raw.get("config", {}), values)}
-
-
-def _merged(config: Mapping[str, Any], secrets: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(config)
-    for key, value in secrets.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def verify_signature(raw: Mapping[str, Any], public_key: bytes) -> None:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    signature = raw.get("signature")
-    if not isinstance(signature, str):
-        raise BundleError("bundle is not signed, and this client requires a signature")
-    expected = canonical_hash(raw)
-    if raw.get("hash") != expected:
-        raise BundleError("bundle content does not match its hash (modified after it was built)")
-    key = (
-        load_pem_public_key(public_key)
-        if public_key.lstrip().startswith(b"-----")
-        else Ed25519PublicKey.from_public_bytes(public_key)
-    )
-    if not isinstance(key, Ed25519PublicKey):
-        raise BundleError("the public key is not an Ed25519 key")
-    try:
-        key.verify(base64.b64decode(signature), signed_message(expected))
-    except (InvalidSignature, ValueError):
-        raise BundleError("bundle signature is not valid for this public key") from None
+    def __str__(self) -> str:
+        return self.state
 
 
 class Client:
@@ -163,8 +97,15 @@ class Client:
         self._public_key = public_key
         self._identity: Any = None  # age identities for sealed secrets (from_file)
         self._listeners: list[Listener] = []
+        self._status_listeners: list[StatusListener] = []
         self._closers: list[Callable[[], None]] = []
-        self.last_error: str | None = None
+        self._health_lock = threading.Lock()
+        self._state: State = "READY"
+        self._last_error: str | None = None
+        self._last_error_at: float | None = None
+        self._logged_cause: str | None = None
+        self._loaded_at = time.time()
+        self._reloads = self._refusals = self._source_errors = 0
 
     # --- construction --------------------------------------------------------------
 
@@ -173,30 +114,42 @@ class Client:
         return cls(compile_bundle(bundle), **_client_options(options))
 
     @classmethod
+    def from_bytes(cls, data: bytes, *, public_key: bytes | None = None, **options: Any) -> Client:
+        return cls(
+            load_bundle_bytes(data, public_key), public_key=public_key, **_client_options(options)
+        )
+
+    @classmethod
     def from_file(
         cls,
         path: str | os.PathLike[str],
         *,
         watch: bool = False,
         poll_interval: float = 0.002,
+        settle: float = 0.25,
         public_key: bytes | None = None,
         identity: str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> Client:
         """Load a bundle file; with ``watch=True`` reload it when it changes.
 
+        The watcher stats the path every ``poll_interval`` seconds (a few microseconds
+        each), following symlinks, so in-place writes, atomic renames and Kubernetes
+        ConfigMap symlink swaps are all seen within milliseconds. A file read half-written
+        is retried quietly for ``settle`` seconds before it counts as refused.
+
         ``identity`` (an age secret key, or a file holding one) decrypts the secrets a
         server bundle carries sealed (``build --include-secrets --recipient``) into
         ``config`` at load, so the file at rest never holds them in plain text.
-
-        The watcher stats the path every ``poll_interval`` seconds (a few microseconds
-        each), following symlinks, so in-place writes, atomic renames and Kubernetes
-        ConfigMap symlink swaps are all seen within milliseconds.
         """
         path = Path(path)
         identities = load_identity(identity) if identity is not None else None
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise BundleUnavailable(f"cannot read {path}: {e.strerror or e}") from None
         client = cls(
-            load_bundle_bytes(path.read_bytes(), public_key, identity=identities),
+            load_bundle_bytes(data, public_key, identity=identities),
             public_key=public_key,
             **_client_options(options),
         )
@@ -204,7 +157,7 @@ class Client:
         if watch:
             from flagstone.runtime.reload import FileWatcher
 
-            watcher = FileWatcher(path, client._reload_bytes, poll_interval)
+            watcher = FileWatcher(path, client, poll_interval, settle)
             client._closers.append(watcher.stop)
         return client
 
@@ -223,49 +176,139 @@ class Client:
         from flagstone.runtime.reload import UrlPoller
 
         poller = UrlPoller(url, timeout=timeout, headers=headers)
-        data = poller.fetch()
-        if data is None:
-            raise BundleError(f"{url} returned no bundle")
+        try:
+            fetched = poller.fetch()
+        except Exception as e:
+            raise BundleUnavailable(f"cannot fetch {url}: {describe_error(e)}") from None
+        if fetched is None:
+            raise BundleUnavailable(f"{url} answered 304 Not Modified to a first request")
+        body, etag = fetched
         client = cls(
-            load_bundle_bytes(data, public_key), public_key=public_key, **_client_options(options)
+            load_bundle_bytes(body, public_key), public_key=public_key, **_client_options(options)
         )
-        poller.start(client._reload_bytes, poll_interval)
+        poller.etag = etag
+        poller.start(client, poll_interval)
         client._closers.append(poller.stop)
         return client
 
     # --- reload --------------------------------------------------------------------
 
-    def _reload_bytes(self, data: bytes) -> bool:
+    def load(self, data: bytes) -> CompiledBundle:
+        """Prepare ``data`` as the next bundle (raises BundleError); does not make it live."""
+        return load_bundle_bytes(data, self._public_key, self._bundle, self._identity)
+
+    def reload_bytes(self, data: bytes) -> bool:
+        """Load ``data`` and make it live; on refusal keep the current bundle and say why."""
         try:
-            new = load_bundle_bytes(data, self._public_key, self._bundle, self._identity)
+            new = self.load(data)
         except BundleError as e:
-            self.last_error = str(e)
-            logger.error("flagstone: refused a new bundle, keeping %s: %s", self._bundle.hash, e)
+            self.refused(e)
             return False
-        return self.swap(new)
+        self.swap(new)
+        return True
+
+    _reload_bytes = reload_bytes  # the name earlier releases used
 
     def swap(self, new: CompiledBundle) -> bool:
         """Make ``new`` the live bundle and notify listeners; False if it is the same."""
         old = self._bundle
-        if new.hash is not None and new.hash == old.hash:
-            return False
-        self._bundle = new  # one reference assignment: atomic for readers
-        self.last_error = None
-        for listener in list(self._listeners):
+        changed = new.hash is None or new.hash != old.hash
+        if changed:
+            self._bundle = new  # one reference assignment: atomic for readers
+            self._loaded_at = time.time()
+            self._reloads += 1
+        self._recovered()
+        if changed:
+            for listener in list(self._listeners):
+                try:
+                    listener(new, old)
+                except Exception:
+                    logger.exception("flagstone: a bundle listener failed")
+        return changed
+
+    def refused(self, error: BundleError) -> None:
+        """Record a refused bundle: status ERROR, the last good bundle stays live."""
+        self._failed("ERROR", f"refused a new bundle: {error}", refusal=True)
+
+    def source_failed(self, message: str) -> None:
+        """Record a failure to read the source: status STALE, the last good bundle stays live."""
+        self._failed("STALE", message, refusal=False)
+
+    def source_unchanged(self) -> None:
+        """The source confirmed the live bundle is current (an HTTP 304)."""
+        self._recovered()
+
+    def _failed(self, state: State, message: str, *, refusal: bool) -> None:
+        with self._health_lock:
+            if refusal:
+                self._refusals += 1
+            else:
+                self._source_errors += 1
+            self._last_error, self._last_error_at = message, time.time()
+            changed = self._state != state
+            self._state = state
+            if message != self._logged_cause:  # once per distinct cause, not once per poll
+                self._logged_cause = message
+                logger.error("flagstone: %s; keeping bundle %s", message, self._bundle.hash)
+        if changed:
+            self._notify_status()
+
+    def _recovered(self) -> None:
+        with self._health_lock:
+            was = self._state
+            self._state, self._last_error, self._last_error_at = "READY", None, None
+            self._logged_cause = None
+        if was != "READY":
+            logger.warning("flagstone: recovered; bundle %s is live", self._bundle.hash)
+            self._notify_status()
+
+    def _notify_status(self) -> None:
+        status = self.status
+        for listener in list(self._status_listeners):
             try:
-                listener(new, old)
+                listener(status)
             except Exception:
-                logger.exception("flagstone: a bundle listener failed")
-        return True
+                logger.exception("flagstone: a status listener failed")
 
     def on_change(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(new_bundle, old_bundle)`` after each reload; returns an unsubscribe."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        return lambda: _remove(self._listeners, listener)
+
+    def on_status(self, listener: StatusListener) -> Callable[[], None]:
+        """Call ``listener(status)`` whenever the state changes; returns an unsubscribe."""
+        self._status_listeners.append(listener)
+        return lambda: _remove(self._status_listeners, listener)
+
+    @property
+    def status(self) -> Status:
+        bundle = self._bundle
+        with self._health_lock:
+            return Status(
+                state=self._state,
+                last_error=self._last_error,
+                last_error_at=self._last_error_at,
+                hash=bundle.hash,
+                revision=bundle.revision,
+                environment=bundle.environment,
+                loaded_at=self._loaded_at,
+                reloads=self._reloads,
+                refusals=self._refusals,
+                source_errors=self._source_errors,
+            )
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last reload failed; None once a bundle has loaded since."""
+        return self._last_error
 
     @property
     def bundle(self) -> CompiledBundle:
         return self._bundle
+
+    @property
+    def analytics(self) -> Analytics | None:
+        return self._analytics
 
     # --- evaluation ----------------------------------------------------------------
 
@@ -273,91 +316,180 @@ class Client:
         self, flag: str, context: Mapping[str, Any], default: str | None = None
     ) -> str | None:
         bundle = self._bundle
-        compiled = bundle.flags.get(flag)
-        if compiled is None:
-            return default
         try:
+            compiled = _dict_get(bundle.flags, flag)
+            if compiled is None:
+                compiled = bundle.flags.get(flag)  # compiles on first use
+                if compiled is None:
+                    self._count_failure(flag, FLAG_NOT_FOUND)
+                    return default
             outcome = evaluate(bundle, compiled, context)
         except Exception:
+            self._count_failure(flag, ERROR)
             return default
-        if self._analytics is not None:
-            self._analytics.count(flag, outcome[0], outcome[1])
-        return outcome[0] if outcome[0] is not None else default
+        analytics = self._analytics
+        if analytics is not None:
+            self._record(analytics, bundle, compiled, outcome, context)
+        variant = outcome[0]
+        return variant if variant is not None else default
 
     def value(self, flag: str, context: Mapping[str, Any], default: Any = None) -> Any:
         bundle = self._bundle
-        compiled = bundle.flags.get(flag)
-        if compiled is None:
-            return default
         try:
-            variant = evaluate(bundle, compiled, context)[0]
+            compiled = _dict_get(bundle.flags, flag)
+            if compiled is None:
+                compiled = bundle.flags.get(flag)
+                if compiled is None:
+                    self._count_failure(flag, FLAG_NOT_FOUND)
+                    return default
+            outcome = evaluate(bundle, compiled, context)
+            variant = outcome[0]
+            value = compiled.variants[variant] if variant is not None else default
         except Exception:
+            self._count_failure(flag, ERROR)
             return default
-        if self._analytics is not None:
-            self._analytics.count(flag, variant, "VALUE")
-        return compiled.variants[variant] if variant is not None else default
+        analytics = self._analytics
+        if analytics is not None:
+            self._record(analytics, bundle, compiled, outcome, context)
+        return value
 
     def enabled(self, flag: str, context: Mapping[str, Any], default: bool = False) -> bool:
         value = self.value(flag, context, _MISSING)
         return default if value is _MISSING else value is True
 
     def details(self, flag: str, context: Mapping[str, Any], default: Any = None) -> Resolution:
-        resolution = resolve(self._bundle, flag, context, default)
-        if self._analytics is not None and resolution.reason != FLAG_NOT_FOUND:
-            self._analytics.count(flag, resolution.variant, resolution.reason)
+        bundle = self._bundle
+        resolution = resolve(bundle, flag, context, default)
+        analytics = self._analytics
+        if analytics is not None and type(flag) is str:
+            try:
+                analytics.count(flag, resolution.variant, resolution.reason)
+                if resolution.experiment is not None and resolution.variant is not None:
+                    experiment = bundle.experiments.get(resolution.experiment)
+                    if experiment is not None:
+                        analytics.expose(
+                            experiment, resolution.variant, context, bundle.environment
+                        )
+            except Exception:
+                logger.debug("flagstone: analytics failed for %r", flag, exc_info=True)
         return resolution
 
     def explain(self, flag: str, context: Mapping[str, Any]) -> tuple[Resolution, list[str]]:
         try:
             return explain(self._bundle, flag, context)
         except Exception as e:
-            return Resolution(None, None, ERROR, message=f"{type(e).__name__}: {e}"), [
-                f"error: {e}"
-            ]
+            message = f"{type(e).__name__}: {e}"
+            return Resolution(None, None, ERROR, message=message), [f"error: {message}"]
 
     def assign(self, experiment: str, context: Mapping[str, Any]) -> str | None:
         """The unit's arm, or None (not running, not in audience/traffic/layer, no consent).
 
-        Logs one exposure event per call that returns an arm.
+        An arm returned logs an exposure (once per unit and experiment in this process).
         """
         bundle = self._bundle
-        compiled = bundle.experiments.get(experiment)
-        if compiled is None:
-            return None
         try:
+            compiled = bundle.experiments.get(experiment)
+            if compiled is None:
+                return None
             arm = compiled.assign(context)[0]
         except Exception:
             return None
-        if arm is not None and self._analytics is not None:
-            unit = unit_string(context.get(compiled.unit)) or ""
-            self._analytics.exposure(experiment, arm, unit, compiled.flag, bundle.environment)
+        analytics = self._analytics
+        if arm is not None and analytics is not None:
+            try:
+                analytics.expose(compiled, arm, context, bundle.environment)
+            except Exception:
+                logger.debug("flagstone: exposure logging failed for %r", experiment, exc_info=True)
         return arm
 
     def config(self, key: str, default: Any = None) -> Any:
         """A config value by dotted key (``api.timeout_ms``)."""
-        node: Any = self._bundle.config
-        for part in key.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return default
-            node = node[part]
-        return node
+        try:
+            node: Any = self._bundle.config
+            for part in key.split("."):
+                if not isinstance(node, Mapping) or part not in node:
+                    return default
+                node = node[part]
+            return node
+        except Exception:
+            return default
+
+    def _record(
+        self,
+        analytics: Analytics,
+        bundle: CompiledBundle,
+        compiled: Any,
+        outcome: tuple[Any, ...],
+        context: Mapping[str, Any],
+    ) -> None:
+        try:
+            analytics.count(compiled.key, outcome[0], outcome[1])
+            if outcome[4] is not None:  # an experiment arm was served
+                experiment: CompiledExperiment | None = compiled.experiment
+                if experiment is not None:
+                    analytics.expose(experiment, outcome[0], context, bundle.environment)
+        except Exception:
+            logger.debug("flagstone: analytics failed for %r", compiled.key, exc_info=True)
+
+    def _count_failure(self, flag: Any, reason: str) -> None:
+        analytics = self._analytics
+        if analytics is not None and type(flag) is str:
+            try:
+                analytics.count(flag, None, reason)
+            except Exception:
+                logger.debug("flagstone: analytics failed for %r", flag, exc_info=True)
+
+    # --- lifecycle -----------------------------------------------------------------
 
     def flush(self) -> None:
         if self._analytics is not None:
             self._analytics.flush()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop reloading and flush analytics, within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
         for close in self._closers:
-            close()
+            try:
+                close()
+            except Exception:
+                logger.exception("flagstone: stopping a reload thread failed")
         self._closers.clear()
         if self._analytics is not None:
-            self._analytics.close()
+            self._analytics.close(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a failed fetch: ``HTTP 500 Internal Server Error``, ``timed out``, ..."""
+    import http.client
+    import urllib.error
+
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return (
+            describe_error(error.reason)
+            if isinstance(error.reason, BaseException)
+            else str(error.reason)
+        )
+    if isinstance(error, http.client.IncompleteRead):
+        return f"the response was cut short ({len(error.partial)} bytes read, more expected)"
+    if isinstance(error, http.client.BadStatusLine):
+        return f"the server did not answer HTTP ({error!r})"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _remove(items: list[Any], item: Any) -> None:
+    with contextlib.suppress(ValueError):
+        items.remove(item)
 
 
 def _client_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -383,6 +515,3 @@ def _client_options(options: Mapping[str, Any]) -> dict[str, Any]:
     if public_key is not None:
         out["public_key"] = public_key
     return out
-
-
-__all__ = ["BundleError", "Client", "Resolution"]

@@ -10,13 +10,16 @@ when a caller asks for details. ``explain`` interprets the same bundle step by s
 from __future__ import annotations
 
 import functools
+import json
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, KeysView, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mmh3 import hash as _murmur3
 
+from flagstone.runtime.check import check_format, check_references, check_shape
+from flagstone.runtime.errors import BundleError
 from flagstone.runtime.format import (
     BUCKETS,
     DEFAULT,
@@ -36,6 +39,28 @@ from flagstone.runtime.format import (
 from flagstone.runtime.hashing import bucket, cbor_text
 from flagstone.runtime.operators import OPERATORS, TRUE_WHEN_MISSING, apply, compile_regex, lookup
 
+__all__ = [
+    "DEFAULT",
+    "DISABLED",
+    "ERROR",
+    "FLAG_NOT_FOUND",
+    "PREREQUISITE_FAILED",
+    "RULE_MATCH",
+    "SPLIT",
+    "TARGET_MATCH",
+    "BundleError",
+    "CompiledBundle",
+    "CompiledExperiment",
+    "CompiledFlag",
+    "FlagTable",
+    "Resolution",
+    "compile_bundle",
+    "evaluate",
+    "explain",
+    "resolve",
+    "unit_string",
+]
+
 Context = Mapping[str, Any]
 Matcher = Callable[[Context], bool]
 # The hot path's result: (variant, reason, rule index, bucket, experiment, message).
@@ -53,10 +78,6 @@ class Resolution:
     bucket: int | None = None
     experiment: str | None = None
     message: str | None = None
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be compiled; the runtime keeps the last good one."""
 
 
 def unit_string(value: Any) -> str | None:
@@ -145,11 +166,9 @@ def _compile_operator(attr: str, op: str, operand: Any) -> Matcher:
     if op == "starts_with":
         return lambda ctx: type(v := ctx.get(attr)) is str and v.startswith(operand)
     if op == "matches":
-        search = compile_regex(operand).search
+        search = compile_regex(operand)
         limit = MAX_REGEX_INPUT
-        return lambda ctx: (
-            type(v := ctx.get(attr)) is str and len(v) <= limit and search(v) is not None
-        )
+        return lambda ctx: type(v := ctx.get(attr)) is str and len(v) <= limit and search(v)
     if op == "exists":
         want = bool(operand)
         return lambda ctx: (ctx.get(attr) is not None) is want
@@ -213,8 +232,6 @@ def compile_serve(serve: Mapping[str, Any], salt: str, unit: str) -> tuple[Serve
     by = serve.get("by", unit)
     ends = tuple(a["end"] for a in serve["rollout"])
     names = tuple(a["variant"] for a in serve["rollout"])
-    if not ends or ends[-1] != BUCKETS:
-        raise BundleError(f"rollout ends at {ends[-1] if ends else 0}, expected {BUCKETS}")
     prefix = salt + "/"
 
     def rollout(ctx: Context) -> tuple[str, int | None] | None:
@@ -254,6 +271,7 @@ class CompiledExperiment:
     layer: str | None
     layer_prefix: str
     layer_range: tuple[int, int]
+    dimensions: tuple[str, ...]  # context attributes written into exposures (never PII)
     raw: Mapping[str, Any] = field(repr=False)
 
     def assign(self, ctx: Context) -> tuple[str | None, str]:
@@ -289,7 +307,10 @@ def has_consent(ctx: Context) -> bool:
 
 
 def compile_experiment(
-    key: str, raw: Mapping[str, Any], segments: Mapping[str, Matcher]
+    key: str,
+    raw: Mapping[str, Any],
+    segments: Mapping[str, Matcher],
+    pii: frozenset[str] = frozenset(),
 ) -> CompiledExperiment:
     layer_range = raw.get("layer_range", [0, 0])
     return CompiledExperiment(
@@ -303,16 +324,21 @@ def compile_experiment(
         arm_ends=tuple(a["end"] for a in raw["arms"]),
         arm_names=tuple(a["variant"] for a in raw["arms"]),
         control=raw["control"],
-        consent_required=bool(raw.get("consent_required", False)),
+        consent_required=raw["consent_required"] is True,
         audience=compile_condition(raw["audience"], segments) if "audience" in raw else None,
         layer=raw.get("layer"),
         layer_prefix=f"{LAYER_SALT_PREFIX}{raw.get('layer')}/",
         layer_range=(int(layer_range[0]), int(layer_range[1])),
+        dimensions=tuple(d for d in raw.get("dimensions", ()) if d not in pii and d != raw["unit"]),
         raw=raw,
     )
 
 
 # --- flags -------------------------------------------------------------------------------
+
+# A flag's source: its JSON text (bundles read from bytes keep only this, not the parsed
+# objects) or the parsed mapping (bundles built in-process).
+Source = str | Mapping[str, Any]
 
 
 @dataclass(slots=True)
@@ -328,77 +354,202 @@ class CompiledFlag:
     default: Serve
     default_is_rollout: bool
     experiment: CompiledExperiment | None
-    raw: Mapping[str, Any] = field(repr=False)
+    source: Source = field(repr=False)
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The flag's bundle JSON (parsed again from its text when that is all it keeps)."""
+        return parse_source(self.source)
+
+
+def parse_source(source: Source) -> Mapping[str, Any]:
+    if isinstance(source, str):
+        parsed: Mapping[str, Any] = json.loads(source)
+        return parsed
+    return source
+
+
+class FlagTable(dict[str, CompiledFlag]):
+    """The bundle's flags by key, each compiled on first use.
+
+    Every key of the bundle is present (``in``, ``len``, iteration, ``get``); a flag is
+    compiled the first time it is looked up, from its source, by whichever thread asks
+    first (two threads racing compile it twice and keep one, harmlessly). The load-time
+    checks have already refused anything that would not compile, so a reload makes only
+    the cheap checks before going live, and a flag nobody evaluates costs only its text.
+    The hot path reads the compiled entries with ``dict.get`` and comes here on a miss.
+    """
+
+    __slots__ = ("_experiments", "_segments", "sources")
+
+    def __init__(
+        self,
+        sources: dict[str, Source],
+        segments: Mapping[str, Matcher],
+        experiments: Mapping[str, CompiledExperiment],
+    ) -> None:
+        super().__init__()
+        self.sources = sources
+        self._segments = segments
+        self._experiments = experiments
+
+    def __missing__(self, key: str) -> CompiledFlag:
+        source = self.sources[key]  # KeyError when the bundle has no such flag
+        try:
+            compiled = compile_flag(
+                key, parse_source(source), self._segments, self._experiments, source
+            )
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            # The load-time checks make this unreachable; never let it look like a missing key.
+            raise BundleError(
+                f"cannot compile: {type(e).__name__}: {e}", kind="flag", key=key
+            ) from None
+        dict.__setitem__(self, key, compiled)
+        return compiled
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except (KeyError, TypeError):
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return key in self.sources
+        except TypeError:
+            return False
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.sources)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def keys(self) -> KeysView[str]:  # type: ignore[override]
+        return self.sources.keys()
+
+    def values(self) -> list[CompiledFlag]:  # type: ignore[override]
+        return [self[k] for k in self.sources]
+
+    def items(self) -> list[tuple[str, CompiledFlag]]:  # type: ignore[override]
+        return [(k, self[k]) for k in self.sources]
+
+    def compiled_count(self) -> int:
+        return dict.__len__(self)
+
+    def __repr__(self) -> str:
+        return f"<FlagTable {len(self.sources)} flags, {dict.__len__(self)} compiled>"
 
 
 @dataclass(slots=True)
 class CompiledBundle:
-    flags: dict[str, CompiledFlag]
+    flags: FlagTable
     experiments: dict[str, CompiledExperiment]
     segments: dict[str, Matcher]
     config: Mapping[str, Any]
-    raw: Mapping[str, Any] = field(repr=False)
+    meta: Mapping[str, Any] = field(repr=False)  # the bundle's JSON without its flags
+    pii: frozenset[str] = frozenset()
 
     @property
     def hash(self) -> str | None:
-        return self.raw.get("hash")
+        return self.meta.get("hash")
 
     @property
     def environment(self) -> str | None:
-        return self.raw.get("environment")
+        return self.meta.get("environment")
+
+    @property
+    def revision(self) -> str | None:
+        source = self.meta.get("source")
+        return source.get("commit") if isinstance(source, Mapping) else None
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The whole bundle as JSON (flags parsed again from their texts): for tools, not the hot path."""
+        return {**self.meta, "flags": {k: parse_source(s) for k, s in self.flags.sources.items()}}
 
 
 def compile_bundle(
     raw: Mapping[str, Any], previous: CompiledBundle | None = None
 ) -> CompiledBundle:
-    """Compile a parsed bundle; raise ``BundleError`` for anything malformed.
+    """Check a parsed bundle and compile it; raise ``BundleError`` naming what is wrong."""
+    if not isinstance(raw, Mapping):
+        raise BundleError("a bundle is a JSON object")
+    flags = raw.get("flags")
+    meta = {k: v for k, v in raw.items() if k != "flags"}
+    if not isinstance(flags, Mapping):
+        check_shape(raw)  # names the problem
+        raise BundleError("flags must be an object", field="flags")
+    return build_bundle(meta, dict(flags), dict(flags), previous)
 
-    With ``previous`` (the bundle being replaced), flags whose JSON is unchanged are
-    reused as they are when segments and experiments are unchanged too: a reload that
-    changes one flag compiles one flag.
+
+def build_bundle(
+    meta: Mapping[str, Any],
+    parsed: Mapping[str, Mapping[str, Any]],
+    sources: dict[str, Source],
+    previous: CompiledBundle | None,
+) -> CompiledBundle:
+    """Check and assemble a bundle from its parts (``parsed`` flags and their ``sources``).
+
+    With ``previous`` (the bundle being replaced), a flag whose source is unchanged keeps
+    its compiled form when segments and experiments are unchanged too, and skips the
+    checks when additionally no flag was removed: a reload that ramps one rollout checks
+    and compiles one flag.
     """
+    check_format(meta)
     try:
-        if raw.get("format") != "flagstone-bundle":
-            raise BundleError("not a flagstone bundle (format field)")
-        if raw.get("version") != 1:
-            raise BundleError(f"unsupported bundle version {raw.get('version')!r}")
-        reuse = (
+        same_context = (
             previous is not None
-            and previous.raw.get("segments") == raw.get("segments")
-            and previous.raw.get("experiments") == raw.get("experiments")
+            and previous.meta.get("segments") == meta.get("segments")
+            and previous.meta.get("experiments") == meta.get("experiments")
+            and previous.meta.get("pii") == meta.get("pii")
         )
-        if reuse:
+        old_sources = previous.flags.sources if previous is not None and same_context else {}
+        if old_sources:
+            nothing_removed = old_sources.keys() <= sources.keys()
+            for key, source in sources.items():
+                old = old_sources.get(key)
+                if old is not None and old == source:
+                    sources[key] = old  # share one copy of the text across reloads
+            changed = {
+                k: f
+                for k, f in parsed.items()
+                if not nothing_removed or old_sources.get(k) is not sources[k]
+            }
+        else:
+            changed = dict(parsed)
+        check_shape({**meta, "flags": changed})
+        check_references(meta, changed, sources)
+        if same_context:
             assert previous is not None
             segments, experiments = previous.segments, previous.experiments
-            old_flags = previous.raw.get("flags", {})
         else:
-            segments = compile_segments(raw.get("segments", {}))
+            segments = compile_segments(meta["segments"])
+            pii = frozenset(meta.get("pii", ()))
             experiments = {
-                k: compile_experiment(k, e, segments) for k, e in raw.get("experiments", {}).items()
+                k: compile_experiment(k, e, segments, pii) for k, e in meta["experiments"].items()
             }
-            old_flags = {}
-        flags = {}
-        for k, f in raw.get("flags", {}).items():
-            if reuse and old_flags.get(k) == f:
-                flags[k] = previous.flags[k]  # type: ignore[union-attr]
-            else:
-                flags[k] = _compile_flag(k, f, segments, experiments)
-        for flag in flags.values():
-            for prereq, _ in flag.prerequisites:
-                if prereq not in flags:
-                    raise BundleError(f"flag {flag.key!r} requires unknown flag {prereq!r}")
+        table = FlagTable(sources, segments, experiments)
+        if old_sources:
+            assert previous is not None
+            for key, compiled in dict.items(previous.flags):
+                if sources.get(key) is compiled.source:
+                    dict.__setitem__(table, key, compiled)
     except BundleError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
         raise BundleError(f"malformed bundle: {type(e).__name__}: {e}") from None
-    return CompiledBundle(flags, experiments, segments, raw.get("config", {}), raw)
+    return CompiledBundle(
+        table, experiments, segments, meta["config"], meta, frozenset(meta.get("pii", ()))
+    )
 
 
-def _compile_flag(
+def compile_flag(
     key: str,
     raw: Mapping[str, Any],
     segments: Mapping[str, Matcher],
     experiments: Mapping[str, CompiledExperiment],
+    source: Source | None = None,
 ) -> CompiledFlag:
     salt, unit = raw["salt"], raw["unit"]
     rules = []
@@ -410,7 +561,7 @@ def _compile_flag(
     return CompiledFlag(
         key=key,
         variants=raw["variants"],
-        enabled=bool(raw["enabled"]),
+        enabled=raw["enabled"] is True,
         off_variant=raw.get("off_variant"),
         unit=unit,
         prerequisites=tuple((p["flag"], frozenset(p["variants"])) for p in raw["prerequisites"]),
@@ -419,7 +570,7 @@ def _compile_flag(
         default=default,
         default_is_rollout=default_is_rollout,
         experiment=experiments[experiment_key] if experiment_key is not None else None,
-        raw=raw,
+        source=source if source is not None else raw,
     )
 
 
@@ -465,14 +616,16 @@ def evaluate(bundle: CompiledBundle, flag: CompiledFlag, ctx: Context, depth: in
 
 def resolve(bundle: CompiledBundle, key: str, ctx: Context, default: Any = None) -> Resolution:
     """Evaluate to a full Resolution; never raises."""
-    flag = bundle.flags.get(key)
-    if flag is None:
-        return Resolution(default, None, FLAG_NOT_FOUND, message=f"no flag {key!r} in the bundle")
     try:
+        flag = bundle.flags.get(key)
+        if flag is None:
+            return Resolution(
+                default, None, FLAG_NOT_FOUND, message=f"no flag {key!r} in the bundle"
+            )
         variant, reason, rule, bucket_, experiment, message = evaluate(bundle, flag, ctx)
+        value = flag.variants[variant] if variant is not None else default
     except Exception as e:  # a bad context must never reach the app as an exception
         return Resolution(default, None, ERROR, message=f"{type(e).__name__}: {e}")
-    value = flag.variants[variant] if variant is not None else default
     return Resolution(value, variant, reason, rule, bucket_, experiment, message)
 
 
@@ -486,7 +639,7 @@ def explain(bundle: CompiledBundle, key: str, ctx: Context) -> tuple[Resolution,
     if flag is None:
         trace.append(f"flag {key!r} is not in the bundle")
         return Resolution(None, None, FLAG_NOT_FOUND), trace
-    raw, segments = flag.raw, bundle.raw.get("segments", {})
+    raw, segments = flag.raw, bundle.meta.get("segments", {})
     outcome = _explain_flag(bundle, raw, key, ctx, segments, trace, 0)
     variant, reason, rule, bucket_, experiment, message = outcome
     value = raw["variants"][variant] if variant is not None else None

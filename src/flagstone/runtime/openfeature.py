@@ -51,9 +51,9 @@ class FlagstoneProvider(AbstractProvider):
         self._unsubscribe()
 
     def _changed(self, new: CompiledBundle, old: CompiledBundle | None) -> None:
-        before = old.raw.get("flags", {}) if old is not None else {}
-        after = new.raw.get("flags", {})
-        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        before = old.flags.sources if old is not None else {}
+        after = new.flags.sources
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         self.emit_provider_configuration_changed(ProviderEventDetails(flags_changed=changed))
 
     def _context(self, flag_key: str, ctx: EvaluationContext | None) -> dict[str, Any]:
