@@ -155,7 +155,13 @@ class UrlPoller:
         request = urllib.request.Request(self.url, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body: bytes = response.read(MAX_BUNDLE_BYTES + 1)
+                length = response.headers.get("Content-Length")
+                if length is not None and length.isdigit() and int(length) > MAX_BUNDLE_BYTES:
+                    raise BundleError(f"the response is {length} bytes, over {MAX_BUNDLE_BYTES}")
+                # With no size given, read() raises IncompleteRead on a body cut short.
+                body: bytes = (
+                    response.read() if length is not None else response.read(MAX_BUNDLE_BYTES + 1)
+                )
                 if len(body) > MAX_BUNDLE_BYTES:
                     raise BundleError(f"the response is over {MAX_BUNDLE_BYTES} bytes")
                 return body, response.headers.get("ETag")
