@@ -279,11 +279,11 @@ def test_req_5_1_1__refused_reload_error__missing_file_stale__recovery_ready(
         )  # still serving
         bundle_path.unlink()
         assert wait_for(lambda: any(n == "PROVIDER_STALE" for n, _ in seen))
-        assert client.get_provider_status() == ProviderStatus.STALE
+        assert wait_for(lambda: client.get_provider_status() == ProviderStatus.STALE)
         tmp.write_bytes(good)
         tmp.replace(bundle_path)
         assert wait_for(lambda: any(n == "PROVIDER_READY" for n, _ in seen))
-        assert client.get_provider_status() == ProviderStatus.READY
+        assert wait_for(lambda: client.get_provider_status() == ProviderStatus.READY)
     finally:
         for event, handler in handlers.items():
             client.remove_handler(event, handler)

@@ -216,5 +216,5 @@ class Bundle(TypedDict):
     config: dict[str, Any]
     pii: NotRequired[list[str]]  # attributes never written to analytics (privacy.pii)
     secrets: NotRequired[SealedSecrets]  # build --include-secrets --recipient
-    hash: str
+    hash: NotRequired[str]  # always written by `flagstone build`
     signature: NotRequired[str]
