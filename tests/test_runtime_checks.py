@@ -122,7 +122,7 @@ def with_flag(key: str, **changes: Any) -> dict[str, Any]:
             {
                 "rules": [
                     {
-                        "when": {"attr": "email", "op": "matches", "value": "(?=a)b"},
+                        "when": {"attr": "email", "op": "matches", "value": "(?=a)b+"},
                         "serve": {"variant": "on"},
                     }
                 ]

@@ -14,7 +14,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flagstone.runtime import format
-from flagstone.runtime.format import MAX_REGEX_INPUT, MAX_REGEX_PATTERN
+from flagstone.runtime.format import MAX_REGEX_INPUT
+from flagstone.runtime.regex import RegexError, compile_regex, regex_problem
+
+__all__ = ["OPERATORS", "RegexError", "apply", "compile_regex", "lookup", "regex_problem"]
 
 _SEMVER = re.compile(
     r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$",
@@ -106,59 +109,6 @@ def _instant(pred: Callable[[float, float], bool]) -> Callable[[Any, Any], bool]
         return a is not None and b is not None and pred(a, b)
 
     return check
-
-
-class RegexError(ValueError):
-    """A ``matches`` pattern the bounded engine cannot run."""
-
-
-@functools.lru_cache(maxsize=1024)
-def compile_regex(pattern: str) -> Callable[[str], bool]:
-    """A search predicate in linear time, whatever the pattern (RE2; see #16).
-
-    Python's ``re`` backtracks: ``(a|a)+$`` takes seconds on 24 characters. RE2 runs in
-    time linear in the input (at most ``MAX_REGEX_INPUT`` characters) for every pattern
-    it accepts; it refuses backreferences and lookaround, which is what makes that
-    guarantee possible. ``\\d``, ``\\w``, ``\\s`` and ``\\b`` are ASCII, as in JavaScript.
-    """
-    try:
-        import re2  # type: ignore[import-untyped]
-        from re2 import _re2
-    except ImportError:  # pragma: no cover - google-re2 is a dependency
-        raise RegexError(
-            "the `matches` operator needs the google-re2 package: pip install google-re2"
-        ) from None
-    if len(pattern) > MAX_REGEX_PATTERN:
-        raise RegexError(
-            f"pattern is {len(pattern)} characters, over the {MAX_REGEX_PATTERN} allowed"
-        )
-    options = re2.Options()
-    options.never_capture = True  # a yes/no answer needs no groups, and is faster
-    options.log_errors = False  # a refused pattern is reported as a BundleError, not on stderr
-    compiled = _re2.RE2(pattern.encode("utf-8", "surrogatepass"), options)
-    if not compiled.ok():
-        raise RegexError(
-            f"pattern {pattern!r} is not supported: {compiled.error().decode(errors='replace')} "
-            "(RE2 syntax: no backreferences or lookaround)"
-        )
-    match, unanchored = compiled.Match, _re2.RE2.Anchor.UNANCHORED
-
-    def search(text: str) -> bool:
-        data = text.encode("utf-8", "surrogatepass")
-        return bool(match(unanchored, data, 0, len(data))[0][0] >= 0)
-
-    return search
-
-
-def regex_problem(pattern: Any) -> str | None:
-    """Why a ``matches`` operand cannot be used, or None (for load-time checks and validate)."""
-    if type(pattern) is not str:
-        return f"a `matches` pattern is a string, not {type(pattern).__name__}"
-    try:
-        compile_regex(pattern)
-    except RegexError as e:
-        return str(e)
-    return None
 
 
 def _matches(value: Any, operand: Any) -> bool:
