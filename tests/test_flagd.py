@@ -196,6 +196,11 @@ def test_flagd_export__dotted_attribute__exported_with_a_warning_naming_the_diff
         "json-payload",
     }  # onboarding-flow's consent.experiments is a path in both
     assert "'device.os'" in dotted["op-nested"].message and dotted["op-nested"].line > 0
+    versions = {w.path[0]: w for w in warnings if w.code == "flagd-difference"}
+    assert {"op-semver", "op-semver-eq"} <= set(versions)
+    assert versions["op-semver"].hint.startswith(
+        "send 'app_version' as trimmed semver.org versions"
+    )
     assert dotted["op-nested"].hint.endswith('{"device": {"os": ...}}')
     assert "op-nested" in document["flags"]
     client = flagd(path)
@@ -236,6 +241,7 @@ def test_flagd_export__flag_bucketed_by_another_unit__targeting_key_stays_the_de
     path, document, warnings = export(repo_root, tmp_path)
     assert [(w.code, w.path) for w in warnings] == [("flagd-difference", ("team-plan",))]
     assert "'org_id' sent as a whole-number float (7.0)" in warnings[0].message
+    assert warnings[0].hint.startswith("send 'org_id' as a string or an integer")
     assert document["$evaluators"]["staff"] == {"in": [{"var": "targetingKey"}, ["u-1", "u-2"]]}
     client = flagd(path)
     ours = Client.from_dict(bundle)

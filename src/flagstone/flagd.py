@@ -100,14 +100,14 @@ def export_environment(repo: Repository, env_name: str) -> tuple[dict[str, Any],
                 "flagd-dotted-attribute",
                 f"apps that evaluate through flagd must send nested objects: {_nested_example(dotted[0])}",
             )
-        cases = exporter.differences(key, flag)
+        cases = exporter.differences(flag)
         if cases:
             warn(
                 key,
-                f"flag {key!r} can answer differently under flagd: " + "; ".join(cases),
+                f"flag {key!r} can answer differently under flagd: "
+                + "; ".join(case for case, _ in cases),
                 "flagd-difference",
-                "send these attributes in the form flagstone documents (docs/flagd.md, "
-                "'Exported, with a warning'), or keep this flag on the flagstone runtime",
+                "; ".join(fix for _, fix in cases) + ", or keep this flag on the flagstone runtime",
             )
     document: dict[str, Any] = {"$schema": FLAGD_SCHEMA, "flags": flags}
     evaluators = exporter.used_evaluators()
@@ -285,25 +285,35 @@ class _Exporter:
             self.segments[name] = self.condition(self.bundle["segments"][name]["when"], inline=True)
         return self.segments[name]
 
-    def differences(self, key: str, flag: Mapping[str, Any]) -> list[str]:
-        """The contexts for which the exported flag still answers differently (docs/flagd.md)."""
+    def differences(self, flag: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(case, what the app can do) for each kind of context the exported flag still
+        answers differently (docs/flagd.md, 'Exported, with a warning')."""
         cases = []
         conditions = [rule["when"] for rule in flag["rules"]]
         experiment = self.bundle["experiments"].get(flag.get("experiment") or "")
         if experiment is not None and "audience" in experiment:
             conditions.append(experiment["audience"])
-        ops = {op for c in conditions for _, op in _atoms(c, self.bundle["segments"])}
-        if ops & set(SEMVER_OPS):
+        atoms = {atom for c in conditions for atom in _atoms(c, self.bundle["segments"])}
+        versions = sorted({attr for attr, op in atoms if op in SEMVER_OPS})
+        if versions:
+            names = ", ".join(repr(a) for a in versions)
             cases.append(
-                "a version with surrounding whitespace (' 1.2.3') or a pre-release or build that "
-                "semver.org's grammar forbids ('1.2.3-01', '1.2.3-a..b') matches in flagstone, "
-                "never in flagd"
+                (
+                    f"a version in {names} with surrounding whitespace (' 1.2.3') or a "
+                    "pre-release or build that semver.org's grammar forbids ('1.2.3-01', "
+                    "'1.2.3-a..b') matches in flagstone, never in flagd",
+                    f"send {names} as trimmed semver.org versions ('1.2.3', '2.0.0-beta.1')",
+                )
             )
-        units = _reads(flag, self.bundle)[1]
-        for unit in sorted(units - {self.unit}):
+        units = sorted(_reads(flag, self.bundle)[1] - {self.unit})
+        if units:
+            names = ", ".join(repr(u) for u in units)
             cases.append(
-                f"{unit!r} sent as a whole-number float (7.0) is the unit 7 to flagd, while "
-                "flagstone buckets and targets only strings and integers"
+                (
+                    f"{names} sent as a whole-number float (7.0) is the unit 7 to flagd, while "
+                    "flagstone buckets and targets only strings and integers",
+                    f"send {names} as a string or an integer",
+                )
             )
         return cases
 
