@@ -5,7 +5,7 @@
  * The hot path allocates nothing: `evaluate` returns the variant and leaves the rest of
  * the outcome in `outcome`, which `resolve` copies into a Resolution when asked.
  */
-import { BUCKETS, bucketOfKey } from "./hashing.js";
+import { BUCKETS, bucketer } from "./hashing.js";
 import {
   type Context,
   type Json,
@@ -204,12 +204,12 @@ function compileServe(serve: any, salt: string, unit: string): [Serve, boolean] 
   const names: string[] = serve.rollout.map((a: any) => a.variant);
   if (!ends.length || ends[ends.length - 1] !== BUCKETS)
     throw new BundleError(`rollout ends at ${ends.length ? ends[ends.length - 1] : 0}, expected ${BUCKETS}`);
-  const prefix = salt + "/";
+  const bucketOf = bucketer(salt + "/");
   return [
     (ctx) => {
       const u = unitString(get(ctx));
       if (u === null) return null;
-      const b = bucketOfKey(prefix + u);
+      const b = bucketOf(u);
       outcome.bucket = b;
       return pick(ends, names, b);
     },
@@ -241,14 +241,14 @@ function compileExperiment(key: string, raw: any, segments: Map<string, Matcher>
   const unit: string = raw.unit;
   const get = getter(unit);
   const traffic = Math.trunc(raw.traffic);
-  const armPrefix = `experiment:${raw.salt}/`;
-  const trafficPrefix = `experiment:${raw.salt}:traffic/`;
+  const armBucket = bucketer(`experiment:${raw.salt}/`);
+  const trafficBucket = bucketer(`experiment:${raw.salt}:traffic/`);
   const ends: number[] = raw.arms.map((a: any) => a.end);
   const names: string[] = raw.arms.map((a: any) => a.variant);
   const consentRequired = !!raw.consent_required;
   const audience = "audience" in raw ? compileCondition(raw.audience, segments) : null;
   const layer: string | undefined = raw.layer;
-  const layerPrefix = `layer:${layer}/`;
+  const layerBucket = bucketer(`layer:${layer}/`);
   const [start, end] = (raw.layer_range ?? [0, 0]).map(Math.trunc);
   const no = (why: string): null => ((outcome.message = why), null);
   return {
@@ -264,14 +264,14 @@ function compileExperiment(key: string, raw: any, segments: Map<string, Matcher>
       if (consentRequired && !hasConsent(ctx)) return no("consent required and not given");
       if (audience !== null && !audience(ctx)) return no("not in the audience");
       if (layer !== undefined) {
-        const b = bucketOfKey(layerPrefix + u);
+        const b = layerBucket(u);
         if (!(start <= b && b < end)) return no(`layer ${repr(layer)} bucket ${b} is outside [${start}, ${end})`);
       } else if (traffic < BUCKETS) {
-        const b = bucketOfKey(trafficPrefix + u);
+        const b = trafficBucket(u);
         if (b >= traffic) return no(`traffic bucket ${b} is outside the ${traffic / 100}% enrolled`);
       }
       outcome.message = "enrolled";
-      return pick(ends, names, bucketOfKey(armPrefix + u));
+      return pick(ends, names, armBucket(u));
     },
   };
 }

@@ -103,10 +103,47 @@ export function murmur3(data: Uint8Array, start = 0, end = data.length): number 
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** The bucket (0..9,999) of an already-joined key `salt + "/" + unit`. */
-export function bucketOfKey(key: string): number {
-  const [start, end] = encode(key);
-  return Math.floor((murmur3(scratch, start, end) * BUCKETS) / 4294967296);
+/**
+ * A bucketing function for one salt prefix (`salt + "/"`), compiled once: the prefix's
+ * bytes stay in a buffer of their own, so a call writes only the unit's UTF-8 and the CBOR
+ * header in front. (Hashing `prefix + unit` would build and flatten a new string each call.)
+ */
+export function bucketer(prefix: string): (unit: string) => number {
+  const utf8 = new Uint8Array(prefix.length * 3);
+  const head = utf8.subarray(0, writeUtf8(prefix, utf8, 0));
+  let buf = new Uint8Array(head.length + 64);
+  buf.set(head, 5);
+  const from = 5 + head.length;
+  return (unit) => {
+    if (buf.length < from + unit.length * 3) {
+      const grown = new Uint8Array(from + unit.length * 3);
+      grown.set(buf.subarray(0, from));
+      buf = grown;
+    }
+    const end = writeUtf8(unit, buf, from);
+    const n = end - 5;
+    let start: number;
+    if (n < 24) buf[(start = 4)] = 0x60 + n;
+    else if (n < 0x100) {
+      start = 3;
+      buf[3] = 0x78;
+      buf[4] = n;
+    } else if (n < 0x10000) {
+      start = 2;
+      buf[2] = 0x79;
+      buf[3] = n >> 8;
+      buf[4] = n & 255;
+    } else {
+      start = 0;
+      buf[0] = 0x7a;
+      buf[1] = n >>> 24;
+      buf[2] = (n >> 16) & 255;
+      buf[3] = (n >> 8) & 255;
+      buf[4] = n & 255;
+    }
+    return Math.floor((murmur3(buf, start, end) * BUCKETS) / 4294967296);
+  };
 }
 
-export const bucket = (salt: string, unit: string): number => bucketOfKey(salt + "/" + unit);
+/** The bucket (0..9,999) of `unit` under `salt`. */
+export const bucket = (salt: string, unit: string): number => bucketer(salt + "/")(unit);
