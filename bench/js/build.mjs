@@ -5,27 +5,43 @@ import { build } from "esbuild";
 // Peers load from node_modules as apps load them; flagstone is bundled from its TS source.
 await build({ entryPoints: ["runtime.ts"], bundle: true, packages: "external", platform: "node", format: "esm", outfile: "dist/runtime.mjs", logLevel: "error" });
 
-// Size of what an app ships for `entry`: minified for browsers, `external` left out, gzipped.
+/**
+ * What an app downloads for `contents`: minified for browsers, gzipped, `external` left out.
+ * `initial` counts the chunks reached by static imports; `lazy` what a dynamic import
+ * fetches later (flagstone's signature check, loaded only for signed bundles).
+ */
 async function size(name, contents, external = []) {
   const result = await build({
     stdin: { contents, resolveDir: process.cwd(), loader: "ts" },
     bundle: true,
     minify: true,
+    splitting: true,
     format: "esm",
     platform: "browser",
     target: "es2022",
+    outdir: "dist/size",
     write: false,
     metafile: true,
     external,
     logLevel: "error",
   });
-  const code = result.outputFiles[0].contents;
-  return { name, minified: code.length, gzip: gzipSync(code, { level: 9 }).length };
+  const outputs = result.metafile.outputs;
+  const gzip = (path) => gzipSync(result.outputFiles.find((f) => f.path.endsWith(path.split("/").pop())).contents, { level: 9 }).length;
+  const initial = new Set();
+  const walk = (path) => {
+    if (initial.has(path)) return;
+    initial.add(path);
+    for (const i of outputs[path].imports) if (i.kind === "import-statement" && outputs[i.path]) walk(i.path);
+  };
+  walk(Object.keys(outputs).find((path) => outputs[path].entryPoint));
+  const sum = (paths, f) => paths.reduce((n, p) => n + f(p), 0);
+  const lazy = Object.keys(outputs).filter((p) => !initial.has(p));
+  return { name, minified: sum([...initial], (p) => outputs[p].bytes), gzip: sum([...initial], gzip), lazyGzip: sum(lazy, gzip) };
 }
 
 const core = "../../clients/js/src";
 const sizes = [
-  await size("@flagstone/client (core: Client, evaluator, polling, signatures)", `export { Client } from "${core}/index.ts";`),
+  await size("@flagstone/client (Client: evaluator, polling, exposures)", `export { Client } from "${core}/index.ts";`),
   await size("@flagstone/client/react (beyond the core and React)", `export * from "${core}/react.tsx";`, ["react", "*/client.js", "*/operators.js", "*/evaluate.js"]),
   await size("@growthbook/growthbook (GrowthBookClient)", `export { GrowthBookClient } from "@growthbook/growthbook";`),
   await size("@growthbook/growthbook (GrowthBook)", `export { GrowthBook } from "@growthbook/growthbook";`),

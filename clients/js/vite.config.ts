@@ -4,7 +4,7 @@ import { defineConfig } from "vite";
 export default defineConfig({
   build: {
     lib: {
-      entry: { index: "src/index.ts", react: "src/react.tsx", openfeature: "src/openfeature.ts" },
+      entry: { index: "src/index.ts", react: "src/react.tsx", openfeature: "src/openfeature.ts", verify: "src/verify.ts" },
       formats: ["es"],
     },
     rollupOptions: { external: [/^react($|\/)/, /^@openfeature\//] },

@@ -9,7 +9,7 @@
  */
 import { type CompiledBundle, type Resolution, BundleError, compileBundle, evaluate, outcome, resolve, unitString } from "./evaluate.js";
 import { type Context, type Json, get, isMapping } from "./operators.js";
-import { type PublicKey, canonicalJson, verifyBundle } from "./verify.js";
+import type { PublicKey } from "./verify.js";
 
 /**
  * Augmented by `flagstone codegen --lang ts`, so that flag keys, variants, values,
@@ -134,6 +134,8 @@ export class Client {
       const raw = typeof bundle === "string" ? parseJson(bundle) : bundle;
       if (this.options.publicKey) {
         if (!isMapping(raw)) throw new BundleError("a bundle is a JSON object");
+        // Loaded on first use: apps without signed bundles never download it.
+        const { verifyBundle } = await import("./verify.js");
         await verifyBundle(raw, this.options.publicKey);
       }
       return this.swap(compileBundle(raw));
@@ -352,5 +354,12 @@ function parseJson(text: string): unknown {
 function changedFlags(before: Record<string, any> | undefined, after: Record<string, any>): string[] {
   const a = before?.flags ?? {};
   const b = after.flags ?? {};
-  return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => !(k in a && k in b) || canonicalJson(a[k]) !== canonicalJson(b[k])).sort();
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => !(k in a && k in b) || !sameJson(a[k], b[k])).sort();
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || !a || !b || Array.isArray(a) !== Array.isArray(b)) return false;
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => Object.prototype.hasOwnProperty.call(b, k) && sameJson((a as any)[k], (b as any)[k]));
 }

@@ -5,6 +5,7 @@
  * The hot path allocates nothing: `evaluate` returns the variant and leaves the rest of
  * the outcome in `outcome`, which `resolve` copies into a Resolution when asked.
  */
+import { BundleError } from "./errors.js";
 import { BUCKETS, bucketer } from "./hashing.js";
 import {
   type Context,
@@ -40,9 +41,7 @@ export interface Resolution<V = Json, N extends string = string> {
   message: string | null;
 }
 
-export class BundleError extends Error {
-  override name = "BundleError";
-}
+export { BundleError };
 
 type Matcher = (ctx: Context) => boolean;
 // A serve returns the variant, or null when the unit cannot be bucketed (bucket in `outcome`).
@@ -225,7 +224,7 @@ export interface CompiledExperiment {
   unit: string;
   control: string;
   dimensions: string[];
-  /** The unit's arm, or null with the reason in `outcome.message`. */
+  /** The unit's arm, or null (not running, no unit, no consent, outside audience, layer or traffic). */
   assign(ctx: Context): string | null;
 }
 
@@ -250,7 +249,6 @@ function compileExperiment(key: string, raw: any, segments: Map<string, Matcher>
   const layer: string | undefined = raw.layer;
   const layerBucket = bucketer(`layer:${layer}/`);
   const [start, end] = (raw.layer_range ?? [0, 0]).map(Math.trunc);
-  const no = (why: string): null => ((outcome.message = why), null);
   return {
     key,
     flag: raw.flag,
@@ -258,19 +256,18 @@ function compileExperiment(key: string, raw: any, segments: Map<string, Matcher>
     control: raw.control,
     dimensions: Array.isArray(raw.dimensions) ? raw.dimensions : [],
     assign(ctx) {
-      if (status !== "running") return no(`experiment is ${status}, not running`);
+      if (status !== "running") return null;
       const u = unitString(get(ctx));
-      if (u === null) return no(`context has no usable ${repr(unit)}`);
-      if (consentRequired && !hasConsent(ctx)) return no("consent required and not given");
-      if (audience !== null && !audience(ctx)) return no("not in the audience");
+      if (u === null) return null;
+      if (consentRequired && !hasConsent(ctx)) return null;
+      if (audience !== null && !audience(ctx)) return null;
       if (layer !== undefined) {
         const b = layerBucket(u);
-        if (!(start <= b && b < end)) return no(`layer ${repr(layer)} bucket ${b} is outside [${start}, ${end})`);
+        if (!(start <= b && b < end)) return null;
       } else if (traffic < BUCKETS) {
         const b = trafficBucket(u);
-        if (b >= traffic) return no(`traffic bucket ${b} is outside the ${traffic / 100}% enrolled`);
+        if (b >= traffic) return null;
       }
-      outcome.message = "enrolled";
       return pick(ends, names, armBucket(u));
     },
   };

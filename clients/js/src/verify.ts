@@ -8,7 +8,7 @@
  * numbers and strings as ECMAScript's JSON.stringify writes them (which RFC 8785 adopts).
  * Both use WebCrypto (browsers, Node 18+); nothing here runs on the evaluation path.
  */
-import { BundleError } from "./evaluate.js";
+import { BundleError } from "./errors.js";
 
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
@@ -23,16 +23,22 @@ export function canonicalJson(value: unknown): string {
 }
 
 const encoder = new TextEncoder();
-const subtle = (): SubtleCrypto => {
-  const s = globalThis.crypto?.subtle;
-  if (!s) throw new BundleError("WebCrypto is not available here, so a signed bundle cannot be verified");
-  return s;
-};
+// Browsers and Node 19+ have globalThis.crypto; Node 18 has WebCrypto in node:crypto.
+let subtleCrypto: SubtleCrypto | undefined = globalThis.crypto?.subtle;
+async function subtle(): Promise<SubtleCrypto> {
+  const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+  if (!subtleCrypto && node) {
+    const nodeCrypto = "node:crypto"; // a variable, so browser bundlers leave it alone
+    subtleCrypto = ((await import(/* @vite-ignore */ nodeCrypto)) as { webcrypto: Crypto }).webcrypto.subtle;
+  }
+  if (!subtleCrypto) throw new BundleError("WebCrypto is not available here, so a signed bundle cannot be verified");
+  return subtleCrypto;
+}
 const fromBase64 = (text: string): Uint8Array => Uint8Array.from(atob(text.replace(/\s+/g, "")), (c) => c.charCodeAt(0));
 
 export async function bundleHash(bundle: Record<string, unknown>): Promise<string> {
   const { hash: _h, signature: _s, ...body } = bundle;
-  const digest = new Uint8Array(await subtle().digest("SHA-256", encoder.encode(canonicalJson(body))));
+  const digest = new Uint8Array(await (await subtle()).digest("SHA-256", encoder.encode(canonicalJson(body))));
   return "sha256:" + Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -44,7 +50,7 @@ async function importKey(key: PublicKey): Promise<CryptoKey> {
   const pem = typeof key === "string" && key.includes("-----");
   const bytes = typeof key === "string" ? fromBase64(pem ? key.replace(/-----[^-]+-----/g, "") : key) : key;
   try {
-    return await subtle().importKey(pem || bytes.length !== 32 ? "spki" : "raw", bytes as BufferSource, { name: "Ed25519" }, false, ["verify"]);
+    return await (await subtle()).importKey(pem || bytes.length !== 32 ? "spki" : "raw", bytes as BufferSource, { name: "Ed25519" }, false, ["verify"]);
   } catch (e) {
     throw new BundleError(`the public key is not a usable Ed25519 key: ${(e as Error).message}`);
   }
@@ -58,7 +64,7 @@ export async function verifyBundle(bundle: Record<string, unknown>, key: PublicK
   if (bundle.hash !== expected) throw new BundleError("bundle content does not match its hash (modified after it was built)");
   let valid = false;
   try {
-    valid = await subtle().verify({ name: "Ed25519" }, await importKey(key), fromBase64(signature) as BufferSource, encoder.encode("flagstone-bundle:" + expected));
+    valid = await (await subtle()).verify({ name: "Ed25519" }, await importKey(key), fromBase64(signature) as BufferSource, encoder.encode("flagstone-bundle:" + expected));
   } catch (e) {
     if (e instanceof BundleError) throw e;
   }

@@ -1,6 +1,7 @@
 import { createHash, generateKeyPairSync, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { BundleError, Client, bundleHash, canonicalJson, verifyBundle } from "../src/index.js";
+import { BundleError, Client } from "../src/index.js";
+import { bundleHash, canonicalJson, verifyBundle } from "../src/verify.js";
 import { readVectors } from "./vectors.js";
 
 const hashVectors = readVectors("hash-vectors.json");
