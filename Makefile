@@ -32,7 +32,7 @@ $(JS_STAMP): $(JS)/package-lock.json
 test-js: $(JS_STAMP) $(STAMP)
 	cd $(JS) && npx tsc -p tsconfig.json
 	cd $(JS) && FLAGSTONE_PYTHON=$(CURDIR)/$(BIN)/python npx vitest run
-	cd $(JS) && npm run --silent build >/dev/null
+	cd $(JS) && npm run --silent build >/dev/null && node test/package-smoke.mjs
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -55,6 +55,8 @@ export interface ClientOptions {
   /** Milliseconds between polls (default 30,000; 0 fetches once). */
   pollInterval?: number;
   headers?: Record<string, string>;
+  /** Milliseconds a poll may take before it is abandoned (default 10,000). */
+  timeout?: number;
   fetch?: typeof fetch;
   /** Refuse bundles not signed by this Ed25519 key (PEM, raw bytes or CryptoKey). */
   publicKey?: PublicKey;
@@ -188,18 +190,22 @@ export class Client {
   }
 
   private async poll(): Promise<void> {
-    const { headers, fetch: fetchFn = globalThis.fetch } = this.options;
+    const { headers, timeout = 10_000, fetch: fetchFn = globalThis.fetch } = this.options;
     const url = this.url;
+    // A server that accepts and never answers must not stop the polling.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new BundleError(`${url} did not answer within ${timeout} ms`)), timeout);
     try {
-      const response = await fetchFn(url, { headers: this.etag ? { ...headers, "If-None-Match": this.etag } : headers });
+      const response = await fetchFn(url, { headers: this.etag ? { ...headers, "If-None-Match": this.etag } : headers, signal: abort.signal });
       if (response.status === 304) return;
       if (!response.ok) throw new BundleError(`${url} answered HTTP ${response.status}`);
       const text = await response.text();
       // Remember the ETag only of a bundle that went live: a truncated transfer is fetched again.
       if (await this.load(text)) this.etag = response.headers.get("ETag");
     } catch (e) {
-      this.refuse(e);
+      this.refuse(abort.signal.aborted ? abort.signal.reason : e);
     } finally {
+      clearTimeout(timer);
       this.schedule();
     }
   }

@@ -140,6 +140,21 @@ describe("Client from a URL", () => {
     await waitFor(() => client.hash === bundle.hash);
   });
 
+  it("abandons a poll the server never answers, and goes on polling", async () => {
+    let hang = true;
+    const body = JSON.stringify(bundle);
+    const server = createServer((_req, res) => void (hang ? undefined : res.writeHead(200).end(body)));
+    const url = await new Promise<string>((r) => server.listen(0, "127.0.0.1", () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}/b.json`)));
+    const errors: string[] = [];
+    const client = new Client({ url, pollInterval: 10, timeout: 100, onError: (e) => errors.push(e.message) });
+    open.push({ server, client });
+    expect(await client.ready).toBe(false);
+    expect(errors[0]).toBe(`${url} did not answer within 100 ms`);
+    hang = false;
+    await waitFor(() => client.hash === bundle.hash);
+    server.closeAllConnections();
+  });
+
   it("stop() ends polling", async () => {
     const s = serve();
     const client = new Client({ url: await s.url, pollInterval: 10 });
