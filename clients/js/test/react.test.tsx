@@ -189,10 +189,35 @@ describe("server rendering", () => {
     const serverDom = container.innerHTML;
     const errors = vi.spyOn(console, "error");
     const recoverable = vi.fn();
-    act(() => void hydrateRoot(container, app(), { onRecoverableError: recoverable }));
+    let root!: ReturnType<typeof hydrateRoot>;
+    act(() => void (root = hydrateRoot(container, app(), { onRecoverableError: recoverable })));
     expect(recoverable).not.toHaveBeenCalled();
     expect(errors).not.toHaveBeenCalled();
     expect(container.innerHTML).toBe(serverDom);
     expect(html).toContain('data-testid="plan">true<');
+    act(() => root.unmount());
+    container.remove();
+  });
+});
+
+describe("FeatureFlagProvider with options.url", () => {
+  it("polls after mount, survives StrictMode's double effects, and stops on unmount", async () => {
+    let polls = 0;
+    let served = bundle;
+    const fetch = async (): Promise<Response> => (polls++, new Response(JSON.stringify(served)));
+    const view = render(
+      <StrictMode>
+        <FeatureFlagProvider bundle={bundle} options={{ url: "/flags.json", pollInterval: 10, fetch }} context={{ plan: "free" }}>
+          <Plan />
+        </FeatureFlagProvider>
+      </StrictMode>,
+    );
+    expect(screen.getByTestId("plan").textContent).toBe("false"); // the bundle prop answers the first render
+    served = withChange((b) => (b.flags["op-eq"].default = { variant: "yes" }));
+    await vi.waitFor(() => expect(screen.getByTestId("plan").textContent).toBe("true"), { timeout: 2000 });
+    view.unmount();
+    const after = polls;
+    await new Promise((r) => setTimeout(r, 60));
+    expect(polls).toBeLessThanOrEqual(after + 1); // at most the poll already in flight
   });
 });
