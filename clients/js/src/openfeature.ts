@@ -4,7 +4,7 @@
  *
  *     await OpenFeature.setProviderAndWait(new FlagstoneWebProvider(new Client({ url: "/flags/prod.json" })));
  *
- * The targeting key becomes the flag's unit attribute unless the context sets it. A new
+ * The targeting key becomes the bundle's default unit attribute (`user_id`). A new
  * bundle emits PROVIDER_CONFIGURATION_CHANGED with the keys of the flags that changed.
  * An evaluation that serves an experiment arm logs the exposure, once per unit per experiment.
  */
@@ -77,11 +77,8 @@ export class FlagstoneWebProvider implements Provider {
   private evaluate<T>(flagKey: string, defaultValue: T, context: EvaluationContext, isType: (v: unknown) => boolean): ResolutionDetails<T> {
     const { targetingKey, ...attributes } = context;
     const ctx: Record<string, unknown> = attributes;
-    if (targetingKey !== undefined) {
-      const unit = (this.client.bundle?.flags as Record<string, { unit?: string }> | undefined)?.[flagKey]?.unit ?? "user_id";
-      ctx[unit] ??= targetingKey;
-      ctx.targetingKey = targetingKey;
-    }
+    // As the Python provider does: the targeting key is the bundle's default unit attribute.
+    if (targetingKey !== undefined) ctx[(this.client.bundle?.default_unit as string | undefined) ?? "user_id"] = targetingKey;
     const r = this.client.resolve(flagKey as FlagKey, ctx, defaultValue);
     if (r.reason === "FLAG_NOT_FOUND") return { value: defaultValue, reason: Std.ERROR, errorCode: ErrorCode.FLAG_NOT_FOUND, errorMessage: r.message ?? undefined };
     if (r.reason === "ERROR") return { value: defaultValue, reason: Std.ERROR, errorCode: ErrorCode.GENERAL, errorMessage: r.message ?? undefined };
