@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-ANCHORS = ROOT.parent / "shared" / "anchors" / "featurevisor_workload.py"
+# The shared anchors sit beside the checkout (or beside the folder of its worktrees).
+ANCHORS = next(
+    (
+        p / "shared" / "anchors" / "featurevisor_workload.py"
+        for p in ROOT.parents
+        if (p / "shared" / "anchors" / "featurevisor_workload.py").exists()
+    ),
+    ROOT.parent / "shared" / "anchors" / "featurevisor_workload.py",
+)
 ENVS = ("dev", "staging", "prod")
 OPERATORS = {"equals": "eq", "in": "in", "greaterThan": "gt", "lessThan": "lt"}
 

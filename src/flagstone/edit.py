@@ -747,10 +747,12 @@ def check_write(repo: Repository, env: str, files: Mapping[str, str | None]) -> 
     """
     from flagstone.validate import validate_with_files
 
-    _, before = validate_with_files(repo, env, {})
     after, problems = validate_with_files(repo, env, files)
-    seen = {_identity(p) for p in before if p.is_error}
     errors = [p for p in problems if p.is_error]
+    if not errors:  # nothing to tell apart: skip validating the environment as it was
+        return WriteCheck(after, [], [])
+    _, before = validate_with_files(repo, env, {})
+    seen = {_identity(p) for p in before if p.is_error}
     return WriteCheck(
         after,
         [p for p in errors if _identity(p) not in seen],

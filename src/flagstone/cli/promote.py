@@ -71,12 +71,20 @@ def promote(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Copy objects forward (dev → staging → prod), keeping the target's pinned values."""
-    from flagstone.load import find_root, load_repository
+    from flagstone.load import find_root, load_repository, load_settings
+    from flagstone.model import SETTINGS_FILE
     from flagstone.promote import PromotionInvalid, apply_promotion, plan_promotion
     from flagstone.report import PromotionResult
 
     repo_root = find_root(root or Path.cwd())
-    repo, _ = load_repository(repo_root)
+    settings = load_settings((repo_root / SETTINGS_FILE).read_bytes())
+    check_environments([src, dst], settings.environments)
+    # Only what the promotion reads: the two environments and the one before the target
+    # (its promotion-order check); a third environment of 3,000 flags costs a tenth of a second.
+    previous = settings.previous(dst)
+    repo, _ = load_repository(
+        repo_root, [e for e in settings.environments if e in (src, dst, previous)]
+    )
     order = repo.settings.environments
     try:
         plan = plan_promotion(
