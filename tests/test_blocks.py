@@ -176,3 +176,52 @@ def test_promote__comments_inside_the_target_object__merged_in_place(cli, repo: 
         cli(["promote", "dev", "prod", "--only", "banner-text", "--yes"], cwd=repo).exit_code == 0
     )
     assert prod.read_text() == before.replace("    short: Hi\n", "    short: Hey\n")
+
+
+def apply_patch(before: list[str], patch: str) -> list[str]:
+    """Apply a unified diff (as `patch` would) to a list of lines."""
+    import re
+
+    out, at = [], 0
+    lines = patch.splitlines(keepends=True)[2:]
+    i = 0
+    while i < len(lines):
+        m = re.match(r"@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", lines[i])
+        assert m, lines[i]
+        start = int(m[1]) - (0 if m[2] == "0" else 1)
+        out += before[at:start]
+        at = start
+        i += 1
+        while i < len(lines) and not lines[i].startswith("@@"):
+            tag, text = lines[i][0], lines[i][1:]
+            if tag in " -":
+                assert before[at] == text
+                at += 1
+            if tag in " +":
+                out.append(text)
+            i += 1
+    return out + before[at:]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.lists(st.sampled_from(["a\n", "b\n", "c\n"]), max_size=30),
+    edits=st.lists(
+        st.tuples(st.integers(0, 30), st.sampled_from(["x\n", None, "y\n"])), min_size=1, max_size=3
+    ),
+)
+def test_unified_diff__of_the_trimmed_middle__applies_back_to_the_new_text(before, edits) -> None:
+    from flagstone.cli.edit_commands import unified_diff
+
+    after = list(before)
+    for index, line in edits:
+        index = min(index, len(after))
+        if line is None:
+            del after[index : index + 1]
+        else:
+            after.insert(index, line)
+    patch = unified_diff("f", "".join(before), "".join(after))
+    if before == after:
+        assert patch == ""
+    else:
+        assert apply_patch(before, patch) == after

@@ -17,6 +17,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flagstone.edit import Document
 
 TOP_LEVEL_KEY = re.compile(
     r"""^(?:"((?:[^"\\]|\\.)*)"|'((?:[^']|'')*)'|([^\s#'"{\[\]}&*!|>%@`-][^:#]*?|-[^\s:#][^:#]*?))[ \t]*:(?:[ \t]|$)"""
@@ -72,13 +77,16 @@ class Blocks:
             ((k, self.spans[k]) for k in replace), key=lambda item: item[1]
         ):
             out += self.lines[cut:start]
-            out.append(_ending(replace[key]))
+            if replace[key]:  # "" deletes the block
+                out.append(_ending(replace[key]))
             cut = end
         out += self.lines[cut:]
         added = [_ending(block) for block in append]
         if added and out and not out[-1].endswith("\n"):
             out[-1] += "\n"
-        return "".join(out + added)
+        text = "".join(out + added)
+        unterminated = bool(self.lines) and not self.lines[-1].endswith("\n")
+        return text[:-1] if unterminated and not added and text.endswith("\n") else text
 
 
 def _ending(block: str) -> str:
@@ -114,3 +122,61 @@ def split(text: str) -> Blocks | None:
     if opened:
         ends[opened[-1][0]] = last_content + 1
     return Blocks(lines, {key: (start, ends[key]) for key, start in opened})
+
+
+@dataclass
+class ObjectDocument:
+    """One object's round-trip document: the block of its top-level key alone when the
+    file can be cut (an edit of one flag in a 3,000-flag file parses a dozen lines), else
+    the whole file. ``data`` is the mapping to edit; ``text()`` is the new file."""
+
+    key: str
+    raw: bytes | None  # the file as read; None when it does not exist
+    document: Document
+    cut: Blocks | None  # None: ``document`` is the whole file
+
+    @property
+    def data(self) -> Any:
+        return self.document.data
+
+    def text(self) -> str:
+        if self.cut is None:
+            return self.document.dump()
+        block = self.document.dump() if self.document.data else ""
+        if self.key in self.cut.spans:
+            return self.cut.splice({self.key: block})
+        return self.cut.splice({}, [block] if block else [])
+
+    def is_empty(self) -> bool:
+        """Whether the file would hold no key at all."""
+        if self.cut is None:
+            return not self.document.data
+        return not self.document.data and set(self.cut.spans) <= {self.key}
+
+
+def open_object(root: Path, rel: str, key: str, keys_in_file: Iterable[str]) -> ObjectDocument:
+    """Read ``key``'s object from ``rel`` for editing. ``keys_in_file`` are the top-level
+    keys the YAML parser found there: a cut that disagrees falls back to the whole file."""
+    from flagstone.edit import Document, detect_indentation
+    from flagstone.errors import FlagstoneError
+    from flagstone.load import MAX_FILE_BYTES
+
+    path = root / rel
+    size = path.stat().st_size if path.is_file() else 0
+    if size > MAX_FILE_BYTES:
+        # before any parse: a round trip of a huge file costs minutes and gigabytes
+        raise FlagstoneError(
+            f"{rel} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; "
+            "split the kind into a folder of files (flags/*.yaml)"
+        )
+    raw = path.read_bytes() if path.is_file() else None
+    try:
+        text = (raw or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise FlagstoneError(f"{rel} is not UTF-8: save it as UTF-8 first") from None
+    found = split(text)
+    if found is None or set(found.spans) != set(keys_in_file):
+        return ObjectDocument(key, raw, Document.parse_bytes(raw or b"", rel), None)
+    document = Document.parse(found.text(key) if key in found.spans else "")
+    document.indentation = detect_indentation(text) if text else document.indentation
+    return ObjectDocument(key, raw, document, found)

@@ -44,24 +44,46 @@ def apply_edit(
     edit it (returning a description), check that the edit adds no error, then write it
     (and maybe commit) all or nothing. Reading under the lock means two edits at once
     both land, one after the other."""
+    from flagstone.blocks import open_object
     from flagstone.edit import repository_lock
     from flagstone.load import find_root, load_repository
 
     repo_root = find_root(root or Path.cwd())
     with repository_lock(repo_root):
         repo, _ = load_repository(repo_root, [env])
-        rel = repo.env(env).file_for(kind, key)  # type: ignore[arg-type]
-        before, doc = read_document(repo_root, rel)
-        description = change(doc.data)
+        target = repo.env(env)
+        rel = target.file_for(kind, key)  # type: ignore[arg-type]
+        if key is None or kind == "config":
+            before, doc = read_document(repo_root, rel)
+            description, after = change(doc.data), doc.dump()
+        else:
+            # one object: edit its block alone, not the whole file (see blocks.py)
+            objects = target.objects(kind)  # type: ignore[arg-type]
+            obj = open_object(repo_root, rel, key, (k for k, o in objects.items() if o.file == rel))
+            try:
+                description = change(obj.data)
+            except FlagstoneError as e:
+                raise _with_suggestion(e, key, objects) from None
+            before, after = obj.raw, obj.text()
         write_change(
             repo,
-            {env: {rel: (before, doc.dump())}},
+            {env: {rel: (before, after)}},
             description,
             commit=commit,
             message=message,
             dry_run=dry_run,
             fmt=fmt,
         )
+
+
+def _with_suggestion(error: FlagstoneError, key: str, known: Mapping[str, Any]) -> FlagstoneError:
+    """An edited object's block holds no other key to suggest: suggest from the model."""
+    import difflib
+
+    if key in known or "did you mean" in str(error) or f"no flag {key!r}" not in str(error):
+        return error
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return FlagstoneError(f"{error}; did you mean {close[0]!r}?") if close else error
 
 
 def read_document(root: Path, rel: str) -> tuple[bytes | None, Document]:
@@ -144,16 +166,28 @@ def write_change(
 
 
 def unified_diff(rel: str, before: str, after: str) -> str:
+    """``git diff``'s unified format. Only the lines between the common head and tail
+    are compared (difflib would take seconds over a 3,000-flag file for a one-line edit)."""
     import difflib
+    import re
 
-    return "".join(
-        difflib.unified_diff(
-            before.splitlines(keepends=True),
-            after.splitlines(keepends=True),
-            f"a/{rel}",
-            f"b/{rel}",
-        )
+    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    lo, keep = max(0, head - 3), max(0, tail - 3)  # three lines of context either side
+    hunks = difflib.unified_diff(
+        a[lo : len(a) - keep], b[lo : len(b) - keep], f"a/{rel}", f"b/{rel}"
     )
+
+    def shifted(m: re.Match[str]) -> str:
+        return f"@@ -{int(m[1]) + lo}{m[2] or ''} +{int(m[3]) + lo}{m[4] or ''} @@"
+
+    header = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@")
+    return "".join(header.sub(shifted, line) if line.startswith("@@") else line for line in hunks)
 
 
 def _flag(data: Any, key: str) -> Any:

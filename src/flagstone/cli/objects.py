@@ -16,7 +16,6 @@ from flagstone.cli.edit_commands import (
     Fmt,
     Message,
     Root,
-    read_document,
     write_change,
 )
 from flagstone.cli.groups import config_app, flag_app, segment_app
@@ -99,6 +98,7 @@ def deleting(
 ) -> None:
     """Remove ``key`` from each environment's file (a folder-layout file left empty goes),
     refusing while anything in that environment still uses it."""
+    from flagstone.blocks import open_object
     from flagstone.edit import repository_lock
     from flagstone.errors import Problem
     from flagstone.load import attach_positions, find_root, read_worktree_text
@@ -142,12 +142,14 @@ def deleting(
             finish(result, fmt)
         changes = {}
         for name in targets:
-            obj = repo.env(name).objects(kind)[key]
-            before, doc = read_document(repo.root, obj.file)
-            del doc.data[key]
+            objects = repo.env(name).objects(kind)
+            obj = objects[key]
+            in_file = [k for k, o in objects.items() if o.file == obj.file]
+            edited = open_object(repo.root, obj.file, key, in_file)
+            del edited.data[key]
             layout = repo.env(name).layout.get(kind)
-            after = None if layout == "folder" and not doc.data else doc.dump()
-            changes[name] = {obj.file: (before, after)}
+            after = None if layout == "folder" and edited.is_empty() else edited.text()
+            changes[name] = {obj.file: (edited.raw, after)}
         write_change(
             repo, changes, description, commit=commit, message=message, dry_run=dry_run, fmt=fmt
         )
