@@ -1,4 +1,4 @@
-"""`flagstone promote` and `build` on a big repository: 3 environments × 3,000 flags.
+"""`flagstone promote` and edits on a big repository: 3 environments of 3,000 flags.
 
     make bench            # or: .venv/bin/python bench/promote.py [--runs 3] [--no-write]
 
