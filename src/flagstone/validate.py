@@ -35,6 +35,7 @@ from flagstone.model import (
     Serve,
     served_variants,
 )
+from flagstone.privacy import check_privacy
 from flagstone.runtime.format import MAX_PREREQUISITE_DEPTH
 from flagstone.schema import (
     check_against,
@@ -270,6 +271,7 @@ def check_environment(
             problems += check_experiment(experiment, env)
     problems += check_layers(experiments.values())
     problems += check_config(repo, env)
+    problems += check_privacy(repo.settings.raw, env)
     return problems
 
 
@@ -865,11 +867,14 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
     if env.secret_values:
         # Findings about values that live in the secrets file point there.
         in_secrets = {p for p, _ in _leaves(env.secret_values, ())}
+
+        def in_secrets_file(path: DocPath) -> bool:
+            return bool(path) and any(
+                path[: len(q)] == q or q[: len(path)] == path for q in in_secrets
+            )
+
         problems = [
-            replace(p, file=env.secrets_file)
-            if p.file == file
-            and any(p.path[: len(q)] == q for q in in_secrets if len(p.path) >= len(q))
-            else p
+            replace(p, file=env.secrets_file) if p.file == file and in_secrets_file(p.path) else p
             for p in problems
         ]
     return problems

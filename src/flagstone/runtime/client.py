@@ -148,11 +148,13 @@ class Client:
             data = path.read_bytes()
         except OSError as e:
             raise BundleUnavailable(f"cannot read {path}: {e.strerror or e}") from None
-        client = cls(
-            load_bundle_bytes(data, public_key, identity=identities),
-            public_key=public_key,
-            **_client_options(options),
-        )
+        compiled = load_bundle_bytes(data, public_key, identity=identities)
+        if identities is not None and "pseudonym_key" not in options:
+            # The pseudonym key is a flagstone secret: every process hashes units alike.
+            analytics_config = compiled.config.get("analytics")
+            if isinstance(analytics_config, Mapping) and analytics_config.get("pseudonym_key"):
+                options = {**options, "pseudonym_key": str(analytics_config["pseudonym_key"])}
+        client = cls(compiled, public_key=public_key, **_client_options(options))
         client._identity = identities
         if watch:
             from flagstone.runtime.reload import FileWatcher

@@ -1,0 +1,266 @@
+"""Privacy claims, each tested: logs written by the real runtime carry no raw id and no
+personal attribute, a non-consenting unit is never logged, erasure removes exactly one
+person's rows, retention deletes what is old, and pseudonyms join across processes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import git
+import pytest
+from pyrage import x25519
+
+from flagstone import Client
+from flagstone.privacy import forget, pseudonymizer, retain
+from tests.conftest import CASES
+
+KEY = "a-shared-pseudonym-key-0123456789"
+EXPERIMENT = """\
+checkout-test:
+  flag: new-checkout
+  status: running
+  traffic: 100
+  consent: required
+  dimensions: [country]
+  metrics:
+    primary: {name: conversion, kind: proportion}
+"""
+
+
+@pytest.fixture
+def repo(git_repo: git.Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = Path(git_repo.working_dir)
+    shutil.copytree(CASES / "valid" / "base", root, dirs_exist_ok=True)
+    for env in ("dev", "prod"):
+        (root / "environments" / env / "experiments.yaml").write_text(EXPERIMENT)
+    identity = x25519.Identity.generate()
+    key_file = tmp_path / "home" / "key.txt"
+    key_file.parent.mkdir()
+    key_file.write_text(f"{identity}\n")
+    schema_path = root / "schemas" / "config.schema.json"
+    schema = json.loads(schema_path.read_text())
+    schema["properties"]["analytics"] = {
+        "type": "object",
+        "properties": {
+            "pseudonym_key": {"type": "string", "minLength": 16, "x-flagstone-secret": True}
+        },
+    }
+    schema_path.write_text(json.dumps(schema))
+    settings = root / "flagstone.yaml"
+    settings.write_text(
+        settings.read_text()
+        + f"privacy:\n  pii: [email, ip]\n  retention_days: 30\nsecrets:\n  recipients: [{identity.to_public()}]\n"
+    )
+    git_repo.git.add("-A")
+    git_repo.git.commit("-m", "base", "--no-gpg-sign")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("FLAGSTONE_AGE_KEY_FILE", str(key_file))
+    monkeypatch.delenv("FLAGSTONE_PSEUDONYM_KEY", raising=False)
+    return root
+
+
+def run_app(
+    bundle: Path, log: Path, units: list[dict[str, object]], **options: object
+) -> list[dict[str, object]]:
+    with Client.from_file(bundle, analytics_file=log, **options) as client:  # type: ignore[arg-type]
+        for context in units:
+            client.assign("checkout-test", context)
+            client.variant("new-checkout", context)
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+UNITS = [
+    {
+        "user_id": f"user-{i}",
+        "email": f"person{i}@example.test",
+        "ip": f"203.0.113.{i}",
+        "country": "DE",
+        "consent": {"experiments": i % 2 == 0},
+    }
+    for i in range(20)
+]
+
+
+def test_runtime_logs__no_raw_id_no_pii__non_consenting_never_logged(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    assert cli(["build", "--env", "prod", "--out", "dist"], cwd=repo).exit_code == 0
+    records = run_app(
+        repo / "dist" / "prod.json", tmp_path / "exposures.jsonl", UNITS, pseudonym_key=KEY
+    )
+    text = (tmp_path / "exposures.jsonl").read_text()
+    exposures = [r for r in records if r["type"] == "exposure"]
+    assert len(exposures) == 10  # the consenting half, each once
+    for unit in UNITS:
+        assert f'"{unit["user_id"]}"' not in text
+        assert str(unit["email"]) not in text and str(unit["ip"]) not in text
+    hashed = pseudonymizer(KEY)
+    logged = {r["unit"] for r in exposures}
+    assert logged == {hashed(str(u["user_id"])) for u in UNITS if u["consent"]["experiments"]}  # type: ignore[index]
+
+
+def test_validate__pii_in_dimensions_or_payloads__rejected(cli, repo: Path) -> None:
+    experiments = repo / "environments/dev/experiments.yaml"
+    experiments.write_text(
+        EXPERIMENT.replace("dimensions: [country]", "dimensions: [country, email]")
+    )
+    flags = repo / "environments/dev/flags.yaml"
+    flags.write_text(flags.read_text().replace("long: Hello there", 'long: "Hello ${email}"'))
+    report = json.loads(cli(["validate", "--format", "json"], cwd=repo).stdout)
+    codes = {
+        (p["code"], p["file"], p["line"]) for p in report["problems"] if p["code"].startswith("pii")
+    }
+    assert ("pii-dimension", "environments/dev/experiments.yaml", 6) in codes
+    assert any(c[0] == "pii-in-payload" and c[1] == "environments/dev/flags.yaml" for c in codes)
+    assert not report["ok"]
+
+
+def test_pseudonymize__key_from_secrets__matches_the_runtime(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    assert (
+        cli(["secret", "set", "prod", "analytics.pseudonym_key"], cwd=repo, input=KEY).exit_code
+        == 0
+    )
+    result = cli(
+        ["privacy", "pseudonymize", "--env", "prod"],
+        cwd=repo,
+        input="user_id\nuser-0\nuser-2,extra\n",
+    )
+    assert result.exit_code == 0, result.stderr
+    hashed = pseudonymizer(KEY)
+    assert result.stdout == f"user-0,{hashed('user-0')}\nuser-2,{hashed('user-2')}\n"
+    assert KEY not in result.stdout + result.stderr
+    # the key reaches the runtime sealed in a server bundle: two processes, one pseudonym
+    service = x25519.Identity.generate()
+    (tmp_path / "svc.txt").write_text(f"{service}\n")
+    built = cli(
+        [
+            "build",
+            "--env",
+            "prod",
+            "--include-secrets",
+            "--recipient",
+            str(service.to_public()),
+            "--out",
+            "server",
+        ],
+        cwd=repo,
+    )
+    assert built.exit_code == 0, built.stderr
+    bundle = repo / "server" / "prod.json"
+    first = run_app(bundle, tmp_path / "a.jsonl", UNITS[:2], identity=tmp_path / "svc.txt")
+    second = run_app(bundle, tmp_path / "b.jsonl", UNITS[:2], identity=tmp_path / "svc.txt")
+    units = lambda rs: [r["unit"] for r in rs if r["type"] == "exposure"]  # noqa: E731
+    assert units(first) == units(second) == [hashed("user-0")]
+
+
+def _logs(folder: Path, now: float) -> None:
+    folder.mkdir(parents=True)
+    hashed = pseudonymizer(KEY)
+    rows = [
+        {
+            "type": "exposure",
+            "experiment": "e",
+            "arm": "a",
+            "unit": hashed("user-7"),
+            "flag": "f",
+            "environment": "prod",
+            "ts": now,
+            "dimensions": {},
+        },
+        {
+            "type": "exposure",
+            "experiment": "e",
+            "arm": "a",
+            "unit": "user-7",
+            "flag": "f",
+            "environment": "prod",
+            "ts": now,
+            "dimensions": {},
+        },
+        {
+            "type": "exposure",
+            "experiment": "e",
+            "arm": "b",
+            "unit": hashed("user-8"),
+            "flag": "f",
+            "environment": "prod",
+            "ts": now - 40 * 86400,
+            "dimensions": {},
+        },
+        {
+            "type": "evaluations",
+            "flag": "f",
+            "variant": "on",
+            "reason": "DEFAULT",
+            "count": 3,
+            "from": now - 60,
+            "to": now,
+        },
+    ]
+    (folder / "exposures.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows) + "not json\n"
+    )
+    (folder / "sub").mkdir()
+    (folder / "sub" / "usage.jsonl").write_text(
+        json.dumps(rows[3]) + "\n" + json.dumps({**rows[2], "unit": "user-7"}) + "\n"
+    )
+
+
+def test_privacy_forget__removes_exactly_that_units_rows(
+    cli, repo: Path, tmp_path: Path, monkeypatch
+) -> None:
+    now = dt.datetime.now(dt.UTC).timestamp()
+    data = tmp_path / "data"
+    _logs(data, now)
+    before = (data / "exposures.jsonl").read_text().splitlines()
+    monkeypatch.setenv("FLAGSTONE_PSEUDONYM_KEY", KEY)
+    result = cli(
+        ["privacy", "forget", "--unit", "user-7", "--data", str(data), "--format", "json"], cwd=repo
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["removed"] == 3 and doc["pseudonymized"] is True
+    after = (data / "exposures.jsonl").read_text().splitlines()
+    assert after == [before[2], before[3], before[4]]  # user-8, the counts, the unreadable line
+    assert "user-7" not in (data / "sub" / "usage.jsonl").read_text()
+    from tests.cli_schemas import check_output
+
+    check_output("privacy forget", result.stdout)
+
+
+def test_privacy_forget__no_key__raw_ids_only(repo: Path, tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC).timestamp()
+    _logs(tmp_path / "data", now)
+    report = forget(tmp_path / "data", "user-7", None)
+    assert report.removed == 2  # the raw rows; the pseudonymized one needs the key
+
+
+def test_privacy_retention__deletes_rows_older_than_retention_days(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    now = dt.datetime.now(dt.UTC).timestamp()
+    data = tmp_path / "data"
+    _logs(data, now)
+    dry = cli(["privacy", "retention", "--data", str(data), "--dry-run"], cwd=repo)
+    assert dry.exit_code == 0 and "2 row(s) would be deleted" in dry.stderr
+    result = cli(["privacy", "retention", "--data", str(data)], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    rows = [
+        json.loads(line)
+        for line in (data / "exposures.jsonl").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert all(r.get("ts", r.get("to")) >= now - 30 * 86400 for r in rows) and len(rows) == 3
+    assert retain(data, 30).removed == 0  # nothing left to delete
+
+
+def test_privacy_retention__without_a_setting__says_what_to_do(cli, tmp_path: Path) -> None:
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "r")
+    (tmp_path / "d").mkdir()
+    result = cli(["privacy", "retention", "--data", str(tmp_path / "d")], cwd=root)
+    assert result.exit_code == 2 and "set privacy.retention_days" in result.stderr
