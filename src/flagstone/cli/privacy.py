@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flagstone.cli.app import TextJson, command, err, finish, out
+from flagstone.cli.app import TextJson, command, err, finish, out, text_renderer
 from flagstone.cli.groups import privacy_app
-from flagstone.cli.output import text_renderer
 from flagstone.errors import FlagstoneError
 
 if TYPE_CHECKING:
