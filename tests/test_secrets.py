@@ -128,3 +128,45 @@ def test_hints__name_only_commands_that_exist() -> None:
         if words and (not path or is_group):
             missing.append(where)
     assert not missing, "hints name commands that do not exist:\n" + "\n".join(missing)
+
+
+def test_credential_kind__known_tokens_keys_and_entropy__by_detect_secrets_rules() -> None:
+    from flagstone.secrets import credential_kind
+
+    assert credential_kind("AKIAIOSFODNN7EXAMPLE") == "AWS Access Key"
+    assert credential_kind("ghp_1234567890abcdefghijklmnopqrstuvwxyzAB") == "GitHub Token"
+    assert (
+        credential_kind("xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx") == "Slack Token"
+    )
+    assert (
+        credential_kind("-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----")
+        == "Private Key"
+    )
+    assert credential_kind("Zx8Qw2Lp9Rt4Vb7Nm3Kj6Hg1Fd5Sa0Ty") == "high-entropy string"
+    for ordinary in (
+        "https://api.example.com/v1",
+        "hello world",
+        "checkout-v2-enabled",
+        "500",
+        "eu-west-1",
+    ):
+        assert credential_kind(ordinary) is None, ordinary
+
+
+def test_validate__plaintext_credential__warns_naming_the_rule(cli, tmp_path) -> None:
+    import json
+    import shutil
+
+    from tests.conftest import CASES
+
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
+    config = root / "environments/dev/config.yaml"
+    config.write_text(config.read_text().replace("https://dev.shop.test", "AKIAIOSFODNN7EXAMPLE"))
+    result = cli(["validate", "--format", "json"], cwd=root)
+    found = [
+        p for p in json.loads(result.stdout)["problems"] if p["code"] == "plaintext-credential"
+    ]
+    assert [(p["severity"], p["message"]) for p in found] == [
+        ("warning", "api.base_url looks like a credential in plain text (AWS Access Key)")
+    ]
+    assert found[0]["line"] == 2

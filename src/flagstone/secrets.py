@@ -16,6 +16,7 @@ Two nets, so that one mistake is not a leak:
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -191,3 +192,77 @@ def secrets_of(
         if v is not None and not is_encrypted(v) and probe.is_secret(p)
     ]
     return Secrets.build(paths, plaintexts)
+
+
+# --- credentials written in plain text ----------------------------------------------------
+
+_CANDIDATE_MIN = 16  # shorter strings are rarely credentials and never high-entropy enough
+# detect-secrets' plugins that read a value alone; the keyword and IP plugins need the
+# surrounding line, which a config value does not have.
+_CONTEXT_PLUGINS = {
+    "keyword",
+    "ip_public",
+    "base",
+    "high_entropy_strings",
+    "cloudant",
+    "softlayer",
+    "ibm_cos_hmac",
+}
+
+
+def _is_candidate(value: str) -> bool:
+    if "-----BEGIN" in value:
+        return True
+    if len(value) < _CANDIDATE_MIN or any(c.isspace() for c in value):
+        return False
+    return "://" not in value or "@" in value  # a URL only when it carries credentials
+
+
+@functools.cache
+def _detectors() -> tuple[Any, ...]:
+    import importlib
+    import pkgutil
+
+    import detect_secrets.plugins as plugins
+    from detect_secrets.plugins.base import RegexBasedDetector
+
+    found = []
+    for module in pkgutil.iter_modules(plugins.__path__):
+        if module.name in _CONTEXT_PLUGINS:
+            continue
+        loaded = importlib.import_module(f"{plugins.__name__}.{module.name}")
+        for obj in vars(loaded).values():
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, RegexBasedDetector)
+                and obj is not RegexBasedDetector
+                and obj.__module__ == loaded.__name__
+            ):
+                found.append(obj())
+    return tuple(sorted(found, key=lambda d: d.secret_type))
+
+
+def credential_kind(value: str) -> str | None:
+    """What a plaintext value looks like, by detect-secrets' rules (token prefixes of AWS,
+    GitHub, Slack, Stripe, …, private-key blocks), or a high-entropy string; None when it
+    looks like an ordinary value. Only long, unspaced strings are looked at."""
+    if not _is_candidate(value):
+        return None
+    for detector in _detectors():
+        if any(True for _ in detector.analyze_string(value)):
+            return str(detector.secret_type)
+    from detect_secrets.plugins.high_entropy_strings import (
+        Base64HighEntropyString,
+        HexHighEntropyString,
+    )
+
+    if len(value) >= 20 and re.fullmatch(r"[A-Za-z0-9+/=_-]+", value):
+        if re.fullmatch(r"[0-9a-fA-F]+", value):
+            if (
+                len(value) >= 32
+                and HexHighEntropyString(limit=3.0).calculate_shannon_entropy(value) > 3.0
+            ):
+                return "high-entropy hex string"
+        elif Base64HighEntropyString(limit=4.5).calculate_shannon_entropy(value) > 4.5:
+            return "high-entropy string"
+    return None

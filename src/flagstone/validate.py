@@ -44,6 +44,7 @@ from flagstone.schema import (
     non_finite_numbers,
     non_finite_problems,
 )
+from flagstone.secrets import credential_kind
 
 # When a key was last changed, for the "fully on for N days" hygiene check (from git).
 LastChanged = Callable[[Sequence[str]], dt.datetime | None]
@@ -862,6 +863,19 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
                     "warning",
                     path=path,
                     hint="encrypt it, or reference it (${ENV_VAR}) instead of writing it here",
+                )
+            )
+        elif is_literal and (kind := credential_kind(str(value))) is not None:
+            problems.append(
+                Problem(
+                    file,
+                    0,
+                    0,
+                    f"{dotted} looks like a credential in plain text ({kind})",
+                    "plaintext-credential",
+                    "warning",
+                    path=path,
+                    hint=f"encrypt it: `flagstone secret set {env.name} {dotted}` reads it from stdin",
                 )
             )
     if env.secret_values:
