@@ -148,3 +148,49 @@ def test_config_set__typed_by_the_schema_and_read_back(cli, repo: Path) -> None:
 def test_config_set__a_secret_in_plain_text__is_refused(cli, repo: Path) -> None:
     result = cli(["config", "set", "api.token", "sk_live_123", "--env", "dev"], cwd=repo)
     assert result.exit_code == 2 and "is a secret" in result.stderr
+
+
+def test_edit__crlf_and_bom__kept_byte_for_byte_around_the_change(cli, repo: Path) -> None:
+    path = repo / "environments" / "dev" / "flags.yaml"
+    original = ("\ufeff" + COMMENTED).replace("\n", "\r\n").encode()
+    path.write_bytes(original)
+    result = cli(["flag", "disable", "new-checkout", "--env", "dev"], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    assert path.read_bytes() == original.replace(b"  enabled: true\r\n", b"  enabled: false\r\n", 1)
+
+
+def test_edit__mixed_line_endings__each_untouched_line_keeps_its_own(cli, repo: Path) -> None:
+    path = repo / "environments" / "dev" / "flags.yaml"
+    lines = COMMENTED.splitlines(keepends=True)
+    mixed = "".join(
+        line.replace("\n", "\r\n") if i % 3 == 0 else line for i, line in enumerate(lines)
+    )
+    path.write_bytes(mixed.encode())
+    assert cli(["flag", "disable", "new-checkout", "--env", "dev"], cwd=repo).exit_code == 0
+    expected = mixed.replace("  enabled: true\n", "  enabled: false\n", 1).replace(
+        "  enabled: true\r\n", "  enabled: false\r\n", 1
+    )
+    assert path.read_bytes() == expected.encode()
+
+
+def test_kill_switch__with_an_unrelated_error_in_prod__still_works_and_lists_it(
+    cli, repo: Path
+) -> None:
+    """Incidents first: pulling the kill switch never waits for an unrelated fix."""
+    path = repo / "environments" / "dev" / "flags.yaml"
+    broken = COMMENTED.replace("  default: short\n", "  default: medium\n")  # no such variant
+    path.write_text(broken)
+    subprocess.run(["git", "commit", "-qam", "a typo in banner-text"], cwd=repo, check=True)
+    result = cli(["flag", "disable", "new-checkout", "--env", "dev", "--commit"], cwd=repo)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "already had 1 error(s) that this edit does not touch" in result.stderr
+    assert "banner-text" in result.stderr
+    assert path.read_text() == broken.replace("  enabled: true\n", "  enabled: false\n", 1)
+    # An edit that adds an error is still refused.
+    refused = cli(
+        ["flag", "rollout", "new-checkout", "--env", "dev", "-v", "on=30", "-v", "off=60"],
+        cwd=repo,
+    )
+    assert refused.exit_code == 1
+    assert "rollout weights sum to 90, expected 100" in refused.stdout
+    assert "medium" not in refused.stdout  # the old error is not what refused it

@@ -389,3 +389,48 @@ def test_history__oversized_file__is_a_file_error_and_never_read(cli, repo: Path
         (big, "file-too-large")
     ]
     assert not any(e["action"] == "removed" for e in doc["entries"])
+
+
+def test_diff_rev__a_file_that_does_not_parse__is_reported_not_diffed(
+    cli, repo: Path, commit
+) -> None:
+    before = git(repo, "rev-parse", "HEAD").strip()
+    flags = repo / "environments/prod/flags.yaml"
+    flags.write_text(flags.read_text().replace("  default: long", "  default: [long"))
+    edit(repo, "environments/prod/config.yaml", "timeout_ms: 800", "timeout_ms: 900")
+    commit(message="oops, and a real change")
+    code, doc = run_json(cli, repo, "diff", "--rev", f"{before}..HEAD")
+    assert code == 1 and doc["ok"] is False
+    assert [(p["file"], p["code"]) for p in doc["problems"]] == [
+        ("environments/prod/flags.yaml", "yaml-syntax")
+    ]
+    # No "flag removed" for the unreadable file; the readable config change is shown.
+    assert [(c["kind"], c["key"]) for c in doc["changes"]] == [("config", "api.timeout_ms")]
+    comment = cli(["diff", "--rev", f"{before}..HEAD", "--format", "markdown"], cwd=repo)
+    assert comment.exit_code == 1
+    lines = comment.stdout.splitlines()
+    assert lines[0] == "<!-- flagstone-diff -->"
+    assert lines[1].startswith("> ❌ `environments/prod/flags.yaml:")
+    assert "removed" not in comment.stdout
+
+
+def test_diff_rev__missing_environment_folder__is_reported(cli, repo: Path, commit) -> None:
+    before = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "rm", "-rq", "environments/prod")
+    commit(message="lost prod")
+    code, doc = run_json(cli, repo, "diff", "--rev", f"{before}..HEAD")
+    assert code == 1
+    assert [p["code"] for p in doc["problems"]] == ["missing-environment"]
+    assert doc["changes"] == []
+
+
+def test_promote__unreadable_source_file__refused_before_anything_is_written(
+    cli, repo: Path
+) -> None:
+    dev = repo / "environments/dev/flags.yaml"
+    dev.write_text(dev.read_text() + "broken: [\n")
+    before = (repo / "environments/prod/flags.yaml").read_bytes()
+    result = cli(["promote", "dev", "prod", "--yes", "--skip-order", "test"], cwd=repo)
+    assert result.exit_code == 1
+    assert "cannot promote: environments/dev/flags.yaml cannot be read" in result.stderr
+    assert (repo / "environments/prod/flags.yaml").read_bytes() == before

@@ -186,3 +186,44 @@ def test_promote__into_a_folder_layout__writes_one_file_per_new_flag(
         staging / "flags" / "promo.yaml"
     ).read_text() == "promo:\n  variants: {on: true, off: false}\n  default: off\n"
     assert cli(["validate", "--env", "staging"], cwd=repo).exit_code == 0
+
+
+def test_promote__keeps_inline_and_trailing_comments_of_the_target(cli, repo: Path) -> None:
+    staging = repo / "environments" / "staging" / "flags.yaml"
+    text = staging.read_text().replace(
+        "  default: off\n", "  default: off  # held back in staging\n", 1
+    )
+    text = text.replace("    - segment: internal\n", "    - segment: internal  # staff\n", 1)
+    staging.write_text(text + "# end of staging flags\n")
+    git(repo, "commit", "-qam", "comments in staging")
+    result = cli(["promote", "dev", "staging", "--only", "new-checkout", "--yes"], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    after = staging.read_text()
+    assert "  default: off  # held back in staging\n" in after  # pinned, and its comment
+    assert "    - segment: internal  # staff\n" in after
+    assert after.endswith("# end of staging flags\n")
+    assert "{on: 40, off: 60}" in after
+
+
+def test_promote__crlf_target__keeps_its_line_endings(cli, repo: Path) -> None:
+    staging = repo / "environments" / "staging" / "flags.yaml"
+    staging.write_bytes(staging.read_bytes().replace(b"\n", b"\r\n"))
+    git(repo, "commit", "-qam", "staging uses CRLF")
+    result = cli(["promote", "dev", "staging", "--only", "new-checkout", "--yes"], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    data = staging.read_bytes()
+    assert b"{on: 40, off: 60}" in data
+    assert data.count(b"\n") == data.count(b"\r\n")
+
+
+def test_rollback__with_an_unrelated_error__is_not_blocked(cli, repo: Path) -> None:
+    """Incidents first: a rollback never waits for an unrelated fix."""
+    assert cli(["promote", "dev", "staging", "--yes", "--commit"], cwd=repo).exit_code == 0
+    segments = repo / "environments" / "staging" / "segments.yaml"
+    segments.write_text(segments.read_text() + "odd:\n  when: {plan: {bogus_op: 1}}\n")
+    git(repo, "commit", "-qam", "an unrelated broken segment")
+    result = cli(
+        ["rollback", "staging", "--to", "HEAD~2", "--only", "new-checkout", "--yes"], cwd=repo
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "{on: 20, off: 80}" in (repo / "environments" / "staging" / "flags.yaml").read_text()

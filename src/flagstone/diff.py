@@ -11,12 +11,13 @@ import difflib
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from flagstone.errors import FlagstoneError, Problem
 from flagstone.load import read_environment
-from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, Environment
+from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, SETTINGS_FILE, Environment
 from flagstone.secrets import NO_SECRETS, SECRET, SECRET_CHANGED, Secrets, is_encrypted
 
 Action = Literal["added", "removed", "changed"]
@@ -554,25 +555,81 @@ def diff_revisions(
     new_rev: str | None,
     envs: Sequence[str],
     secrets: SecretsLike = NO_SECRETS,
-) -> list[Change]:
+) -> tuple[list[Change], list[Problem]]:
     """Changes per environment between two revisions (``new_rev`` None: the working tree),
-    read straight from git objects, nothing checked out."""
+    read straight from git objects, nothing checked out, and the file errors that stop a
+    side being read. A kind whose file cannot be read on either side (a YAML error, over
+    the size limit, a symlink leaving the repository), or an environment folder missing
+    where flagstone.yaml lists it, is reported as that error, never as keys removed."""
     from flagstone import gitio
-    from flagstone.load import environment_files
+    from flagstone.load import UNREADABLE, environment_files, load_settings
 
-    changes = []
+    changes: list[Change] = []
+    problems: list[Problem] = []
+    listed: dict[str | None, set[str]] = {
+        rev: _listed_envs(gitio.show(root, rev, SETTINGS_FILE), load_settings)
+        for rev in (old_rev, new_rev)
+        if rev is not None
+    }
+    if new_rev is None:
+        settings = root / SETTINGS_FILE
+        listed[None] = _listed_envs(
+            settings.read_bytes() if settings.is_file() else None, load_settings
+        )
     for env in envs:
         prefix = f"{ENVIRONMENTS_DIR}/{env}"
-        old_files = gitio.tree_files(root, old_rev, prefix)
-        new_files = (
-            gitio.tree_files(root, new_rev, prefix) if new_rev else environment_files(root, env)
-        )
-        old_env = read_environment(env, old_files)[0] if old_files else None
-        new_env = read_environment(env, new_files)[0] if new_files else None
+        sides = []
+        for rev in (old_rev, new_rev):
+            files = gitio.tree_files(root, rev, prefix) if rev else environment_files(root, env)
+            where = rev or "the working tree"
+            if not files and env in listed[rev]:
+                problems.append(
+                    Problem(
+                        f"{prefix}/",
+                        0,
+                        0,
+                        f"{prefix}/ does not exist at {where}, but flagstone.yaml lists {env}",
+                        "missing-environment",
+                    )
+                )
+            found, found_problems = read_environment(env, files) if files else (None, [])
+            broken = [p for p in found_problems if p.code in UNREADABLE]
+            problems += [
+                replace(p, message=f"{p.message} (at {where})") if rev else p for p in broken
+            ]
+            sides.append((found, broken))
+        (old_env, old_broken), (new_env, new_broken) = sides
+        if any(p.code == "missing-environment" and _env_of_problem(p) == env for p in problems):
+            continue
         if old_env is None and new_env is None:
             continue
-        changes += diff_environments(old_env, new_env, env, secrets)
-    return changes
+        unreadable_kinds = {_kind_of_file(p.file, env) for p in (*old_broken, *new_broken)}
+        changes += [
+            c
+            for c in diff_environments(old_env, new_env, env, secrets)
+            if c.kind not in unreadable_kinds
+        ]
+    return changes, sorted(set(problems))
+
+
+def _listed_envs(data: bytes | None, load: Any) -> set[str]:
+    if data is None:
+        return set()
+    try:
+        return set(load(data).environments)
+    except FlagstoneError:
+        return set()
+
+
+def _env_of_problem(problem: Problem) -> str | None:
+    parts = problem.file.split("/")
+    return parts[1] if len(parts) > 1 and parts[0] == ENVIRONMENTS_DIR else None
+
+
+def _kind_of_file(rel: str, env: str) -> str:
+    rest = rel.removeprefix(f"{ENVIRONMENTS_DIR}/{env}/")
+    first = rest.split("/", 1)[0]
+    return first.rsplit(".", 1)[0] if "/" not in rest else first
 
 
 def count(changes: Sequence[Change]) -> dict[str, int]:

@@ -12,10 +12,10 @@ import functools
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import git
 
@@ -27,6 +27,27 @@ from flagstone.load import MAX_FILE_BYTES, refused_symlink, too_large
 class Revision:
     sha: str | None  # None outside a git repository or before the first commit
     dirty: bool  # uncommitted changes under the paths asked about
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_sentence(what: str) -> Callable[[F], F]:
+    """Turn GitPython's ``Cmd(...)`` dump into one sentence and git's own words below it."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except git.GitCommandError as e:
+                stderr = str(e.stderr or "").strip().removeprefix("stderr:").strip().strip("'")
+                first = stderr.splitlines()[0] if stderr else f"exit status {e.status}"
+                raise GitError(f"git {what} failed: {first}", details=stderr or None) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return wrap
 
 
 def _repo(root: Path) -> git.Repo | None:
@@ -68,6 +89,7 @@ def current_revision(root: Path, paths: Sequence[str] = ()) -> Revision:
     return Revision(sha, dirty)
 
 
+@_one_sentence("status")
 def revisions(root: Path, groups: dict[str, Sequence[str]]) -> dict[str, Revision]:
     """``current_revision`` for several groups of paths with one `git status`."""
     repo = _repo(root)
@@ -91,6 +113,7 @@ def revisions(root: Path, groups: dict[str, Sequence[str]]) -> dict[str, Revisio
     }
 
 
+@_one_sentence("status")
 def _is_dirty(repo: git.Repo, root: Path, paths: Sequence[str]) -> bool:
     prefix = _prefix(repo, root)
     scoped = [prefix + p for p in paths] or [prefix or "."]
@@ -172,6 +195,7 @@ def resolve(root: Path, rev: str) -> str:
         ) from None
 
 
+@_one_sentence("rev-list")
 def rev_before(root: Path, when: str) -> str:
     """The last commit on HEAD at or before ``when`` (ISO date or time)."""
     repo = ensure_repo(root)
@@ -452,6 +476,7 @@ def restore_index(root: Path, snapshot: IndexSnapshot) -> None:
         )
 
 
+@_one_sentence("diff")
 def changed_since(root: Path, rev: str, paths: Sequence[str]) -> bool:
     """Whether ``paths`` differ between ``rev`` and the working tree."""
     repo = ensure_repo(root)
@@ -579,6 +604,7 @@ def is_ancestor(root: Path, ancestor: str, commit: str) -> bool:
     return code == 0
 
 
+@_one_sentence("rev-parse")
 def shallow_boundary(root: Path) -> frozenset[str]:
     """The commits a shallow clone was cut at (their parents are not here); empty when
     the clone is complete."""

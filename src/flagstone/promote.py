@@ -68,9 +68,10 @@ class Promotion:
 
 
 class PromotionInvalid(FlagstoneError):
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], message: str | None = None) -> None:
         super().__init__(
-            f"the promotion would leave the target invalid ({len(problems)} error(s)); nothing was written"
+            message
+            or f"the promotion would leave the target invalid ({len(problems)} error(s)); nothing was written"
         )
         self.problems = problems
 
@@ -91,6 +92,7 @@ def plan_promotion(
     or with ``reencrypt_secrets`` are decrypted with the user's identity and encrypted
     into the target's secrets file for the target's recipients."""
     source, target = repo.env(src), repo.env(dst)
+    _refuse_unreadable(repo, src, dst)
     order = repo.settings.environments
     if order.index(dst) != order.index(src) + 1 and skip_order_reason is None:
         expected = order[order.index(dst) - 1] if order.index(dst) > 0 else None
@@ -125,6 +127,24 @@ def plan_promotion(
     return Promotion(
         src, dst, moves, files, changes, kept, skip_order_reason, basis, checked.existing
     )
+
+
+def _refuse_unreadable(repo: Repository, *envs: str) -> None:
+    """A file that cannot be read would look like an empty one: keys "missing" in the
+    source, or a target file rewritten without them. Refuse instead, naming the files."""
+    from flagstone.load import UNREADABLE, environment_files, read_environment
+
+    broken = [
+        p
+        for env in envs
+        for p in read_environment(env, environment_files(repo.root, env))[1]
+        if p.code in UNREADABLE
+    ]
+    if broken:
+        names = ", ".join(sorted({p.file for p in broken}))
+        raise PromotionInvalid(
+            broken, f"cannot promote: {names} cannot be read; fix it first, nothing was written"
+        )
 
 
 def _select(

@@ -345,18 +345,36 @@ class DiffResult:
     env_order: Sequence[str]
     title: str
     fail_on_changes: bool = False  # --exit-code
+    # Files that could not be read at a revision: reported, never shown as changes.
+    problems: Sequence[Problem] = ()
 
     @property
     def ok(self) -> bool:
-        return not (self.fail_on_changes and self.changes)
+        return not (self.fail_on_changes and self.changes) and not self.problems
 
     def payload(self) -> dict[str, Any]:
-        return changes_payload(self.changes)
+        return {
+            **changes_payload(self.changes),
+            "problems": [problem_dict(p) for p in self.problems],
+        }
 
     def markdown(self) -> str:
-        from flagstone.report_diff import changes_markdown
+        from flagstone.report_diff import MARKER, changes_markdown, code, escape
 
-        return changes_markdown(self.changes, self.env_order, self.title)
+        text = changes_markdown(self.changes, self.env_order, self.title)
+        if not self.problems:
+            return text
+        # Right after the marker: a reviewer sees first that the diff is incomplete.
+        errors = [
+            f"> ❌ {code(f'{p.file}:{p.line}:{p.col}')} cannot be read: {escape(p.message)}"
+            for p in self.problems
+        ]
+        return text.replace(
+            MARKER + "\n",
+            MARKER + "\n" + "\n".join(errors) + "\n\n"
+            "> Changes in those files are not shown: fix them, then the diff is complete.\n\n",
+            1,
+        )
 
 
 @dataclass(frozen=True, slots=True)

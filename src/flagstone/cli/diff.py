@@ -62,7 +62,9 @@ def diff(
         old_rev, new_rev = rev.split("..", 1)
         names = env or list(repo.settings.environments)
         check_environments(names, repo.settings.environments)
-        changes = diff_revisions(repo_root, old_rev or "HEAD", new_rev or None, names, secrets)
+        changes, problems = diff_revisions(
+            repo_root, old_rev or "HEAD", new_rev or None, names, secrets
+        )
         title = f"flagstone diff {rev}"
     else:
         if not envs or len(envs) != 2:
@@ -71,5 +73,11 @@ def diff(
             )
         a, b = repo.env(envs[0]), repo.env(envs[1])
         changes = diff_environments(a, b, f"{a.name} → {b.name}", secrets)
+        problems = []
         title = f"flagstone diff {a.name} {b.name}"
-    finish(DiffResult(changes, repo.settings.environments, title, fail_on_changes=exit_code), fmt)
+    finish(
+        DiffResult(
+            changes, repo.settings.environments, title, fail_on_changes=exit_code, problems=problems
+        ),
+        fmt,
+    )

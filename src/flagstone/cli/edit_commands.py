@@ -147,13 +147,6 @@ def write_change(
         existing += checked.existing
     if new:
         finish(EditResult(envs, description, rels, dry_run=dry_run, diff=diff, problems=new), fmt)
-    if existing:
-        err.print(
-            f"note: {envs} already had {len(existing)} error(s) that this edit "
-            "does not touch; fix them separately:"
-        )
-        for problem in existing:
-            err.print(render_problem(problem))
     if dry_run:
         finish(EditResult(envs, description, rels, dry_run=True, diff=diff), fmt)
     sha = apply_files(
@@ -162,6 +155,13 @@ def write_change(
         commit=(message or f"{envs}: {description}") if commit else None,
         basis={rel: files[rel][0] for rel in changed},
     )
+    if existing:  # after the write: a failed write must not read as "done, but…"
+        err.print(
+            f"note: {envs} already had {len(existing)} error(s) that this edit "
+            "does not touch; fix them separately:"
+        )
+        for problem in existing:
+            err.print(render_problem(problem))
     finish(EditResult(envs, description, rels, commit=sha, diff=diff), fmt)
 
 

@@ -229,7 +229,13 @@ def print_changes(changes: Sequence[Change], title: str) -> None:
 
 @text_renderer(report.DiffResult)
 def _diff(d: report.DiffResult) -> None:
+    print_problems(d.problems)
     print_changes(d.changes, d.title)
+    if d.problems:
+        err.print(
+            f"{len(d.problems)} file(s) could not be read: their changes are not shown; "
+            "fix them and diff again"
+        )
 
 
 @text_renderer(report.PromotionResult)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -71,6 +72,7 @@ def promote(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Copy objects forward (dev → staging → prod), keeping the target's pinned values."""
+    from flagstone.edit import repository_lock
     from flagstone.load import find_root, load_repository, load_settings
     from flagstone.model import SETTINGS_FILE
     from flagstone.promote import PromotionInvalid, apply_promotion, plan_promotion
@@ -81,49 +83,55 @@ def promote(
     check_environments([src, dst], settings.environments)
     # Only what the promotion reads: the two environments and the one before the target
     # (its promotion-order check); a third environment of 3,000 flags costs a tenth of a second.
-    previous = settings.previous(dst)
-    repo, _ = load_repository(
-        repo_root, [e for e in settings.environments if e in (src, dst, previous)]
-    )
-    order = repo.settings.environments
-    try:
-        plan = plan_promotion(
-            repo,
-            src,
-            dst,
-            only=only or (),
-            kinds=kind or (),
-            include_deps=not no_deps,
-            skip_order_reason=skip_order,
-            reencrypt_secrets=secrets is SecretsMode.reencrypt,
+    # With --yes nothing waits for a person: plan and write under one hold of the
+    # repository's write lock, so the plan is made from what is written. A confirmed plan
+    # is checked against what it read instead (apply_promotion refuses if that changed).
+    with repository_lock(repo_root) if yes else contextlib.nullcontext():
+        previous = settings.previous(dst)
+        repo, _ = load_repository(
+            repo_root, [e for e in settings.environments if e in (src, dst, previous)]
         )
-    except PromotionInvalid as e:
-        finish(
-            PromotionResult(src, dst, None, order, dry_run, problems=e.problems, refusal=str(e)),
-            fmt,
-        )
-    preview = PromotionResult(src, dst, plan, order, dry_run=dry_run)
-    if plan.empty or dry_run:
-        finish(preview, fmt)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise FlagstoneError(
-                "not promoting without confirmation: stdin is not a terminal; pass --yes "
-                "(or --dry-run to preview)"
+        order = repo.settings.environments
+        try:
+            plan = plan_promotion(
+                repo,
+                src,
+                dst,
+                only=only or (),
+                kinds=kind or (),
+                include_deps=not no_deps,
+                skip_order_reason=skip_order,
+                reencrypt_secrets=secrets is SecretsMode.reencrypt,
             )
-        from flagstone.cli.output import emit
+        except PromotionInvalid as e:
+            finish(
+                PromotionResult(
+                    src, dst, None, order, dry_run, problems=e.problems, refusal=str(e)
+                ),
+                fmt,
+            )
+        preview = PromotionResult(src, dst, plan, order, dry_run=dry_run)
+        if plan.empty or dry_run:
+            finish(preview, fmt)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise FlagstoneError(
+                    "not promoting without confirmation: stdin is not a terminal; pass --yes "
+                    "(or --dry-run to preview)"
+                )
+            from flagstone.cli.output import emit
 
-        emit(preview, Format.text)
-        if not typer.confirm(f"Promote {src} → {dst}?", default=False):
-            raise typer.Exit(ExitCode.FINDINGS)
-    sha = apply_promotion(
-        repo_root,
-        plan,
-        commit=commit,
-        branch=branch,
-        expect_target_rev=expect_target_rev,
-        message=message,
-    )
+            emit(preview, Format.text)
+            if not typer.confirm(f"Promote {src} → {dst}?", default=False):
+                raise typer.Exit(ExitCode.FINDINGS)
+        sha = apply_promotion(
+            repo_root,
+            plan,
+            commit=commit,
+            branch=branch,
+            expect_target_rev=expect_target_rev,
+            message=message,
+        )
     done = PromotionResult(src, dst, plan, order, written=True, commit=sha)
     if not yes and fmt is Format.text:
         from flagstone.cli.app import err
