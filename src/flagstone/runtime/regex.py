@@ -231,6 +231,9 @@ class _Translator:
             else:
                 raise _Untranslatable(f"{op} inside a character class")
         merged = _merge(ranges)
+        if negate and self.flags & re.IGNORECASE and merged:
+            # Negate after case folding, as Python does: (?i)[^a] matches neither a nor A.
+            return "[^" + _class(merged)[1:]
         return _class(_complement(merged) if negate else merged)
 
     def pattern(self, items: list[Any], *, top: bool = False) -> str:
@@ -244,6 +247,8 @@ class _Translator:
         if op is C.LITERAL:
             return f"\\x{{{av:X}}}"
         if op is C.NOT_LITERAL:
+            if self.flags & re.IGNORECASE:
+                return "[^" + _class([(av, av)])[1:]
             return _class(_complement([(av, av)]))
         if op is C.ANY:
             return "(?s:.)" if self.flags & re.DOTALL else "[^\\n]"
