@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["validate.py", "runtime.py", "js_runtime.py", "history.py", "stats.py", "redos.py"]
+BENCHMARKS = [
+    "validate.py",
+    "runtime.py",
+    "runtime_memory.py",
+    "js_runtime.py",
+    "history.py",
+    "stats.py",
+    "redos.py",
+]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

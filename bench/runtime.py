@@ -451,11 +451,11 @@ def time_per_call(fn: Evaluator, contexts: list[dict[str, Any]], calls: int) -> 
     return (time.perf_counter_ns() - started) / calls
 
 
-def reload_latency(tmp: Path, samples: int, *, busy: bool, every_flag: bool) -> list[float]:
+def reload_latency(tmp: Path, samples: int, *, threads: int, every_flag: bool) -> list[float]:
     """Milliseconds from the atomic rename of a new 1,000-flag bundle to its swap into the
     client (timestamped by an on_change listener). ``every_flag``: each new bundle changes
     all 1,000 flags (nothing can be reused); otherwise one flag's rollout, as a typical
-    ramp does. ``busy``: another thread evaluates flags the whole time."""
+    ramp does. ``threads``: that many other threads evaluate flags the whole time."""
     import threading
 
     def flags(version: int) -> str:
@@ -490,8 +490,8 @@ def reload_latency(tmp: Path, samples: int, *, busy: bool, every_flag: bool) -> 
             for ctx in contexts:
                 variant("flag-0007", ctx)
 
-    worker = threading.Thread(target=evaluate, daemon=True)
-    if busy:
+    workers = [threading.Thread(target=evaluate, daemon=True) for _ in range(threads)]
+    for worker in workers:
         worker.start()
     latencies = []
     try:
@@ -547,22 +547,57 @@ def main() -> None:
                 results[name]["flag"].append(time_per_call(flag, contexts, calls))
                 results[name]["assign"].append(time_per_call(arm, contexts, calls))
         reloads = {
-            (every, busy): reload_latency(tmp, samples, busy=busy, every_flag=every)
+            (every, threads): reload_latency(tmp, samples, threads=threads, every_flag=every)
             for every in (True, False)
-            for busy in (False, True)
+            for threads in ((0, 1, 4) if every else (0, 4))
         }
-    table = render(sdks, results, reloads, calls, rounds)
+        analytics_rows = assignment_with_analytics(tmp, contexts, calls, rounds)
+    table = render(sdks, results, reloads, calls, rounds, analytics_rows)
     print(table)
     if not args.no_write:
         write_section(table)
 
 
+def assignment_with_analytics(
+    tmp: Path, contexts: list[dict[str, Any]], calls: int, rounds: int
+) -> dict[str, float]:
+    """ns per `assign()` (and per `variant()` of the experiment's flag) with analytics off
+    and on (a memory sink; exposures deduplicated per unit, pseudonymized on the writer)."""
+    from flagstone.runtime import Analytics, MemorySink
+
+    raw = flagstone_bundle(tmp, FLAG_YAML, EXPERIMENT_YAML)
+    off = Client.from_dict(raw)
+    on = Client.from_dict(raw, analytics=Analytics(MemorySink(), interval=0.5, pseudonym_key="k"))
+    out: dict[str, list[float]] = {
+        "assign, analytics off": [],
+        "assign, analytics on": [],
+        "flag evaluation, analytics off": [],
+        "flag evaluation, analytics on": [],
+    }
+    for _ in range(rounds):
+        out["assign, analytics off"].append(
+            time_per_call(lambda c: off.assign("onboarding-test", c), contexts, calls)
+        )
+        out["assign, analytics on"].append(
+            time_per_call(lambda c: on.assign("onboarding-test", c), contexts, calls)
+        )
+        out["flag evaluation, analytics off"].append(
+            time_per_call(lambda c: off.variant("checkout", c), contexts, calls)
+        )
+        out["flag evaluation, analytics on"].append(
+            time_per_call(lambda c: on.variant("checkout", c), contexts, calls)
+        )
+    on.close()
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
 def render(
     sdks: list[tuple[str, Any, Any, float]],
     results: dict[str, dict[str, list[float]]],
-    reloads: dict[tuple[bool, bool], list[float]],
+    reloads: dict[tuple[bool, int], list[float]],
     calls: int,
     rounds: int,
+    analytics_rows: dict[str, float] | None = None,
 ) -> str:
     median = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
     ours = median["flagstone"]
@@ -600,12 +635,29 @@ def render(
         "| new bundle | while the app | p50 | p95 | max |",
         "|---|---|---:|---:|---:|",
     ]
-    for (every, busy), values in reloads.items():
+    for (every, threads), values in reloads.items():
+        busy = (
+            "is idle"
+            if threads == 0
+            else f"evaluates flags on {threads} other thread{'s' if threads > 1 else ''} without pause"
+        )
         lines.append(
-            f"| {'every flag changed' if every else 'one flag changed'} | "
-            f"{'evaluates flags on another thread without pause' if busy else 'is idle'} | "
+            f"| {'every flag changed' if every else 'one flag changed'} | {busy} | "
             f"{percentile(values, 50):.1f} ms | {percentile(values, 95):.1f} ms | {max(values):.1f} ms |"
         )
+    if analytics_rows:
+        base_assign = analytics_rows["assign, analytics off"]
+        base_flag = analytics_rows["flag evaluation, analytics off"]
+        lines += [
+            "",
+            "Analytics on the hot path (1,000 units, each exposure logged once per unit; counts per thread; HMAC on the writer thread):",
+            "",
+            "| call | ns | × analytics off |",
+            "|---|---:|---:|",
+        ]
+        for name, ns in analytics_rows.items():
+            base = base_assign if name.startswith("assign") else base_flag
+            lines.append(f"| {name} | {ns:,.0f} | {ns / base:.2f} |")
     lines.append("")
     return "\n".join(lines)
 

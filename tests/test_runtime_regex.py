@@ -63,7 +63,10 @@ def test_any_pattern__same_answer_as_python_re(pattern, texts) -> None:
     except RegexError:
         return  # refused at load: nothing to compare
     for text in texts:
-        assert search(text) == (re.search(pattern, text) is not None), (pattern, text)
+        assert (search(text) is not None) == (re.search(pattern, text) is not None), (
+            pattern,
+            text,
+        )
 
 
 @pytest.mark.parametrize(
@@ -91,7 +94,7 @@ def test_non_repeating_patterns__keep_every_python_feature() -> None:
         (r"\Aab\Z", "ab"),
     ]:
         assert regex_problem(pattern) is None
-        assert compile_regex(pattern)(text) is True
+        assert compile_regex(pattern)(text) is not None
 
 
 def test_catastrophic_patterns__answer_in_bounded_time() -> None:
@@ -100,7 +103,7 @@ def test_catastrophic_patterns__answer_in_bounded_time() -> None:
         "from flagstone.runtime.regex import compile_regex\n"
         "for p, s in [('(a|a)+$', 'a' * 4096 + 'b'), ('.*x.*y', 'x' * 4096),"
         " (r'\\d+\\d+\\d+x', '1' * 4096), ('^(a|aa)+$', 'a' * 4095 + 'b')]:\n"
-        "    assert compile_regex(p)(s) is False\n"
+        "    assert compile_regex(p)(s) is None\n"
         "print('ok')\n"
     )
     result = subprocess.run(

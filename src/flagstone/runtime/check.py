@@ -132,6 +132,22 @@ def check_references(
             _check_flag(key, flag, flag_keys, segments, experiments)
 
 
+def _condition_is_plain(node: Mapping[str, Any], segments: Mapping[str, Any], depth: int) -> bool:
+    """No regex to compile, every segment known, shallow: nothing the full check would refuse."""
+    if "attr" in node:
+        return bool(node["op"] != "matches")  # a pattern is compiled (and judged) by the full check
+    if "segment" in node:
+        return node["segment"] in segments
+    if depth >= 8:
+        return False  # deep: the full check measures it
+    if "not" in node:
+        return _condition_is_plain(node["not"], segments, depth + 1)
+    for child in node["all"] if "all" in node else node["any"]:
+        if not _condition_is_plain(child, segments, depth + 1):
+            return False
+    return True
+
+
 def _flag_is_sound(
     flag: Mapping[str, Any],
     flag_keys: Any,
@@ -159,15 +175,8 @@ def _flag_is_sound(
             if end != BUCKETS:
                 return False
     for rule in flag["rules"]:
-        when = rule["when"]
-        if "attr" in when:
-            if when["op"] == "matches":
-                return False  # the full check compiles the pattern
-        elif "segment" in when:
-            if when["segment"] not in segments:
-                return False
-        else:
-            return False  # nested: the full check walks it
+        if not _condition_is_plain(rule["when"], segments, 0):
+            return False
     for prerequisite in flag["prerequisites"]:
         if prerequisite["flag"] not in flag_keys:
             return False

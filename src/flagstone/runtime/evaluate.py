@@ -168,7 +168,9 @@ def _compile_operator(attr: str, op: str, operand: Any) -> Matcher:
     if op == "matches":
         search = compile_regex(operand)
         limit = MAX_REGEX_INPUT
-        return lambda ctx: type(v := ctx.get(attr)) is str and len(v) <= limit and search(v)
+        return lambda ctx: (
+            type(v := ctx.get(attr)) is str and len(v) <= limit and search(v) is not None
+        )
     if op == "exists":
         want = bool(operand)
         return lambda ctx: (ctx.get(attr) is not None) is want

@@ -112,7 +112,11 @@ def _instant(pred: Callable[[float, float], bool]) -> Callable[[Any, Any], bool]
 
 
 def _matches(value: Any, operand: Any) -> bool:
-    return type(value) is str and len(value) <= MAX_REGEX_INPUT and compile_regex(operand)(value)
+    return (
+        type(value) is str
+        and len(value) <= MAX_REGEX_INPUT
+        and compile_regex(operand)(value) is not None
+    )
 
 
 # value is never None here: missing attributes are decided by `apply` before these run.

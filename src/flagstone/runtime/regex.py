@@ -48,8 +48,11 @@ class _Untranslatable(Exception):
 
 
 @functools.lru_cache(maxsize=1024)
-def compile_regex(pattern: str) -> Callable[[str], bool]:
-    """A predicate ``text -> bool`` equal to ``re.search(pattern, text) is not None``."""
+def compile_regex(pattern: str) -> Callable[[str], object]:
+    """A search: ``search(text) is not None`` exactly when ``re.search(pattern, text)`` matches.
+
+    For a pattern Python's engine runs, this is that pattern's own ``search`` (the hot
+    path calls it directly); for RE2, a function answering True or None."""
     if type(pattern) is not str:
         raise RegexError(f"a `matches` pattern is a string, not {type(pattern).__name__}")
     if len(pattern) > MAX_REGEX_PATTERN:
@@ -64,8 +67,7 @@ def compile_regex(pattern: str) -> Callable[[str], bool]:
     if compiled.flags & re.LOCALE:
         raise RegexError(f"pattern {pattern!r} uses the locale flag, which no runtime supports")
     if _is_linear_under_backtracking(tree):
-        search = compiled.search
-        return lambda text: search(text) is not None
+        return compiled.search
     try:
         translated = _Translator(compiled.flags).pattern(list(tree), top=True)
         if compiled.flags & re.IGNORECASE:
@@ -312,7 +314,7 @@ class _Translator:
         raise _Untranslatable(where)
 
 
-def _re2_search(original: str, translated: str) -> Callable[[str], bool]:
+def _re2_search(original: str, translated: str) -> Callable[[str], object]:
     try:
         import re2  # type: ignore[import-untyped]
         from re2 import _re2
@@ -332,8 +334,8 @@ def _re2_search(original: str, translated: str) -> Callable[[str], bool]:
         )
     match, unanchored = compiled.Match, _re2.RE2.Anchor.UNANCHORED
 
-    def search(text: str) -> bool:
+    def search(text: str) -> bool | None:
         data = text.encode("utf-8", "surrogatepass")
-        return bool(match(unanchored, data, 0, len(data))[0][0] >= 0)
+        return True if match(unanchored, data, 0, len(data))[0][0] >= 0 else None
 
     return search
