@@ -367,3 +367,39 @@ def test_verify__merge_smuggling_a_prod_change__is_caught(cli, signed_repo) -> N
     git(root, "reset", "-q", "--hard", "HEAD~1")
     git(root, "merge", "-q", "--no-ff", "--no-gpg-sign", "--no-edit", "side")
     assert violations(cli, root) == []  # the same merge, honest
+
+
+def test_history__ssh_signatures__checked_against_the_policys_allowed_signers(
+    cli, signed_repo
+) -> None:
+    """Without the policy's signers file git calls every SSH-signed commit unsigned."""
+    import json
+
+    root, trusted, stranger = signed_repo
+    flags = root / "environments" / "dev" / "flags.yaml"
+    rollout = "on: 20, off: 80"
+    signers = (("good", trusted), ("stranger", stranger), ("none", None), ("tampered", trusted))
+    for on, (name, key) in zip((30, 40, 50, 60), signers, strict=True):
+        flags.write_text(flags.read_text().replace(rollout, f"on: {on}, off: {100 - on}"))
+        rollout = f"on: {on}, off: {100 - on}"
+        signed_commit(root, key, f"dev: {name}")
+    # A bad signature: the last commit's message altered under its signature.
+    raw = git(root, "cat-file", "commit", "HEAD").replace("dev: tampered", "dev: forged")
+    forged = subprocess.run(
+        ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
+        cwd=root,
+        input=raw,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    git(root, "reset", "-q", "--hard", forged)
+    result = cli(["history", "--env", "dev", "--format", "json"], cwd=root)
+    status = {e["subject"]: e["signature_status"] for e in json.loads(result.stdout)["entries"]}
+    assert status == {
+        "dev: forged": "bad signature",
+        "dev: none": "unsigned",
+        "dev: stranger": "unknown key",
+        "dev: good": "good signature",
+        "base with policy": "unsigned",
+    }
