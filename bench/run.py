@@ -9,6 +9,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 BENCHMARKS = [
     "validate.py",
+    "promote.py",
     "runtime.py",
     "runtime_memory.py",
     "js_runtime.py",

@@ -114,7 +114,21 @@ def main() -> None:
         lines.append(
             f"| {name} | {ours_t:.2f} s | {theirs_t:.2f} s | {ours_t / theirs_t:.2f} | {ours_m} MB / {theirs_m} MB |"
         )
-    lines += ["", f"`flagstone --help` starts in {statistics.median(startup):.3f} s (median).", ""]
+    build = results["build (all environments)"]
+    ratio = statistics.median(t for t, _ in build["flagstone"]) / statistics.median(
+        t for t, _ in build["featurevisor"]
+    )
+    lines += [
+        "",
+        f"`flagstone --help` starts in {statistics.median(startup):.3f} s (median).",
+        "",
+        f"Goal for build: at most a third of Featurevisor's time — {'met' if ratio <= 1 / 3 else 'not met'} "
+        f"({ratio:.2f}). Build validates from the same parse it compiles, and no step "
+        "reads a file twice; what remains is Python's start with typer (~0.2 s on a quiet machine), "
+        "parsing (yaml-rs), the checks, and compiling and encoding 6,000 flag objects, few of "
+        "which are identical across this workload's environments (286 between staging and prod).",
+        "",
+    ]
     section = "\n".join(lines)
     print(section)
     if not args.no_write:

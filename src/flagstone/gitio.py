@@ -15,9 +15,24 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-import git
+if TYPE_CHECKING:
+    import git
+else:
+
+    class _LazyGit:
+        """GitPython, imported on first use: it costs ~0.1 s, which build and validate
+        would pay for two plain questions (``revisions``, ``last_changed``) answered by
+        running git directly."""
+
+        def __getattr__(self, name: str) -> Any:
+            import git as module
+
+            globals()["git"] = module
+            return getattr(module, name)
+
+    git = _LazyGit()
 
 from flagstone.errors import GitError, Problem
 from flagstone.load import MAX_FILE_BYTES, refused_symlink, too_large
@@ -89,21 +104,43 @@ def current_revision(root: Path, paths: Sequence[str] = ()) -> Revision:
     return Revision(sha, dirty)
 
 
-@_one_sentence("status")
+def _plain_git(root: Path, *args: str) -> str | None:
+    """Run one git command in ``root`` without GitPython; None when it fails."""
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _toplevel_prefix(root: Path) -> str | None:
+    """The flagstone root relative to the git top level ('' or 'config/'); None outside git."""
+    top = _plain_git(root, "rev-parse", "--show-toplevel")
+    if top is None:
+        return None
+    rel = root.resolve().relative_to(Path(top.strip()).resolve()).as_posix()
+    return "" if rel == "." else rel + "/"
+
+
 def revisions(root: Path, groups: dict[str, Sequence[str]]) -> dict[str, Revision]:
     """``current_revision`` for several groups of paths with one `git status`."""
-    repo = _repo(root)
-    if repo is None:
+    prefix = _toplevel_prefix(root)
+    head = _plain_git(root, "rev-parse", "--verify", "-q", "HEAD") if prefix is not None else None
+    if prefix is None or head is None:
         return {name: Revision(None, True) for name in groups}
-    try:
-        sha = repo.head.commit.hexsha
-    except ValueError:
-        return {name: Revision(None, True) for name in groups}
-    prefix = _prefix(repo, root)
+    sha = head.strip()
     every = sorted({p for paths in groups.values() for p in paths})
-    status = repo.git.status(
-        "--porcelain", "--untracked-files=all", "-z", "--", *(prefix + p for p in every)
+    status = _plain_git(
+        root,
+        "status",
+        "--porcelain",
+        "--untracked-files=all",
+        "-z",
+        "--",
+        *(prefix + p for p in every),
     )
+    if status is None:
+        raise GitError("git status failed; run `git status` to see why")
     changed = [entry[3:][len(prefix) :] for entry in status.split("\0") if len(entry) > 3]
     return {
         name: Revision(
@@ -128,17 +165,17 @@ def _prefix(repo: git.Repo, root: Path) -> str:
 
 def last_changed(root: Path, paths: Sequence[str]) -> dt.datetime | None:
     """When any of ``paths`` last changed in a commit (None if never committed or dirty)."""
-    repo = _repo(root)
-    if repo is None or not paths:
+    prefix = _toplevel_prefix(root) if paths else None
+    if prefix is None:
         return None
-    prefix = _prefix(repo, root)
-    try:
-        if _is_dirty(repo, root, paths):
-            return None
-        stamp = repo.git.log("-1", "--format=%ct", "--", *(prefix + p for p in paths))
-    except (git.GitCommandError, ValueError):
+    scoped = [prefix + p for p in paths]
+    status = _plain_git(root, "status", "--porcelain", "--untracked-files=all", "--", *scoped)
+    if status is None or status.strip():
         return None
-    return dt.datetime.fromtimestamp(int(stamp), dt.UTC) if stamp.strip() else None
+    stamp = _plain_git(root, "log", "-1", "--format=%ct", "--", *scoped)
+    if stamp is None or not stamp.strip():
+        return None
+    return dt.datetime.fromtimestamp(int(stamp), dt.UTC)
 
 
 def init_repo(root: Path) -> bool:

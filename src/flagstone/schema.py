@@ -355,6 +355,13 @@ def _non_json_keys(data: Any, file: str, path: DocPath = ()) -> Iterator[Problem
 
 def non_finite_numbers(data: Any, path: DocPath = ()) -> list[tuple[DocPath, float]]:
     """Every NaN or infinite number in a document, with its path."""
+    if not path:
+        # The C encoder answers "none" for a whole document in a fraction of the walk's time.
+        try:
+            json.dumps(data, allow_nan=False, default=str)
+            return []
+        except (ValueError, TypeError):
+            pass
     if isinstance(data, float):
         return [] if math.isfinite(data) else [(path, data)]
     if isinstance(data, Mapping):

@@ -385,6 +385,44 @@ def _load_commands() -> None:
         importlib.import_module(f"flagstone.cli.{name}")
 
 
+def _invoked(argv: Sequence[str]) -> str | None:
+    """The top-level command an argument list runs, if it names one plainly."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-C":
+            i += 2
+            continue
+        if arg.startswith("-C"):  # -CDIR
+            i += 1
+            continue
+        return None if arg.startswith("-") else arg
+    return None
+
+
+def _only(name: str) -> typer.Typer | None:
+    """The app with just the command or group ``name``: typer builds click's tree for every
+    command on each run (~0.1 s for flagstone's), though a run uses one of them."""
+    import copy
+
+    commands = [
+        c
+        for c in app.registered_commands
+        if (c.name or c.callback.__name__.lower().replace("_", "-")) == name  # type: ignore[union-attr]
+    ]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return None  # let the full app say the command does not exist
+    trimmed = copy.copy(app)
+    trimmed.registered_commands = commands
+    trimmed.registered_groups = groups
+    return trimmed
+
+
 def main() -> None:
     _load_commands()
-    app()
+    argv = sys.argv[1:]
+    name = _invoked(argv)
+    # shell completion needs every command; so does anything else than a plain command line
+    trimmed = None if name is None or "_FLAGSTONE_COMPLETE" in os.environ else _only(name)
+    (trimmed or app)()
