@@ -16,6 +16,7 @@ BENCHMARKS = [
     "history.py",
     "stats.py",
     "redos.py",
+    "secrets_bench.py",  # not secrets.py: that name would shadow the standard library module
 ]
 
 if __name__ == "__main__":

@@ -219,3 +219,55 @@ def test_leak_sweep__an_unexpected_error__traceback_scrubbed(leaky_repo: Path) -
         assert "internal error (ValueError: cannot parse <secret>)" in result.stderr
         assert ("Traceback" in result.stderr) == bool(debug)
         assert_no_secret("stderr", result.stderr + result.stdout)
+
+
+def test_leak_sweep__encrypted_secrets__never_printed_except_by_secret_get(
+    cli, leaky_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyrage import x25519
+
+    identity = x25519.Identity.generate()
+    key_file = tmp_path / "home" / "key.txt"
+    key_file.parent.mkdir()
+    key_file.write_text(f"{identity}\n")
+    monkeypatch.setenv("FLAGSTONE_AGE_KEY_FILE", str(key_file))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    settings = leaky_repo / "flagstone.yaml"
+    settings.write_text(
+        settings.read_text() + f"secrets:\n  recipients: [{identity.to_public()}]\n"
+    )
+    long_enough = "s3aled-password-value-that-is-long-enough-for-the-schema"
+    refused = cli(["secret", "set", "prod", "db.password"], cwd=leaky_repo, input="sh0rt-pw-value")
+    assert refused.exit_code == 2 and "sh0rt-pw-value" not in refused.stdout + refused.stderr
+    assert (
+        cli(["secret", "set", "prod", "db.password"], cwd=leaky_repo, input=long_enough).exit_code
+        == 0
+    )
+    assert (
+        cli(
+            ["secret", "set", "dev", "db.password"], cwd=leaky_repo, input=long_enough + "-dev"
+        ).exit_code
+        == 0
+    )
+    secrets_file = leaky_repo / "environments/prod/secrets.sops.yaml"
+    for args in [
+        *[["validate", "--format", f] for f in [*FORMATS, "github"]],
+        *[["diff", "dev", "prod", "--format", f] for f in FORMATS],
+        ["diff", "--rev", "HEAD.."],
+        ["drift", "dev", "prod"],
+        ["history", "db.password"],
+        ["config", "get", "db.password", "--env", "prod"],
+        ["build", "--out", "dist-sealed", "--env", "prod"],
+        ["promote", "dev", "prod", "--dry-run"],
+        ["secret", "textconv", str(secrets_file)],
+        ["secret", "recipients", "list", "prod", "--format", "json"],
+        ["secret", "set", "prod", "db.pin"],  # refused: not an integer; must not echo it
+    ]:
+        result = cli(args, cwd=leaky_repo, input="n0t-an-integer-pin" if "pin" in args else None)
+        for secret in (long_enough, "n0t-an-integer-pin", *SECRETS):
+            assert secret not in result.stdout + result.stderr, (args, secret)
+    for path in leaky_repo.rglob("*.json"):
+        assert long_enough not in path.read_text()
+    assert (
+        cli(["secret", "get", "prod", "db.password"], cwd=leaky_repo).stdout == long_enough + "\n"
+    )

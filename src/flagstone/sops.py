@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -118,14 +119,20 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def encrypt_value(value: Any, key: bytes, aad: str, iv: bytes | None = None) -> str:
+@functools.lru_cache(maxsize=8)
+def _cipher(key: bytes) -> Any:
+    """One AES-GCM context per data key: a 1,000-value file builds it once, not 1,000 times."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+    return AESGCM(key)
+
+
+def encrypt_value(value: Any, key: bytes, aad: str, iv: bytes | None = None) -> str:
     data, kind = value_bytes(value)
     if not data and kind == "str":
         return ""  # SOPS leaves empty strings as they are
     nonce = iv if iv is not None else os.urandom(NONCE_SIZE)
-    sealed = AESGCM(key).encrypt(nonce, data, aad.encode())
+    sealed = _cipher(key).encrypt(nonce, data, aad.encode())
     return f"ENC[AES256_GCM,data:{_b64(sealed[:-16])},iv:{_b64(nonce)},tag:{_b64(sealed[-16:])},type:{kind}]"
 
 
@@ -155,13 +162,12 @@ def parse_encrypted(text: str) -> Sealed | None:
 def decrypt_value(text: str, key: bytes, aad: str) -> tuple[Any, bytes]:
     """The plaintext and its IV; raises ``ValueError`` when it does not authenticate."""
     from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     sealed = parse_encrypted(text)
     if sealed is None:
         raise ValueError("not a SOPS ENC[AES256_GCM,...] value")
     try:
-        data = AESGCM(key).decrypt(sealed.iv, sealed.data + sealed.tag, aad.encode())
+        data = _cipher(key).decrypt(sealed.iv, sealed.data + sealed.tag, aad.encode())
     except InvalidTag:
         raise ValueError("authentication failed") from None
     return _from_bytes(data, sealed.kind), sealed.iv

@@ -67,11 +67,15 @@ def _verified() -> Iterator[None]:
 
 
 def _repo(root: Path | None, env: str) -> Repository:
-    from flagstone.load import find_root, load_repository
+    """The repository's root and settings; its environments are not read (a secret
+    command touches one file, and reading 2,000 flags would triple its time)."""
+    from flagstone.load import find_root, load_settings
+    from flagstone.model import SETTINGS_FILE, Repository, check_environments
 
-    repo, _ = load_repository(find_root(root or Path.cwd()))
-    repo.env(env)
-    return repo
+    repo_root = find_root(root or Path.cwd())
+    settings = load_settings((repo_root / SETTINGS_FILE).read_bytes())
+    check_environments([env], settings.environments)
+    return Repository(root=repo_root, settings=settings, environments={})
 
 
 def _open(repo: Repository, env: str, *, create: bool = False) -> Opened:
