@@ -434,3 +434,36 @@ def test_promote__unreadable_source_file__refused_before_anything_is_written(
     assert result.exit_code == 1
     assert "cannot promote: environments/dev/flags.yaml cannot be read" in result.stderr
     assert (repo / "environments/prod/flags.yaml").read_bytes() == before
+
+
+def test_symlinks__followed_inside_environments_refused_elsewhere__by_every_reader(
+    cli, repo: Path, commit
+) -> None:
+    segments = repo / "environments/prod/segments.yaml"
+    segments.unlink()
+    segments.symlink_to("../dev/segments.yaml")  # prod shares dev's segments
+    commit(message="prod segments from dev")
+    assert cli(["validate", "--env", "prod"], cwd=repo).exit_code == 0
+    code, doc = run_json(cli, repo, "history", "--env", "prod")
+    assert code == 0
+    assert not any(e["subject"] == "prod segments from dev" for e in doc["entries"])
+    for rev in ("HEAD~1..HEAD", "HEAD.."):
+        code, doc = run_json(cli, repo, "diff", "--rev", rev, "--env", "prod")
+        assert (code, doc["changes"], doc["problems"]) == (0, [], []), rev
+    # A link out of environments/ (still inside the repository) is refused alike.
+    (repo / "shared").mkdir()
+    (repo / "shared/segments.yaml").write_bytes(
+        (repo / "environments/dev/segments.yaml").read_bytes()
+    )
+    segments.unlink()
+    segments.symlink_to("../../shared/segments.yaml")
+    outside = commit(message="prod segments from shared/")
+    validated = cli(["validate", "--env", "prod", "--format", "json"], cwd=repo)
+    assert [p["code"] for p in json.loads(validated.stdout)["problems"]] == ["symlink"]
+    code, doc = run_json(cli, repo, "history", "--env", "prod")
+    assert [(e["commit"], e["problem"]["code"]) for e in doc["entries"] if e["problem"]] == [
+        (outside, "symlink")
+    ]
+    code, doc = run_json(cli, repo, "diff", "--rev", "HEAD~1..HEAD", "--env", "prod")
+    assert code == 1 and [p["code"] for p in doc["problems"]] == ["symlink"]
+    assert doc["changes"] == []

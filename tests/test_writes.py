@@ -125,7 +125,11 @@ def test_writer__failing_signing_program__leaves_the_tree_and_index_as_they_were
 
 
 def interrupt_at(
-    root: Path, args: list[str], step: str | None, marker: Path | None = None
+    root: Path,
+    args: list[str],
+    step: str | None,
+    marker: Path | None = None,
+    signum: int = signal.SIGINT,
 ) -> subprocess.CompletedProcess[str]:
     """Run a writer, wait until it reaches ``step`` (or the hook touches ``marker``),
     then send it SIGINT as Ctrl-C would."""
@@ -150,7 +154,7 @@ def interrupt_at(
             assert process.poll() is None, process.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=30)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
@@ -281,3 +285,14 @@ def test_edits__run_at_once__every_update_lands(repo: Path) -> None:
     for i in range(5):
         block = text.split(f"\nf{i}:\n", 1)[1].split("\nf", 1)[0]
         assert "enabled: false" in block, (i, text)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_edit__sigterm_or_sighup_while_written__restores_everything(
+    repo: Path, signum: int
+) -> None:
+    before = state(repo)
+    result = interrupt_at(repo, WRITERS["edit"], "written", signum=signum)
+    assert result.returncode == 2, result.stderr
+    assert f"interrupted by {signal.Signals(signum).name}: nothing was written" in result.stderr
+    assert state(repo) == before

@@ -35,7 +35,8 @@ else:
     git = _LazyGit()
 
 from flagstone.errors import GitError, Problem
-from flagstone.load import MAX_FILE_BYTES, refused_symlink, too_large
+from flagstone.load import MAX_FILE_BYTES, refused_folder_link, refused_symlink, too_large
+from flagstone.model import ENVIRONMENTS_DIR
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,11 +256,16 @@ def tree_files(root: Path, rev: str, prefix: str) -> dict[str, bytes | Problem]:
         tree = commit_tree / (base + prefix).rstrip("/")
     except KeyError:
         return {}
+    if not isinstance(tree, git.Tree):  # a folder symlink: git stores only the link
+        return {prefix.rstrip("/") + "/": refused_folder_link(prefix.rstrip("/") + "/")}
     out: dict[str, bytes | Problem] = {}
     for item in tree.traverse():
         if isinstance(item, git.Blob):
             rel = str(item.path)[len(base) :]
-            out[rel] = _read_item(commit_tree, base, rel, item)
+            content = _read_item(commit_tree, base, rel, item)
+            if isinstance(content, Problem) and content.file.endswith("/"):
+                rel = content.file  # a folder link: reported as the folder
+            out[rel] = content
     return out
 
 
@@ -269,12 +275,14 @@ def _read_item(
     if item.mode == 0o120000:
         target = bytes(item.data_stream.read()).decode("utf-8", errors="replace")
         landing = resolve_link(rel, target)
-        if landing is None:
+        if landing is None or not landing.startswith(ENVIRONMENTS_DIR + "/"):
             return refused_symlink(rel, target)
         try:
             pointed = tree / (base + landing)
         except KeyError:
             return Problem(rel, 1, 1, f"symlink to {target!r} points at nothing", "symlink")
+        if isinstance(pointed, git.Tree):
+            return refused_folder_link(rel + "/")
         if not isinstance(pointed, git.Blob) or depth > 8:
             return Problem(rel, 1, 1, f"symlink to {target!r} is not a file", "symlink")
         return _read_item(tree, base, landing, pointed, depth + 1)

@@ -605,7 +605,7 @@ class _Walk:
             link = self.prefetched.pop(sha, None) or gitio.read_blob(self.root, sha, 4096)
             target = link.decode("utf-8", errors="replace") if isinstance(link, bytes) else ""
             landing = gitio.resolve_link(rel, target)
-            if landing is None:
+            if landing is None or not landing.startswith(ENVIRONMENTS_DIR + "/"):
                 return self._made(rel, None, refused_symlink(rel, target))
             if landing not in state or depth > 8:
                 problem = Problem(rel, 1, 1, f"symlink to {target!r} points at no file", "symlink")

@@ -90,9 +90,22 @@ def refused_symlink(file: str, target: str) -> Problem:
         file,
         1,
         1,
-        f"symlink to {target!r} leaves the repository; flagstone reads only files inside it",
+        f"symlink to {target!r} points outside {ENVIRONMENTS_DIR}/; flagstone follows "
+        f"symlinks only between files inside {ENVIRONMENTS_DIR}/",
         "symlink",
-        hint="copy the file into the repository instead of linking to it",
+        hint="copy the file instead of linking to it",
+    )
+
+
+def refused_folder_link(folder: str) -> Problem:
+    return Problem(
+        folder,
+        1,
+        1,
+        f"{folder} is a symlink to a folder; flagstone does not follow folder links "
+        "(git stores them as links, not as the folder's files)",
+        "symlink",
+        hint="make it a real folder",
     )
 
 
@@ -401,6 +414,9 @@ def read_environment(
     read: list[str] = []
     secret_values: dict[str, Any] | None = None
     for rel in sorted(files):
+        if rel.startswith(base) and rel.endswith("/") and isinstance(files[rel], Problem):
+            problems.append(files[rel])  # type: ignore[arg-type]  # a refused folder link
+            continue
         if not rel.startswith(base) or not rel.endswith(YAML_SUFFIXES):
             continue
         if rel == base + SECRETS_FILE:
@@ -550,37 +566,36 @@ def _yaml_type(value: Any) -> str:
 def environment_files(root: Path, name: str) -> dict[str, bytes | Problem]:
     """The YAML files of one environment folder in the working tree.
 
-    As ``gitio.tree_files`` does for a revision: a symlink is followed while it stays
-    inside the repository and refused when it leaves it; an oversized file is not read.
+    As ``gitio.tree_files`` does for a revision: a file symlink is followed while it stays
+    inside ``environments/`` and refused when it points elsewhere (a folder symlink is
+    refused: git stores it as a link); an oversized file is not read.
     """
     folder = root / ENVIRONMENTS_DIR / name
     out: dict[str, bytes | Problem] = {}
+    base = f"{ENVIRONMENTS_DIR}/{name}"
+    if folder.is_symlink():
+        return {f"{base}/": refused_folder_link(f"{base}/")}
     if not folder.is_dir():
         return out
-    real_root = root.resolve()
-    base = f"{ENVIRONMENTS_DIR}/{name}"
-    if not folder.resolve().is_relative_to(real_root):
-        return {f"{base}/flags.yaml": refused_symlink(base, str(folder.readlink()))}
+    inside = (root / ENVIRONMENTS_DIR).resolve()
     for path in sorted(folder.iterdir()):
         if path.suffix in YAML_SUFFIXES and (path.is_file() or path.is_symlink()):
-            out[f"{base}/{path.name}"] = _read_worktree_file(path, f"{base}/{path.name}", real_root)
+            out[f"{base}/{path.name}"] = _read_worktree_file(path, f"{base}/{path.name}", inside)
         elif path.is_dir() and path.name in KEYED_KINDS:
-            if not path.resolve().is_relative_to(real_root):
-                out[f"{base}/{path.name}/"] = refused_symlink(
-                    f"{base}/{path.name}", str(path.readlink())
-                )
+            if path.is_symlink():
+                out[f"{base}/{path.name}/"] = refused_folder_link(f"{base}/{path.name}/")
                 continue
             for child in sorted(path.iterdir()):
                 if child.suffix in YAML_SUFFIXES and (child.is_file() or child.is_symlink()):
                     rel = f"{base}/{path.name}/{child.name}"
-                    out[rel] = _read_worktree_file(child, rel, real_root)
+                    out[rel] = _read_worktree_file(child, rel, inside)
     return out
 
 
-def _read_worktree_file(path: Path, rel: str, real_root: Path) -> bytes | Problem:
+def _read_worktree_file(path: Path, rel: str, inside: Path) -> bytes | Problem:
     if path.is_symlink():
         target = str(path.readlink())
-        if not path.resolve().is_relative_to(real_root):
+        if not path.resolve().is_relative_to(inside):
             return refused_symlink(rel, target)
         if not path.is_file():
             return Problem(rel, 1, 1, f"symlink to {target!r} is not a file", "symlink")
