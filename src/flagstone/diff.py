@@ -18,6 +18,7 @@ from typing import Any, Literal
 from flagstone.errors import FlagstoneError, Problem
 from flagstone.load import read_environment
 from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, SETTINGS_FILE, Environment
+from flagstone.paths import dotted_leaves
 from flagstone.secrets import NO_SECRETS, SECRET, SECRET_CHANGED, Secrets, is_encrypted
 
 Action = Literal["added", "removed", "changed"]
@@ -502,14 +503,6 @@ def review_warnings(changes: Sequence[Change]) -> list[ReviewWarning]:
     return out
 
 
-def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(node, Mapping) and node:
-        for key, value in node.items():
-            yield from _leaves(value, f"{prefix}{key}.")
-    else:
-        yield prefix.rstrip("."), node
-
-
 def config_changes(
     env: str,
     old: Mapping[str, Any],
@@ -517,7 +510,7 @@ def config_changes(
     secrets: SecretsLike = NO_SECRETS,
 ) -> list[Change]:
     policy = _as_secrets(secrets)
-    a, b = dict(_leaves(old)), dict(_leaves(new))
+    a, b = dict(dotted_leaves(old)), dict(dotted_leaves(new))
     a.pop("", None)
     b.pop("", None)
     out = []

@@ -572,17 +572,6 @@ def _umask() -> int:
     return mask
 
 
-MISSING: Any = object()  # what get_path returns for a path that is not there
-
-
-def get_path(node: Any, path: Sequence[str]) -> Any:
-    for part in path:
-        if not isinstance(node, Mapping) or part not in node:
-            return MISSING
-        node = node[part]
-    return node
-
-
 def set_path(node: Any, path: Sequence[str], value: Any, create: bool = False) -> None:
     """Set a nested mapping value; with ``create``, missing parents become mappings."""
     for part in path[:-1]:

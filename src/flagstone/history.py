@@ -21,13 +21,11 @@ from typing import Any
 from flagstone import gitio
 from flagstone.diff import Change, diff_environments, object_changes
 from flagstone.edit import (
-    MISSING,
     Document,
     DocumentSet,
     apply_files,
     check_write,
     delete_path,
-    get_path,
     repository_lock,
     set_path,
 )
@@ -43,6 +41,7 @@ from flagstone.load import (
     too_large,
 )
 from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, SETTINGS_FILE, Environment, Repository
+from flagstone.paths import MISSING, get_path
 from flagstone.secrets import NO_SECRETS, SECRET, SECRET_CHANGED, Secrets, is_encrypted
 
 
@@ -519,7 +518,12 @@ class _Walk:
         if self.config_path is not None:
             dotted = ".".join(self.config_path)
             entry = self._entry(
-                info, env, "config", dotted, _at(old, self.config_path), _at(new, self.config_path)
+                info,
+                env,
+                "config",
+                dotted,
+                get_path(old, self.config_path),
+                get_path(new, self.config_path),
             )
             return [entry] if entry is not None else []
         old_leaves = dict(_leaves(old)) if isinstance(old, Mapping) else {}
@@ -656,7 +660,7 @@ class _Walk:
             if kind is None or (self.config_path is not None) != (kind == "config"):
                 continue
             if self.config_path is not None:
-                return "config", _at(self._config(state, rel), self.config_path)
+                return "config", get_path(self._config(state, rel), self.config_path)
             value = self._blob(state, rel).value(self.key or "")
             if value is not MISSING and not isinstance(value, Problem):
                 return kind, value
@@ -669,7 +673,9 @@ class _Walk:
         if entry.kind == "config":
             rel = next((r for r in env_state if _kind_of(r, entry.env) == "config"), None)
             side = (
-                _at(self._config(env_state, rel), tuple(entry.key.split("."))) if rel else MISSING
+                get_path(self._config(env_state, rel), tuple(entry.key.split(".")))
+                if rel
+                else MISSING
             )
         else:
             side = _first(
@@ -698,14 +704,6 @@ def _same(a: Any, b: Any) -> bool:
     return a == b and bool(canonical(a) == canonical(b))
 
 
-def _at(node: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if not isinstance(node, Mapping) or part not in node:
-            return MISSING
-        node = node[part]
-    return node
-
-
 def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(node, Mapping) and node:
         for key, value in node.items():
@@ -717,7 +715,7 @@ def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 def _is_secret(secrets: Secrets, path: tuple[str, ...] | None, *values: Any) -> bool:
     if path is None:
         return False
-    from flagstone.secrets import leaves
+    from flagstone.paths import leaves
 
     if secrets.covers(path):
         return True
@@ -930,12 +928,7 @@ def _lookup(env: Environment | None, kind: str, key: str) -> Any:
     if env is None:
         return MISSING
     if kind == "config":
-        node: Any = env.config.values if env.config else {}
-        for part in key.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return MISSING
-            node = node[part]
-        return node
+        return get_path(env.config.values if env.config else {}, key)
     obj = env.objects(kind).get(key)  # type: ignore[arg-type]
     return obj.raw if obj is not None else MISSING
 

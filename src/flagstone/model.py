@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from flagstone.errors import UnknownEnvironment
+from flagstone.paths import MISSING, dotted_leaves, get_path
 from flagstone.secrets import NO_SECRETS, SECRETS_FILE, Secrets
 
 Kind = Literal["flags", "segments", "experiments", "config"]
@@ -191,16 +192,6 @@ class Experiment:
         return tuple(out)
 
 
-def dotted_leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(``api.timeout_ms``, 500) for every non-mapping value under ``node``; an empty
-    mapping is a leaf of its own."""
-    if not isinstance(node, Mapping) or (not node and prefix):
-        yield prefix, node
-        return
-    for key, value in node.items():
-        yield from dotted_leaves(value, f"{prefix}.{key}" if prefix else str(key))
-
-
 @dataclass(frozen=True, slots=True)
 class Config:
     values: Mapping[str, Any]
@@ -211,12 +202,8 @@ class Config:
         return dotted_leaves(self.values)
 
     def get(self, dotted: str, default: Any = None) -> Any:
-        node: Any = self.values
-        for part in dotted.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return default
-            node = node[part]
-        return node
+        value = get_path(self.values, dotted)
+        return default if value is MISSING else value
 
 
 def unknown_environment(name: str, known: Iterable[str]) -> UnknownEnvironment:
@@ -334,11 +321,6 @@ class Settings:
         """The environment that promotes into ``env``, or None for the first."""
         i = self.environments.index(env)
         return self.environments[i - 1] if i > 0 else None
-
-    def is_pinned(self, kind: Kind, path: str) -> bool:
-        """Whether ``kind.path`` (e.g. config ``database.url``) or a parent of it is pinned."""
-        dotted = f"{kind}.{path}"
-        return any(dotted == p or dotted.startswith(p + ".") for p in self.pinned)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ holds against the ways around it that have been tried (each has a test):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from flagstone.model import (
     Protection,
     Settings,
 )
+from flagstone.paths import dotted_leaves
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,16 +319,8 @@ def _values(env: Environment | None) -> Values:
         for key, obj in env.objects(kind).items():
             out[f"{kind}.{key}"] = obj.raw
     if env.config is not None:
-        out.update((f"config.{k}", v) for k, v in _leaves(env.config.values))
+        out.update((f"config.{k}", v) for k, v in dotted_leaves(env.config.values))
     return out
-
-
-def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(node, Mapping) and node:
-        for key, value in node.items():
-            yield from _leaves(value, f"{prefix}{key}.")
-    elif prefix:
-        yield prefix.rstrip("."), node
 
 
 def _covered(label: str, listed: list[str]) -> bool:

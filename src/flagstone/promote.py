@@ -9,7 +9,7 @@ nothing) and can commit with trailers that make promotion history computable fro
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from flagstone import blocks
 from flagstone.blocks import Blocks
 from flagstone.diff import Change, diff_environments
 from flagstone.edit import (
-    MISSING,
     Document,
     DocumentSet,
     Indentation,
@@ -26,13 +25,13 @@ from flagstone.edit import (
     check_write,
     delete_path,
     detect_indentation,
-    get_path,
     merge_into,
     repository_lock,
     set_path,
 )
 from flagstone.errors import ConflictError, FlagstoneError, Problem
 from flagstone.model import KEYED_KINDS, Environment, Kind, Repository
+from flagstone.paths import MISSING, dotted_leaves, get_path
 from flagstone.secrets import SECRET, Secrets
 from flagstone.validate import iter_condition, marked_config_paths
 
@@ -416,8 +415,8 @@ def _promote_config(
     src_doc = document(source.file_for("config"))
     dst_doc = document(target.file_for("config"))
     kept = []
-    src_leaves = dict(_leaves(src_doc.data))
-    dst_leaves = dict(_leaves(dst_doc.data))
+    src_leaves = dict(dotted_leaves(src_doc.data))
+    dst_leaves = dict(dotted_leaves(dst_doc.data))
     in_scope = [
         k
         for k in {**dst_leaves, **src_leaves}
@@ -443,14 +442,6 @@ def _promote_config(
         else:
             delete_path(dst_doc.data, path)
     return kept
-
-
-def _leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
-    if isinstance(node, Mapping) and node:
-        for key, value in node.items():
-            yield from _leaves(value, f"{prefix}{key}.")
-    elif prefix:
-        yield prefix.rstrip("."), node
 
 
 def apply_promotion(

@@ -19,7 +19,8 @@ from typing import Any
 import jsonschema_rs
 
 from flagstone.errors import DocPath, FlagstoneError, Problem, format_path
-from flagstone.secrets import NO_SECRETS, SECRET, Secrets, is_encrypted, leaves
+from flagstone.paths import leaves
+from flagstone.secrets import NO_SECRETS, SECRET, Secrets, is_encrypted
 
 BASE_URI = "https://flagstone.dev/schemas/"
 KIND_SCHEMAS = {

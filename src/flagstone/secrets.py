@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flagstone.errors import DocPath, Problem
+from flagstone.paths import dotted, leaves
 
 SECRET = "<secret>"
 SECRET_CHANGED = "<secret: changed>"
@@ -37,10 +38,6 @@ _ENCRYPTED = re.compile(r"ENC\[AES256_GCM,data:[^\]]*\]")
 def is_encrypted(value: Any) -> bool:
     """A SOPS-encrypted value (``ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]``)."""
     return isinstance(value, str) and value.startswith("ENC[")
-
-
-def dotted(path: DocPath) -> str:
-    return ".".join(str(p) for p in path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,18 +154,6 @@ def marked_paths(schema: Mapping[str, Any], marker: str, prefix: str = "") -> It
         if sub.get(marker) is True:
             yield path
         yield from marked_paths(sub, marker, path + ".")
-
-
-def leaves(node: Any, path: DocPath = ()) -> Iterator[tuple[DocPath, Any]]:
-    """Every scalar in a config tree with its document path."""
-    if isinstance(node, Mapping):
-        for k, v in node.items():
-            yield from leaves(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from leaves(v, (*path, i))
-    else:
-        yield path, node
 
 
 def secrets_of(

@@ -413,12 +413,12 @@ class Opened:
     # --- editing ---------------------------------------------------------------------
 
     def get(self, dotted: str) -> Any:
-        node: Any = self.plain
-        for part in dotted.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                raise KeyError(dotted)
-            node = node[part]
-        return node
+        from flagstone.paths import MISSING, get_path
+
+        value = get_path(self.plain, dotted)
+        if value is MISSING:
+            raise KeyError(dotted)
+        return value
 
     def set(self, dotted: str, value: Any) -> None:
         parts = dotted.split(".")

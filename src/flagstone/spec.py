@@ -19,11 +19,11 @@ from typing import Any
 from flagstone.bundle import build_bundle
 from flagstone.errors import FlagstoneError, LoadError, Problem
 from flagstone.load import attach_positions, load_repository, parse_yaml, read_worktree_text
+from flagstone.paths import MISSING, get_path
 from flagstone.runtime.evaluate import CompiledBundle, compile_bundle, explain, resolve
 from flagstone.schema import check_against
 
 SPECS_DIR = "specs"
-_MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +224,8 @@ def run_case(
                         f"expected arm {_show(expect['arm'])}, got {_show(arm)} ({why})"
                     )
         else:
-            value = _config(bundle.config, case["config"])
-            if value is _MISSING:
+            value = get_path(bundle.config, case["config"])
+            if value is MISSING:
                 failures.append(f"no config key {case['config']!r} in {env}")
             elif "value" in expect and expect["value"] != value:
                 failures.append(f"expected value {_show(expect['value'])}, got {_show(value)}")
@@ -271,15 +271,6 @@ def _check_distribution(
         shares = ", ".join(f"{v!r} {100 * counts[v] / samples:.2f}%" for v in unexpected)
         failures.append(f"also served {shares}, which the spec does not expect")
     return failures
-
-
-def _config(values: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = values
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
 
 
 def _show(value: Any) -> str:

@@ -35,6 +35,7 @@ from flagstone.model import (
     Serve,
     served_variants,
 )
+from flagstone.paths import leaves
 from flagstone.privacy import check_privacy
 from flagstone.runtime.format import MAX_PREREQUISITE_DEPTH
 from flagstone.schema import (
@@ -837,7 +838,7 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
         )
     else:
         problems += non_finite_problems(non_finite_numbers(dict(env.config.values)), file, secrets)
-    for path, value in _leaves(env.config.values, ()):
+    for path, value in leaves(env.config.values):
         dotted = ".".join(str(p) for p in path)
         is_literal = isinstance(value, str) and value and not NOT_A_LITERAL.match(value)
         if is_literal and secrets.is_secret(path):
@@ -880,7 +881,7 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
             )
     if env.secret_values:
         # Findings about values that live in the secrets file point there.
-        in_secrets = {p for p, _ in _leaves(env.secret_values, ())}
+        in_secrets = {p for p, _ in leaves(env.secret_values)}
 
         def in_secrets_file(path: DocPath) -> bool:
             return bool(path) and any(
@@ -916,17 +917,6 @@ def marked_config_paths(repo: Repository, marker: str) -> list[str]:
     (``x-flagstone-pinned``, ``x-flagstone-secret``)."""
     schema = _app_schema(repo)
     return list(_marked_paths(schema, marker)) if schema is not None else []
-
-
-def _leaves(node: Any, path: DocPath) -> Iterator[tuple[DocPath, Any]]:
-    if isinstance(node, Mapping):
-        for k, v in node.items():
-            yield from _leaves(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _leaves(v, (*path, i))
-    else:
-        yield path, node
 
 
 # --- across environments ---------------------------------------------------------------
@@ -1000,17 +990,11 @@ def check_stale(
         )
 
 
-def summarize(problems: Sequence[Problem]) -> tuple[int, int]:
-    errors = sum(1 for p in problems if p.is_error)
-    return errors, len(problems) - errors
-
-
 __all__ = [
     "check_environment",
     "format_path",
     "iter_condition",
     "marked_config_paths",
-    "summarize",
     "validate_loaded",
     "validate_repository",
 ]

@@ -197,7 +197,8 @@ def build(
 
 def _sealed_secrets(repo: Any, env: str, recipients: list[str]) -> dict[str, Any] | None:
     """``env``'s secrets decrypted with the user's identity and sealed for the service."""
-    from flagstone.secrets import leaves, remember
+    from flagstone.paths import leaves
+    from flagstone.secrets import remember
     from flagstone.sops import find_identities, open_env, seal_for_bundle
 
     opened = open_env(repo.root, env, find_identities(repo.root))

@@ -156,14 +156,15 @@ def _typed(repo: Repository, key: str, text: str) -> Any:
 def _without_plaintext(repo: Repository, env: str, key: str) -> dict[str, str]:
     """config.yaml without ``key`` when it holds the value in plain text: ``secret set``
     moves a secret out of it, in the same all-or-nothing write."""
-    from flagstone.edit import Document, delete_path, get_path
+    from flagstone.edit import Document, delete_path
+    from flagstone.paths import get_path
 
     path = repo.root / "environments" / env / "config.yaml"
     if not path.is_file():
         return {}
     doc = Document.parse(path.read_text(encoding="utf-8"))
     parts = tuple(key.split("."))
-    from flagstone.edit import MISSING
+    from flagstone.paths import MISSING
 
     if get_path(doc.data, parts) is MISSING:
         return {}
