@@ -1,0 +1,1 @@
+"""Experiment data in, decisions out: ingestion (DuckDB), the SQL, the analysis run and its renderings."""

@@ -1,0 +1,271 @@
+"""Raw data or a warehouse's GROUP BY → the sufficient statistics ``flagstone.stats`` reads.
+
+``aggregate`` runs ``sql.aggregation_sql`` in an embedded DuckDB over the input files
+(out of core, all cores) and ``read_stats_file`` reads the same rows from a JSON or CSV
+file a warehouse produced with the printed query; both end in ``rows_to_aggregates``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flagstone.analysis.sources import InputError, Source, exposures_view, metrics_view
+from flagstone.analysis.sql import OUTPUT_COLUMNS, MetricQuery, QueryPlan, aggregation_sql
+from flagstone.stats.summaries import Cuped, Mean, Proportion, Ratio, Summary, SummaryError
+
+Data = dict[str, dict[str, Summary]]
+
+
+@dataclass
+class Aggregates:
+    """Everything the analysis needs, per arm: summaries, units, balance, exclusions."""
+
+    data: Data = field(default_factory=dict)  # the latest (or only) look, everyone
+    looks: list[tuple[float, Data]] = field(default_factory=list)  # earlier cuts, oldest first
+    slices: dict[str, Data] = field(default_factory=dict)  # --by / --interaction cells
+    units: dict[str, int] = field(default_factory=dict)
+    slice_units: dict[str, dict[str, int]] = field(default_factory=dict)
+    dimensions: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    caps: dict[str, float] = field(default_factory=dict)
+    multiple_arms: int = 0
+    consent_refused: int = 0
+    first_exposure: float | None = None
+    last_exposure: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """What runs, in order: the two views, then the query (``--print-sql`` prints them)."""
+
+    views: tuple[str, ...]
+    query: str
+
+    def script(self) -> str:
+        return "".join(f"{v};\n\n" for v in self.views) + self.query + ";\n"
+
+
+def connect() -> Any:
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    # A progress bar on a terminal would corrupt the command's output.
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def statements(con: Any, plan: QueryPlan, exposures: Source, metrics: Source) -> Statements:
+    experiments = [plan.experiment, *([plan.interaction] if plan.interaction else [])]
+    dims = list(dict.fromkeys([*plan.dimensions, *([plan.by] if plan.by else [])]))
+    return Statements(
+        (exposures_view(con, exposures, experiments, dims), metrics_view(con, metrics)),
+        aggregation_sql(plan, "duckdb"),
+    )
+
+
+def aggregate(plan: QueryPlan, exposures: Source, metrics: Source) -> tuple[Aggregates, Statements]:
+    import duckdb
+
+    con = connect()
+    try:
+        stmts = statements(con, plan, exposures, metrics)
+        try:
+            for view in stmts.views:
+                con.execute(view)
+            cursor = con.execute(stmts.query)
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        except duckdb.Error as e:
+            raise InputError(_duckdb_message(e, exposures, metrics)) from None
+    finally:
+        con.close()
+    return rows_to_aggregates(rows, plan.metrics, plan.looks, cuped=plan.cuped), stmts
+
+
+def _duckdb_message(error: BaseException, *sources: Source) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    hint = ""
+    if "Malformed JSON" in text or "JSON" in text:
+        hint = "; every line must be one JSON object (the runtime's exposure records, or unit/metric/value/ts)"
+    elif "Could not convert" in text or "Conversion Error" in text:
+        hint = "; check that times are epoch seconds or timestamps and values are numbers"
+    where = ", ".join(s.spec for s in sources)
+    return f"reading {where}: {text}{hint}"
+
+
+def _num(value: Any) -> float:
+    if value is None or value == "":
+        return 0.0
+    number = float(value)
+    return number if math.isfinite(number) else 0.0
+
+
+def summary_of(metric: MetricQuery, row: Mapping[str, Any], cuped: bool) -> Summary:
+    n = round(_num(row.get("n")))
+    total, total_sq = _num(row.get("sum")), _num(row.get("sum_sq"))
+    if metric.kind == "ratio":
+        return Ratio(
+            n,
+            total,
+            total_sq,
+            _num(row.get("den_sum")),
+            _num(row.get("den_sum_sq")),
+            _num(row.get("num_den_sum")),
+        )
+    post: Mean | Proportion
+    post = Proportion(n, round(total)) if metric.kind == "proportion" else Mean(n, total, total_sq)
+    has_pre = row.get("pre_sum") not in (None, "")
+    if not (cuped and has_pre):
+        return post
+    pre_total, pre_sq = _num(row.get("pre_sum")), _num(row.get("pre_sum_sq"))
+    pre: Mean | Proportion = (
+        Proportion(n, round(pre_total))
+        if metric.kind == "proportion"
+        else Mean(n, pre_total, pre_sq)
+    )
+    return Cuped(post, pre, _num(row.get("post_pre_sum")))
+
+
+def rows_to_aggregates(
+    rows: Iterable[Mapping[str, Any]],
+    metrics: Sequence[MetricQuery],
+    looks: Sequence[float] = (),
+    *,
+    cuped: bool = False,
+) -> Aggregates:
+    by_name = {m.name: m for m in metrics}
+    out = Aggregates()
+    per_look: dict[int, Data] = {}
+    last_look = len(looks) - 1
+    for row in rows:
+        kind = str(row.get("kind") or "metric")
+        name = str(row.get("metric") or "")
+        arm = row.get("arm")
+        slice_value = row.get("slice")
+        if kind == "excluded":
+            count = round(_num(row.get("n")))
+            if name == "multiple_arms":
+                out.multiple_arms += count
+            elif name == "consent_refused":
+                out.consent_refused += count
+            continue
+        if kind == "span":
+            if _num(row.get("n")) > 0:
+                out.first_exposure = _num(row.get("sum"))
+                out.last_exposure = _num(row.get("sum_sq"))
+            continue
+        if kind == "dimension":
+            value = "(none)" if slice_value in (None, "") else str(slice_value)
+            out.dimensions.setdefault(name, {}).setdefault(value, {})[str(arm)] = round(
+                _num(row.get("n"))
+            )
+            continue
+        if kind != "metric" or name not in by_name or arm in (None, ""):
+            continue
+        try:
+            summary = summary_of(by_name[name], row, cuped)
+        except SummaryError as e:
+            raise InputError(f"statistics for {name} / {arm}: {e}") from None
+        arm = str(arm)
+        look = row.get("look")
+        look_index = round(_num(look)) if look not in (None, "") else last_look
+        if look_index != last_look:
+            per_look.setdefault(look_index, {}).setdefault(name, {})[arm] = summary
+            continue
+        if slice_value not in (None, ""):
+            value = str(slice_value)
+            _put(out.slices.setdefault(value, {}), name, arm, summary)
+            units = out.slice_units.setdefault(value, {})
+            units[arm] = max(units.get(arm, 0), summary.n)
+        else:
+            _put(out.data, name, arm, summary)
+            out.units[arm] = max(out.units.get(arm, 0), summary.n)
+        cap = row.get("cap")
+        if cap not in (None, ""):
+            out.caps[name] = _num(cap)
+    if out.slices and not out.data:
+        # Sliced rows only (--by): the whole is the sum of its slices.
+        for data in out.slices.values():
+            for name, arms in data.items():
+                for arm, summary in arms.items():
+                    _put(out.data, name, arm, summary, add=True)
+        for units in out.slice_units.values():
+            for arm, n in units.items():
+                out.units[arm] = out.units.get(arm, 0) + n
+    out.looks = [(looks[i], per_look[i]) for i in sorted(per_look) if 0 <= i < len(looks)]
+    return out
+
+
+def _put(data: Data, name: str, arm: str, summary: Summary, *, add: bool = False) -> None:
+    arms = data.setdefault(name, {})
+    if add and arm in arms:
+        arms[arm] = arms[arm] + summary  # type: ignore[operator]
+    else:
+        arms[arm] = summary
+
+
+def read_stats_file(path: Path) -> list[dict[str, Any]]:
+    """Rows of sufficient statistics from a JSON (array, ``{"rows": [...]}`` or JSON lines)
+    or CSV file with the query's columns (``kind`` defaults to ``metric``)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise InputError(f"--stats {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--stats {path}: not a UTF-8 text file (JSON or CSV)") from None
+    rows: list[dict[str, Any]]
+    if path.suffix.lower() == ".csv":
+        rows = [dict(r) for r in csv.DictReader(text.splitlines())]
+        if rows and not {"arm", "metric", "n"} <= set(rows[0]):
+            raise InputError(
+                f"{path}:1:1: the header needs at least arm, metric, n (and sum, sum_sq, …); "
+                f"it has {', '.join(rows[0])}"
+            )
+    else:
+        rows = _json_rows(text, path)
+    for i, row in enumerate(rows, start=1):
+        unknown = set(row) - set(OUTPUT_COLUMNS)
+        if unknown:
+            raise InputError(
+                f"{path}: row {i} has unknown column(s) {', '.join(sorted(unknown))}; "
+                f"columns are {', '.join(OUTPUT_COLUMNS)}"
+            )
+        for col in OUTPUT_COLUMNS[5:]:
+            value = row.get(col)
+            if value in (None, ""):
+                continue
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{path}: row {i}: {col} is {value!r}, not a number") from None
+    return rows
+
+
+def _json_rows(text: str, path: Path) -> list[dict[str, Any]]:
+    stripped = text.strip()
+    try:
+        doc = json.loads(stripped) if stripped.startswith(("[", "{")) else None
+    except json.JSONDecodeError as e:
+        if stripped.startswith("{") and "\n" in stripped:
+            doc = None  # JSON lines
+        else:
+            raise InputError(f"{path}:{e.lineno}:{e.colno}: {e.msg}") from None
+    if isinstance(doc, dict):
+        doc = doc.get("rows", [doc])
+    if doc is None:
+        doc = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                doc.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{number}:{e.colno}: {e.msg}") from None
+    if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
+        raise InputError(f"{path}:1:1: expected a list of row objects (arm, metric, n, sum, …)")
+    return doc
