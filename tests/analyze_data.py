@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -40,11 +43,19 @@ onboarding-length:
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
+@functools.cache
+def _scaffold() -> Path:
+    """``flagstone init``'s repository, made once per test run and copied from then on."""
+    folder = Path(tempfile.mkdtemp(prefix="flagstone-scaffold-")) / "repo"
+    exe = Path(sys.executable).parent / "flagstone"
+    subprocess.run([str(exe), "init", str(folder)], check=True, capture_output=True)
+    shutil.rmtree(folder / ".git", ignore_errors=True)
+    return folder
+
+
 def make_repo(root: Path, experiments: str = EXPERIMENT, flags: str = FLAGS) -> Path:
     """A committed flagstone repository (init's scaffold) with these flags and experiments."""
-    exe = Path(sys.executable).parent / "flagstone"
-    root.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(exe), "init", str(root)], check=True, capture_output=True)
+    shutil.copytree(_scaffold(), root)
     for env in ("dev", "staging", "prod"):
         folder = root / "environments" / env
         with (folder / "flags.yaml").open("a") as f:

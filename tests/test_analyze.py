@@ -423,7 +423,7 @@ def test_analyze__by_dimension__slices_and_corrects_over_them(cli, planted) -> N
     by = doc["by"]
     assert by["dimension"] == "country"
     assert [s["value"] for s in by["slices"]] == ["DE", "FR", "US"]
-    assert by["tests"] == 3 * 2  # slices × (primary + secondary); guardrails are not corrected
+    assert by["tests"] == 3 * 2  # slices times (primary + secondary); guardrails are not corrected
     total = sum(arm["n"] for s in by["slices"] for arm in s["result"]["metrics"][0]["arms"])
     assert total == sum(doc["units"].values())
 

@@ -29,6 +29,7 @@ th:first-child,td:first-child{text-align:left} th{background:#f6f8fa}
 .notice{padding:.45rem .7rem;border-radius:6px;margin:.3rem 0}
 .error{background:#ffebe9;border:1px solid #ff8182} .warning{background:#fff8c5;border:1px solid #d4a72c}
 .info{background:#ddf4ff;border:1px solid #54aeff} svg{max-width:100%;height:auto}
+.badge{font-size:.8rem;padding:.15rem .5rem;border-radius:1rem;vertical-align:middle} .good{background:#dafbe1;color:#1a7f37} .bad{background:#ffebe9;color:#cf222e}
 footer{margin-top:2rem;color:#59636e;font-size:.85rem}
 """
 
@@ -66,7 +67,9 @@ def ci_chart(m: MetricResult) -> str | None:
         colour = {"better": "#1a7f37", "worse": "#cf222e", "harmed": "#cf222e"}.get(
             c.verdict, "#0969da"
         )
-        ax.plot([low * scale, high * scale], [i, i], color=colour, linewidth=3, solid_capstyle="butt")
+        ax.plot(
+            [low * scale, high * scale], [i, i], color=colour, linewidth=3, solid_capstyle="butt"
+        )
         ax.plot([e.value * scale], [i], "o", color=colour, markersize=7)
     ax.axvline(0, color="#59636e", linewidth=1, linestyle="--")
     ax.set_yticks(range(len(rows)), [c.arm for c in rows])
@@ -116,7 +119,7 @@ def render_html(a: Analysis) -> str:
         f"<title>{esc(a.key)} — flagstone analyze</title>",
         "<meta name=viewport content='width=device-width, initial-scale=1'>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>{'✅' if a.ok else '❌'} {esc(a.key)}</h1>",
+        f"<h1>{esc(a.key)} <span class='badge {'good' if a.ok else 'bad'}'>{'trustworthy' if a.ok else 'needs attention'}</span></h1>",
         f"<p class=sub>{esc(headline(a))}</p>",
     ]
     for severity, message in warnings(a):
