@@ -507,3 +507,47 @@ def test_results_block__keeps_the_sufficient_statistics_exactly() -> None:
     assert block["metrics"]["m"]["arms"]["c"]["sum"] == 1234.5678901234
     assert block["metrics"]["p"]["arms"]["t"]["successes"] == 130
     assert set(block["metrics"]["p"]["arms"]["t"]) >= {"estimate", "ci", "p_value", "verdict"}
+
+
+def test_promote__carries_an_experiment_forward_with_its_flag(cli, tmp_path) -> None:
+    repo = make_repo(tmp_path / "r", "{}\n")
+    for env in ("dev", "staging"):  # staging has neither the flag nor the experiment yet
+        flags = repo / "environments" / env / "flags.yaml"
+        flags.write_text(flags.read_text().split("\nonboarding-flow:")[0] + "\n")
+    git(repo, "commit", "-qam", "no onboarding flag in dev and staging", "--no-gpg-sign")
+    run(
+        cli,
+        repo,
+        "flag",
+        "create",
+        "onboarding-flow",
+        "-e",
+        "dev",
+        "--variants",
+        "classic=1,short=2",
+        "--commit",
+    )
+    run(
+        cli,
+        repo,
+        "experiment",
+        "create",
+        "onboarding-length",
+        "-e",
+        "dev",
+        "--flag",
+        "onboarding-flow",
+        "--metric",
+        "primary:converted:proportion",
+        "--commit",
+    )
+    run(cli, repo, "experiment", "start", "onboarding-length", "-e", "dev", "--commit")
+    out = run(
+        cli, repo, "promote", "dev", "staging", "--only", "onboarding-length", "--commit", "--yes"
+    )
+    assert "onboarding-flow" in out  # the flag came along as a dependency
+    promoted = experiment(repo, env="staging")
+    assert promoted == experiment(repo, env="dev")
+    assert promoted["status"] == "running" and "started_at" in promoted
+    staging_flags = yaml.safe_load((repo / "environments/staging/flags.yaml").read_text())
+    assert "onboarding-flow" in staging_flags
