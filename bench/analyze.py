@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work" / "analyze"
 sys.path.insert(0, str(ROOT / "bench"))
 
+from flagstone.analysis.ingest import DEFAULT_MEMORY_LIMIT  # noqa: E402
+
 ARMS = ("control", "a", "b", "c")
 EXPERIMENT = """
 checkout-test:
@@ -54,10 +56,11 @@ def generate(rows: int) -> None:
     import duckdb
 
     WORK.mkdir(parents=True, exist_ok=True)
-    stamp = WORK / f"data-{rows}.done"
-    if stamp.exists():
+    stamp = WORK / "data.rows"
+    if stamp.exists() and stamp.read_text().strip() == str(rows):
         return
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     units = rows // 2
     exposures = f"""
         SELECT 'exposure' AS type, 'checkout-test' AS experiment,
@@ -77,7 +80,7 @@ def generate(rows: int) -> None:
     for name, query in (("exposures", exposures), ("metrics", metrics)):
         con.execute(f"COPY ({query}) TO '{WORK / (name + '.parquet')}' (FORMAT parquet)")
         con.execute(f"COPY ({query}) TO '{WORK / (name + '.jsonl')}' (FORMAT json)")
-    stamp.write_text("ok\n")
+    stamp.write_text(f"{rows}\n")
 
 
 def make_repo() -> Path:
@@ -94,10 +97,11 @@ def make_repo() -> Path:
 
 FLOOR = """
 import duckdb, sys
-ext, = sys.argv[1:]
+ext, limit = sys.argv[1:]
 read = (lambda f: f"read_parquet('{f}')") if ext == "parquet" else (
     lambda f: f"read_json('{f}', format = 'newline_delimited')")
 con = duckdb.connect()
+con.execute(f"SET memory_limit = '{limit}'")  # the same budget analyze runs under
 rows = con.execute(f'''
 WITH e AS (
   SELECT unit, MIN(ts) AS ts, MIN(arm) AS arm FROM {read(WORK + '/exposures.' + ext)}
@@ -206,7 +210,7 @@ def main() -> None:
         f"{os.cpu_count()} cores, Python {platform.python_version()}; best of {args.repeats} fresh "
         f"processes (start-up included). Workload: {args.rows:,} exposure rows ({args.rows // 2:,} units "
         f"logged twice, 4 arms) + {args.rows:,} metric events (4 metrics), as Parquet and as JSON lines. "
-        "Floor: the bare DuckDB join and aggregation written by hand on the same files. pandas: the "
+        f"Floor: the bare DuckDB join and aggregation written by hand on the same files, under the same {DEFAULT_MEMORY_LIMIT} DuckDB memory limit. pandas: the "
         "same join and aggregation in pandas (one run).",
         "",
         "| input | `flagstone analyze` | floor (bare DuckDB) | × floor (goal ≤ 1.3) | pandas | pandas ÷ flagstone (goal ≥ 5) | peak RSS flagstone / floor / pandas (goal < 1 GB) |",

@@ -551,3 +551,21 @@ def test_promote__carries_an_experiment_forward_with_its_flag(cli, tmp_path) -> 
     assert promoted["status"] == "running" and "started_at" in promoted
     staging_flags = yaml.safe_load((repo / "environments/staging/flags.yaml").read_text())
     assert "onboarding-flow" in staging_flags
+
+
+def test_promote__refuses_to_change_what_a_running_experiment_rests_on(cli, tmp_path) -> None:
+    repo = make_repo(tmp_path / "r", DRAFT.replace("status: draft", "status: running"))
+    dev = experiments_file(repo, "dev")
+    dev.write_text(dev.read_text().replace("{classic: 50, short: 50}", "{classic: 30, short: 70}"))
+    git(repo, "commit", "-qam", "reweigh in dev", "--no-gpg-sign")
+    before = experiments_file(repo, "staging").read_bytes()
+    result = cli(["promote", "dev", "staging", "--yes", "-f", "json"], cwd=repo)
+    assert result.exit_code == 1
+    doc = check_output("promote", result.stdout)
+    (problem,) = doc["problems"]
+    assert problem["code"] == "experiment-frozen" and "weights" in problem["message"]
+    assert problem["line"] > 0 and problem["file"] == "environments/staging/experiments.yaml"
+    assert experiments_file(repo, "staging").read_bytes() == before
+    run(cli, repo, "experiment", "stop", "onboarding-length", "-e", "staging", "--commit")
+    run(cli, repo, "promote", "dev", "staging", "--yes", "--commit")  # once stopped, it may change
+    assert experiment(repo, env="staging")["weights"] == {"classic": 30, "short": 70}

@@ -122,6 +122,11 @@ def plan_promotion(
     checked = check_write(repo, target.name, files)
     if not checked.allowed:
         raise PromotionInvalid(checked.new)
+    frozen = frozen_experiment_changes(repo, target, checked.after)
+    if frozen:
+        raise PromotionInvalid(
+            frozen, "the promotion would change a running experiment; nothing was written"
+        )
     changes = diff_environments(target, checked.after, dst, repo.secrets)
     return Promotion(
         src, dst, moves, files, changes, kept, skip_order_reason, basis, checked.existing
@@ -144,6 +149,37 @@ def _refuse_unreadable(repo: Repository, *envs: str) -> None:
         raise PromotionInvalid(
             broken, f"cannot promote: {names} cannot be read; fix it first, nothing was written"
         )
+
+
+def frozen_experiment_changes(
+    repo: Repository, before: Environment, after: Environment
+) -> list[Problem]:
+    """A promotion may not change what a running experiment's assignment and analysis rest
+    on (``experiments.FROZEN_FIELDS``): it would move enrolled units between arms."""
+    from flagstone.experiments import frozen_changes
+    from flagstone.load import attach_positions, read_worktree_text
+
+    problems = []
+    for key, old in before.experiments.items():
+        new = after.experiments.get(key)
+        if old.status != "running" or new is None or new.status != "running":
+            continue
+        changed = frozen_changes(old.raw, new.raw)
+        if changed:
+            problems.append(
+                Problem(
+                    new.file,
+                    0,
+                    0,
+                    f"experiment {key!r} is running in {before.name}: the promotion would change "
+                    f"its {', '.join(changed)}, which stay fixed while it runs",
+                    "experiment-frozen",
+                    path=(key, changed[0]),
+                    hint="stop or conclude it there first (flagstone experiment stop), "
+                    "or leave the experiment out of the promotion",
+                )
+            )
+    return attach_positions(problems, read_worktree_text(repo.root)) if problems else []
 
 
 def _select(

@@ -7,10 +7,15 @@ file a warehouse produced with the printed query; both end in ``rows_to_aggregat
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,13 +55,29 @@ class Statements:
         return "".join(f"{v};\n\n" for v in self.views) + self.query + ";\n"
 
 
-def connect() -> Any:
+DEFAULT_MEMORY_LIMIT = "700MB"  # DuckDB's share: the whole command stays under 1 GB
+
+
+@contextlib.contextmanager
+def connect(memory_limit: str | None = None) -> Iterator[Any]:
+    """An in-memory DuckDB that spills to a private temp folder (never into the user's
+    working directory, DuckDB's default) and is removed with it."""
     import duckdb
 
+    spill = tempfile.mkdtemp(prefix="flagstone-duckdb-")
     con = duckdb.connect(":memory:")
-    # A progress bar on a terminal would corrupt the command's output.
-    con.execute("SET enable_progress_bar = false")
-    return con
+    try:
+        # A progress bar on a terminal would corrupt the command's output.
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"SET temp_directory = '{spill}'")
+        limit = memory_limit or os.environ.get("FLAGSTONE_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit.strip(), re.IGNORECASE):
+            raise InputError(f"FLAGSTONE_MEMORY_LIMIT {limit!r}: write a size such as 700MB or 4GB")
+        con.execute(f"SET memory_limit = '{limit.strip()}'")
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def statements(con: Any, plan: QueryPlan, exposures: Source, metrics: Source) -> Statements:
@@ -68,11 +89,12 @@ def statements(con: Any, plan: QueryPlan, exposures: Source, metrics: Source) ->
     )
 
 
-def aggregate(plan: QueryPlan, exposures: Source, metrics: Source) -> tuple[Aggregates, Statements]:
+def aggregate(
+    plan: QueryPlan, exposures: Source, metrics: Source, memory_limit: str | None = None
+) -> tuple[Aggregates, Statements]:
     import duckdb
 
-    con = connect()
-    try:
+    with connect(memory_limit) as con:
         stmts = statements(con, plan, exposures, metrics)
         try:
             for view in stmts.views:
@@ -82,8 +104,6 @@ def aggregate(plan: QueryPlan, exposures: Source, metrics: Source) -> tuple[Aggr
             rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
         except duckdb.Error as e:
             raise InputError(_duckdb_message(e, exposures, metrics)) from None
-    finally:
-        con.close()
     return rows_to_aggregates(rows, plan.metrics, plan.looks, cuped=plan.cuped), stmts
 
 

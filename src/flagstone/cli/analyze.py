@@ -149,16 +149,13 @@ def printed_sql(env: Environment, key: str, inputs: object, dialect: str, now: f
         key=key, dialect=dialect, env=env.name, dims="".join(f", {d}" for d in dims)
     )
     if dialect == "duckdb" and inputs.exposures and inputs.metrics:
-        con = connect()
-        try:
+        with connect() as con:
             stmts = statements(
                 con,
                 plan,
                 resolve(inputs.exposures, "exposures"),
                 resolve(inputs.metrics, "metrics"),
             )
-        finally:
-            con.close()
         return header + stmts.script()
     return header + aggregation_sql(plan, dialect) + ";\n"  # type: ignore[arg-type]
 
@@ -239,6 +236,6 @@ def _render_text(report: AnalysisReport) -> None:
 def register_renderer() -> None:
     """Give ``emit`` the rich renderer of an analysis (on use: rich loads only then)."""
     from flagstone.analysis.render import AnalysisReport
-    from flagstone.cli.output import text_renderer
+    from flagstone.cli.app import text_renderer
 
     text_renderer(AnalysisReport)(_render_text)

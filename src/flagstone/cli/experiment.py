@@ -459,7 +459,7 @@ def status(
 
 def register_status_renderer() -> None:
     from flagstone.analysis.status import StatusReport
-    from flagstone.cli.output import text_renderer
+    from flagstone.cli.app import text_renderer
 
     text_renderer(StatusReport)(_render_status)
 
