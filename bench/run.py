@@ -11,21 +11,12 @@ BENCHMARKS = [
     "validate.py",
     "promote.py",
     "runtime.py",
-BENCHMARKS = [
-    "validate.py",
-    "runtime.py",
     "runtime_memory.py",
     "js_runtime.py",
     "history.py",
     "stats.py",
     "redos.py",
     "secrets_bench.py",  # not secrets.py: that name would shadow the standard library module
-]
-    "js_runtime.py",
-    "history.py",
-    "stats.py",
-    "redos.py",
-    "analyze.py",
 ]
 
 if __name__ == "__main__":
