@@ -16,6 +16,7 @@ BENCHMARKS = [
     "history.py",
     "stats.py",
     "redos.py",
+    "analyze.py",
     "secrets_bench.py",  # not secrets.py: that name would shadow the standard library module
 ]
 
