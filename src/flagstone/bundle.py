@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from flagstone.conditions import compile_condition
 from flagstone.errors import FlagstoneError
 from flagstone.model import Environment, Experiment, Flag, Repository, Rollout, Serve
 from flagstone.runtime.canonical import CanonicalJSONError, bundle_hash, signed_message
@@ -41,32 +42,11 @@ __all__ = [
     "build_bundle",
     "build_bundle_bytes",
     "canonical_json",
+    "compile_condition",
     "content_hash",
     "dump_bundle",
     "sign_bundle",
 ]
-
-
-def compile_condition(condition: Mapping[str, Any]) -> dict[str, Any]:
-    """Normalize a source condition to the bundle's tree.
-
-    Node shapes: ``{"all": [...]}``, ``{"any": [...]}``, ``{"not": node}``,
-    ``{"segment": key}`` and ``{"attr": name, "op": operator, "value": operand}``.
-    """
-    parts: list[dict[str, Any]] = []
-    for attribute, matcher in condition.items():
-        if attribute in ("all", "any"):
-            parts.append({attribute: [compile_condition(c) for c in matcher]})
-        elif attribute == "not":
-            parts.append({"not": compile_condition(matcher)})
-        elif attribute == "segment":
-            parts.append({"segment": matcher})
-        elif isinstance(matcher, Mapping):
-            for op, operand in matcher.items():
-                parts.append({"attr": attribute, "op": op, "value": operand})
-        else:
-            parts.append({"attr": attribute, "op": "eq", "value": matcher})
-    return parts[0] if len(parts) == 1 else {"all": parts}
 
 
 def compile_weights(weights: Mapping[str, float]) -> list[dict[str, Any]]:

@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from flagstone.conditions import COMBINATORS, terms
 from flagstone.errors import FlagstoneError, Problem
 from flagstone.load import read_environment
-from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, SETTINGS_FILE, Environment
+from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, SETTINGS_FILE, Environment, classify
 from flagstone.paths import dotted_leaves
 from flagstone.secrets import NO_SECRETS, SECRET, SECRET_CHANGED, Secrets, is_encrypted
 
@@ -319,29 +320,23 @@ def condition_words(condition: Any) -> Words:
     if not isinstance(condition, Mapping):
         return (_q(condition),)
     parts: list[Words] = []
-    for attribute, matcher in condition.items():
-        if attribute in ("all", "any") and isinstance(matcher, list):
-            joiner = " and " if attribute == "all" else " or "
-            subs = [condition_words(c) for c in matcher]
+    for attribute, op, operand in terms(condition):
+        if op in COMBINATORS:
+            joiner = " and " if op == "all" else " or "
+            subs = [condition_words(c) for c in operand]
             inner: list[str | Quoted] = []
             for i, sub in enumerate(subs):
                 inner += [joiner if i else "", *sub]
             parts.append(("(", *inner, ")") if len(subs) > 1 else tuple(inner))
-        elif attribute == "not":
-            parts.append(("not (", *condition_words(matcher), ")"))
-        elif attribute == "segment":
-            parts.append(("in segment ", _q(matcher)))
-        elif isinstance(matcher, Mapping):
-            for op, operand in matcher.items():
-                if op == "exists":
-                    parts.append((_q(attribute), " is set" if operand else " is not set"))
-                    continue
-                shown = (
-                    ", ".join(_show(o) for o in operand) if isinstance(operand, list) else operand
-                )
-                parts.append((_q(attribute), f" {OPERATOR_WORDS.get(op, op)} ", _q(shown)))
+        elif op == "not":
+            parts.append(("not (", *condition_words(operand), ")"))
+        elif op == "segment":
+            parts.append(("in segment ", _q(operand)))
+        elif op == "exists":
+            parts.append((_q(attribute), " is set" if operand else " is not set"))
         else:
-            parts.append((_q(attribute), " = ", _q(matcher)))
+            shown = ", ".join(_show(o) for o in operand) if isinstance(operand, list) else operand
+            parts.append((_q(attribute), f" {OPERATOR_WORDS.get(op, op)} ", _q(shown)))
     out: list[str | Quoted] = []
     for i, part in enumerate(parts):
         out += [" and " if i else "", *part]
@@ -619,10 +614,9 @@ def _env_of_problem(problem: Problem) -> str | None:
     return parts[1] if len(parts) > 1 and parts[0] == ENVIRONMENTS_DIR else None
 
 
-def _kind_of_file(rel: str, env: str) -> str:
-    rest = rel.removeprefix(f"{ENVIRONMENTS_DIR}/{env}/")
-    first = rest.split("/", 1)[0]
-    return first.rsplit(".", 1)[0] if "/" not in rest else first
+def _kind_of_file(rel: str, env: str) -> str | None:
+    found = classify(rel, env)
+    return found[0] if found else None
 
 
 def count(changes: Sequence[Change]) -> dict[str, int]:

@@ -13,7 +13,7 @@ import copy
 import datetime as dt
 import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,16 @@ from flagstone.load import (
     refused_symlink,
     too_large,
 )
-from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, SETTINGS_FILE, Environment, Repository
-from flagstone.paths import MISSING, get_path
+from flagstone.model import (
+    ENVIRONMENTS_DIR,
+    KEYED_KINDS,
+    SETTINGS_FILE,
+    Environment,
+    Repository,
+    classify,
+    env_of,
+)
+from flagstone.paths import MISSING, dotted_leaves, get_path
 from flagstone.secrets import NO_SECRETS, SECRET, SECRET_CHANGED, Secrets, is_encrypted
 
 
@@ -65,17 +73,8 @@ class HistoryEntry:
 @functools.lru_cache(maxsize=4096)
 def _kind_of(rel: str, env: str) -> str | None:
     """The kind a repository-relative file belongs to in ``env``, or None."""
-    base = f"{ENVIRONMENTS_DIR}/{env}/"
-    if not rel.startswith(base) or not rel.endswith((".yaml", ".yml")):
-        return None
-    parts = rel[len(base) :].split("/")
-    name = parts[0].rsplit(".", 1)[0] if len(parts) == 1 else parts[0]
-    return name if name in (*KEYED_KINDS, "config") and len(parts) <= 2 else None
-
-
-def _env_of(rel: str) -> str | None:
-    parts = rel.split("/")
-    return parts[1] if len(parts) > 2 and parts[0] == ENVIRONMENTS_DIR else None
+    found = classify(rel, env)
+    return found[0] if found else None
 
 
 def key_history(
@@ -323,7 +322,7 @@ class _Walk:
                 if change.path == SETTINGS_FILE:
                     settings_after = None if change.status == "D" else change.blob
                     continue
-                env = _env_of(change.path)
+                env = env_of(change.path)
                 if env is None:
                     continue
                 if change.status == "D":
@@ -359,7 +358,7 @@ class _Walk:
             for _, files in entries
             for change in files
             if change.status != "D"
-            and (env := _env_of(change.path)) is not None
+            and (env := env_of(change.path)) is not None
             and (self.envs is None or env in self.envs)
             and _kind_of(change.path, env) is not None
         ]
@@ -411,7 +410,7 @@ class _Walk:
                 "missing-environment",
             )
             for rel in before:
-                if _env_of(rel) == env:
+                if env_of(rel) == env:
                     state[rel] = before[rel]
             return [
                 *out,
@@ -526,8 +525,8 @@ class _Walk:
                 get_path(new, self.config_path),
             )
             return [entry] if entry is not None else []
-        old_leaves = dict(_leaves(old)) if isinstance(old, Mapping) else {}
-        new_leaves = dict(_leaves(new)) if isinstance(new, Mapping) else {}
+        old_leaves = dict(dotted_leaves(old)) if isinstance(old, Mapping) else {}
+        new_leaves = dict(dotted_leaves(new)) if isinstance(new, Mapping) else {}
         out = []
         for dotted in sorted({*old_leaves, *new_leaves}):
             entry = self._entry(
@@ -704,14 +703,6 @@ def _same(a: Any, b: Any) -> bool:
     return a == b and bool(canonical(a) == canonical(b))
 
 
-def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(node, Mapping) and node:
-        for key, value in node.items():
-            yield from _leaves(value, f"{prefix}{key}.")
-    elif prefix:
-        yield prefix.rstrip("."), node
-
-
 def _is_secret(secrets: Secrets, path: tuple[str, ...] | None, *values: Any) -> bool:
     if path is None:
         return False
@@ -866,7 +857,7 @@ def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -
             f"{sha[:12]} is the first commit: there is nothing before it to return to"
         )
     parent = info.parents[0]
-    touched = sorted({e for f in files if (e := _env_of(f.path)) and (envs is None or e in envs)})
+    touched = sorted({e for f in files if (e := env_of(f.path)) and (envs is None or e in envs)})
     if not touched:
         raise FlagstoneError(
             f"{sha[:12]} changed no flagstone environment"

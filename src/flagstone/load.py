@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import yaml_rs
@@ -22,6 +22,7 @@ from flagstone.model import (
     ENVIRONMENTS_DIR,
     KEYED_KINDS,
     SETTINGS_FILE,
+    YAML_SUFFIXES,
     Config,
     Environment,
     Experiment,
@@ -32,6 +33,7 @@ from flagstone.model import (
     Segment,
     Settings,
     check_environments,
+    classify,
 )
 from flagstone.secrets import SECRETS_FILE, secrets_of
 
@@ -52,7 +54,6 @@ UNREADABLE = frozenset(
 )
 # Real configurations rarely use aliases; a "billion laughs" file hits this in milliseconds.
 ALIAS_LIMITS = yaml_rs.AliasLimits(max_total_replayed_events=200_000, max_replay_stack_depth=32)
-YAML_SUFFIXES = (".yaml", ".yml")
 
 _POSITION = re.compile(r"line (\d+), column (\d+)")
 _DOC_MARKER = re.compile(r"^---(?:\s|$)", re.M)
@@ -417,7 +418,7 @@ def read_environment(
         if rel.startswith(base) and rel.endswith("/") and isinstance(files[rel], Problem):
             problems.append(files[rel])  # type: ignore[arg-type]  # a refused folder link
             continue
-        if not rel.startswith(base) or not rel.endswith(YAML_SUFFIXES):
+        if not rel.startswith(base):
             continue
         if rel == base + SECRETS_FILE:
             read.append(rel)
@@ -427,12 +428,10 @@ def read_environment(
             else:
                 secret_values = _read_secrets_file(secrets_content, rel, problems)
             continue
-        parts = PurePosixPath(rel[len(base) :]).parts
-        kind_name = PurePosixPath(parts[0]).stem if len(parts) == 1 else parts[0]
-        if kind_name not in (*KEYED_KINDS, "config") or len(parts) > 2:
-            continue  # other files (README.md, secrets, specs) are not ours to read here
-        kind: Kind = kind_name  # type: ignore[assignment,unused-ignore]  # checked just above
-        this_layout: KindLayout = "file" if len(parts) == 1 else "folder"
+        found = classify(rel, name)
+        if found is None:
+            continue  # other files (README.md, specs) are not ours to read here
+        kind, this_layout = found
         if layout[kind] not in ("absent", this_layout):
             problems.append(
                 Problem(

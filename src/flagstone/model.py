@@ -226,6 +226,32 @@ def check_environments(names: Iterable[str], known: Iterable[str]) -> None:
 
 
 KindLayout = Literal["file", "folder", "absent"]
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def env_of(rel: str) -> str | None:
+    """The environment a repository-relative path lies in (``environments/<env>/...``)."""
+    parts = rel.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == ENVIRONMENTS_DIR else None
+
+
+def classify(rel: str, env: str) -> tuple[Kind, KindLayout] | None:
+    """The layout rule: what a file of ``environments/<env>/`` holds, and how.
+
+    ``flags.yaml`` holds flags as one file, ``flags/<key>.yaml`` as a folder; None for a
+    file flagstone does not read as objects (README.md, deeper folders, the secrets file).
+    """
+    base = f"{ENVIRONMENTS_DIR}/{env}/"
+    if not rel.startswith(base) or not rel.endswith(YAML_SUFFIXES):
+        return None
+    parts = rel[len(base) :].split("/")
+    if len(parts) > 2:
+        return None
+    name = parts[0].rsplit(".", 1)[0] if len(parts) == 1 else parts[0]
+    for kind in KINDS:
+        if kind == name:
+            return kind, "file" if len(parts) == 1 else "folder"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

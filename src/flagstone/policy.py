@@ -33,6 +33,7 @@ from flagstone.model import (
     Environment,
     Protection,
     Settings,
+    env_of,
 )
 from flagstone.paths import dotted_leaves
 
@@ -137,7 +138,7 @@ class _Gate:
             if paths & policy_files and self._changes_policy(info, paths & policy_files):
                 for env, protection in sorted(protected.items()):
                     self._identity(info, env, protection, "policy")
-            envs = sorted({e for p in paths if (e := _env_of(p)) is not None and e in protected})
+            envs = sorted({e for p in paths if (e := env_of(p)) is not None and e in protected})
             for env in envs:
                 if len(info.parents) > 1:
                     self._merge(info, env)
@@ -303,11 +304,6 @@ class _Gate:
 
 
 _ABSENT: Any = object()
-
-
-def _env_of(rel: str) -> str | None:
-    parts = rel.split("/")
-    return parts[1] if len(parts) > 2 and parts[0] == ENVIRONMENTS_DIR else None
 
 
 def _values(env: Environment | None) -> Values:

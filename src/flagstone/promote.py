@@ -16,6 +16,7 @@ from typing import Any
 
 from flagstone import blocks
 from flagstone.blocks import Blocks
+from flagstone.conditions import segments_in
 from flagstone.diff import Change, diff_environments
 from flagstone.edit import (
     Document,
@@ -33,7 +34,7 @@ from flagstone.errors import ConflictError, FlagstoneError, Problem
 from flagstone.model import KEYED_KINDS, Environment, Kind, Repository
 from flagstone.paths import MISSING, dotted_leaves, get_path
 from flagstone.secrets import SECRET, Secrets
-from flagstone.validate import iter_condition, marked_config_paths
+from flagstone.validate import marked_config_paths
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,10 +229,6 @@ def _select(
     return moves
 
 
-def segment_refs(condition: Any) -> set[str]:
-    return {str(o) for op, o, _ in iter_condition(condition, ()) if op == "segment"}
-
-
 def _dependencies(
     source: Environment, target: Environment, moves: list[Move], include: bool
 ) -> list[Move]:
@@ -248,7 +245,7 @@ def _dependencies(
                     needs.append(("segments", rule.segment, f"used by flag {move.key}"))
                 needs += [
                     ("segments", s, f"used by flag {move.key}")
-                    for s in segment_refs(rule.when or {})
+                    for s in segments_in(rule.when or {})
                 ]
             needs += [
                 ("flags", p.flag, f"a prerequisite of flag {move.key}") for p in flag.prerequisites
@@ -256,14 +253,14 @@ def _dependencies(
         elif move.kind == "segments":
             needs += [
                 ("segments", s, f"used by segment {move.key}")
-                for s in segment_refs(source.segments[move.key].when)
+                for s in segments_in(source.segments[move.key].when)
             ]
         elif move.kind == "experiments":
             experiment = source.experiments[move.key]
             needs.append(("flags", experiment.flag, f"the flag of experiment {move.key}"))
             needs += [
                 ("segments", s, f"in experiment {move.key}'s audience")
-                for s in segment_refs(experiment.audience or {})
+                for s in segments_in(experiment.audience or {})
             ]
         for kind, key, reason in needs:
             if (kind, key) in moving or key in target.objects(kind):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
+from flagstone.conditions import segments_in
 from flagstone.errors import DocPath
 from flagstone.model import Environment, Kind
-from flagstone.validate import iter_condition
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -21,10 +20,6 @@ class Reference:
 
     def __str__(self) -> str:
         return f"{self.kind[:-1]} {self.key} ({self.where})"
-
-
-def _segments_in(condition: Any) -> set[str]:
-    return {str(operand) for op, operand, _ in iter_condition(condition, ()) if op == "segment"}
 
 
 def references_to(env: Environment, kind: Kind, key: str) -> list[Reference]:
@@ -52,16 +47,16 @@ def _flag_references(env: Environment, key: str) -> Iterator[Reference]:
 def _segment_references(env: Environment, key: str) -> Iterator[Reference]:
     for flag in env.flags.values():
         for index, rule in enumerate(flag.raw.get("rules") or ()):
-            if rule.get("segment") == key or key in _segments_in(rule.get("when")):
+            if rule.get("segment") == key or key in segments_in(rule.get("when")):
                 where: DocPath = (flag.key, "rules", index)
                 yield Reference("flags", flag.key, f"in rule {index + 1}", flag.file, where)
     for segment in env.segments.values():
-        if segment.key != key and key in _segments_in(segment.raw.get("when")):
+        if segment.key != key and key in segments_in(segment.raw.get("when")):
             yield Reference(
                 "segments", segment.key, "in its condition", segment.file, (segment.key, "when")
             )
     for experiment in env.experiments.values():
-        if key in _segments_in(experiment.raw.get("audience")):
+        if key in segments_in(experiment.raw.get("audience")):
             where = (experiment.key, "audience")
             yield Reference(
                 "experiments", experiment.key, "in its audience", experiment.file, where

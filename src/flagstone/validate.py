@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flagstone import redos
+from flagstone.conditions import iter_condition
 from flagstone.errors import DocPath, Problem, format_path
 from flagstone.load import (
     UNREADABLE,
@@ -33,6 +34,7 @@ from flagstone.model import (
     Rollout,
     Segment,
     Serve,
+    env_of,
     served_variants,
 )
 from flagstone.paths import leaves
@@ -45,7 +47,7 @@ from flagstone.schema import (
     non_finite_numbers,
     non_finite_problems,
 )
-from flagstone.secrets import credential_kind
+from flagstone.secrets import credential_kind, marked_paths
 
 # When a key was last changed, for the "fully on for N days" hygiene check (from git).
 LastChanged = Callable[[Sequence[str]], dt.datetime | None]
@@ -107,11 +109,11 @@ def validate_loaded(
     """Check an already-loaded repository (the working tree, a git revision, or a planned edit)."""
     today = today or dt.date.today()
     selected = set(envs) if envs is not None else set(repo.settings.environments)
-    problems = [p for p in load_problems if _env_of(p.file) in selected or _env_of(p.file) is None]
+    problems = [p for p in load_problems if env_of(p.file) in selected or env_of(p.file) is None]
     problems += check_settings(repo)
     # An environment with an unreadable file has holes: references into it and promotion
     # order would only repeat that one problem many times over.
-    incomplete = {_env_of(p.file) for p in problems if p.code in UNREADABLE}
+    incomplete = {env_of(p.file) for p in problems if p.code in UNREADABLE}
     for name in repo.settings.environments:
         if name not in selected:
             continue
@@ -171,11 +173,6 @@ def validate_with_files(
         return path.read_text(encoding="utf-8") if path.exists() else None
 
     return after, validate_loaded(candidate, load_problems, envs=[env_name], read_text=read_text)
-
-
-def _env_of(file: str) -> str | None:
-    parts = file.split("/")
-    return parts[1] if len(parts) > 2 and parts[0] == ENVIRONMENTS_DIR else None
 
 
 # --- settings ------------------------------------------------------------------------
@@ -459,26 +456,6 @@ def _unknown_segment(name: str, env: Environment, file: str, path: DocPath) -> P
         path=path,
         hint=hint,
     )
-
-
-def iter_condition(condition: Any, path: DocPath) -> Iterator[tuple[str, Any, DocPath]]:
-    """Walk a condition: yields (operator, operand, path) for segment refs and every operator."""
-    if not isinstance(condition, Mapping):
-        return
-    for attribute, matcher in condition.items():
-        here = (*path, attribute)
-        if attribute in ("all", "any") and isinstance(matcher, list):
-            for i, sub in enumerate(matcher):
-                yield from iter_condition(sub, (*here, i))
-        elif attribute == "not":
-            yield from iter_condition(matcher, here)
-        elif attribute == "segment":
-            yield "segment", matcher, here
-        elif isinstance(matcher, Mapping):
-            for op, operand in matcher.items():
-                yield op, operand, (*here, op)
-        else:
-            yield "eq", matcher, here
 
 
 def _condition_problems(
@@ -901,22 +878,11 @@ def _app_schema(repo: Repository) -> Mapping[str, Any] | None:
     return app_schema(repo.root, repo.settings, strict=True)
 
 
-def _marked_paths(schema: Mapping[str, Any], marker: str, prefix: str = "") -> Iterator[str]:
-    """Dotted config paths whose schema property carries ``marker: true``."""
-    for name, sub in schema.get("properties", {}).items():
-        if not isinstance(sub, Mapping):
-            continue
-        dotted = f"{prefix}{name}"
-        if sub.get(marker) is True:
-            yield dotted
-        yield from _marked_paths(sub, marker, dotted + ".")
-
-
 def marked_config_paths(repo: Repository, marker: str) -> list[str]:
     """Config paths whose property in the app's schema carries ``marker: true``
     (``x-flagstone-pinned``, ``x-flagstone-secret``)."""
     schema = _app_schema(repo)
-    return list(_marked_paths(schema, marker)) if schema is not None else []
+    return list(marked_paths(schema, marker)) if schema is not None else []
 
 
 # --- across environments ---------------------------------------------------------------
@@ -993,7 +959,6 @@ def check_stale(
 __all__ = [
     "check_environment",
     "format_path",
-    "iter_condition",
     "marked_config_paths",
     "validate_loaded",
     "validate_repository",
