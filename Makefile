@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python -m flagstone.demo
 
 test: lint system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 	@$(MAKE) --no-print-directory test-js
 
 # The TypeScript runtime: npm ci when node_modules is missing or stale, then Vitest (the
