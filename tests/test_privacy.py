@@ -14,7 +14,10 @@ import pytest
 from pyrage import x25519
 
 from flagstone import Client
+from flagstone.bundle import build_bundle
 from flagstone.privacy import forget, pseudonymizer, retain
+from flagstone.runtime.errors import BundleError
+from flagstone.runtime.evaluate import compile_bundle, has_consent
 from tests.conftest import CASES
 
 KEY = "a-shared-pseudonym-key-0123456789"
@@ -264,3 +267,132 @@ def test_privacy_retention__without_a_setting__says_what_to_do(cli, tmp_path: Pa
     (tmp_path / "d").mkdir()
     result = cli(["privacy", "retention", "--data", str(tmp_path / "d")], cwd=root)
     assert result.exit_code == 2 and "set privacy.retention_days" in result.stderr
+
+
+# --- consent: privacy.consent_attribute ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "context", "consents"),
+    [
+        ("consent.experiments", {"consent": True}, True),
+        ("consent.experiments", {"consent": {"experiments": True}}, True),
+        ("consent.experiments", {"consent": {"experiments": 1}}, False),
+        ("consent.experiments", {"consent": {"experiments": "true"}}, False),
+        ("consent.experiments", {"consent": False}, False),
+        ("consent.experiments", {"consent": [True]}, False),
+        ("consent.experiments", {"consent.experiments": True}, False),
+        ("consent.experiments", {}, False),
+        ("gdpr.purposes.ab", {"gdpr": True}, True),
+        ("gdpr.purposes.ab", {"gdpr": {"purposes": True}}, True),
+        ("gdpr.purposes.ab", {"gdpr": {"purposes": {"ab": True}}}, True),
+        ("gdpr.purposes.ab", {"gdpr": {"purposes": {"ab": {"granted": True}}}}, False),
+        ("gdpr.purposes.ab", {"gdpr": {"purposes": {"ads": True}}}, False),
+        ("gdpr.purposes.ab", {"consent": True}, False),
+        ("ab_ok", {"ab_ok": True}, True),
+        ("ab_ok", {"ab_ok": "yes"}, False),
+    ],
+)
+def test_has_consent__the_value_at_the_path_or_a_prefix_is_exactly_true(
+    path: str, context: dict[str, object], consents: bool
+) -> None:
+    assert has_consent(context, tuple(path.split("."))) is consents
+
+
+def _set_consent_attribute(repo: Path, attribute: str) -> None:
+    settings = repo / "flagstone.yaml"
+    text = settings.read_text().replace(
+        "privacy:\n", f"privacy:\n  consent_attribute: {attribute}\n"
+    )
+    settings.write_text(text)
+
+
+def test_consent_attribute__configured__built_into_the_bundle_and_honoured_by_the_runtime(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    _set_consent_attribute(repo, "gdpr.purposes.ab_testing")
+    built = cli(["build", "--env", "prod", "--out", "dist"], cwd=repo)
+    assert built.exit_code == 0, built.stderr
+    bundle = json.loads((repo / "dist" / "prod.json").read_text())
+    experiment = bundle["experiments"]["checkout-test"]
+    assert experiment["consent_attribute"] == "gdpr.purposes.ab_testing"
+    # everyone grants the default purpose; only every third unit the configured one
+    units = [
+        {**u, "consent": True, "gdpr": {"purposes": {"ab_testing": i % 3 == 0}}}
+        for i, u in enumerate(UNITS)
+    ]
+    records = run_app(repo / "dist" / "prod.json", tmp_path / "log.jsonl", units, pseudonym_key=KEY)
+    hashed = pseudonymizer(KEY)
+    logged = {r["unit"] for r in records if r["type"] == "exposure"}
+    assert logged == {hashed(str(u["user_id"])) for i, u in enumerate(UNITS) if i % 3 == 0}
+
+
+def test_consent_attribute__absent_from_a_bundle__means_consent_experiments(
+    cli, repo: Path
+) -> None:
+    assert cli(["build", "--env", "prod", "--out", "dist"], cwd=repo).exit_code == 0
+    raw = json.loads((repo / "dist" / "prod.json").read_text())
+    assert raw["experiments"]["checkout-test"]["consent_attribute"] == "consent.experiments"
+    del raw["experiments"]["checkout-test"]["consent_attribute"], raw["hash"]
+    experiment = compile_bundle(raw).experiments["checkout-test"]
+    assert experiment.assign({"user_id": "u", "consent": {"experiments": True}})[0] is not None
+    assert experiment.assign({"user_id": "u", "consent": {"experiments": False}}) == (
+        None,
+        "consent required and not given",
+    )
+
+
+@pytest.mark.parametrize("attribute", ["''", "consent..experiments", ".consent", "consent.", "[a]"])
+def test_consent_attribute__not_a_dotted_path__validate_rejects_it(
+    cli, repo: Path, attribute: str
+) -> None:
+    _set_consent_attribute(repo, attribute)
+    result = cli(["validate", "--format", "json"], cwd=repo)
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert [p["file"] for p in report["problems"] if "consent_attribute" in json.dumps(p)] == [
+        "flagstone.yaml"
+    ]
+
+
+@pytest.mark.parametrize("attribute", ["", "a..b", 7])
+def test_consent_attribute__malformed_in_a_bundle__refused_at_load(
+    cli, repo: Path, attribute: object
+) -> None:
+    assert cli(["build", "--env", "prod", "--out", "dist"], cwd=repo).exit_code == 0
+    raw = json.loads((repo / "dist" / "prod.json").read_text())
+    raw["experiments"]["checkout-test"]["consent_attribute"] = attribute
+    del raw["hash"]
+    with pytest.raises(BundleError, match="consent_attribute"):
+        compile_bundle(raw)
+
+
+def test_consent_attribute__flagd_export__agrees_with_the_runtime(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    from flagstone.flagd import export_environment
+    from flagstone.load import load_repository
+    from tests.flagd_helpers import flagd_details, flagd_provider
+
+    _set_consent_attribute(repo, "gdpr.purposes.ab")
+    loaded, _ = load_repository(repo)
+    document, _ = export_environment(loaded, "prod")
+    path = tmp_path / "flagd.json"
+    path.write_text(json.dumps(document))
+    ours = Client.from_dict(build_bundle(loaded, "prod"))
+    shapes: list[object] = [
+        True, {"purposes": True}, {"purposes": {"ab": True}}, {"purposes": {"ab": 1}},
+        {"purposes": {"ads": True}}, False, None, {"experiments": True},
+    ]  # fmt: skip
+    contexts = [
+        {"user_id": f"user-{i}-{j}", "country": "DE", "gdpr": shape}
+        for i, shape in enumerate(shapes)
+        for j in range(4)
+    ] + [{"user_id": "user-c", "consent": True}]
+    variants = document["flags"]["new-checkout"]["variants"]
+    with flagd_provider(path) as client:
+        theirs = [flagd_details(client, "new-checkout", variants, c).variant for c in contexts]
+    mine = [ours.details("new-checkout", c) for c in contexts]
+    assert theirs == [r.variant for r in mine]
+    enrolled = [r.experiment is not None for r in mine]
+    assert any(enrolled[:12]) and not any(enrolled[12:])

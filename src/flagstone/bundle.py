@@ -21,10 +21,12 @@ from typing import Any
 from flagstone.conditions import compile_condition
 from flagstone.errors import FlagstoneError
 from flagstone.model import Environment, Experiment, Flag, Repository, Rollout, Serve
+from flagstone.privacy import PrivacySettings
 from flagstone.runtime.canonical import CanonicalJSONError, bundle_hash, signed_message
 from flagstone.runtime.canonical import canonical_json as _canonical_json
 from flagstone.runtime.format import (
     BUCKETS,
+    DEFAULT_CONSENT_ATTRIBUTE,
     FORMAT,
     FORMAT_VERSION,
     HASH_EXCLUDED_FIELDS,
@@ -118,7 +120,10 @@ def compile_flag(flag: Flag, default_unit: str, experiment: str | None) -> dict[
 
 
 def compile_experiments(
-    env: Environment, default_unit: str, pii: frozenset[str] = frozenset()
+    env: Environment,
+    default_unit: str,
+    pii: frozenset[str] = frozenset(),
+    consent_attribute: str = DEFAULT_CONSENT_ATTRIBUTE,
 ) -> dict[str, dict[str, Any]]:
     """Experiments with arms as bucket ranges and disjoint ranges within each layer.
 
@@ -144,7 +149,9 @@ def compile_experiments(
             raise FlagstoneError(
                 f"experiment {key!r} uses flag {e.flag!r}, missing in {env.name}; run `flagstone validate`"
             )
-        out[key] = compile_experiment(e, flag, default_unit, layer_ranges.get(key), pii)
+        out[key] = compile_experiment(
+            e, flag, default_unit, layer_ranges.get(key), pii, consent_attribute
+        )
     return out
 
 
@@ -154,6 +161,7 @@ def compile_experiment(
     default_unit: str,
     layer_range: tuple[int, int] | None,
     pii: frozenset[str] = frozenset(),
+    consent_attribute: str = DEFAULT_CONSENT_ATTRIBUTE,
 ) -> dict[str, Any]:
     weights = e.weights or _equal_split(list(flag.variants))
     arms = compile_weights(weights)
@@ -167,6 +175,8 @@ def compile_experiment(
         "control": e.raw.get("control", arms[0]["variant"]),
         "consent_required": e.consent_required,
     }
+    if e.consent_required:
+        compiled["consent_attribute"] = consent_attribute
     if e.audience is not None:
         compiled["audience"] = compile_condition(e.audience)
     if e.layer is not None:
@@ -224,7 +234,9 @@ def build_bundle(
         "segments": {
             k: {"when": compile_condition(s.when)} for k, s in sorted(env.segments.items())
         },
-        "experiments": compile_experiments(env, default_unit, pii),
+        "experiments": compile_experiments(
+            env, default_unit, pii, PrivacySettings.of(repo.settings.raw).consent_attribute
+        ),
         "config": config,
     }
     if pii:

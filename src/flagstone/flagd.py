@@ -27,6 +27,7 @@ from flagstone.errors import FlagstoneError, Problem
 from flagstone.model import Repository
 from flagstone.runtime.format import (
     BUCKETS,
+    DEFAULT_CONSENT_ATTRIBUTE,
     EXPERIMENT_SALT_PREFIX,
     LAYER_SALT_PREFIX,
     SALT_SEPARATOR,
@@ -50,7 +51,9 @@ SEMVER_OPS = {
 NUMERIC_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 OTHER_OPS = ("eq", "neq", "in", "not_in", "contains", "starts_with", "ends_with", "exists")
 EXPORTED_OPERATORS = frozenset((*SEMVER_OPS, *NUMERIC_OPS, *OTHER_OPS))
-CONSENT_PATH = "consent.experiments"  # read as a path by flagstone too: no dotted-key difference
+CONSENT_PATH = (
+    DEFAULT_CONSENT_ATTRIBUTE  # read as a path by flagstone too: no dotted-key difference
+)
 NO_UNIT_VARIANT = "flagstone: no unit to bucket"  # never a variant: flagd answers ERROR
 # How a boolean reads through JsonLogic's `cat`: "true" in Go and JavaScript, "True" in
 # Python's flagd-core (its to_string tests int before bool).
@@ -381,12 +384,13 @@ class _Exporter:
         pick = {"fractional": [{"cat": [salt + SALT_SEPARATOR, unit]}, *arms]}
         conditions: list[Any] = [self.usable_unit(experiment["unit"])]
         if experiment.get("consent_required"):
-            # runtime.evaluate.has_consent: `consent` is true, or `consent.experiments` is.
+            # runtime.evaluate.has_consent: the value at the path, or at a prefix of it, is true.
+            parts = experiment.get("consent_attribute", CONSENT_PATH).split(".")
             conditions.append(
                 {
                     "or": [
-                        self.operator("consent", "eq", True),
-                        self.operator(CONSENT_PATH, "eq", True),
+                        self.operator(".".join(parts[:n]), "eq", True)
+                        for n in range(1, len(parts) + 1)
                     ]
                 }
             )

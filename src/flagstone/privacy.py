@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from flagstone.errors import FlagstoneError, Problem
+from flagstone.runtime.format import DEFAULT_CONSENT_ATTRIBUTE
 
 PSEUDONYM_KEY_PATH = "analytics.pseudonym_key"
-DEFAULT_CONSENT_ATTRIBUTE = "consent.experiments"
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".log")
 _TEMPLATE = re.compile(r"\$\{\s*([\w.-]+)\s*\}|\{\{\s*([\w.-]+)\s*\}\}")
 

@@ -3,7 +3,8 @@
     python tests/conformance/generate.py
 
 Builds tests/conformance/repository/ (a flagstone repository exercising every operator,
-rollouts, prerequisites, targets, experiments, layers, traffic and consent) into its
+rollouts, prerequisites, targets, experiments, layers, traffic and consent under a
+non-default ``privacy.consent_attribute``) into its
 bundle, evaluates a deterministic set of contexts against it with the Python runtime,
 and writes vectors.json. Every runtime (Python, TypeScript) must reproduce each case.
 """
@@ -209,6 +210,26 @@ NULL_CONTEXTS: list[dict[str, Any]] = [
 ]
 
 
+# The repository's privacy.consent_attribute is consent.purposes.experiments: consent is the
+# value at that path, or at a prefix of it, being exactly true; nothing else grants it.
+CONSENT_VALUES: list[Any] = [
+    True, {"purposes": True}, {"purposes": {"experiments": True}},
+    False, None, 1, "true", [True], {}, {"experiments": True}, {"purposes": False},
+    {"purposes": None}, {"purposes": [True]}, {"purposes": {"experiments": False}},
+    {"purposes": {"experiments": 1}}, {"purposes": {"experiments": "true"}},
+    {"purposes": {"experiments": {"granted": True}}}, {"purposes.experiments": True},
+    {"purposes": {"analytics": True}}, {"purposes": {"constructor": True}},
+]  # fmt: skip
+CONSENT_CONTEXTS: list[dict[str, Any]] = [
+    {"user_id": f"u-c{i}-{j}", "country": "DE", "consent": value}
+    for i, value in enumerate(CONSENT_VALUES)
+    for j in range(3)  # three units each: the 80% traffic leaves some consenting unit enrolled
+] + [
+    {"user_id": "u-c-dotted", "country": "DE", "consent.purposes.experiments": True},
+    {"user_id": "u-c-dotted2", "country": "DE", "consent.purposes": True},
+]
+
+
 def boundary_units(prefix: str, buckets: list[int]) -> list[str]:
     """The first ids ``b-<n>`` whose bucket under ``prefix`` is each of ``buckets``."""
     wanted = set(buckets)
@@ -252,6 +273,7 @@ def edge_flag_cases(bundle: CompiledBundle, raw: dict[str, Any]) -> list[dict[st
     regexes = [k for k in every if k.startswith("edge-regex-")]
     return (
         cases(every, edge_unit_contexts(raw) + NULL_CONTEXTS)
+        + cases(["onboarding-flow"], CONSENT_CONTEXTS)
         + cases(regexes, [{"user_id": "u-t", "text": t} for t in EDGE_TEXTS])
         + cases(["edge-dates-tz", "op-dates"], [{"at": t, "signup": t} for t in EDGE_INSTANTS])
         + cases(["op-semver", "op-semver-eq"], [{"app_version": v} for v in EDGE_VERSIONS])
@@ -259,7 +281,7 @@ def edge_flag_cases(bundle: CompiledBundle, raw: dict[str, Any]) -> list[dict[st
 
 
 def edge_assignments(bundle: CompiledBundle, raw: dict[str, Any]) -> list[dict[str, Any]]:
-    contexts = edge_unit_contexts(raw) + NULL_CONTEXTS
+    contexts = edge_unit_contexts(raw) + NULL_CONTEXTS + CONSENT_CONTEXTS
     return [
         {
             "experiment": key,

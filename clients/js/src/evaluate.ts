@@ -228,10 +228,19 @@ export interface CompiledExperiment {
   assign(ctx: Context): string | null;
 }
 
-/** A unit consents when `context.consent` is true or `{experiments: true}`. */
-export function hasConsent(ctx: Context): boolean {
-  const consent = lookupOwn(ctx, "consent");
-  return consent === true || (typeof consent === "object" && consent !== null && lookupOwn(consent, "experiments") === true);
+/**
+ * Consent is given when the value at the consent path (`privacy.consent_attribute`, default
+ * `consent.experiments`), or at a prefix of it, is exactly true: `consent: true` grants every
+ * purpose. Nested objects only (not arrays, not a literal dotted key), as in the Python runtime.
+ */
+export function hasConsent(ctx: Context, path: string[] = ["consent", "experiments"]): boolean {
+  let node: unknown = ctx;
+  for (const part of path) {
+    if (typeof node !== "object" || node === null || Array.isArray(node)) return false;
+    node = lookupOwn(node, part);
+    if (node === true) return true;
+  }
+  return false;
 }
 const lookupOwn = (o: object, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? (o as any)[k] : undefined);
 
@@ -245,6 +254,7 @@ function compileExperiment(key: string, raw: any, segments: Map<string, Matcher>
   const ends: number[] = raw.arms.map((a: any) => a.end);
   const names: string[] = raw.arms.map((a: any) => a.variant);
   const consentRequired = !!raw.consent_required;
+  const consentPath: string[] = (raw.consent_attribute ?? "consent.experiments").split(".");
   const audience = "audience" in raw ? compileCondition(raw.audience, segments) : null;
   const layer: string | undefined = raw.layer;
   const layerBucket = bucketer(`layer:${layer}/`);
@@ -259,7 +269,7 @@ function compileExperiment(key: string, raw: any, segments: Map<string, Matcher>
       if (status !== "running") return null;
       const u = unitString(get(ctx));
       if (u === null) return null;
-      if (consentRequired && !hasConsent(ctx)) return null;
+      if (consentRequired && !hasConsent(ctx, consentPath)) return null;
       if (audience !== null && !audience(ctx)) return null;
       if (layer !== undefined) {
         const b = layerBucket(u);

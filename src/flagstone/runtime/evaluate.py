@@ -23,6 +23,7 @@ from flagstone.runtime.errors import BundleError
 from flagstone.runtime.format import (
     BUCKETS,
     DEFAULT,
+    DEFAULT_CONSENT_ATTRIBUTE,
     DISABLED,
     ERROR,
     EXPERIMENT_SALT_PREFIX,
@@ -269,6 +270,7 @@ class CompiledExperiment:
     arm_names: tuple[str, ...]
     control: str
     consent_required: bool
+    consent_path: tuple[str, ...]  # privacy.consent_attribute, split at its dots
     audience: Matcher | None
     layer: str | None
     layer_prefix: str
@@ -283,8 +285,8 @@ class CompiledExperiment:
         unit = unit_string(ctx.get(self.unit))
         if unit is None:
             return None, f"context has no usable {self.unit!r}"
-        if self.consent_required and not has_consent(ctx):
-            return None, "consent required and not given"
+        if self.consent_required and not has_consent(ctx, self.consent_path):
+            return None, CONSENT_NOT_GIVEN
         if self.audience is not None and not self.audience(ctx):
             return None, "not in the audience"
         if self.layer is not None:
@@ -299,13 +301,34 @@ class CompiledExperiment:
         arm = self.arm_names[bisect_right(self.arm_ends, hash_bucket(self.arm_prefix, unit))]
         return arm, "enrolled"
 
+    def lacks_consent(self, ctx: Context) -> bool:
+        """The unit would be considered for enrolment but gives no consent (``assign``'s
+        consent step): what the runtime counts, without logging the unit."""
+        return (
+            self.consent_required
+            and self.status == "running"
+            and unit_string(ctx.get(self.unit)) is not None
+            and not has_consent(ctx, self.consent_path)
+        )
 
-def has_consent(ctx: Context) -> bool:
-    """A unit consents when ``context["consent"]`` is True or ``{"experiments": True}``."""
-    consent = ctx.get("consent")
-    if consent is True:
-        return True
-    return isinstance(consent, Mapping) and consent.get("experiments") is True
+
+CONSENT_NOT_GIVEN = "consent required and not given"
+_DEFAULT_CONSENT_PATH = tuple(DEFAULT_CONSENT_ATTRIBUTE.split("."))
+
+
+def has_consent(ctx: Context, path: tuple[str, ...] = _DEFAULT_CONSENT_PATH) -> bool:
+    """Consent is given when the value at the consent path, or at a prefix of it, is
+    exactly ``True``: with ``consent.experiments``, ``consent: true`` grants every purpose
+    and ``consent: {experiments: true}`` this one. The path is read through nested
+    objects only (a literal dotted key does not count), as in the TypeScript runtime."""
+    node: Any = ctx
+    for part in path:
+        if not isinstance(node, Mapping):
+            return False
+        node = node.get(part)
+        if node is True:
+            return True
+    return False
 
 
 def compile_experiment(
@@ -327,6 +350,7 @@ def compile_experiment(
         arm_names=tuple(a["variant"] for a in raw["arms"]),
         control=raw["control"],
         consent_required=raw["consent_required"] is True,
+        consent_path=tuple(raw.get("consent_attribute", DEFAULT_CONSENT_ATTRIBUTE).split(".")),
         audience=compile_condition(raw["audience"], segments) if "audience" in raw else None,
         layer=raw.get("layer"),
         layer_prefix=f"{LAYER_SALT_PREFIX}{raw.get('layer')}/",

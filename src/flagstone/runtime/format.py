@@ -28,6 +28,10 @@ TRAFFIC_SALT_SUFFIX = ":traffic"
 LAYER_SALT_PREFIX = "layer:"
 SALT_SEPARATOR = "/"
 
+# Where a context grants consent to experimentation (flagstone.yaml privacy.consent_attribute):
+# a dotted path; the value at it, or at a prefix of it, must be exactly true.
+DEFAULT_CONSENT_ATTRIBUTE = "consent.experiments"
+
 # The content hash and the signature.
 HASH_ALGORITHM = "sha256"
 HASH_PREFIX = "sha256:"
@@ -181,6 +185,7 @@ class Experiment(TypedDict):
     arms: list[Arm]
     control: str
     consent_required: bool
+    consent_attribute: NotRequired[str]  # with consent_required; absent: DEFAULT_CONSENT_ATTRIBUTE
     audience: NotRequired[Condition]
     layer: NotRequired[str]
     layer_range: NotRequired[list[int]]  # [start, end) of the layer's buckets
