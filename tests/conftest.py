@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,11 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).parent / "cases"
 GOLDEN = Path(__file__).parent / "golden"
+
+# An ignored SIGINT (nohup, some CI runners) is inherited by every child, and a Ctrl-C test
+# would then pass or hang without testing anything; a handler here is reset to the
+# default in each child at exec.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -68,6 +68,18 @@ WRITERS = {
     "promote": ["promote", "dev", "staging", "--yes", "--commit"],
     "rollback": ["rollback", "staging", "--to", "HEAD~1", "--yes"],
     "revert": ["revert", "HEAD", "--yes"],
+    "experiment": [
+        "experiment",
+        "create",
+        "banner-test",
+        "--flag",
+        "banner-text",
+        "--env",
+        "prod",
+        "--metric",
+        "primary:ctr:proportion",
+        "--commit",
+    ],
 }
 
 
@@ -124,15 +136,25 @@ def test_writer__failing_signing_program__leaves_the_tree_and_index_as_they_were
     assert git(repo, "status", "--porcelain") == ""
 
 
+def default_signal_handlers() -> None:
+    """In the child before exec: a parent that ignores SIGINT (nohup, some CI runners)
+    hands that on, and a signal test would then test an ignored signal."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def interrupt_at(
     root: Path,
     args: list[str],
     step: str | None,
     marker: Path | None = None,
     signum: int = signal.SIGINT,
+    *,
+    whole_group: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run a writer, wait until it reaches ``step`` (or the hook touches ``marker``),
-    then send it SIGINT as Ctrl-C would."""
+    then send it SIGINT as Ctrl-C would: to the writer, or (``whole_group``) to its
+    process group as a terminal does, git and the hook included."""
     env = {**os.environ, **({"FLAGSTONE_PAUSE_AT": step} if step else {})}
     process = subprocess.Popen(
         [EXE, *args],
@@ -142,6 +164,8 @@ def interrupt_at(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signal_handlers,
+        process_group=0 if whole_group else None,
     )
     assert process.stderr is not None
     if step is not None:
@@ -154,7 +178,10 @@ def interrupt_at(
             assert process.poll() is None, process.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.01)
-    process.send_signal(signum)
+    if whole_group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=30)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
@@ -182,6 +209,39 @@ def test_promote__sigint_before_the_commit__restores_everything(
         again = run(repo, WRITERS["promote"])
         assert again.returncode == 0, again.stderr
         assert "Flagstone-Promote: dev -> staging" in git(repo, "log", "-1", "--format=%B")
+
+
+def test_promote__ctrl_c_at_the_terminal_while_the_hook_runs__restores_everything(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A terminal's Ctrl-C reaches git and the hook too, not only flagstone."""
+    marker = tmp_path / "hook-started"
+    hook(repo, "pre-commit", f"touch {marker}\nsleep 5\n")
+    before = state(repo)
+    started = time.monotonic()
+    result = interrupt_at(repo, WRITERS["promote"], None, marker, whole_group=True)
+    assert result.returncode == 2, result.stderr
+    assert "interrupted by SIGINT: nothing was written, every file is as it was" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - started < 4  # it did not wait for the hook to finish
+    assert state(repo) == before
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_signal_tests__the_writer_starts_with_default_handlers(tmp_path: Path) -> None:
+    """The Ctrl-C tests above stay meaningful under a parent that ignores SIGINT."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT))"],
+            capture_output=True,
+            text=True,
+            check=True,
+            preexec_fn=default_signal_handlers,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert child.stdout.strip() == str(signal.default_int_handler)
 
 
 def test_promote__sigint_after_the_commit__leaves_the_commit_complete(repo: Path) -> None:
@@ -227,10 +287,9 @@ def many_flags(count: int) -> str:
     )
 
 
-def test_promote__3000_changed_flags__commits_every_file_in_one_commit(
-    git_repo, commit, tmp_path: Path
-) -> None:
-    """Paths and message reach git through stdin and a file: no 'Argument list too long'."""
+@pytest.fixture
+def thousands(git_repo, commit) -> Path:
+    """dev holds 3,000 flags prod lacks; prod keeps one file per flag."""
     root = Path(git_repo.working_dir)
     shutil.copytree(CASES / "valid" / "base", root, dirs_exist_ok=True)
     (root / "flagstone.yaml").write_text(
@@ -249,6 +308,12 @@ def test_promote__3000_changed_flags__commits_every_file_in_one_commit(
         (root / "environments" / "dev" / "flags.yaml").read_text() + text
     )
     commit(message="3,000 new flags in dev")
+    return root
+
+
+def test_promote__3000_changed_flags__commits_every_file_in_one_commit(thousands: Path) -> None:
+    """Paths and message reach git through stdin and a file: no 'Argument list too long'."""
+    root = thousands
     result = run(root, ["promote", "dev", "prod", "--yes", "--commit"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert git(root, "status", "--porcelain") == ""
@@ -296,3 +361,23 @@ def test_edit__sigterm_or_sighup_while_written__restores_everything(
     assert result.returncode == 2, result.stderr
     assert f"interrupted by {signal.Signals(signum).name}: nothing was written" in result.stderr
     assert state(repo) == before
+
+
+def test_promote__3000_changed_flags_and_a_failing_signer__leaves_the_tree_byte_identical(
+    thousands: Path, tmp_path: Path
+) -> None:
+    """Everything written and staged, then the commit itself fails: all of it is undone."""
+    for key, value in {
+        "commit.gpgsign": "true",
+        "gpg.format": "ssh",
+        "user.signingkey": str(tmp_path / "id_ed25519"),
+        "gpg.ssh.program": "false",
+    }.items():
+        git(thousands, "config", key, value)
+    before = state(thousands)
+    result = run(thousands, ["promote", "dev", "prod", "--yes", "--commit"])
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: git commit failed: signing the commit failed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert state(thousands) == before
+    assert git(thousands, "status", "--porcelain") == ""
