@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -467,3 +468,31 @@ def test_symlinks__followed_inside_environments_refused_elsewhere__by_every_read
     code, doc = run_json(cli, repo, "diff", "--rev", "HEAD~1..HEAD", "--env", "prod")
     assert code == 1 and [p["code"] for p in doc["problems"]] == ["symlink"]
     assert doc["changes"] == []
+
+
+def test_history__markdown__authors_keys_and_values_cannot_inject_markup(
+    cli, repo: Path, commit
+) -> None:
+    """The audit log pasted into a PR or a decision record shows what was committed, as
+    written: no HTML, heading, emphasis, link, table cell or @mention comes from the repo."""
+    edit(
+        repo,
+        "environments/prod/flags.yaml",
+        "    long: Hello there",
+        '    long: "**x** <img src=y onerror=alert(1)> @everyone | [a](http://e.test) <!-- m -->"',
+    )
+    commit(
+        message="## heading <!-- flagstone-diff --> @team",
+        GIT_AUTHOR_NAME="Mallory @octocat **bold** [link](http://e.test) | cell",
+        GIT_AUTHOR_EMAIL="m@example.test",
+    )
+    markdown = cli(["history", "--format", "markdown"], cwd=repo).stdout
+    row = next(line for line in markdown.splitlines() if "Mallory" in line)
+    for raw in ("@octocat", "@everyone", "**", "<img", "<!--", "[link]", "[a]"):
+        assert raw not in row, (raw, row)
+    cells = [c for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+    assert len(cells) == 7, cells  # the table keeps its columns
+    assert "&lt;img src=y onerror=alert(1)&gt;" in cells[6]
+    assert "Mallory @\u2060octocat \\*\\*bold\\*\\*" in cells[1]
+    text = cli(["history", "--format", "text"], cwd=repo).stdout
+    assert "Mallory @octocat **bold**" in text  # the terminal shows it as written

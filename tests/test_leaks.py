@@ -153,6 +153,8 @@ COMMANDS = [
     *[["diff", "--rev", "HEAD~1..HEAD", "--format", f] for f in FORMATS],
     ["diff", "--rev", "HEAD~1.."],
     *[["history", f"db.{k}", "--format", f] for k in DEV for f in FORMATS],
+    *[["history", "--format", f] for f in FORMATS],  # the audit log: every key
+    *[["history", "--env", "dev", "--author", "e", "--format", f] for f in FORMATS],
     *[["drift", "dev", "prod", "--format", f] for f in FORMATS],
     ["eval", "new-checkout", "--env", "dev", "--explain", "--context", '{"user_id": "u1"}'],
     ["eval", "--all", "--env", "prod", "--format", "json"],
@@ -191,6 +193,10 @@ def test_leak_sweep__every_command_and_format__never_shows_a_secret(cli, leaky_r
     assert history and all(
         e["changes"] in (["<secret: changed>"], ["config key added"]) for e in history
     )
+    audit_log = json.loads(cli(["history", "--format", "json"], cwd=leaky_repo).stdout)["entries"]
+    secret_rows = [e for e in audit_log if e["key"].startswith("db.") and e["env"] == "dev"]
+    assert {e["key"] for e in secret_rows} >= {f"db.{k}" for k in DEV if k != "nested"}
+    assert "<secret: changed>" in {c for e in secret_rows for c in e["changes"]}, secret_rows
     assert_nothing_new_leaked(leaky_repo, before, objects)
 
 

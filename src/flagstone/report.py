@@ -83,6 +83,14 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _text(text: object) -> str:
+    """Repository or commit text (an author, a value) for a markdown table cell: shown as
+    written, never as markup, HTML or an @mention (``_cell`` then escapes its pipes)."""
+    from flagstone.report_diff import escape
+
+    return escape(str(text)).replace("\\|", "|")
+
+
 def _code(text: object) -> str:
     value = str(text).replace("`", "'").replace("\n", " ")
     return f"`{value}`"
@@ -534,12 +542,12 @@ class HistoryResult:
         rows = [
             (
                 f"{e.commit.date:%Y-%m-%d %H:%M}",
-                e.commit.author_name,
+                _text(e.commit.author_name),
                 _code(e.commit.sha[:12]),
                 signature_words(e.commit.signature),
-                e.env,
+                _text(e.env),
                 _code(e.key),
-                ("❌ " if e.problem else "") + "; ".join(e.changes),
+                ("❌ " if e.problem else "") + _text("; ".join(e.changes)),
             )
             for e in self.entries
         ]
@@ -609,7 +617,10 @@ class VerifyResult:
     def markdown(self) -> str:
         if not self.violations:
             return f"**flagstone verify**: every commit in {_code(self.range)} follows the policy\n"
-        rows = [(_code(v.commit[:12]), v.author, v.env, v.rule, v.reason) for v in self.violations]
+        rows = [
+            (_code(v.commit[:12]), _text(v.author), _text(v.env), v.rule, _text(v.reason))
+            for v in self.violations
+        ]
         return f"**flagstone verify**: {len(self.violations)} violation(s)\n\n" + _table(
             ("commit", "author", "env", "rule", "reason"), rows
         )
