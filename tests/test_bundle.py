@@ -76,3 +76,30 @@ def test_build_bundle_bytes__equal_the_canonical_dump(tmp_path: Path) -> None:
     bundle, data = build_bundle_bytes(repo, "prod", commit="b" * 40)
     assert data == dump_bundle(build_bundle(repo, "prod", commit="b" * 40))
     assert bundle["hash"] == content_hash(json.loads(data))
+
+
+def test_defaults__a_left_out_key_means_the_same_to_the_model_bundle_and_diff(
+    tmp_path: Path,
+) -> None:
+    from flagstone.diff import diff_environments
+
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
+    flags = root / "environments" / "dev" / "flags.yaml"
+    flags.write_text(
+        flags.read_text()
+        + "gate:\n  variants: {on: true, off: false}\n  default: on\n"
+        + "gated:\n  variants: {a: 1, b: 2}\n  default: a\n"
+        + "  prerequisites: [{flag: gate, variant: on}]\n"
+    )
+    repo = load_repository(root)[0]
+    env = repo.env("dev")
+    bundle = build_bundle(repo, "dev")["flags"]
+    assert (env.flags["gate"].enabled, env.flags["gate"].salt) == (True, "gate")
+    assert (bundle["gate"]["enabled"], bundle["gate"]["salt"]) == (True, "gate")
+    assert env.flags["gated"].prerequisites[0].variants == ("on",)
+    assert bundle["gated"]["prerequisites"] == [{"flag": "gate", "variants": ["on"]}]
+    # Writing the default out is no change at all.
+    flags.write_text(
+        flags.read_text().replace("  default: on\n", "  default: on\n  enabled: true\n")
+    )
+    assert diff_environments(env, load_repository(root)[0].env("dev"), "dev") == []

@@ -20,7 +20,17 @@ from typing import Any
 
 from flagstone.conditions import compile_condition
 from flagstone.errors import FlagstoneError
-from flagstone.model import Environment, Experiment, Flag, Repository, Rollout, Serve
+from flagstone.model import (
+    Environment,
+    Experiment,
+    Flag,
+    Repository,
+    Rollout,
+    Serve,
+    enabled_of,
+    prerequisite_variants,
+    salt_of,
+)
 from flagstone.privacy import PrivacySettings
 from flagstone.runtime.canonical import CanonicalJSONError, bundle_hash, signed_message
 from flagstone.runtime.canonical import canonical_json as _canonical_json
@@ -98,14 +108,11 @@ def compile_flag(flag: Flag, default_unit: str, experiment: str | None) -> dict[
         rules.append(compiled)
     out: dict[str, Any] = {
         "variants": dict(raw["variants"]),
-        "enabled": bool(raw.get("enabled", True)),
+        "enabled": enabled_of(raw),
         "unit": raw.get("unit") or default_unit,
-        "salt": str(raw.get("salt", flag.key)),
+        "salt": salt_of(flag.key, raw),
         "prerequisites": [
-            {
-                "flag": p["flag"],
-                "variants": list(p["variants"]) if "variants" in p else [p["variant"]],
-            }
+            {"flag": p["flag"], "variants": list(prerequisite_variants(p))}
             for p in raw.get("prerequisites", ())
         ],
         "targets": targets,

@@ -18,7 +18,16 @@ from typing import Any, Literal
 from flagstone.conditions import COMBINATORS, terms
 from flagstone.errors import FlagstoneError, Problem
 from flagstone.load import read_environment
-from flagstone.model import ENVIRONMENTS_DIR, KEYED_KINDS, SETTINGS_FILE, Environment, classify
+from flagstone.model import (
+    ENVIRONMENTS_DIR,
+    KEYED_KINDS,
+    SETTINGS_FILE,
+    Environment,
+    classify,
+    enabled_of,
+    prerequisite_variants,
+    traffic_of,
+)
 from flagstone.paths import dotted_leaves
 from flagstone.secrets import NO_SECRETS, SECRET, SECRET_CHANGED, Secrets, is_encrypted
 
@@ -209,12 +218,12 @@ def _serve_changes(where: str, old: Any, new: Any) -> Iterator[Field]:
 
 
 def _flag_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Field]:
-    if old.get("enabled", True) != new.get("enabled", True):
-        on = new.get("enabled", True)
+    if enabled_of(old) != enabled_of(new):
+        on = enabled_of(new)
         yield (
             "enabled",
             ("enabled (kill switch released)" if on else "disabled (kill switch pulled)",),
-            old.get("enabled", True),
+            enabled_of(old),
             on,
         )
     yield from _serve_changes("default", old.get("default"), new.get("default"))
@@ -379,12 +388,12 @@ def _experiment_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Itera
             old.get("status"),
             new.get("status"),
         )
-    if old.get("traffic", 100) != new.get("traffic", 100):
+    if traffic_of(old) != traffic_of(new):
         yield (
             "traffic",
             (f"traffic {_pct(old.get('traffic', 100))} → {_pct(new.get('traffic', 100))}",),
-            old.get("traffic", 100),
-            new.get("traffic", 100),
+            traffic_of(old),
+            traffic_of(new),
         )
     yield from _generic_changes(old, new, skip={"status", "traffic"})
 
@@ -437,7 +446,7 @@ def _describe_flag(flag: Mapping[str, Any]) -> Iterator[Words]:
         for i, (name, value) in enumerate(variants.items()):
             words += [", " if i else "", Quoted(str(name)), " = ", _q(value)]
         yield tuple(words)
-    if flag.get("enabled", True) is False:
+    if not enabled_of(flag):
         off = flag.get("off_variant")
         if off is not None:
             yield ("disabled (kill switch pulled): everyone gets ", Quoted(str(off)))
@@ -445,7 +454,7 @@ def _describe_flag(flag: Mapping[str, Any]) -> Iterator[Words]:
             yield ("disabled (kill switch pulled): apps get their coded default",)
     for prerequisite in flag.get("prerequisites", ()) or ():
         if isinstance(prerequisite, Mapping):
-            allowed = prerequisite.get("variants") or [prerequisite.get("variant")]
+            allowed = prerequisite_variants(prerequisite)
             yield (
                 "requires ",
                 _q(prerequisite.get("flag")),

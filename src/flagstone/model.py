@@ -27,6 +27,28 @@ Json: TypeAlias = Any
 Condition: TypeAlias = Mapping[str, Any]
 
 
+# What a key left out of an object means. Every reader of a flag or an experiment (the
+# typed properties, bundles, diffs, reports, validation) asks these, never its own default.
+def enabled_of(raw: Mapping[str, Any]) -> bool:
+    return bool(raw.get("enabled", True))
+
+
+def salt_of(key: str, raw: Mapping[str, Any]) -> str:
+    return str(raw.get("salt", key))
+
+
+def traffic_of(raw: Mapping[str, Any]) -> float:
+    traffic = raw.get("traffic", 100)
+    return traffic if isinstance(traffic, int | float) else float(traffic)
+
+
+def prerequisite_variants(prerequisite: Mapping[str, Any]) -> tuple[str, ...]:
+    """``variant: on`` is the short form of ``variants: [on]``."""
+    if "variants" in prerequisite:
+        return tuple(prerequisite["variants"] or ())
+    return (prerequisite["variant"],) if "variant" in prerequisite else ()
+
+
 @dataclass(frozen=True, slots=True)
 class Rollout:
     weights: Mapping[str, float]  # variant -> percent, sums to 100
@@ -73,7 +95,7 @@ class Flag:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.raw.get("enabled", True))
+        return enabled_of(self.raw)
 
     @property
     def off_variant(self) -> str | None:
@@ -85,7 +107,7 @@ class Flag:
 
     @property
     def salt(self) -> str:
-        return str(self.raw.get("salt", self.key))
+        return salt_of(self.key, self.raw)
 
     @property
     def expires(self) -> str | None:
@@ -98,7 +120,7 @@ class Flag:
     @property
     def prerequisites(self) -> tuple[Prerequisite, ...]:
         return tuple(
-            Prerequisite(p["flag"], tuple(p["variants"]) if "variants" in p else (p["variant"],))
+            Prerequisite(p["flag"], prerequisite_variants(p))
             for p in self.raw.get("prerequisites", ())
         )
 
@@ -157,11 +179,11 @@ class Experiment:
 
     @property
     def salt(self) -> str:
-        return str(self.raw.get("salt", self.key))
+        return salt_of(self.key, self.raw)
 
     @property
     def traffic(self) -> float:
-        return float(self.raw.get("traffic", 100))
+        return float(traffic_of(self.raw))
 
     @property
     def weights(self) -> Mapping[str, float] | None:

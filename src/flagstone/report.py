@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flagstone.errors import FlagstoneError, LoadError, Problem, format_path
+from flagstone.model import enabled_of, traffic_of
 
 if TYPE_CHECKING:
     from flagstone.diff import Change
@@ -736,7 +737,7 @@ def rule_words(rule: Mapping[str, Any]) -> str:
 
 def flag_state(raw: Mapping[str, Any]) -> str:
     """A flag in one environment, in a few words: ``on · 2 rules`` or ``disabled → off``."""
-    if raw.get("enabled", True) is False:
+    if not enabled_of(raw):
         off = raw.get("off_variant")
         return f"disabled → {off}" if off is not None else "disabled → the app's default"
     rules = len(raw.get("rules") or ())
@@ -748,7 +749,7 @@ def state_words(kind: str, raw: Mapping[str, Any]) -> str:
         return flag_state(raw)
     if kind == "segments":
         return flow(raw.get("when", {}))
-    traffic = raw.get("traffic", 100)
+    traffic = traffic_of(raw)
     return f"{raw.get('status', '?')} · flag {raw.get('flag', '?')} · {traffic:g}% traffic"
 
 
@@ -756,7 +757,7 @@ def _summary(kind: str, raw: Mapping[str, Any], file: str) -> dict[str, Any]:
     if kind == "flags":
         return {
             "file": file,
-            "enabled": raw.get("enabled", True) is not False,
+            "enabled": enabled_of(raw),
             "variants": list(raw.get("variants") or ()),
             "default": raw.get("default"),
             "rules": len(raw.get("rules") or ()),
@@ -768,7 +769,7 @@ def _summary(kind: str, raw: Mapping[str, Any], file: str) -> dict[str, Any]:
         "file": file,
         "status": raw.get("status"),
         "flag": raw.get("flag"),
-        "traffic": raw.get("traffic", 100),
+        "traffic": traffic_of(raw),
     }
 
 

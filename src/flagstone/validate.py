@@ -34,7 +34,9 @@ from flagstone.model import (
     Rollout,
     Segment,
     Serve,
+    enabled_of,
     env_of,
+    prerequisite_variants,
     served_variants,
 )
 from flagstone.paths import leaves
@@ -301,7 +303,7 @@ def check_flag(flag: Flag, env: Environment, today: dt.date) -> Iterator[Problem
     off_variant = raw.get("off_variant")
     if off_variant is not None and off_variant not in variants:
         yield unknown(off_variant, (key, "off_variant"))
-    if raw.get("enabled", True) is False and off_variant is None:
+    if not enabled_of(raw) and off_variant is None:
         yield Problem(
             file,
             0,
@@ -351,7 +353,7 @@ def check_flag(flag: Flag, env: Environment, today: dt.date) -> Iterator[Problem
             )
             continue
         target_variants = target.raw.get("variants")
-        for variant in prereq["variants"] if "variants" in prereq else (prereq["variant"],):
+        for variant in prerequisite_variants(prereq):
             if isinstance(target_variants, Mapping) and variant not in target_variants:
                 yield Problem(
                     file,
