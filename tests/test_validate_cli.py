@@ -157,3 +157,34 @@ def test_validate__permanent_or_recently_changed_flag__is_not_stale(cli, git_rep
     (root / "environments/dev/flags.yaml").write_text(STALE_FLAG)
     (root / "environments/prod/flags.yaml").write_text(STALE_FLAG)  # uncommitted: changed just now
     assert json.loads(cli(["validate", "--format", "json"], cwd=root).stdout)["problems"] == []
+
+
+def test_validate__a_revision__is_checked_against_its_own_config_schema(
+    cli, repo_from_case, commit, git_repo
+) -> None:
+    from flagstone.edit import check_write
+    from flagstone.load import load_repository
+
+    root = repo_from_case("valid/base")
+    schema = (root / "schemas" / "config.schema.json").read_text()
+    assert '"integer"' in schema
+    first = git_repo.head.commit.hexsha
+    # The next revision's schema wants a string where every config holds a number.
+    commit({"schemas/config.schema.json": schema.replace('"integer"', '"string"', 1)})
+    assert cli(["validate", "--rev", first], cwd=root).exit_code == 0
+    head = cli(["validate", "--rev", "HEAD", "--format", "json"], cwd=root)
+    assert head.exit_code == 1
+    assert {p["code"] for p in json.loads(head.stdout)["problems"]} == {"config-schema"}
+    # Undo it in the working tree only: the committed revision still fails, the tree passes.
+    (root / "schemas" / "config.schema.json").write_text(schema)
+    assert cli(["validate", "--rev", "HEAD"], cwd=root).exit_code == 1
+    assert cli(["validate"], cwd=root).exit_code == 0
+    # A planned edit is checked against the schema the repository was read with, even
+    # when the file on disk changes after the read.
+    repo, _ = load_repository(root)
+    (root / "schemas" / "config.schema.json").write_text("not json")
+    config = repo.env("dev").config
+    assert config is not None
+    text = (root / config.file).read_text()
+    checked = check_write(repo, "dev", {config.file: text})
+    assert checked.allowed and checked.new == []

@@ -109,14 +109,11 @@ def codegen_model(repo: Repository, envs: Sequence[str] | None = None) -> Codege
 
 
 def _config_specs(repo: Repository, environments: Iterable[Any]) -> list[ConfigSpec]:
-    schema_file = repo.settings.config_schema
-    if schema_file is not None:
-        path = repo.root / schema_file
-        try:
-            schema = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise FlagstoneError(f"cannot read the config schema {schema_file}: {e}") from None
-        return sorted(_walk_schema(schema, ""), key=lambda s: s.key)
+    schema = repo.config_schema
+    if schema is not None:
+        if schema.data is None:
+            raise FlagstoneError(f"the config schema {schema.file} {schema.problem}")
+        return sorted(_walk_schema(schema.data, ""), key=lambda s: s.key)
     merged: dict[str, Any] = {}
     for env in environments:
         if env.config is not None:

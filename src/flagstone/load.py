@@ -17,13 +17,14 @@ from typing import Any
 
 import yaml_rs
 
-from flagstone.errors import DocPath, FlagstoneError, LoadError, Problem, RepositoryNotFound
+from flagstone.errors import DocPath, LoadError, Problem, RepositoryNotFound
 from flagstone.model import (
     ENVIRONMENTS_DIR,
     KEYED_KINDS,
     SETTINGS_FILE,
     YAML_SUFFIXES,
     Config,
+    ConfigSchema,
     Environment,
     Experiment,
     Flag,
@@ -620,51 +621,116 @@ def load_repository(
             f"no {SETTINGS_FILE} in {root}; run `flagstone init` to create one"
         ) from None
     settings = load_settings(settings_bytes)
+
+    def env_files(name: str) -> tuple[dict[str, bytes | Problem], bool]:
+        return environment_files(root, name), (root / ENVIRONMENTS_DIR / name).is_dir()
+
+    def read(rel: str) -> bytes | None:
+        path = root / rel
+        try:
+            return path.read_bytes() if path.is_file() else None
+        except OSError:
+            return None
+
+    return assemble_repository(root, settings, settings_bytes, envs, env_files, read)
+
+
+def load_revision(
+    root: Path, rev: str, envs: Iterable[str] | None = None
+) -> tuple[Repository, list[Problem]]:
+    """The repository as it was at a git revision, read from git objects alone: its
+    settings, environments and config schema, nothing checked out."""
+    from flagstone import gitio
+
+    sha = gitio.resolve(root, rev)
+    settings_bytes = gitio.show(root, sha, SETTINGS_FILE)
+    if settings_bytes is None:
+        raise RepositoryNotFound(f"no {SETTINGS_FILE} at {rev}: pick a later revision")
+    settings = load_settings(settings_bytes)
+
+    def env_files(name: str) -> tuple[dict[str, bytes | Problem], bool]:
+        files = gitio.tree_files(root, sha, f"{ENVIRONMENTS_DIR}/{name}")
+        return files, bool(files)  # git keeps no empty folders
+
+    return assemble_repository(
+        root, settings, settings_bytes, envs, env_files, lambda rel: gitio.show(root, sha, rel)
+    )
+
+
+def assemble_repository(
+    root: Path,
+    settings: Settings,
+    settings_bytes: bytes,
+    envs: Iterable[str] | None,
+    env_files: Callable[[str], tuple[dict[str, bytes | Problem], bool]],
+    read: Callable[[str], bytes | None],
+) -> tuple[Repository, list[Problem]]:
+    """One repository from its files, wherever they come from (the tree or a revision)."""
     wanted = list(envs) if envs is not None else list(settings.environments)
     check_environments(wanted, settings.environments)
     problems: list[Problem] = []
     environments: dict[str, Environment] = {}
+    sources: dict[str, bytes | Problem] = {SETTINGS_FILE: settings_bytes}
     for name in settings.environments:
         if name not in wanted:
             continue
-        env, found = read_environment(name, environment_files(root, name))
-        environments[name] = env
+        files, present = env_files(name)
+        env, found = read_environment(name, files)
+        environments[name] = replace(env, present=present) if not present else env
+        sources.update(files)
         problems.extend(found)
+    schema = None
+    if settings.config_schema is not None:
+        content = read(settings.config_schema)
+        schema = read_config_schema(settings.config_schema, content)
+        if content is not None:
+            sources[settings.config_schema] = content
     secrets = secrets_of(
-        app_schema(root, settings),
+        schema.data if schema is not None else None,
         [e.config.values for e in environments.values() if e.config is not None],
         [e.secret_values for e in environments.values() if e.secret_values],
     )
-    repo = Repository(root=root, settings=settings, environments=environments, secrets=secrets)
+    repo = Repository(
+        root=root,
+        settings=settings,
+        environments=environments,
+        secrets=secrets,
+        config_schema=schema,
+        sources=sources,
+    )
     return repo, problems
 
 
-_schema_cache: dict[tuple[Path, float], Mapping[str, Any] | None] = {}
-
-
-def app_schema(root: Path, settings: Settings, *, strict: bool = False) -> Mapping[str, Any] | None:
-    """The app's config schema (``config_schema`` in flagstone.yaml), parsed once per
-    modification; None when there is none. An unreadable schema raises only with ``strict``."""
+def read_config_schema(name: str, content: bytes | None) -> ConfigSchema:
+    """The app's config schema from its bytes (JSON, or YAML for a .yaml/.yml name)."""
     import json
 
+    if content is None:
+        return ConfigSchema(name, None, "does not exist")
+    try:
+        data = (
+            json.loads(content) if not name.endswith(YAML_SUFFIXES) else parse_yaml(content, name)
+        )
+    except LoadError as e:
+        return ConfigSchema(name, None, f"cannot be read: {e.problem.message}")
+    except ValueError as e:
+        return ConfigSchema(name, None, f"is not valid JSON: {e}")
+    if not isinstance(data, Mapping):
+        return ConfigSchema(name, None, "is not a JSON Schema (expected an object)")
+    return ConfigSchema(name, data)
+
+
+def app_schema(root: Path, settings: Settings) -> Mapping[str, Any] | None:
+    """The app's config schema in the working tree, or None when there is none usable."""
     name = settings.config_schema
     if name is None:
         return None
     path = root / name
     try:
-        stamp = (path, path.stat().st_mtime)
+        content = path.read_bytes() if path.is_file() else None
     except OSError:
-        return None
-    if stamp not in _schema_cache:
-        try:
-            raw = path.read_bytes()
-            data = json.loads(raw) if name.endswith(".json") else parse_yaml(raw, name)
-        except (ValueError, FlagstoneError, OSError):
-            if strict:
-                raise
-            return None
-        _schema_cache[stamp] = data if isinstance(data, Mapping) else None
-    return _schema_cache[stamp]
+        content = None
+    return read_config_schema(name, content).data
 
 
 def read_worktree_text(root: Path) -> Callable[[str], str | None]:

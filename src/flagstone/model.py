@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from flagstone.errors import UnknownEnvironment
+from flagstone.errors import Problem, UnknownEnvironment
 from flagstone.paths import MISSING, dotted_leaves, get_path
 from flagstone.secrets import NO_SECRETS, SECRETS_FILE, Secrets
 
@@ -287,6 +287,7 @@ class Environment:
     files: tuple[str, ...] = ()  # every file read, repository-relative
     # secrets.sops.yaml without its sops: block (values still encrypted); merged into config
     secret_values: Mapping[str, Any] | None = None
+    present: bool = True  # whether environments/<name>/ exists (in the tree or the revision)
 
     @property
     def directory(self) -> str:
@@ -372,11 +373,39 @@ class Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigSchema:
+    """The app's config schema (``config_schema`` in flagstone.yaml) as the repository
+    holds it: from the working tree, or from the revision being read."""
+
+    file: str
+    data: Mapping[str, Any] | None  # None when it cannot be used; ``problem`` says why
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Repository:
     root: Path
     settings: Settings
     environments: Mapping[str, Environment]  # in promotion order
     secrets: Secrets = NO_SECRETS  # what is secret, decided once at load (flagstone.secrets)
+    config_schema: ConfigSchema | None = None  # None when flagstone.yaml names none
+    # Every file read, repository-relative, as read (or the Problem met instead): checks
+    # and positions come from here, never from the disk, so a revision or a planned
+    # edit is checked as itself.
+    sources: Mapping[str, bytes | Problem] = field(default_factory=dict)
+
+    @property
+    def app_schema(self) -> Mapping[str, Any] | None:
+        return self.config_schema.data if self.config_schema is not None else None
+
+    def text(self, rel: str) -> str | None:
+        data = self.sources.get(rel)
+        if not isinstance(data, bytes):
+            return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
 
     def env(self, name: str) -> Environment:
         try:

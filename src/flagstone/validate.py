@@ -22,7 +22,6 @@ from flagstone.load import (
     UNREADABLE,
     attach_positions,
     load_repository,
-    read_worktree_text,
 )
 from flagstone.model import (
     ENVIRONMENTS_DIR,
@@ -67,18 +66,28 @@ def validate_repository(
     strict: bool = False,
     today: dt.date | None = None,
     last_changed: LastChanged | None = None,
+    rev: str | None = None,
 ) -> list[Problem]:
-    """Load and check the working tree; problems sorted, with file:line:col."""
+    """Load and check the working tree, or the git revision ``rev`` as it was committed
+    (its own settings and config schema); problems sorted, with file:line:col."""
     selected = list(envs) if envs is not None else None
-    repo, load_problems = load_repository(root, _with_previous(root, selected))
+    if rev is None:
+        repo, load_problems = load_repository(root, _with_previous(root, selected))
+    else:
+        from flagstone.load import load_revision
+
+        repo, load_problems = load_revision(root, rev)
+        if selected is not None:
+            from flagstone.model import check_environments
+
+            check_environments(selected, repo.settings.environments)
     return validate_loaded(
         repo,
         load_problems,
         envs=selected,
         strict=strict,
         today=today,
-        last_changed=last_changed,
-        read_text=read_worktree_text(root),
+        last_changed=last_changed if rev is None else None,
     )
 
 
@@ -120,7 +129,7 @@ def validate_loaded(
         if name not in selected:
             continue
         env = repo.environments.get(name)
-        if env is None or (not (repo.root / ENVIRONMENTS_DIR / name).is_dir() and not env.files):
+        if env is None or not env.present:
             problems.append(
                 Problem(
                     repo.settings.file,
@@ -148,33 +157,32 @@ def validate_loaded(
         problems = [
             replace(p, severity="error") if p.code == "skipped-promotion" else p for p in problems
         ]
-    reader = read_text or read_worktree_text(repo.root)
-    return repo.secrets.redact_problems(attach_positions(problems, reader))
+    return repo.secrets.redact_problems(attach_positions(problems, read_text or repo.text))
 
 
 def validate_with_files(
     repo: Repository, env_name: str, files: Mapping[str, str | None]
 ) -> tuple[Environment, list[Problem]]:
-    """Validate ``env_name`` as it would be with ``files`` written (None: deleted), before
-    anything touches the disk; positions refer to the new texts."""
-    from flagstone.load import environment_files, read_environment
+    """Validate ``env_name`` as it would be with ``files`` written (None: deleted), from
+    the files the repository was read from and the planned texts alone; positions refer
+    to the new texts."""
+    from flagstone.load import read_environment
 
-    current = environment_files(repo.root, env_name)
+    prefix = f"{ENVIRONMENTS_DIR}/{env_name}/"
+    current = {rel: v for rel, v in repo.sources.items() if rel.startswith(prefix)}
+    sources = dict(repo.sources)
     for rel, text in files.items():
         if text is None:
             current.pop(rel, None)
+            sources.pop(rel, None)
         else:
-            current[rel] = text.encode()
+            current[rel] = sources[rel] = text.encode()
     after, load_problems = read_environment(env_name, current)
-    candidate = replace(repo, environments={**repo.environments, env_name: after})
-
-    def read_text(rel: str) -> str | None:
-        if rel in files:
-            return files[rel]
-        path = repo.root / rel
-        return path.read_text(encoding="utf-8") if path.exists() else None
-
-    return after, validate_loaded(candidate, load_problems, envs=[env_name], read_text=read_text)
+    before = repo.environments.get(env_name)
+    if before is not None and not before.present and not current:
+        after = replace(after, present=False)
+    candidate = replace(repo, environments={**repo.environments, env_name: after}, sources=sources)
+    return after, validate_loaded(candidate, load_problems, envs=[env_name])
 
 
 # --- settings ------------------------------------------------------------------------
@@ -183,15 +191,17 @@ def validate_with_files(
 def check_settings(repo: Repository) -> list[Problem]:
     settings = repo.settings
     problems = check_against("flagstone.schema.json", dict(settings.raw), settings.file)
-    schema_file = settings.config_schema
-    if schema_file is not None and not (repo.root / schema_file).is_file():
+    schema = repo.config_schema
+    if schema is not None and schema.problem is not None:
         problems.append(
             Problem(
                 settings.file,
                 0,
                 0,
-                f"config_schema {schema_file!r} does not exist",
-                "missing-config-schema",
+                f"config_schema {schema.file!r} {schema.problem}",
+                "missing-config-schema"
+                if schema.data is None and schema.problem == "does not exist"
+                else "bad-config-schema",
                 path=("config_schema",),
             )
         )
@@ -810,7 +820,7 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
     problems: list[Problem] = []
     file = env.config.file
     secrets = repo.secrets
-    schema = _app_schema(repo)
+    schema = repo.app_schema
     if schema is not None:
         problems += check_app_config(
             schema, dict(env.config.values), file, repo.settings.config_schema or "", secrets
@@ -874,16 +884,10 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
     return problems
 
 
-def _app_schema(repo: Repository) -> Mapping[str, Any] | None:
-    from flagstone.load import app_schema
-
-    return app_schema(repo.root, repo.settings, strict=True)
-
-
 def marked_config_paths(repo: Repository, marker: str) -> list[str]:
     """Config paths whose property in the app's schema carries ``marker: true``
     (``x-flagstone-pinned``, ``x-flagstone-secret``)."""
-    schema = _app_schema(repo)
+    schema = repo.app_schema
     return list(marked_paths(schema, marker)) if schema is not None else []
 
 

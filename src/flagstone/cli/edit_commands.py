@@ -557,9 +557,7 @@ def config_set(
 
 def _typed(repo: Any, key: str, value: str) -> Any:
     """Read the value as the schema's type for that key says (string unless it says otherwise)."""
-    from flagstone.validate import _app_schema
-
-    node = _app_schema(repo) or {}
+    node = repo.app_schema or {}
     for part in key.split("."):
         node = node.get("properties", {}).get(part, {}) if isinstance(node, dict) else {}
     kinds = node.get("type") if isinstance(node, dict) else None

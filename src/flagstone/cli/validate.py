@@ -24,6 +24,14 @@ def validate(
         ),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
+    rev: Annotated[
+        str | None,
+        typer.Option(
+            "--rev",
+            metavar="REV",
+            help="Check a git revision as committed (its own settings and config schema).",
+        ),
+    ] = None,
     root: Annotated[
         Path | None,
         typer.Option(
@@ -51,6 +59,10 @@ def validate(
             changed_at[key] = gitio.last_changed(repo_root, files)
         return changed_at[key]
 
-    problems = validate_repository(repo_root, env, strict=strict, last_changed=last_changed)
+    problems = validate_repository(
+        repo_root, env, strict=strict, last_changed=last_changed, rev=rev
+    )
     checked = ", ".join(env) if env else "every environment"
+    if rev is not None:
+        checked += f" at {rev}"
     finish(Validation(problems, strict=strict, checked=checked), fmt or default_validate_format())
