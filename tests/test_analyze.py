@@ -51,7 +51,7 @@ def test_analyze__planted_effect__is_found_with_a_clean_srm(cli, planted) -> Non
     assert 0.01 < comparison["estimate"]["value"] < 0.05
     assert doc["result"]["srm"]["p_value"] > 0.001
     assert sum(doc["units"].values()) == 6000  # repeat exposures count once
-    assert doc["excluded"] == {"multiple_arms": 0, "consent_refused": 0}
+    assert doc["excluded"] == {"multiple_arms": 0, "consent_refused": 0, "consent_not_given": None}
     balance = doc["result"]["balance"][0]
     assert balance["dimension"] == "country" and set(balance["counts"]) == {"DE", "FR", "US"}
 

@@ -18,6 +18,8 @@ from flagstone.bundle import build_bundle
 from flagstone.privacy import forget, pseudonymizer, retain
 from flagstone.runtime.errors import BundleError
 from flagstone.runtime.evaluate import compile_bundle, has_consent
+from flagstone.runtime.sinks import MemorySink
+from tests.cli_schemas import check_output
 from tests.conftest import CASES
 
 KEY = "a-shared-pseudonym-key-0123456789"
@@ -231,8 +233,6 @@ def test_privacy_forget__removes_exactly_that_units_rows(
     after = (data / "exposures.jsonl").read_text().splitlines()
     assert after == [before[2], before[3], before[4]]  # user-8, the counts, the unreadable line
     assert "user-7" not in (data / "sub" / "usage.jsonl").read_text()
-    from tests.cli_schemas import check_output
-
     check_output("privacy forget", result.stdout)
 
 
@@ -396,3 +396,107 @@ def test_consent_attribute__flagd_export__agrees_with_the_runtime(
     assert theirs == [r.variant for r in mine]
     enrolled = [r.experiment is not None for r in mine]
     assert any(enrolled[:12]) and not any(enrolled[12:])
+
+
+# --- consent: the count of units left out --------------------------------------------------
+
+
+def _serve(client: Client, units: list[dict[str, object]], times: int = 3) -> None:
+    for _ in range(times):  # every entry point, repeatedly: a unit is counted once
+        for context in units:
+            client.assign("checkout-test", context)
+            client.variant("new-checkout", context)
+            client.value("new-checkout", context)
+            client.details("new-checkout", context)
+
+
+def test_runtime__units_without_consent__counted_once_each_with_no_id_in_the_record(
+    cli, repo: Path
+) -> None:
+    assert cli(["build", "--env", "prod", "--out", "dist"], cwd=repo).exit_code == 0
+    sink = MemorySink()
+    targeted = {"user_id": "user-17", "country": "DE"}  # a target: the experiment is not asked
+    no_unit = {"country": "DE", "consent": False}
+    with Client.from_file(repo / "dist" / "prod.json", sink=sink, pseudonym_key=KEY) as client:
+        _serve(client, UNITS)
+        for context in (targeted, no_unit):
+            client.variant("new-checkout", context)
+    counts = [r for r in sink.records if r["type"] == "consent_not_given"]
+    assert sum(r["units"] for r in counts) == 10  # user-1, -3, …, -19: -17 through assign()
+    assert {(r["experiment"], r["flag"], r["environment"]) for r in counts} == {
+        ("checkout-test", "new-checkout", "prod")
+    }
+    assert all(
+        set(r) == {"type", "experiment", "flag", "environment", "units", "from", "to"}
+        for r in counts
+    )
+    text = json.dumps(sink.records)
+    hashed = pseudonymizer(KEY)
+    for unit in UNITS[1::2]:
+        assert f'"{unit["user_id"]}"' not in text and hashed(str(unit["user_id"])) not in text
+    # only units the experiment considered: a targeted unit served by the flag is not counted
+    sink2 = MemorySink()
+    with Client.from_file(repo / "dist" / "prod.json", sink=sink2, pseudonym_key=KEY) as client:
+        client.variant("new-checkout", targeted)
+        client.details("new-checkout", targeted)
+        client.variant("new-checkout", no_unit)
+        client.assign("checkout-test", no_unit)
+    assert [r for r in sink2.records if r["type"] == "consent_not_given"] == []
+
+
+def test_runtime__experiment_without_consent_requirement__writes_no_counts(cli, repo: Path) -> None:
+    for env in ("dev", "prod"):
+        (repo / "environments" / env / "experiments.yaml").write_text(
+            EXPERIMENT.replace("  consent: required\n", "")
+        )
+    assert cli(["build", "--env", "prod", "--out", "dist"], cwd=repo).exit_code == 0
+    sink = MemorySink()
+    with Client.from_file(repo / "dist" / "prod.json", sink=sink, pseudonym_key=KEY) as client:
+        _serve(client, UNITS, times=1)
+    assert [r for r in sink.records if r["type"] == "consent_not_given"] == []
+    assert len([r for r in sink.records if r["type"] == "exposure"]) == 20
+
+
+def test_analyze__reports_units_left_out_for_lacking_consent__text_json_markdown(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    assert cli(["build", "--env", "prod", "--out", "dist"], cwd=repo).exit_code == 0
+    data = tmp_path / "data"
+    bundle = repo / "dist" / "prod.json"
+    # two processes: the second serves user-0 … user-9 again (five without consent)
+    for name, units in (("a.jsonl", UNITS), ("b.jsonl", UNITS[:10])):
+        with Client.from_file(bundle, analytics_file=data / name, pseudonym_key=KEY) as client:
+            _serve(client, units, times=2)
+    hashed = pseudonymizer(KEY)
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(
+        "".join(
+            json.dumps({"unit": hashed(f"user-{i}"), "metric": "conversion", "value": 1, "ts": 4e9})
+            + "\n"
+            for i in range(0, 20, 4)
+        )
+    )
+    args = ["analyze", "checkout-test", "--env", "prod", "--exposures", str(data)]
+    args += ["--metrics", str(metrics)]
+    result = cli([*args, "--format", "json"], cwd=repo)
+    assert result.exit_code in (0, 1), result.stdout + result.stderr
+    doc = check_output("analyze", result.stdout)
+    assert doc["excluded"]["consent_not_given"] == 15
+    assert doc["excluded"]["consent_refused"] == 0
+    assert sum(doc["units"].values()) == 10  # the consenting half, each once
+    note = "15 unit(s) were not enrolled for lacking consent"
+    assert [n for n in doc["notes"] if note in n] != []
+    for fmt in ("text", "markdown"):
+        shown = cli([*args, "--format", fmt], cwd=repo)
+        assert note in " ".join(shown.stdout.split()), (fmt, shown.stdout)
+    # a statistics file from a warehouse carries the count as an `excluded` row
+    stats = tmp_path / "stats.csv"
+    stats.write_text(
+        "kind,arm,slice,look,metric,n,sum,sum_sq\n"
+        "metric,on,,,conversion,5,2,2\nmetric,off,,,conversion,5,1,1\n"
+        "excluded,,,,consent_not_given,7,,\n"
+    )
+    from_stats = cli(
+        ["analyze", "checkout-test", "--env", "prod", "--stats", str(stats), "-f", "json"], cwd=repo
+    )
+    assert check_output("analyze", from_stats.stdout)["excluded"]["consent_not_given"] == 7

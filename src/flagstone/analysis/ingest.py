@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flagstone.analysis.sources import InputError, Source, exposures_view, metrics_view
+from flagstone.analysis.sources import (
+    InputError,
+    Source,
+    consent_count_sql,
+    exposures_view,
+    metrics_view,
+)
 from flagstone.analysis.sql import OUTPUT_COLUMNS, MetricQuery, QueryPlan, aggregation_sql
 from flagstone.stats.summaries import Cuped, Mean, Proportion, Ratio, Summary, SummaryError
 
@@ -39,7 +45,10 @@ class Aggregates:
     dimensions: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     caps: dict[str, float] = field(default_factory=dict)
     multiple_arms: int = 0
-    consent_refused: int = 0
+    consent_refused: int = 0  # units whose exposure rows say consent: false
+    consent_not_given: int | None = (
+        None  # the runtime's counts of units it left out; None: no source
+    )
     first_exposure: float | None = None
     last_exposure: float | None = None
 
@@ -90,21 +99,40 @@ def statements(con: Any, plan: QueryPlan, exposures: Source, metrics: Source) ->
 
 
 def aggregate(
-    plan: QueryPlan, exposures: Source, metrics: Source, memory_limit: str | None = None
+    plan: QueryPlan,
+    exposures: Source,
+    metrics: Source,
+    memory_limit: str | None = None,
+    *,
+    consent_counts: bool = False,
 ) -> tuple[Aggregates, Statements]:
+    """``consent_counts`` (an experiment with ``consent: required``) also sums the
+    runtime's ``consent_not_given`` records: one more pass over the exposures, so only
+    for experiments that can have them."""
     import duckdb
 
     with connect(memory_limit) as con:
         stmts = statements(con, plan, exposures, metrics)
+        refused: int | None = None
         try:
             for view in stmts.views:
                 con.execute(view)
             cursor = con.execute(stmts.query)
             names = [d[0] for d in cursor.description]
             rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+            count = (
+                consent_count_sql(con, exposures, plan.experiment, plan.environment)
+                if consent_counts
+                else None
+            )
+            if count is not None:
+                refused = int(con.execute(count).fetchone()[0])
         except duckdb.Error as e:
             raise InputError(_duckdb_message(e, exposures, metrics)) from None
-    return rows_to_aggregates(rows, plan.metrics, plan.looks, cuped=plan.cuped), stmts
+    agg = rows_to_aggregates(rows, plan.metrics, plan.looks, cuped=plan.cuped)
+    if refused is not None:
+        agg.consent_not_given = (agg.consent_not_given or 0) + refused
+    return agg, stmts
 
 
 def _duckdb_message(error: BaseException, *sources: Source) -> str:
@@ -173,6 +201,8 @@ def rows_to_aggregates(
                 out.multiple_arms += count
             elif name == "consent_refused":
                 out.consent_refused += count
+            elif name == "consent_not_given":
+                out.consent_not_given = (out.consent_not_given or 0) + count
             continue
         if kind == "span":
             if _num(row.get("n")) > 0:

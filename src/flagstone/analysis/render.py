@@ -148,6 +148,7 @@ def warnings(a: Analysis) -> list[tuple[str, str]]:
     order = {"error": 0, "warning": 1, "info": 2}
     items = [(n.severity, n.message) for n in a.result.notices]
     items += [("warning", w) for w in a.warnings]
+    items += [("info", n) for n in a.notes]
     return sorted(items, key=lambda x: order.get(x[0], 3))
 
 
@@ -176,12 +177,14 @@ class AnalysisReport:
             "excluded": {
                 "multiple_arms": agg.multiple_arms,
                 "consent_refused": agg.consent_refused,
+                "consent_not_given": agg.consent_not_given,
             },
             "exposures": {
                 "first": iso(agg.first_exposure) if agg.first_exposure is not None else None,
                 "last": iso(agg.last_exposure) if agg.last_exposure is not None else None,
             },
             "warnings": list(a.warnings),
+            "notes": list(a.notes),
             "result": a.result.to_dict(),
             "statistics": summaries_dict(agg.data),
             "by": a.by.to_dict() if a.by is not None else None,

@@ -144,6 +144,7 @@ class Analysis:
     interactions: dict[str, InteractionResult] = field(default_factory=dict)
     interaction_with: str | None = None
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # informational, not a problem
 
     @property
     def ok(self) -> bool:
@@ -194,7 +195,12 @@ def gather(
     assert inputs.exposures is not None and inputs.metrics is not None
     exposures, metrics = resolve(inputs.exposures, "exposures"), resolve(inputs.metrics, "metrics")
     cuts = look_cuts(experiment.raw.get("started_at"), now, daily=sequential)
-    agg, _ = aggregate(query_plan(spec, env.name, inputs, cuts), exposures, metrics)
+    agg, _ = aggregate(
+        query_plan(spec, env.name, inputs, cuts),
+        exposures,
+        metrics,
+        consent_counts=experiment.consent_required,
+    )
     return spec, agg
 
 
@@ -245,6 +251,12 @@ def analyze(
     if agg.consent_refused:
         analysis.warnings.append(
             f"{agg.consent_refused} unit(s) without consent are excluded from the analysis"
+        )
+    if agg.consent_not_given is not None and experiment.consent_required:
+        analysis.notes.append(
+            f"{agg.consent_not_given:,} unit(s) were not enrolled for lacking consent "
+            "(the runtime's consent_not_given counts: never logged, each unit counted once "
+            "per process, so a unit served by several processes counts in each)"
         )
     if inputs.by is not None:
         assert inputs.exposures is not None and inputs.metrics is not None

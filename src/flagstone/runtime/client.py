@@ -32,7 +32,13 @@ from flagstone.runtime.evaluate import (
     explain,
     resolve,
 )
-from flagstone.runtime.format import ERROR, FLAG_NOT_FOUND
+from flagstone.runtime.format import (
+    DISABLED,
+    ERROR,
+    FLAG_NOT_FOUND,
+    PREREQUISITE_FAILED,
+    TARGET_MATCH,
+)
 from flagstone.runtime.loader import load_bundle_bytes, load_identity
 from flagstone.runtime.sinks import Analytics, JsonLinesSink, Sink
 
@@ -42,6 +48,8 @@ StatusListener = Callable[["Status"], None]
 State = Literal["READY", "STALE", "ERROR"]
 _MISSING: Any = object()
 _dict_get = dict.get  # the compiled entries of a FlagTable, at C speed (see FlagTable)
+# Answers decided before the flag's experiment is consulted: no consent was asked for.
+_BEFORE_EXPERIMENT = frozenset((DISABLED, PREREQUISITE_FAILED, TARGET_MATCH, FLAG_NOT_FOUND))
 
 __all__ = [
     "BundleError",
@@ -372,6 +380,10 @@ class Client:
                         analytics.expose(
                             experiment, resolution.variant, context, bundle.environment
                         )
+                elif resolution.reason not in _BEFORE_EXPERIMENT:
+                    compiled = bundle.flags.get(flag)
+                    if compiled is not None and compiled.experiment is not None:
+                        _count_refusal(analytics, compiled.experiment, context, bundle)
             except Exception:
                 logger.debug("flagstone: analytics failed for %r", flag, exc_info=True)
         return resolution
@@ -397,9 +409,12 @@ class Client:
         except Exception:
             return None
         analytics = self._analytics
-        if arm is not None and analytics is not None:
+        if analytics is not None:
             try:
-                analytics.expose(compiled, arm, context, bundle.environment)
+                if arm is not None:
+                    analytics.expose(compiled, arm, context, bundle.environment)
+                else:
+                    _count_refusal(analytics, compiled, context, bundle)
             except Exception:
                 logger.debug("flagstone: exposure logging failed for %r", experiment, exc_info=True)
         return arm
@@ -426,10 +441,12 @@ class Client:
     ) -> None:
         try:
             analytics.count(compiled.key, outcome[0], outcome[1])
-            if outcome[4] is not None:  # an experiment arm was served
-                experiment: CompiledExperiment | None = compiled.experiment
-                if experiment is not None:
+            experiment: CompiledExperiment | None = compiled.experiment
+            if experiment is not None:
+                if outcome[4] is not None:  # an experiment arm was served
                     analytics.expose(experiment, outcome[0], context, bundle.environment)
+                elif outcome[1] not in _BEFORE_EXPERIMENT:
+                    _count_refusal(analytics, experiment, context, bundle)
         except Exception:
             logger.debug("flagstone: analytics failed for %r", compiled.key, exc_info=True)
 
@@ -464,6 +481,17 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _count_refusal(
+    analytics: Analytics,
+    experiment: CompiledExperiment,
+    context: Mapping[str, Any],
+    bundle: CompiledBundle,
+) -> None:
+    """A unit the experiment left out for lacking consent is counted, never logged."""
+    if experiment.consent_required and experiment.lacks_consent(context):
+        analytics.refuse(experiment, context, bundle.environment)
 
 
 def describe_error(error: BaseException) -> str:

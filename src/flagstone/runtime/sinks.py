@@ -4,6 +4,10 @@
   writes it). The writer thread reads each one with a single ``dict.copy()`` — atomic
   under the GIL — and writes the difference from what it wrote last, so every
   evaluation is counted exactly once.
+- **Consent refusals** of a ``consent: required`` experiment are counted, never logged:
+  each unit once per process, written as ``{"type": "consent_not_given", "experiment",
+  "flag", "environment", "units", "from", "to"}`` with no unit in it, so ``analyze`` can
+  say how many units were left out without anyone's id reaching a log.
 - **Exposures** are logged once per unit and experiment in this process (as GrowthBook's
   SDK does); a repeat costs one dictionary lookup. New ones go to a bounded queue: when
   it is full the oldest is dropped and ``dropped`` counts it, so memory never grows
@@ -134,6 +138,8 @@ class Analytics:
         self.failed = 0  # records a sink failed to write
         self._queue: deque[Exposure] = deque()
         self._seen: dict[tuple[str, str], str] = {}  # (experiment, unit) -> arm logged
+        self._refused: set[tuple[str, str]] = set()  # (experiment, unit) counted, in memory only
+        self._refusals: dict[tuple[str, str, str | None], int] = {}  # units per experiment
         self._exposure_lock = threading.Lock()  # only on a unit's first exposure
         self._local = threading.local()
         self._thread_counts: list[tuple[weakref.ref[threading.Thread], dict[CountKey, int]]] = []
@@ -196,6 +202,27 @@ class Analytics:
                 (experiment.key, arm, unit, experiment.flag, environment, time.time(), dimensions)
             )
 
+    def refuse(
+        self, experiment: CompiledExperiment, context: Mapping[str, Any], environment: str | None
+    ) -> None:
+        """Count the context's unit as left out of ``experiment`` for lacking consent (once
+        per unit and experiment in this process); the count never carries the unit."""
+        raw = context.get(experiment.unit)
+        unit = raw if type(raw) is str else (str(raw) if type(raw) is int else None)
+        if unit is None:
+            return
+        key = (experiment.key, unit)
+        if key in self._refused:
+            return
+        with self._exposure_lock:
+            if key in self._refused:
+                return
+            if len(self._refused) >= self.dedup_limit:
+                self._refused.clear()  # bounded memory: a unit may then be counted again
+            self._refused.add(key)
+            count = (experiment.key, experiment.flag, environment)
+            self._refusals[count] = self._refusals.get(count, 0) + 1
+
     def exposure(
         self, experiment: str, arm: str, unit: str, flag: str, environment: str | None
     ) -> None:
@@ -233,6 +260,22 @@ class Analytics:
             )
         start, end = self._window_start, time.time()
         self._window_start = end
+        with self._exposure_lock:
+            refusals, self._refusals = self._refusals, {}
+        for (experiment, flag, environment), units in sorted(
+            refusals.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))
+        ):
+            records.append(
+                {
+                    "type": "consent_not_given",
+                    "experiment": experiment,
+                    "flag": flag,
+                    "environment": environment,
+                    "units": units,
+                    "from": round(start, 3),
+                    "to": round(end, 3),
+                }
+            )
         for (flag, variant, reason), n in sorted(
             self._count_deltas().items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2])
         ):
