@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from tests.conftest import CASES
 
 SECRETS = "environments/prod/secrets.sops.yaml"
 SOPS = shutil.which("sops", path=str(Path(sys.executable).parent))
+AGE = shutil.which("age")
 
 
 def write_key(path: Path, identity: x25519.Identity) -> Path:
@@ -407,3 +409,65 @@ def test_promote__never_copies_a_secret__reencrypts_when_asked(cli, repo: Path) 
     assert token(dev_text) != token(prod_text)  # re-encrypted under prod's key, not copied
     assert cli(["secret", "get", "prod", "api.token"], cwd=repo).stdout == "d3v-token-value\n"
     assert g.git.status("--porcelain") == ""
+
+
+def test_build_include_secrets__unchanged_input__same_bytes_and_hash__any_change_reseals(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    import pyrage
+
+    from flagstone.sops import seal_deterministic
+
+    cli(["secret", "set", "prod", "api.token"], cwd=repo, input="tok-3f9a1c77e2")
+    service, other = x25519.Identity.generate(), x25519.Identity.generate()
+
+    def build(*recipients: x25519.Identity) -> dict:
+        args = ["build", "--env", "prod", "--include-secrets", "--out", "server"]
+        for r in recipients:
+            args += ["--recipient", str(r.to_public())]
+        result = cli(args, cwd=repo)
+        assert result.exit_code == 0, result.stderr
+        return json.loads((repo / "server" / "prod.json").read_text())
+
+    first, second = build(service), build(service)
+    assert first == second and first["hash"] == second["hash"]  # reproducible
+    sealed = first["secrets"]["age"].encode()
+    assert json.loads(pyrage.decrypt(sealed, [service])) == {"api": {"token": "tok-3f9a1c77e2"}}
+    if AGE is not None:  # the age CLI reads it too (tests/test_sops.py needs it in CI)
+        key_file = write_key(tmp_path / "svc.txt", service)
+        out = subprocess.run(
+            [AGE, "-d", "-i", str(key_file)], input=sealed, capture_output=True, check=True
+        )
+        assert json.loads(out.stdout)["api"]["token"] == "tok-3f9a1c77e2"
+    # a changed value, another recipient list, or a rotated data key: a fresh file
+    seen = {first["secrets"]["age"]}
+    cli(["secret", "set", "prod", "api.token"], cwd=repo, input="tok-3f9a1c77e3")
+    changed = build(service)
+    both = build(service, other)
+    assert json.loads(pyrage.decrypt(both["secrets"]["age"].encode(), [other]))["api"] == {
+        "token": "tok-3f9a1c77e3"
+    }
+    assert cli(["secret", "rotate", "prod"], cwd=repo).exit_code == 0
+    rotated = build(service)
+    for bundle in (changed, both, rotated):
+        assert bundle["secrets"]["age"] not in seen
+        seen.add(bundle["secrets"]["age"])
+    # no nonce or file key is shared between different plaintexts: the headers (ephemeral
+    # shares, wrapped keys, MAC) and the payload nonce all differ
+    a = seal_deterministic(b"one", [str(service.to_public())], b"k" * 32)
+    b = seal_deterministic(b"two", [str(service.to_public())], b"k" * 32)
+    assert a == seal_deterministic(b"one", [str(service.to_public())], b"k" * 32)
+    raw_a, raw_b = (base64.b64decode("".join(t.splitlines()[1:-1])) for t in (a, b))
+    header_a, payload_a = raw_a.split(b"\n---", 1)
+    header_b, payload_b = raw_b.split(b"\n---", 1)
+    assert header_a.splitlines()[1] != header_b.splitlines()[1]  # the ephemeral share
+    nonce = lambda p: p.split(b"\n", 1)[1][:16]  # noqa: E731
+    assert nonce(payload_a) != nonce(payload_b)
+    for size in (0, 65_536, 65_537, 200_000):  # chunk boundaries of age's STREAM
+        data = os.urandom(size)
+        assert (
+            pyrage.decrypt(
+                seal_deterministic(data, [str(service.to_public())], b"k" * 32).encode(), [service]
+            )
+            == data
+        )

@@ -826,25 +826,114 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 BUNDLE_SECRETS_FORMAT = "age-json"  # runtime/client.py reads it
 
 
-def seal_for_bundle(values: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, Any]:
+def seal_for_bundle(
+    values: Mapping[str, Any], recipients: Sequence[str], data_key: bytes | None = None
+) -> dict[str, Any]:
     """Decrypted secret config values, sealed for a service: one armored age file of their
-    JSON for ``recipients``, so a bundle at rest on disk or a CDN carries no plaintext."""
-    import pyrage
+    JSON for ``recipients``, so a bundle at rest on disk or a CDN carries no plaintext.
+
+    With ``data_key`` (the environment's SOPS data key) the sealing is deterministic:
+    unchanged values and recipients seal to the same bytes, so rebuilding gives the same
+    bundle hash (and signature). See ``seal_deterministic``."""
     from pyrage import x25519
 
     if not recipients:
         raise SopsError(
             "--include-secrets needs the service's age public key: pass --recipient age1…"
         )
-    parsed = []
     for recipient in recipients:
         try:
-            parsed.append(x25519.Recipient.from_str(recipient))
+            x25519.Recipient.from_str(recipient)
         except Exception:
             raise SopsError(f"{recipient!r} is not an age X25519 public key (age1…)") from None
     plaintext = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    sealed = pyrage.encrypt(plaintext.encode(), parsed, armored=True).decode()
+    if data_key is None:
+        import pyrage
+
+        parsed = [x25519.Recipient.from_str(r) for r in recipients]
+        sealed = pyrage.encrypt(plaintext.encode(), parsed, armored=True).decode()
+    else:
+        sealed = seal_deterministic(plaintext.encode(), recipients, data_key)
     return {"format": BUNDLE_SECRETS_FORMAT, "recipients": list(recipients), "age": sealed}
+
+
+# --- deterministic age (age-encryption.org/v1) -----------------------------------------
+# An age file whose randomness — the file key, each recipient's ephemeral X25519 key and
+# the payload nonce — is derived from HMAC-SHA256(seal key, plaintext, recipients), the
+# seal key being HKDF of the environment's data key. The same input gives the same file;
+# any change of value, recipient or data key gives unrelated ones, so a nonce or file key
+# is never used for two plaintexts (the synthetic-IV construction of RFC 5297). What a
+# reader learns is only whether two bundles seal equal secrets. Without the data key
+# nothing is predictable. Any age implementation (pyrage, `age -d`) decrypts it.
+
+_AGE_CHUNK = 64 * 1024
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def _hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(hashes.SHA256(), length, salt, info).derive(ikm)
+
+
+def _b64_unpadded(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def _age_public_key(recipient: str) -> bytes:
+    """The 32 bytes of an ``age1…`` recipient (already checked by pyrage)."""
+    data = recipient.lower().rsplit("1", 1)[1][:-6]  # drop the hrp and the checksum
+    acc = bits = 0
+    out = bytearray()
+    for char in data:
+        acc = (acc << 5) | _BECH32.index(char)
+        bits += 5
+        if bits >= 8:
+            bits -= 8
+            out.append((acc >> bits) & 0xFF)
+    return bytes(out)
+
+
+def seal_deterministic(plaintext: bytes, recipients: Sequence[str], data_key: bytes) -> str:
+    import hmac
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    seal_key = _hkdf(data_key, b"", b"flagstone bundle secrets seal key")
+    message = b"\x00".join([plaintext, *(r.encode() for r in recipients)])
+    seed = hmac.new(seal_key, message, hashlib.sha256).digest()
+    file_key = _hkdf(seed, b"", b"age file key", 16)
+    header = bytearray(b"age-encryption.org/v1\n")
+    for index, recipient in enumerate(recipients):
+        public = _age_public_key(recipient)
+        ephemeral = X25519PrivateKey.from_private_bytes(
+            _hkdf(seed, b"", b"age ephemeral key %d" % index)
+        )
+        share = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(public))
+        wrap_key = _hkdf(shared, share + public, b"age-encryption.org/v1/X25519")
+        body = ChaCha20Poly1305(wrap_key).encrypt(b"\x00" * 12, file_key, None)
+        # a stanza body: 64-column lines, the last one shorter (43 columns here)
+        header += f"-> X25519 {_b64_unpadded(share)}\n{_b64_unpadded(body)}\n".encode()
+    header += b"---"
+    mac = hmac.new(_hkdf(file_key, b"", b"header"), bytes(header), hashlib.sha256).digest()
+    header += f" {_b64_unpadded(mac)}\n".encode()
+    nonce = _hkdf(seed, b"", b"age payload nonce", 16)
+    stream = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+    chunks = [plaintext[i : i + _AGE_CHUNK] for i in range(0, len(plaintext), _AGE_CHUNK)]
+    payload = bytearray(nonce)
+    for counter, chunk in enumerate(chunks or [b""]):
+        last = b"\x01" if counter == max(len(chunks), 1) - 1 else b"\x00"
+        payload += stream.encrypt(counter.to_bytes(11, "big") + last, chunk, None)
+    text = base64.b64encode(bytes(header) + bytes(payload)).decode()
+    lines = "\n".join(text[i : i + 64] for i in range(0, len(text), 64))
+    return f"-----BEGIN AGE ENCRYPTED FILE-----\n{lines}\n-----END AGE ENCRYPTED FILE-----\n"
 
 
 def reencrypt_for(

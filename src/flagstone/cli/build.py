@@ -210,4 +210,4 @@ def _sealed_secrets(repo: Any, env: str, recipients: list[str]) -> dict[str, Any
         for _, v in leaves(opened.plain)
         if isinstance(v, str | int | float) and not isinstance(v, bool)
     )
-    return seal_for_bundle(opened.plain, recipients)
+    return seal_for_bundle(opened.plain, recipients, opened.key)
