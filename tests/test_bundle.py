@@ -103,3 +103,28 @@ def test_defaults__a_left_out_key_means_the_same_to_the_model_bundle_and_diff(
         flags.read_text().replace("  default: on\n", "  default: on\n  enabled: true\n")
     )
     assert diff_environments(env, load_repository(root)[0].env("dev"), "dev") == []
+
+
+def test_build__an_object_identical_across_environments__compiles_once(tmp_path: Path) -> None:
+    from flagstone.bundle import CompileMemo, build_bundle_bytes
+
+    root = shutil.copytree(CASES / "valid" / "base", tmp_path / "repo")
+    envs = ("dev", "prod")
+    for env in envs:  # one flag written differently in each
+        flags = root / "environments" / env / "flags.yaml"
+        flags.write_text(
+            flags.read_text()
+            + f"apart:\n  variants: {{a: 1, b: 2}}\n  default: {'a' if env == 'dev' else 'b'}\n"
+        )
+    repo = load_repository(root)[0]
+    memo: CompileMemo = {}
+    shared = {env: build_bundle_bytes(repo, env, memo=memo) for env in envs}
+    alone = {env: build_bundle_bytes(repo, env) for env in envs}
+    assert {e: b for e, (_, b) in shared.items()} == {e: b for e, (_, b) in alone.items()}
+    dev, prod = repo.env("dev"), repo.env("prod")
+    same = [k for k, f in prod.flags.items() if k in dev.flags and dev.flags[k].raw == f.raw]
+    differ = [k for k, f in prod.flags.items() if k in dev.flags and dev.flags[k].raw != f.raw]
+    assert same and differ, "the case needs flags written alike and not alike"
+    bundles = {e: shared[e][0]["flags"] for e in envs}
+    assert all(bundles["prod"][k] is bundles["dev"][k] for k in same)
+    assert not any(bundles["prod"][k] is bundles["dev"][k] for k in differ)

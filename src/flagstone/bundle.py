@@ -26,6 +26,7 @@ from flagstone.model import (
     Flag,
     Repository,
     Rollout,
+    Segment,
     Serve,
     enabled_of,
     prerequisite_variants,
@@ -203,6 +204,37 @@ def pii_attributes(repo: Repository) -> frozenset[str]:
     return frozenset(str(a) for a in pii) if isinstance(pii, list | tuple) else frozenset()
 
 
+# (kind, key) -> (the source mapping, its experiment, the compiled object)
+CompileMemo = dict[tuple[str, str], tuple[Mapping[str, Any], str | None, dict[str, Any]]]
+
+
+def _compiled(
+    memo: CompileMemo | None,
+    ident: tuple[str, str],
+    raw: Mapping[str, Any],
+    experiment: str | None,
+    compile_one: Any,
+    *args: Any,
+) -> dict[str, Any]:
+    """``compile_one(*args)``, or the object compiled for another environment from an
+    equal source (comparing two mappings costs far less than compiling one)."""
+    if memo is not None:
+        seen = memo.get(ident)
+        if seen is not None and seen[1] == experiment and seen[0] == raw:
+            return seen[2]
+    if ident[0] == "flags":
+        compiled: dict[str, Any] = compile_one(*args, experiment)
+    else:
+        compiled = compile_one(*args)
+    if memo is not None:
+        memo[ident] = (raw, experiment, compiled)
+    return compiled
+
+
+def _compile_segment(segment: Segment) -> dict[str, Any]:
+    return {"when": compile_condition(segment.when)}
+
+
 def _equal_split(variants: list[str]) -> dict[str, float]:
     """Equal weights in 0.01 % steps; the first arms absorb the remainder."""
     base, remainder = divmod(BUCKETS, len(variants))
@@ -217,12 +249,14 @@ def build_bundle(
     dirty: bool = False,
     sealed_secrets: Mapping[str, Any] | None = None,
     hashed: bool = True,
+    memo: CompileMemo | None = None,
 ) -> dict[str, Any]:
     """The bundle of one environment as a JSON-ready dict (with its content hash).
 
     Secrets never enter ``config``; ``sealed_secrets`` (``sops.seal_for_bundle``: the
     values encrypted to the service's age recipients) is carried as ``secrets``, which a
-    runtime holding the identity decrypts at load."""
+    runtime holding the identity decrypts at load. ``memo``, shared by the bundles of
+    one build, compiles an object identical in several environments once."""
     env = repo.env(env_name)
     default_unit = repo.settings.default_unit
     pii = pii_attributes(repo)
@@ -236,10 +270,12 @@ def build_bundle(
         "source": {"commit": commit, "dirty": dirty},
         "default_unit": default_unit,
         "flags": {
-            k: compile_flag(f, default_unit, running.get(k)) for k, f in sorted(env.flags.items())
+            k: _compiled(memo, ("flags", k), f.raw, running.get(k), compile_flag, f, default_unit)
+            for k, f in sorted(env.flags.items())
         },
         "segments": {
-            k: {"when": compile_condition(s.when)} for k, s in sorted(env.segments.items())
+            k: _compiled(memo, ("segments", k), s.raw, None, _compile_segment, s)
+            for k, s in sorted(env.segments.items())
         },
         "experiments": compile_experiments(
             env, default_unit, pii, PrivacySettings.of(repo.settings.raw).consent_attribute
@@ -262,11 +298,18 @@ def build_bundle_bytes(
     commit: str | None = None,
     dirty: bool = False,
     sealed_secrets: Mapping[str, Any] | None = None,
+    memo: CompileMemo | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """The bundle and its canonical bytes, encoding each part once for both the hash and
     the file (a 2,000-flag bundle takes ~20 ms to encode)."""
     bundle = build_bundle(
-        repo, env_name, commit=commit, dirty=dirty, sealed_secrets=sealed_secrets, hashed=False
+        repo,
+        env_name,
+        commit=commit,
+        dirty=dirty,
+        sealed_secrets=sealed_secrets,
+        hashed=False,
+        memo=memo,
     )
     parts = _parts(bundle)
     bundle["hash"] = _hash(parts)

@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flagstone import redos
 from flagstone.conditions import iter_condition
 from flagstone.errors import DocPath, Problem, format_path
 from flagstone.load import (
@@ -505,6 +504,8 @@ def _regex_problems(pattern: str, file: str, path: DocPath) -> Iterator[Problem]
             path=path,
         )
         return
+    from flagstone import redos  # its tables cost ~50 ms to import: only for a regex
+
     finding = redos.analyze(pattern)
     if finding is not None:
         yield Problem(

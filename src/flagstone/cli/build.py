@@ -127,7 +127,7 @@ def build(
 ) -> None:
     """Write one deterministic JSON bundle per environment (dist/<env>.json)."""
     from flagstone import gitio
-    from flagstone.bundle import build_bundle_bytes, dump_bundle, sign_bundle
+    from flagstone.bundle import CompileMemo, build_bundle_bytes, dump_bundle, sign_bundle
     from flagstone.load import find_root, load_repository
     from flagstone.model import check_environments
     from flagstone.report import BuildResult, BuiltBundle
@@ -157,6 +157,7 @@ def build(
     )
     files: list[tuple[Path, bytes]] = []
     built: list[BuiltBundle] = []
+    memo: CompileMemo = {}  # an object identical across environments compiles once
     warnings: list[Problem] = []
     for name in names:
         revision = revisions[name]
@@ -172,7 +173,7 @@ def build(
             continue
         sealed = _sealed_secrets(repo, name, recipients or []) if include_secrets else None
         bundle, data = build_bundle_bytes(
-            repo, name, commit=revision.sha, dirty=revision.dirty, sealed_secrets=sealed
+            repo, name, commit=revision.sha, dirty=revision.dirty, sealed_secrets=sealed, memo=memo
         )
         if key is not None:
             bundle = sign_bundle(bundle, key)
