@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from flagstone.ecmascript import ecmascript_regex
 from flagstone.errors import DocPath
+from flagstone.runtime.format import ECMASCRIPT_REGEX
 
 COMBINATORS = ("all", "any")
 STRUCTURAL = frozenset((*COMBINATORS, "not", "segment"))
@@ -75,5 +77,9 @@ def compile_condition(condition: Mapping[str, Any]) -> dict[str, Any]:
         elif op == "segment":
             parts.append({"segment": operand})
         else:
-            parts.append({"attr": attribute, "op": op, "value": operand})
+            leaf: dict[str, Any] = {"attr": attribute, "op": op, "value": operand}
+            if op == "matches" and isinstance(operand, str):
+                # Derived, for runtimes without Python's `re` (the TypeScript one).
+                leaf[ECMASCRIPT_REGEX] = ecmascript_regex(operand)
+            parts.append(leaf)
     return parts[0] if len(parts) == 1 else {"all": parts}

@@ -10,9 +10,6 @@
  */
 export const BUCKETS = 10_000;
 
-// One growing scratch buffer: hashing allocates nothing on the hot path.
-let scratch = new Uint8Array(512);
-
 /** UTF-8 of `text` written at `at`; a lone surrogate throws, as Python's str.encode does. */
 function writeUtf8(text: string, out: Uint8Array, at: number): number {
   for (let i = 0; i < text.length; i++) {
@@ -38,36 +35,20 @@ function writeUtf8(text: string, out: Uint8Array, at: number): number {
   return at;
 }
 
-/** The CBOR text-string encoding of `text` (a fresh array; the hot path uses the scratch buffer). */
-export function cborText(text: string): Uint8Array {
-  const [start, end] = encode(text);
-  return scratch.slice(start, end);
+// The CBOR header of an n-byte text string, written to end at buf[5]; returns where it starts.
+function header(buf: Uint8Array, n: number): number {
+  const k = n < 24 ? 0 : n < 0x100 ? 1 : n < 0x10000 ? 2 : 3; // 0x78, 0x79, 0x7a: 1, 2, 4 length bytes
+  const size = k < 3 ? k : 4;
+  buf[4 - size] = k ? 0x77 + k : 0x60 + n;
+  for (let i = 0; i < size; i++) buf[4 - i] = (n >>> (8 * i)) & 255;
+  return 4 - size;
 }
 
-function encode(text: string): [number, number] {
-  if (scratch.length < text.length * 3 + 5) scratch = new Uint8Array(text.length * 3 + 5);
-  const end = writeUtf8(text, scratch, 5);
-  const n = end - 5;
-  let start: number;
-  if (n < 24) scratch[(start = 4)] = 0x60 + n;
-  else if (n < 0x100) {
-    start = 3;
-    scratch[3] = 0x78;
-    scratch[4] = n;
-  } else if (n < 0x10000) {
-    start = 2;
-    scratch[2] = 0x79;
-    scratch[3] = n >> 8;
-    scratch[4] = n & 255;
-  } else {
-    start = 0;
-    scratch[0] = 0x7a;
-    scratch[1] = n >>> 24;
-    scratch[2] = (n >> 16) & 255;
-    scratch[3] = (n >> 8) & 255;
-    scratch[4] = n & 255;
-  }
-  return [start, end];
+/** The CBOR text-string encoding of `text` (a fresh array; the hot path uses a bucketer's buffer). */
+export function cborText(text: string): Uint8Array {
+  const buf = new Uint8Array(text.length * 3 + 5);
+  const end = writeUtf8(text, buf, 5);
+  return buf.slice(header(buf, end - 5), end);
 }
 
 /** MurmurHash3 x86 32-bit of data[start, end), seed 0, unsigned. */
@@ -109,11 +90,8 @@ export function murmur3(data: Uint8Array, start = 0, end = data.length): number 
  * header in front. (Hashing `prefix + unit` would build and flatten a new string each call.)
  */
 export function bucketer(prefix: string): (unit: string) => number {
-  const utf8 = new Uint8Array(prefix.length * 3);
-  const head = utf8.subarray(0, writeUtf8(prefix, utf8, 0));
-  let buf = new Uint8Array(head.length + 64);
-  buf.set(head, 5);
-  const from = 5 + head.length;
+  let buf = new Uint8Array(prefix.length * 3 + 69);
+  const from = writeUtf8(prefix, buf, 5);
   return (unit) => {
     if (buf.length < from + unit.length * 3) {
       const grown = new Uint8Array(from + unit.length * 3);
@@ -121,26 +99,7 @@ export function bucketer(prefix: string): (unit: string) => number {
       buf = grown;
     }
     const end = writeUtf8(unit, buf, from);
-    const n = end - 5;
-    let start: number;
-    if (n < 24) buf[(start = 4)] = 0x60 + n;
-    else if (n < 0x100) {
-      start = 3;
-      buf[3] = 0x78;
-      buf[4] = n;
-    } else if (n < 0x10000) {
-      start = 2;
-      buf[2] = 0x79;
-      buf[3] = n >> 8;
-      buf[4] = n & 255;
-    } else {
-      start = 0;
-      buf[0] = 0x7a;
-      buf[1] = n >>> 24;
-      buf[2] = (n >> 16) & 255;
-      buf[3] = (n >> 8) & 255;
-      buf[4] = n & 255;
-    }
+    const start = header(buf, end - 5);
     return Math.floor((murmur3(buf, start, end) * BUCKETS) / 4294967296);
   };
 }

@@ -57,11 +57,12 @@ async function importKey(key: PublicKey): Promise<CryptoKey> {
 }
 
 /** Throws BundleError unless the bundle is signed by `key` and unmodified since. */
-export async function verifyBundle(bundle: Record<string, unknown>, key: PublicKey): Promise<void> {
-  const signature = bundle.signature;
+export async function verifyBundle(bundle: unknown, key: PublicKey): Promise<void> {
+  if (typeof bundle !== "object" || !bundle || Array.isArray(bundle)) throw new BundleError("a bundle is a JSON object");
+  const signature = (bundle as Record<string, unknown>).signature;
   if (typeof signature !== "string") throw new BundleError("bundle is not signed, and this client requires a signature");
-  const expected = await bundleHash(bundle);
-  if (bundle.hash !== expected) throw new BundleError("bundle content does not match its hash (modified after it was built)");
+  const expected = await bundleHash(bundle as Record<string, unknown>);
+  if ((bundle as Record<string, unknown>).hash !== expected) throw new BundleError("bundle content does not match its hash (modified after it was built)");
   let valid = false;
   try {
     valid = await (await subtle()).verify({ name: "Ed25519" }, await importKey(key), fromBase64(signature) as BufferSource, encoder.encode("flagstone-bundle:" + expected));

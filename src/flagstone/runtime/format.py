@@ -62,6 +62,9 @@ OPERATORS = (
     "after",
     "exists",
 )
+# A `matches` leaf may carry its pattern as ECMAScript `[source, flags]` (null: none exists),
+# derived at build time for runtimes without Python's `re`; the Python runtime ignores it.
+ECMASCRIPT_REGEX = "ecmascript"
 # Operators that hold when the attribute is missing (None); every other one is false.
 TRUE_WHEN_MISSING = ("neq", "not_in")
 CONDITION_NODES = ("all", "any", "not", "segment", "attr")

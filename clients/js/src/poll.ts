@@ -1,0 +1,56 @@
+/**
+ * Polling a bundle URL, loaded by `Client.watch` on first use (apps that pass a bundle
+ * never download it). Each poll sends If-None-Match with the ETag of the live bundle (a
+ * 304 costs nothing); while the page is hidden no poll runs, and showing it polls at once.
+ * A failed, truncated, invalid or unanswered fetch is refused and the last good bundle stays.
+ */
+import type { Client } from "./client.js";
+import { BundleError } from "./errors.js";
+
+const hidden = (): boolean => typeof document !== "undefined" && document.visibilityState === "hidden";
+
+/** Poll `url` for `client` now and every `interval` ms (0: once); returns the function that stops. */
+export function poll(client: Client, url: string, interval: number, refuse: (e: unknown) => unknown, first: () => void): () => void {
+  const { headers, timeout = 10_000, fetch: fetchFn = globalThis.fetch } = client.options;
+  let etag: string | null = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let paused = false;
+  let closed = false;
+  const run = async (): Promise<void> => {
+    // A server that accepts and never answers must not stop the polling.
+    const abort = new AbortController();
+    const deadline = setTimeout(() => abort.abort(new BundleError(`${url} did not answer within ${timeout} ms`)), timeout);
+    try {
+      const response = await fetchFn(url, { headers: etag ? { ...headers, "If-None-Match": etag } : headers, signal: abort.signal });
+      if (response.status !== 304) {
+        if (!response.ok) throw new BundleError(`${url} answered HTTP ${response.status}`);
+        // Remember the ETag only of a bundle that went live: a truncated transfer is fetched again.
+        if (await client.load(await response.text())) etag = response.headers.get("ETag");
+      }
+    } catch (e) {
+      refuse(abort.signal.aborted ? abort.signal.reason : e);
+    } finally {
+      clearTimeout(deadline);
+      first();
+      if (!closed && interval > 0) {
+        clearTimeout(timer);
+        timer = setTimeout(() => (hidden() ? (paused = true) : run()), interval);
+        (timer as { unref?: () => void }).unref?.();
+      }
+    }
+  };
+  const wake = (): void => {
+    if (paused && !hidden()) {
+      paused = false;
+      void run();
+    }
+  };
+  const events = typeof document === "undefined" ? null : document;
+  events?.addEventListener("visibilitychange", wake);
+  void run();
+  return () => {
+    closed = true;
+    clearTimeout(timer);
+    events?.removeEventListener("visibilitychange", wake);
+  };
+}
