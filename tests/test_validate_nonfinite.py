@@ -193,3 +193,41 @@ def test_json_output__every_command__standard_json_even_with_nan_in_the_tree(
         assert "Traceback" not in result.stdout + result.stderr, args
         assert result.stdout.strip(), args
         strict_json(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("context", "word", "where"),
+    [
+        ('{"user_id": "u1", "score": NaN}', "NaN", "line 1 column 28"),
+        ('{"user_id": "u1",\n "limit": Infinity}', "Infinity", "line 2 column 11"),
+        ('{"user_id": "NaN", "limit": -Infinity}', "-Infinity", "line 1 column 29"),
+        ('{"user_id": "u1", "big": 1e999}', "1e999", "line 1 column 26"),
+        ('{"user_id": "u1", "nested": [1, {"x": NaN}]}', "NaN", "line 1 column 39"),
+    ],
+)
+def test_eval_context__nan_or_infinity__one_clear_error_exit_2(
+    repo_from_case, flagstone_exe, tmp_path: Path, context: str, word: str, where: str
+) -> None:
+    """A context is standard JSON: NaN matches no rule as a number would, so it is refused
+    where it stands, inline, from a file and from standard input, in text and json."""
+    root = repo_from_case("valid/base")
+    (tmp_path / "context.json").write_text(context)
+    ways: list[tuple[list[str], dict[str, str]]] = [(["--context", context], {})]
+    if "score" in context:  # the other ways of giving a context, once
+        ways += [
+            (["--context", f"@{tmp_path / 'context.json'}"], {}),
+            (["--context", "-"], {"input": context}),
+        ]
+    for args, kwargs in ways:
+        result = flagstone_exe(["eval", "new-checkout", "--env", "prod", *args], cwd=root, **kwargs)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"holds {word} at {where}, which is not a JSON number" in result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+    if "score" not in context:
+        return
+    result = flagstone_exe(
+        ["eval", "--all", "--env", "prod", "--context", context, "--format", "json"], cwd=root
+    )
+    assert result.returncode == 2
+    error = strict_json(result.stdout)
+    assert error["ok"] is False and word in error["error"]["message"]  # type: ignore[index]

@@ -37,9 +37,47 @@ def read_context(value: str) -> dict[str, Any]:
     return parse_context(value, "--context")
 
 
+class _NotFinite(ValueError):
+    def __init__(self, word: str) -> None:
+        super().__init__(word)
+        self.word = word
+
+
+def _refuse_constant(word: str) -> Any:
+    raise _NotFinite(word)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NotFinite(text)
+    return value
+
+
+def _position(text: str, word: str) -> tuple[int, int]:
+    """Line and column (1-based) of ``word``'s first occurrence outside a JSON string."""
+    quoted = escaped = False
+    for i, ch in enumerate(text):
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            quoted = True
+        elif text.startswith(word, i):
+            return text.count("\n", 0, i) + 1, i - text.rfind("\n", 0, i)
+    return 1, 1
+
+
 def parse_context(text: str, source: str = "--context") -> dict[str, Any]:
     try:
-        context = json.loads(text)
+        # Standard JSON only: NaN and Infinity (or 1e999) are no attribute value a client
+        # can send, and they compare unlike any number.
+        context = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NotFinite as e:
+        line, column = _position(text, e.word)
+        raise FlagstoneError(
+            f"{source} holds {e.word} at line {line} column {column}, which is not a JSON "
+            f"number; pass finite numbers, such as {CONTEXT_EXAMPLE}"
+        ) from None
     except json.JSONDecodeError as e:
         raise FlagstoneError(
             f"{source} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
