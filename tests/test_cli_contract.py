@@ -188,6 +188,28 @@ def test_contract__schemas_are_valid_and_their_references_resolve() -> None:
         validator(name).is_valid({"ok": False, "error": {"code": "usage", "message": "x"}})
 
 
+def test_contract__every_error_branch_is_the_shared_envelope() -> None:
+    """One definition of {"ok": false, "error": ...}: a schema that spells its own can drift."""
+
+    def inline_errors(node: object, where: str) -> list[str]:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict) and props.get("ok") == {"const": False}:
+                return [where]
+            return [e for k, v in node.items() for e in inline_errors(v, f"{where}/{k}")]
+        if isinstance(node, list):
+            return [e for i, v in enumerate(node) for e in inline_errors(v, f"{where}/{i}")]
+        return []
+
+    found = [
+        e
+        for path in sorted(SCHEMAS.glob("*.schema.json"))
+        if path.name != "envelope.schema.json"
+        for e in inline_errors(json.loads(path.read_text()), path.name)
+    ]
+    assert not found, f"inline error branches (use envelope.schema.json#/$defs/error): {found}"
+
+
 @pytest.mark.parametrize(
     ("args", "code"), SCENARIOS, ids=lambda a: " ".join(a) if isinstance(a, list) else None
 )
