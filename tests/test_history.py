@@ -496,3 +496,38 @@ def test_history__markdown__authors_keys_and_values_cannot_inject_markup(
     assert "Mallory @\u2060octocat \\*\\*bold\\*\\*" in cells[1]
     text = cli(["history", "--format", "text"], cwd=repo).stdout
     assert "Mallory @octocat **bold**" in text  # the terminal shows it as written
+
+
+def test_environment_folder_renamed__diff_rev_and_history_show_both_sides(
+    cli, repo: Path, commit
+) -> None:
+    """prod renamed to production (folder and flagstone.yaml in one commit): what prod held
+    is shown as gone and production's keys as new, never silently dropped."""
+    before = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "mv", "environments/prod", "environments/production")
+    edit(repo, "flagstone.yaml", "[dev, prod]", "[dev, production]")
+    commit(message="prod is now production")
+    code, doc = run_json(cli, repo, "diff", "--rev", f"{before}..HEAD")
+    assert code == 0 and doc["problems"] == []
+    by_env = {
+        env: {(c["kind"], c["key"], c["action"]) for c in doc["changes"] if c["env"] == env}
+        for env in ("prod", "production")
+    }
+    assert ("flags", "new-checkout", "removed") in by_env["prod"]
+    assert ("flags", "new-checkout", "added") in by_env["production"]
+    assert {k for _, k, _ in by_env["prod"]} == {k for _, k, _ in by_env["production"]}
+    assert all(a == "removed" for *_, a in by_env["prod"])
+    # --env narrows to environments flagstone.yaml lists now
+    code, doc = run_json(cli, repo, "diff", "--rev", f"{before}..HEAD", "--env", "production")
+    assert {c["env"] for c in doc["changes"]} == {"production"}
+    entries = history(cli, repo)
+    renamed = [e for e in entries if e["subject"] == "prod is now production"]
+    settings = [e for e in renamed if e["kind"] == "settings"]
+    assert settings[0]["changes"] == [
+        "environments production added, prod removed (dev, production)"
+    ]
+    assert {(e["env"], e["action"]) for e in renamed if e["kind"] == "flags"} == {
+        ("prod", "removed"),
+        ("production", "added"),
+    }
+    assert not any(e["problem"] for e in renamed)  # no "missing environment" error

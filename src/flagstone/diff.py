@@ -550,20 +550,22 @@ def diff_revisions(
     root: Path,
     old_rev: str,
     new_rev: str | None,
-    envs: Sequence[str],
+    envs: Sequence[str] | None,
     secrets: SecretsLike = NO_SECRETS,
 ) -> tuple[list[Change], list[Problem]]:
     """Changes per environment between two revisions (``new_rev`` None: the working tree),
     read straight from git objects, nothing checked out, and the file errors that stop a
     side being read. A kind whose file cannot be read on either side (a YAML error, over
     the size limit, a symlink leaving the repository), or an environment folder missing
-    where flagstone.yaml lists it, is reported as that error, never as keys removed."""
+    where flagstone.yaml lists it, is reported as that error, never as keys removed.
+    ``envs`` None: every environment either revision lists, so one removed or renamed in
+    between shows what it held as removed, not nothing."""
     from flagstone import gitio
     from flagstone.load import UNREADABLE, environment_files, load_settings
 
     changes: list[Change] = []
     problems: list[Problem] = []
-    listed: dict[str | None, set[str]] = {
+    listed: dict[str | None, list[str]] = {
         rev: _listed_envs(gitio.show(root, rev, SETTINGS_FILE), load_settings)
         for rev in (old_rev, new_rev)
         if rev is not None
@@ -573,6 +575,8 @@ def diff_revisions(
         listed[None] = _listed_envs(
             settings.read_bytes() if settings.is_file() else None, load_settings
         )
+    if envs is None:
+        envs = list(dict.fromkeys([*listed[new_rev], *listed[old_rev]]))
     for env in envs:
         prefix = f"{ENVIRONMENTS_DIR}/{env}"
         sides = []
@@ -609,13 +613,13 @@ def diff_revisions(
     return changes, sorted(set(problems))
 
 
-def _listed_envs(data: bytes | None, load: Any) -> set[str]:
+def _listed_envs(data: bytes | None, load: Any) -> list[str]:
     if data is None:
-        return set()
+        return []
     try:
-        return set(load(data).environments)
+        return list(load(data).environments)
     except FlagstoneError:
-        return set()
+        return []
 
 
 def _env_of_problem(problem: Problem) -> str | None:

@@ -580,9 +580,7 @@ class _Walk:
         if not isinstance(before, Mapping):
             before = {}
         changes = tuple(
-            f"{top} changed"
-            if top in before and top in after
-            else f"{top} {'added' if top in after else 'removed'}"
+            _settings_change(top, before.get(top, MISSING), after.get(top, MISSING))
             for top in sorted({*before, *after})
             if not _same(before.get(top, MISSING), after.get(top, MISSING))
         )
@@ -684,6 +682,20 @@ class _Walk:
             )
         new = MISSING if entry.new is None and entry.action == "removed" else entry.new
         return _same(side, new) or (entry.new == SECRET and side is not MISSING)
+
+
+def _settings_change(top: str, old: Any, new: Any) -> str:
+    if old is MISSING or new is MISSING:
+        return f"{top} {'added' if old is MISSING else 'removed'}"
+    if top == "environments" and isinstance(old, list) and isinstance(new, list):
+        # Which environments came and went: a renamed folder reads as one of each.
+        gone = [str(e) for e in old if e not in new]
+        came = [str(e) for e in new if e not in old]
+        words = [f"{e} added" for e in came] + [f"{e} removed" for e in gone]
+        if not words:
+            words = ["reordered"]
+        return f"environments {', '.join(words)} ({', '.join(map(str, new))})"
+    return f"{top} changed"
 
 
 def _first(values: Any) -> Any:

@@ -60,10 +60,9 @@ def diff(
                 "--rev takes a range such as main..HEAD (or main.. for the working tree)"
             )
         old_rev, new_rev = rev.split("..", 1)
-        names = env or list(repo.settings.environments)
-        check_environments(names, repo.settings.environments)
+        check_environments(env or (), repo.settings.environments)
         changes, problems = diff_revisions(
-            repo_root, old_rev or "HEAD", new_rev or None, names, secrets
+            repo_root, old_rev or "HEAD", new_rev or None, env or None, secrets
         )
         title = f"flagstone diff {rev}"
     else:
