@@ -283,3 +283,23 @@ def test_reference_matcher__sees_the_blow_up_the_analysis_predicts() -> None:
     short = backtracking_steps(r"^\d*\d*x", "1" * 20 + "c", limit=10**7)
     long = backtracking_steps(r"^\d*\d*x", "1" * 40 + "c", limit=10**7)
     assert long > 3.5 * short  # quadratic: the polynomial finding is real
+
+
+@pytest.mark.parametrize("pattern", [r"^(?=a)b+$", r"\bfoo(?!bar)\w+"])
+def test_validate__pattern_the_runtime_refuses__is_a_bad_regex(
+    cli, tmp_path, repo_from_case, pattern: str
+) -> None:
+    import json
+
+    from flagstone.runtime.regex import regex_problem
+
+    assert regex_problem(pattern) is not None  # the runtime would refuse the bundle
+    repo = repo_from_case("valid/base")
+    (repo / "environments/dev/segments.yaml").write_text(
+        f"internal:\n  when: {{email: {{matches: {json.dumps(pattern)}}}}}\n"
+    )
+    result = cli(["validate", "--format", "json"], cwd=repo)
+    assert result.exit_code == 1
+    problems = [p for p in json.loads(result.stdout)["problems"] if p["code"] == "bad-regex"]
+    assert len(problems) == 1 and "cannot run in the runtime" in problems[0]["message"]
+    assert problems[0]["file"] == "environments/dev/segments.yaml"

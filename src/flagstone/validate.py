@@ -40,6 +40,7 @@ from flagstone.model import (
 from flagstone.paths import leaves
 from flagstone.privacy import check_privacy
 from flagstone.runtime.format import MAX_PREREQUISITE_DEPTH
+from flagstone.runtime.regex import regex_problem
 from flagstone.schema import (
     check_against,
     check_app_config,
@@ -516,6 +517,19 @@ def _regex_problems(pattern: str, file: str, path: DocPath) -> Iterator[Problem]
             "unsafe-regex",
             path=path,
             hint=REGEX_HINTS[finding.kind],
+        )
+        return
+    # Past the backtracking analysis, what passes is exactly what the runtime compiles
+    # (Python's engine or RE2).
+    problem = regex_problem(pattern)
+    if problem is not None:
+        yield Problem(
+            file,
+            0,
+            0,
+            f"regular expression {pattern!r} cannot run in the runtime: {problem}",
+            "bad-regex",
+            path=path,
         )
 
 

@@ -1,4 +1,6 @@
-"""Deterministic bucketing, identical to flagd's ``fractional`` (flagd-core 2.x).
+"""Deterministic bucketing, as flagd's ``fractional`` in its v3 specification; which flagd
+implementations and versions agree: the table in docs/flagd.md, "Buckets: which flagd
+implementations agree".
 
     bucket(salt, unit) = (murmur3_x86_32(cbor_text(salt + "/" + str(unit)), seed=0) * 10_000) >> 32
 
