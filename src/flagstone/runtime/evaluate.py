@@ -9,11 +9,12 @@ when a caller asks for details. ``explain`` interprets the same bundle step by s
 
 from __future__ import annotations
 
-import functools
 import json
+import sys
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, KeysView, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from mmh3 import hash as _murmur3
@@ -151,6 +152,7 @@ def _any(matchers: list[Matcher]) -> Matcher:
 def _compile_operator(attr: str, op: str, operand: Any) -> Matcher:
     if op not in OPERATORS and op != "exists":
         raise BundleError(f"unknown operator {op!r}")
+    attr = _intern(attr)
     if "." in attr:  # nested lookups take the general path
         return lambda ctx: apply(op, lookup(ctx, attr), operand)
     # Specialised closures for the common cases; each agrees with `apply` (see tests).
@@ -224,34 +226,67 @@ def _segment_refs(node: Mapping[str, Any]) -> list[str]:
 
 # --- serving -----------------------------------------------------------------------------
 
-# A serve function returns (variant, bucket) or None when the unit cannot be bucketed.
-Serve = Callable[[Context], "tuple[str, int | None] | None"]
+# A serve is the variant's name (a fixed serve) or a Rollout, read by ``roll``: plain
+# data rather than closures, so a compiled flag costs a few hundred bytes.
+Rollout = tuple[str, str, tuple[int, ...], tuple[str, ...]]  # (by, salt + "/", ends, names)
+Serve = str | Rollout
 
 
-def compile_serve(serve: Mapping[str, Any], salt: str, unit: str) -> tuple[Serve, bool]:
-    """(serve function, is_rollout)."""
+def compile_serve(serve: Mapping[str, Any], salt: str, unit: str, shared: Shared) -> Serve:
     if "variant" in serve:
-        return _fixed_serve(serve["variant"]), False
-    by = serve.get("by", unit)
-    ends = tuple(a["end"] for a in serve["rollout"])
-    names = tuple(a["variant"] for a in serve["rollout"])
-    prefix = salt + "/"
-
-    def rollout(ctx: Context) -> tuple[str, int | None] | None:
-        raw = ctx.get(by)
-        u = raw if type(raw) is str else unit_string(raw)
-        if u is None:
-            return None
-        b = hash_bucket(prefix, u)
-        return names[bisect_right(ends, b)], b
-
-    return rollout, True
+        return _intern(serve["variant"])
+    arms = serve["rollout"]
+    ends, names = shared.value(
+        (tuple(a["end"] for a in arms), tuple(_intern(a["variant"]) for a in arms))
+    )
+    return (_intern(serve.get("by", unit)), salt + "/", ends, names)
 
 
-@functools.lru_cache(maxsize=4096)
-def _fixed_serve(variant: str) -> Serve:
-    fixed = (variant, None)
-    return lambda ctx: fixed
+def roll(rollout: Rollout, ctx: Context) -> tuple[str, int] | None:
+    """(variant, bucket) of a rollout, or None when the context cannot be bucketed."""
+    by, prefix, ends, names = rollout
+    raw = ctx.get(by)
+    u = raw if type(raw) is str else unit_string(raw)
+    if u is None:
+        return None
+    b = hash_bucket(prefix, u)
+    return names[bisect_right(ends, b)], b
+
+
+def _intern(text: str) -> str:
+    return sys.intern(text) if type(text) is str else text
+
+
+class Shared:
+    """What compiled flags of one bundle hold in common, held once: equal conditions
+    (one closure for every ``plan eq pro``), rollout arms and variant maps."""
+
+    __slots__ = ("_conditions", "_values")
+
+    def __init__(self) -> None:
+        self._conditions: dict[str, Matcher] = {}
+        self._values: dict[Any, Any] = {}
+
+    def condition(self, node: Mapping[str, Any], segments: Mapping[str, Matcher]) -> Matcher:
+        if "segment" in node:
+            return compile_condition(node, segments)
+        key = json.dumps(node, sort_keys=True, ensure_ascii=False)
+        matcher = self._conditions.get(key)
+        if matcher is None:
+            matcher = self._conditions.setdefault(key, compile_condition(node, segments))
+        return matcher
+
+    def value(self, value: Any) -> Any:
+        """An equal hashable value compiled before, or ``value``."""
+        return self._values.setdefault(value, value)
+
+    def variants(self, variants: Mapping[str, Any]) -> Mapping[str, Any]:
+        # The JSON text keys them: 1, 1.0 and true are different variant values.
+        key = ("variants", json.dumps(variants, ensure_ascii=False))
+        shared: Mapping[str, Any] = self._values.setdefault(
+            key, {_intern(k): v for k, v in variants.items()}
+        )
+        return shared
 
 
 # --- experiments -------------------------------------------------------------------------
@@ -376,9 +411,8 @@ class CompiledFlag:
     unit: str
     prerequisites: tuple[tuple[str, frozenset[str]], ...]
     targets: Mapping[str, str]
-    rules: tuple[tuple[Matcher, Serve, int, bool], ...]
+    rules: tuple[tuple[Matcher, Serve, int], ...]
     default: Serve
-    default_is_rollout: bool
     experiment: CompiledExperiment | None
     source: Source = field(repr=False)
 
@@ -406,7 +440,7 @@ class FlagTable(dict[str, CompiledFlag]):
     The hot path reads the compiled entries with ``dict.get`` and comes here on a miss.
     """
 
-    __slots__ = ("_experiments", "_segments", "sources")
+    __slots__ = ("_experiments", "_segments", "_shared", "sources")
 
     def __init__(
         self,
@@ -418,12 +452,13 @@ class FlagTable(dict[str, CompiledFlag]):
         self.sources = sources
         self._segments = segments
         self._experiments = experiments
+        self._shared = Shared()
 
     def __missing__(self, key: str) -> CompiledFlag:
         source = self.sources[key]  # KeyError when the bundle has no such flag
         try:
             compiled = compile_flag(
-                key, parse_source(source), self._segments, self._experiments, source
+                key, parse_source(source), self._segments, self._experiments, source, self._shared
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             # The load-time checks make this unreachable; never let it look like a missing key.
@@ -570,31 +605,46 @@ def build_bundle(
     )
 
 
+_NO_TARGETS: Mapping[str, str] = MappingProxyType({})
+
+
 def compile_flag(
     key: str,
     raw: Mapping[str, Any],
     segments: Mapping[str, Matcher],
     experiments: Mapping[str, CompiledExperiment],
     source: Source | None = None,
+    shared: Shared | None = None,
 ) -> CompiledFlag:
-    salt, unit = raw["salt"], raw["unit"]
-    rules = []
-    for index, rule in enumerate(raw["rules"]):
-        serve, is_rollout = compile_serve(rule["serve"], salt, unit)
-        rules.append((compile_condition(rule["when"], segments), serve, index, is_rollout))
-    default, default_is_rollout = compile_serve(raw["default"], salt, unit)
+    shared = shared if shared is not None else Shared()
+    salt, unit = raw["salt"], _intern(raw["unit"])
+    serves: dict[Any, Serve] = {}  # a flag's rules often repeat its default rollout
+
+    def serve_of(serve: Mapping[str, Any]) -> Serve:
+        compiled = compile_serve(serve, salt, unit, shared)
+        return serves.setdefault(compiled, compiled)
+
+    rules = tuple(
+        shared.value((shared.condition(rule["when"], segments), serve_of(rule["serve"]), index))
+        if "variant" in rule["serve"]
+        else (shared.condition(rule["when"], segments), serve_of(rule["serve"]), index)
+        for index, rule in enumerate(raw["rules"])
+    )
+    targets = raw["targets"]
     experiment_key = raw.get("experiment")
+    off_variant = raw.get("off_variant")
     return CompiledFlag(
         key=key,
-        variants=raw["variants"],
+        variants=shared.variants(raw["variants"]),
         enabled=raw["enabled"] is True,
-        off_variant=raw.get("off_variant"),
+        off_variant=_intern(off_variant) if off_variant is not None else None,
         unit=unit,
-        prerequisites=tuple((p["flag"], frozenset(p["variants"])) for p in raw["prerequisites"]),
-        targets=raw["targets"],
-        rules=tuple(rules),
-        default=default,
-        default_is_rollout=default_is_rollout,
+        prerequisites=tuple(
+            (p["flag"], frozenset(map(_intern, p["variants"]))) for p in raw["prerequisites"]
+        ),
+        targets={k: _intern(v) for k, v in targets.items()} if targets else _NO_TARGETS,
+        rules=rules,
+        default=serve_of(raw["default"]),
         experiment=experiments[experiment_key] if experiment_key is not None else None,
         source=source if source is not None else raw,
     )
@@ -622,12 +672,17 @@ def evaluate(bundle: CompiledBundle, flag: CompiledFlag, ctx: Context, depth: in
         arm = experiment.assign(ctx)[0]
         if arm is not None:
             return arm, SPLIT, None, None, experiment.key, None
-    for matcher, serve, index, _ in flag.rules:
+    for matcher, serve, index in flag.rules:
         if matcher(ctx):
-            served_rule = serve(ctx)
+            if type(serve) is str:
+                return serve, RULE_MATCH, index, None, None, None
+            served_rule = roll(serve, ctx)  # type: ignore[arg-type]
             if served_rule is not None:
                 return served_rule[0], RULE_MATCH, index, served_rule[1], None, None
-    served = flag.default(ctx)
+    default = flag.default
+    if type(default) is str:
+        return default, DEFAULT, None, None, None, None
+    served = roll(default, ctx)  # type: ignore[arg-type]
     if served is None:
         return (
             None,
@@ -637,7 +692,7 @@ def evaluate(bundle: CompiledBundle, flag: CompiledFlag, ctx: Context, depth: in
             None,
             f"context has no usable {flag.unit!r} for the default rollout",
         )
-    return served[0], SPLIT if flag.default_is_rollout else DEFAULT, None, served[1], None, None
+    return served[0], SPLIT, None, served[1], None, None
 
 
 def resolve(bundle: CompiledBundle, key: str, ctx: Context, default: Any = None) -> Resolution:
