@@ -368,31 +368,3 @@ def test_shape_check__held_equal_to_the_reference_jsonschema(path, value) -> Non
     except BundleError:
         accepted = False
     assert accepted == expected
-
-
-def test_load__holds_the_gil_for_its_stretch_and_restores_the_switch_interval() -> None:
-    import sys
-
-    from flagstone.runtime import loader
-
-    before = sys.getswitchinterval()
-    seen = []
-    original = loader.build_bundle
-
-    def spy(*args, **kwargs):
-        seen.append(sys.getswitchinterval())
-        return original(*args, **kwargs)
-
-    loader.build_bundle = spy
-    try:
-        Client.from_bytes(dump_bundle(BASE))
-        with pytest.raises(BundleError):
-            Client.from_bytes(json.dumps(mutated(version=3)).encode())
-        with pytest.raises(BundleError):
-            Client.from_bytes(
-                json.dumps(with_flag(next(iter(BASE["flags"])), enabled="no")).encode()
-            )
-    finally:
-        loader.build_bundle = original
-    assert seen and all(interval == loader.MAX_LOAD_SLICE for interval in seen)
-    assert sys.getswitchinterval() == before

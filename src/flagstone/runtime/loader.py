@@ -14,10 +14,7 @@ import gc
 import json
 import os
 import re
-import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from json import decoder as _json_decoder
 from pathlib import Path
 from typing import Any, cast
@@ -28,17 +25,6 @@ from flagstone.runtime.errors import BundleError
 from flagstone.runtime.evaluate import CompiledBundle, Source, build_bundle
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
-# A load is a few milliseconds of Python (the per-flag walk, the cross-reference check)
-# between C calls that hold the GIL anyway. Time-sliced against threads that evaluate
-# flags (every sys.getswitchinterval(), 5 ms by default, each of them takes a turn), a
-# 5 ms load takes 25 ms behind four threads. So while a load runs the interval is raised
-# to this, and the load finishes in one stretch: evaluating threads wait for it at most
-# once, for its own duration, exactly as they wait for a json.loads of the same bytes.
-# No I/O happens inside, so the GIL is never handed to another thread for that long.
-MAX_LOAD_SLICE = 0.25
-_interval_lock = threading.Lock()
-_stretches = 0
-_saved_interval = 0.005
 # The C scanner and string decoder json.loads itself uses (untyped in typeshed).
 _scan_value = cast(Callable[[str, int], tuple[Any, int]], json.JSONDecoder().scan_once)  # type: ignore[attr-defined]
 scanstring = cast(Callable[[str, int], tuple[str, int]], _json_decoder.scanstring)  # type: ignore[attr-defined]
@@ -165,29 +151,10 @@ def load_bundle_bytes(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        with uninterrupted():
-            return _load(data, public_key, previous, identity)
+        return _load(data, public_key, previous, identity)
     finally:
         if was_enabled:
             gc.enable()
-
-
-@contextmanager
-def uninterrupted() -> Iterator[None]:
-    """Let this thread finish a load in one stretch (see MAX_LOAD_SLICE)."""
-    global _stretches, _saved_interval
-    with _interval_lock:
-        if _stretches == 0:
-            _saved_interval = sys.getswitchinterval()
-            sys.setswitchinterval(MAX_LOAD_SLICE)
-        _stretches += 1
-    try:
-        yield
-    finally:
-        with _interval_lock:
-            _stretches -= 1
-            if _stretches == 0:
-                sys.setswitchinterval(_saved_interval)
 
 
 def _load(

@@ -8,6 +8,7 @@ with backoff; the last good bundle stays live meanwhile.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import urllib.error
@@ -32,6 +33,30 @@ def _signature(path: Path) -> Signature | None:
     except OSError:
         return None
     return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns
+
+
+def read_whole(path: Path, expected: Signature) -> bytes | None:
+    """The file's bytes if it is still the file ``expected`` describes, else None.
+
+    Under threads that evaluate without pause, every system call that lets go of the GIL
+    may cost this thread a turn of every other thread (5 ms each) before it runs again,
+    so the file is read with four calls: open, one read of the size the poll saw (plus a
+    byte, to see growth), fstat (unchanged while it was read?), close.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        data = os.read(fd, expected[2] + 1)
+        while len(data) < expected[2]:  # a short read (rare for files): read the rest
+            more = os.read(fd, expected[2] + 1 - len(data))
+            if not more:
+                break
+            data += more
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns) != expected or len(data) != expected[2]:
+        return None  # replaced or written meanwhile: the next poll looks again
+    return data
 
 
 def retry_delay(interval: float, failures: int) -> float:
@@ -102,15 +127,15 @@ class FileWatcher:
                 self.client.refused(error)
             return
         try:
-            data = self.path.read_bytes()
+            data = read_whole(self.path, current)
         except FileNotFoundError:
             return  # removed between stat and read: the next poll reports it
         except OSError as e:
             self._seen = current
             self.client.source_failed(f"cannot read {self.path}: {e.strerror or e}")
             return
-        if _signature(self.path) != current:
-            return  # still being written: look again next time
+        if data is None:
+            return  # still being written, or replaced: look again next time
         self._seen = current
         try:
             bundle = self.client.load(data)
