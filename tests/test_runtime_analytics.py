@@ -63,7 +63,7 @@ def test_counts__four_threads_counting_while_flushes_race__flushed_counts_are_ex
     tmp_path,
 ) -> None:
     client, sink = analytics_client(tmp_path, interval=0.005)  # flushes race the counting
-    per_thread = 250_000  # 4 x 1,000,000 passes too (about 10 s on a quiet machine)
+    per_thread = 1_000_000
     contexts = [{"user_id": f"u{i}", "plan": "pro" if i % 3 == 0 else "free"} for i in range(1000)]
 
     def work() -> None:

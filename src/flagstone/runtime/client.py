@@ -412,7 +412,10 @@ class Client:
         if analytics is not None:
             try:
                 if arm is not None:
-                    analytics.expose(compiled, arm, context, bundle.environment)
+                    # A unit's repeat exposure is one lookup, here, rather than a call.
+                    unit = context.get(compiled.unit)
+                    if type(unit) is not str or analytics.logged.get((compiled.key, unit)) != arm:
+                        analytics.expose(compiled, arm, context, bundle.environment)
                 else:
                     _count_refusal(analytics, compiled, context, bundle)
             except Exception:
@@ -444,7 +447,12 @@ class Client:
             experiment: CompiledExperiment | None = compiled.experiment
             if experiment is not None:
                 if outcome[4] is not None:  # an experiment arm was served
-                    analytics.expose(experiment, outcome[0], context, bundle.environment)
+                    unit = context.get(experiment.unit)
+                    if (
+                        type(unit) is not str
+                        or analytics.logged.get((experiment.key, unit)) != outcome[0]
+                    ):
+                        analytics.expose(experiment, outcome[0], context, bundle.environment)
                 elif outcome[1] not in _BEFORE_EXPERIMENT:
                     _count_refusal(analytics, experiment, context, bundle)
         except Exception:

@@ -137,7 +137,8 @@ class Analytics:
         self.dropped = 0  # exposures dropped because the queue was full
         self.failed = 0  # records a sink failed to write
         self._queue: deque[Exposure] = deque()
-        self._seen: dict[tuple[str, str], str] = {}  # (experiment, unit) -> arm logged
+        # (experiment, unit) -> the arm logged: a caller that finds its arm here skips expose()
+        self.logged: dict[tuple[str, str], str] = {}
         self._refused: set[tuple[str, str]] = set()  # (experiment, unit) counted, in memory only
         self._refusals: dict[tuple[str, str, str | None], int] = {}  # units per experiment
         self._exposure_lock = threading.Lock()  # only on a unit's first exposure
@@ -184,17 +185,17 @@ class Analytics:
         if unit is None:
             return
         key = (experiment.key, unit)
-        if self._seen.get(key) == arm:
+        if self.logged.get(key) == arm:
             return
         dimensions = {
             d: _dimension_value(context.get(d)) for d in experiment.dimensions if d not in self.pii
         }
         with self._exposure_lock:
-            if self._seen.get(key) == arm:
+            if self.logged.get(key) == arm:
                 return
-            if len(self._seen) >= self.dedup_limit:
-                self._seen.clear()  # bounded memory; `analyze` keeps each unit's first exposure
-            self._seen[key] = arm
+            if len(self.logged) >= self.dedup_limit:
+                self.logged.clear()  # bounded memory; `analyze` keeps each unit's first exposure
+            self.logged[key] = arm
             if len(self._queue) >= self.max_queue:
                 self._queue.popleft()
                 self.dropped += 1
