@@ -337,6 +337,11 @@ def test_fuzz__mutated_bundle__refused_at_load_or_never_raises(mutations) -> Non
         client = Client.from_dict(bundle)
     except BundleError:
         return
+    # Flags compile lazily, where a failure would only show as an ERROR evaluation:
+    # compile each one here, so that anything the load-time checks let through fails.
+    flags = client.bundle.flags
+    for key in list(flags):
+        flags[key]
     for context in CONTEXTS:
         exercise(client, context)
 

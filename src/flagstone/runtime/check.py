@@ -155,27 +155,33 @@ def _flag_is_sound(
     experiments: Mapping[str, Any],
     key: str,
 ) -> bool:
-    """The fast path of every load: True when ``_check_flag`` would find nothing."""
+    """The fast path of every load: True when ``_check_flag`` would find nothing.
+
+    One pass over the flag, the common shapes tested inline (a reload of 1,000 changed
+    flags runs this 1,000 times between the C calls that parse and check them)."""
     variants = flag["variants"]
     if "off_variant" in flag and flag["off_variant"] not in variants:
         return False
     targets = flag["targets"]
     if targets and not variants.keys() >= set(targets.values()):
         return False
-    for serve in (flag["default"], *[rule["serve"] for rule in flag["rules"]]):
+    if not _serve_is_sound(flag["default"], variants):
+        return False
+    for rule in flag["rules"]:
+        serve = rule["serve"]
         if "variant" in serve:
             if serve["variant"] not in variants:
                 return False
-        else:
-            end = 0
-            for arm in serve["rollout"]:
-                if arm["variant"] not in variants or arm["end"] < end:
-                    return False
-                end = arm["end"]
-            if end != BUCKETS:
+        elif not _serve_is_sound(serve, variants):
+            return False
+        when = rule["when"]
+        if "attr" in when:
+            if when["op"] == "matches":
+                return False  # a pattern is compiled (and judged) by the full check
+        elif "segment" in when:
+            if when["segment"] not in segments:
                 return False
-    for rule in flag["rules"]:
-        if not _condition_is_plain(rule["when"], segments, 0):
+        elif not _condition_is_plain(when, segments, 0):
             return False
     for prerequisite in flag["prerequisites"]:
         if prerequisite["flag"] not in flag_keys:
@@ -184,6 +190,17 @@ def _flag_is_sound(
     return experiment is None or (
         experiment in experiments and experiments[experiment]["flag"] == key
     )
+
+
+def _serve_is_sound(serve: Mapping[str, Any], variants: Mapping[str, Any]) -> bool:
+    if "variant" in serve:
+        return serve["variant"] in variants
+    end = 0
+    for arm in serve["rollout"]:
+        if arm["variant"] not in variants or arm["end"] < end:
+            return False
+        end = arm["end"]
+    return bool(end == BUCKETS)
 
 
 def _check_flag(
