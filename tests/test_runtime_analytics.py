@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from flagstone.bundle import dump_bundle
 from flagstone.runtime import Analytics, Client, MemorySink
 from tests.runtime_helpers import bundle_from_yaml
@@ -59,6 +61,7 @@ def counts(sink: MemorySink) -> Counter:
     return out
 
 
+@pytest.mark.slow  # 4 x 1,000,000 evaluations: about 4 s on a quiet machine
 def test_counts__four_threads_counting_while_flushes_race__flushed_counts_are_exact(
     tmp_path,
 ) -> None:
