@@ -127,6 +127,16 @@ def test_codegen__stdout_is_the_code_and_is_deterministic(tmp_path):
     assert '"onboarding-length": "classic" | "short";' in first.stdout
 
 
+def test_codegen__dry_run__prints_what_out_would_hold_and_writes_nothing(tmp_path):
+    repo = copy_example(tmp_path)
+    target = tmp_path / "flags.ts"
+    dry = run_cli("codegen", "--lang", "ts", "--out", str(target), "--dry-run", cwd=repo)
+    assert dry.returncode == 0, dry.stderr
+    assert not target.exists()
+    assert "dry run" in dry.stderr and "not written" in dry.stderr
+    assert dry.stdout == run_cli("codegen", "--lang", "ts", cwd=repo).stdout
+
+
 def test_codegen__an_invalid_repository_is_refused_with_its_findings(tmp_path):
     repo = copy_example(tmp_path)
     flags = repo / "environments/prod/flags.yaml"

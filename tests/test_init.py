@@ -69,3 +69,22 @@ def test_init__real_entry_point__inside_an_existing_git_repository(flagstone_exe
     assert result.returncode == 0, result.stderr
     assert "Initialized a git repository" not in result.stdout
     assert flagstone_exe(["validate"], cwd=root / "config").returncode == 0
+
+
+def test_init__dry_run__lists_the_files_and_writes_nothing(cli, tmp_path: Path) -> None:
+    from tests.cli_schemas import check_output
+
+    target = tmp_path / "new"
+    result = cli(["init", str(target), "--dry-run", "--format", "json"], cwd=tmp_path)
+    assert result.exit_code == 0, result.stderr
+    doc = check_output("init", result.stdout)
+    assert doc["dry_run"] is True and doc["git_initialized"] is False
+    assert "flagstone.yaml" in doc["written"] and "environments/prod/flags.yaml" in doc["written"]
+    assert not target.exists()
+    text = cli(["init", "--dry-run"], cwd=tmp_path)
+    assert "would write" in text.stdout and "nothing written" in text.stdout
+    assert not any(tmp_path.iterdir())
+    # The same refusal as a real run: a dry run never promises what would fail.
+    (tmp_path / "flagstone.yaml").write_text("# mine\n")
+    assert cli(["init", "--dry-run"], cwd=tmp_path).exit_code == 2
+    assert (tmp_path / "flagstone.yaml").read_text() == "# mine\n"

@@ -642,6 +642,7 @@ class InitReport:
             "written": list(self.result.written),
             "git_initialized": self.result.git_initialized,
             "next": self.next_steps,
+            "dry_run": self.result.dry_run,
         }
 
 

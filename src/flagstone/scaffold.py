@@ -28,6 +28,7 @@ class InitResult:
     root: Path
     written: tuple[str, ...]
     git_initialized: bool
+    dry_run: bool = False  # nothing was written: ``written`` is what would be
 
 
 def _template(name: str) -> str:
@@ -129,8 +130,10 @@ def init_repository(
     environments: list[str] | None = None,
     force: bool = False,
     today: dt.date | None = None,
+    dry_run: bool = False,
 ) -> InitResult:
-    """Write a new repository into ``target``; refuse to overwrite unless ``force``."""
+    """Write a new repository into ``target``; refuse to overwrite unless ``force``.
+    With ``dry_run``, check the same and say what would be written, writing nothing."""
     from flagstone.gitio import init_repo
 
     environments = check_environment_names(
@@ -147,6 +150,8 @@ def init_repository(
             f"{len(existing)} file(s) already exist in {target}: {shown}; "
             "nothing was written (pass --force to overwrite them)"
         )
+    if dry_run:
+        return InitResult(target, tuple(sorted(content)), False, dry_run=True)
     # git init first, so that the files are written under the repository's write lock;
     # a failed write then removes what init created (the folder and .git included).
     missing = [p for p in (target, *target.parents) if not p.exists()]

@@ -29,6 +29,10 @@ def codegen(
         TextJson,
         typer.Option("--format", "-f", help="text: the code itself; json: a report with it."),
     ] = TextJson.text,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="With --out: print the code instead; write nothing."),
+    ] = False,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Typed accessors for every flag, variant, experiment arm and config key."""
@@ -52,6 +56,9 @@ def codegen(
         raise typer.Exit(ExitCode.FINDINGS)
     model = codegen_model(repo, names)
     text = render_ts(model) if lang is Language.ts else render_python(model)
+    if dry_run and out_file is not None:
+        err.print(f"dry run: {out_file} not written; the code it would hold follows")
+        out_file = None
     if out_file is not None:
         write_atomically(out_file, text.encode())
     if fmt is TextJson.json:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from flagstone.cli.app import Format, TextJson, command, finish
+from flagstone.cli.edit_commands import Commit, DryRun, Env, Fmt, Message, Root
 from flagstone.cli.groups import experiment_app
 from flagstone.errors import FlagstoneError, UsageError
 
@@ -22,14 +23,6 @@ if TYPE_CHECKING:
     from flagstone.edit import DocumentSet
     from flagstone.model import Environment
 
-Env = Annotated[str, typer.Option("--env", "-e", help="The environment to change.")]
-Commit = Annotated[bool, typer.Option("--commit", help="Commit the change.")]
-Message = Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")]
-DryRun = Annotated[
-    bool, typer.Option("--dry-run", help="Show the change as a diff; write nothing.")
-]
-Fmt = Annotated[TextJson, typer.Option("--format", "-f")]
-Root = Annotated[Path | None, typer.Option("--root", help="Repository root.")]
 Key = Annotated[str, typer.Argument(help="The experiment's key.")]
 At = Annotated[
     str | None, typer.Option("--at", help="The time to record (ISO 8601; default: now, UTC).")

@@ -24,6 +24,9 @@ def init(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite files that already exist.")
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the files init would write; write nothing.")
+    ] = False,
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
 ) -> None:
     """Scaffold a flagstone repository: settings, schemas, environments, a spec, CI and pre-commit."""
@@ -31,7 +34,9 @@ def init(
     from flagstone.scaffold import init_repository
 
     envs = [e.strip() for e in environments.split(",")]
-    result = init_repository(directory, project=project, environments=envs, force=force)
+    result = init_repository(
+        directory, project=project, environments=envs, force=force, dry_run=dry_run
+    )
     where = "" if directory == Path() else f"cd {directory} && "
     next_steps = (
         f"{where}flagstone validate && flagstone test && "

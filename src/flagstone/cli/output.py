@@ -358,13 +358,16 @@ def _verify(v: report.VerifyResult) -> None:
 
 @text_renderer(report.InitReport)
 def _init(i: report.InitReport) -> None:
-    out.print(
-        Text.assemble(
-            ("Created a flagstone repository", "bold green"), f" in {i.result.root.resolve()}:"
-        )
-    )
+    where = f" in {i.result.root.resolve()}:"
+    if i.result.dry_run:
+        out.print(Text.assemble(("dry run:", "bold"), " init would write", where))
+    else:
+        out.print(Text.assemble(("Created a flagstone repository", "bold green"), where))
     for rel in i.result.written:
         out.print(f"  {rel}")
+    if i.result.dry_run:
+        out.print("nothing written")
+        return
     if i.result.git_initialized:
         out.print("Initialized a git repository (git init).")
     out.print(Text.assemble(("\nNext: ", "bold"), i.next_steps))
