@@ -50,6 +50,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     calls, rounds = (20_000, 2) if args.quick else (200_000, 7)
+    load_before = os.getloadavg()[0]
     npm_install()
     sizes = json.loads(
         subprocess.run(
@@ -68,13 +69,13 @@ def main() -> None:
             capture_output=True,
             text=True,
         )
-    table = render(json.loads(run.stdout), sizes)
+    table = render(json.loads(run.stdout), sizes, (load_before, os.getloadavg()[0]))
     print(table)
     if not args.no_write:
         write_section(table)
 
 
-def render(result: dict, sizes: list[dict]) -> str:
+def render(result: dict, sizes: list[dict], load: tuple[float, float] = (0.0, 0.0)) -> str:
     sdks = result["sdks"]
     ours = sdks[0]
     lines = [
@@ -82,7 +83,8 @@ def render(result: dict, sizes: list[dict]) -> str:
         "",
         f"Command: `.venv/bin/python bench/js_runtime.py` (run by `make bench`). Measured {time.strftime('%Y-%m-%d')} on "
         f"{os.cpu_count()} cores, Node {result['node']}; median of {result['rounds']} interleaved rounds of "
-        f"{result['calls']:,} calls over bench/runtime.py's 1,000 contexts, after a JIT warm-up.",
+        f"{result['calls']:,} calls over bench/runtime.py's 1,000 contexts, after a JIT warm-up; "
+        f"load average {load[0]:.1f} before and {load[1]:.1f} after (other work on the machine).",
         "",
         "| SDK | flag evaluation (ns) | × flagstone | 3-arm assignment (ns) | × flagstone | share served `on` | arms a/b/c |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -103,8 +105,9 @@ def render(result: dict, sizes: list[dict]) -> str:
         "Shares differ by a point or so because each SDK hashes units its own way; the flag and the split are the same.",
         "",
         "Bundle sizes (esbuild, minified for browsers, gzip -9; `bench/js/build.mjs`): what a page",
-        "downloads up front, and what a dynamic import fetches later (flagstone's signature check,",
-        "loaded only when a public key is set).",
+        "downloads up front, and what a dynamic import fetches later (flagstone's URL poller on the",
+        "first `watch()`, its signature check only when a public key is set). The last row is the",
+        "whole client: every chunk a page polling a signed bundle ends up with.",
         "",
         "| package (entry) | minified | min + gzip | loaded later (gzip) |",
         "|---|---:|---:|---:|",
@@ -115,6 +118,12 @@ def render(result: dict, sizes: list[dict]) -> str:
         + " |"
         for s in sizes
     ]
+    core = sizes[0]
+    lines.append(
+        f"| @flagstone/client, all of it (with the poller and the signature check) | "
+        f"{(core['minified'] + core['lazyMinified']) / 1024:.1f} KB | "
+        f"{(core['gzip'] + core['lazyGzip']) / 1024:.1f} KB | - |"
+    )
     lines.append("")
     return "\n".join(lines)
 

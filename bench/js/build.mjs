@@ -8,7 +8,8 @@ await build({ entryPoints: ["runtime.ts"], bundle: true, packages: "external", p
 /**
  * What an app downloads for `contents`: minified for browsers, gzipped, `external` left out.
  * `initial` counts the chunks reached by static imports; `lazy` what a dynamic import
- * fetches later (flagstone's signature check, loaded only for signed bundles).
+ * fetches later (flagstone's URL poller, loaded on the first watch(), and its signature
+ * check, loaded only for signed bundles).
  */
 async function size(name, contents, external = []) {
   const result = await build({
@@ -36,13 +37,19 @@ async function size(name, contents, external = []) {
   walk(Object.keys(outputs).find((path) => outputs[path].entryPoint));
   const sum = (paths, f) => paths.reduce((n, p) => n + f(p), 0);
   const lazy = Object.keys(outputs).filter((p) => !initial.has(p));
-  return { name, minified: sum([...initial], (p) => outputs[p].bytes), gzip: sum([...initial], gzip), lazyGzip: sum(lazy, gzip) };
+  return {
+    name,
+    minified: sum([...initial], (p) => outputs[p].bytes),
+    gzip: sum([...initial], gzip),
+    lazyGzip: sum(lazy, gzip),
+    lazyMinified: sum(lazy, (p) => outputs[p].bytes),
+  };
 }
 
 const core = "../../clients/js/src";
 const sizes = [
-  await size("@flagstone/client (Client: evaluator, polling, exposures)", `export { Client } from "${core}/index.ts";`),
-  await size("@flagstone/client/react (beyond the core and React)", `export * from "${core}/react.tsx";`, ["react", "*/client.js", "*/operators.js", "*/evaluate.js"]),
+  await size("@flagstone/client (Client: every operator, exposures, config, bundles from objects)", `export { Client } from "${core}/index.ts";`),
+  await size("@flagstone/client/react (beyond the core and React)", `export * from "${core}/react.tsx";`, ["react", "*/client.js", "*/operators.js", "*/evaluate.js", "*/hashing.js", "*/errors.js"]),
   await size("@growthbook/growthbook (GrowthBookClient)", `export { GrowthBookClient } from "@growthbook/growthbook";`),
   await size("@growthbook/growthbook (GrowthBook)", `export { GrowthBook } from "@growthbook/growthbook";`),
   await size("@featurevisor/sdk (createInstance)", `export { createInstance } from "@featurevisor/sdk";`),

@@ -2,8 +2,8 @@
  * Compile a bundle once into closures; evaluate flags and experiments without parsing.
  * Module for module the Python runtime's evaluate.py: the same order (kill switch,
  * prerequisites, targets, experiment, rules, default), the same reasons, the same buckets.
- * The hot path allocates nothing: `evaluate` returns the variant and leaves the rest of
- * the outcome in `outcome`, which `resolve` copies into a Resolution when asked.
+ * The hot path allocates nothing: a flag's closure returns the variant and leaves the rest
+ * of the outcome in `outcome`, which `resolve` copies into a Resolution when asked.
  */
 import { BundleError } from "./errors.js";
 import { BUCKETS, bucketer } from "./hashing.js";
@@ -31,8 +31,14 @@ type Serve = (ctx: Context) => string | null;
 /** The rest of the last evaluation's outcome (single-threaded, so one shared record). */
 export const outcome: Omit<Resolution, "value" | "variant"> = { reason: "DEFAULT", ruleIndex: null, bucket: null, experiment: null, message: null };
 
-function done(reason: Reason, ruleIndex: number | null = null, bucket: number | null = null, experiment: string | null = null, message: string | null = null): void {
-  Object.assign(outcome, { reason, ruleIndex, bucket, experiment, message });
+// Record the outcome; returns `variant`, so `return done(...)` ends an evaluation.
+function done<T>(variant: T, reason: Reason, message: string | null = null, experiment: string | null = null, ruleIndex: number | null = null, bucket: number | null = null): T {
+  outcome.reason = reason;
+  outcome.ruleIndex = ruleIndex;
+  outcome.bucket = bucket;
+  outcome.experiment = experiment;
+  outcome.message = message;
+  return variant;
 }
 
 /** A unit id as hashed: strings as they are, integers in decimal, nothing else. */
@@ -44,21 +50,17 @@ const fail = (what: string): never => {
 
 // --- conditions ------------------------------------------------------------------------------
 
-function compileCondition(node: any, segments: Map<string, Matcher>): Matcher {
+function compileCondition(node: any, segments: (key: string) => Matcher): Matcher {
   if ("attr" in node) return compileLeaf(node);
-  if ("segment" in node) return segments.get(node.segment) ?? fail(`unknown segment '${node.segment}'`);
+  if ("segment" in node) return segments(node.segment);
   if ("not" in node) {
     const inner = compileCondition(node.not, segments);
     return (ctx) => !inner(ctx);
   }
   const all = "all" in node;
-  const ms: Matcher[] = (all ? node.all : node.any ?? fail(`unknown condition node ${JSON.stringify(Object.keys(node))}`)).map((n: any) =>
-    compileCondition(n, segments),
-  );
-  if (ms.length === 1) return ms[0];
+  const ms: Matcher[] = (all ? node.all : node.any ?? fail("unknown condition node")).map((n: any) => compileCondition(n, segments));
   const [a, b] = ms;
-  if (all && ms.length === 2) return (ctx) => a(ctx) && b(ctx);
-  return all ? (ctx) => ms.every((m) => m(ctx)) : (ctx) => ms.some((m) => m(ctx));
+  return ms.length === 1 ? a : all && ms.length === 2 ? (ctx) => a(ctx) && b(ctx) : all ? (ctx) => ms.every((m) => m(ctx)) : (ctx) => ms.some((m) => m(ctx));
 }
 
 function compileLeaf({ attr, op, value, ecmascript }: any): Matcher {
@@ -67,48 +69,39 @@ function compileLeaf({ attr, op, value, ecmascript }: any): Matcher {
     const want = truthy(value);
     return (ctx) => (read(ctx) != null) === want;
   }
-  const check = hasOwn(OPERATORS, op) ? OPERATORS[op] : fail(`unknown operator '${op}'`);
-  if (op === "matches") {
-    // flagstone build translates each pattern (src/flagstone/ecmascript.py); without one, this condition answers ERROR.
+  const check = hasOwn(OPERATORS, op) ? OPERATORS[op] : fail(`unknown operator ${op}`);
+  if (op === "matches")
     try {
+      // flagstone build writes each pattern in ECMAScript form (src/flagstone/ecmascript.py).
       value = new RegExp(...(ecmascript as [string, string]));
     } catch {
-      value = new BundleError(`pattern ${JSON.stringify(value)} has no ECMAScript form${ecmascript === undefined ? " (rebuild the bundle with flagstone build)" : ""}`);
+      value = new BundleError(`pattern ${value} has no ECMAScript form`); // this condition answers ERROR
+    }
+  const whenMissing = op === "neq" || op === "not_in";
+  // The common cases as closures of their own (no second call per leaf); each agrees with OPERATORS (held by the vectors).
+  if (!attr.includes(".")) {
+    if (typeof value === "string") {
+      if (op === "eq") return (ctx) => read(ctx) === value;
+      if (op === "ends_with")
+        return (ctx) => {
+          const v = read(ctx);
+          return typeof v === "string" && v.endsWith(value);
+        };
+      if (op === "starts_with")
+        return (ctx) => {
+          const v = read(ctx);
+          return typeof v === "string" && v.startsWith(value);
+        };
+    }
+    if ((op === "in" || op === "not_in") && Array.isArray(value) && value.every((x) => typeof x === "string")) {
+      const strings = new Set<unknown>(value);
+      return op === "in" ? (ctx) => strings.has(read(ctx)) : (ctx) => !strings.has(read(ctx));
     }
   }
-  // Specialised closures for the common cases; each agrees with OPERATORS (held by the vectors).
-  let test = (v: unknown): boolean => check(v, value);
-  if (typeof value === "string") {
-    if (op === "eq") test = (v) => v === value;
-    if (op === "ends_with") test = (v) => typeof v === "string" && v.endsWith(value);
-    if (op === "starts_with") test = (v) => typeof v === "string" && v.startsWith(value);
-  }
-  if ((op === "in" || op === "not_in") && Array.isArray(value) && value.every((x) => typeof x === "string")) {
-    const strings = new Set<unknown>(value);
-    test = op === "in" ? (v) => strings.has(v) : (v) => !strings.has(v);
-  }
-  const whenMissing = op === "neq" || op === "not_in";
   return (ctx) => {
     const v = read(ctx);
-    return v == null ? whenMissing : test(v);
+    return v == null ? whenMissing : check(v, value);
   };
-}
-
-function compileSegments(raw: Record<string, any>): Map<string, Matcher> {
-  const compiled = new Map<string, Matcher>();
-  const visiting = new Set<string>();
-  const refs = (node: any): string[] =>
-    "segment" in node ? [node.segment] : "not" in node ? refs(node.not) : (node.all ?? node.any ?? []).flatMap(refs);
-  const build = (key: string): void => {
-    if (compiled.has(key)) return;
-    if (visiting.has(key)) fail(`segment cycle through '${key}'`);
-    visiting.add(key);
-    const node = raw[key].when;
-    for (const ref of refs(node)) hasOwn(raw, ref) ? build(ref) : fail(`segment '${key}' refers to unknown segment '${ref}'`);
-    compiled.set(key, compileCondition(node, compiled));
-  };
-  for (const key in raw) build(key);
-  return compiled;
 }
 
 // --- serving ---------------------------------------------------------------------------------
@@ -116,7 +109,7 @@ function compileSegments(raw: Record<string, any>): Map<string, Matcher> {
 type Arms = [number[], string[]];
 const arms = (list: any[]): Arms => [list.map((a) => a.end), list.map((a) => a.variant)];
 
-/** The index of the first end above `b` (Python's bisect_right); past the end throws, as IndexError does. */
+/** The arm of bucket `b` among cumulative ends (Python's bisect_right); past the end throws, as IndexError does. */
 function pick([ends, names]: Arms, b: number): string {
   let i = 0;
   while (i < ends.length && ends[i] <= b) i++;
@@ -124,11 +117,11 @@ function pick([ends, names]: Arms, b: number): string {
 }
 
 function compileServe(serve: any, salt: string, unit: string): Serve {
-  if ("variant" in serve) return () => ((outcome.bucket = null), serve.variant);
+  const { variant, rollout } = serve;
+  if (variant !== undefined) return () => ((outcome.bucket = null), variant);
   const get = getter(serve.by ?? unit);
-  const split = arms(serve.rollout);
-  const last = split[0].at(-1) ?? 0;
-  if (last !== BUCKETS) fail(`rollout ends at ${last}, expected ${BUCKETS}`);
+  const split = arms(rollout);
+  if (split[0].at(-1) !== BUCKETS) fail(`rollout does not end at ${BUCKETS}`);
   const bucketOf = bucketer(salt + "/");
   return (ctx) => {
     const u = unitString(get(ctx));
@@ -152,20 +145,21 @@ export function hasConsent(ctx: Context, path: string[] = ["consent", "experimen
   return false;
 }
 
-function compileExperiment(raw: any, segments: Map<string, Matcher>): Assign {
-  const { unit, layer, salt } = raw;
+function compileExperiment(raw: any, segments: (key: string) => Matcher): Assign {
+  const { unit, layer, salt, traffic, audience } = raw;
+  const split = arms(raw.arms);
   const get = getter(unit);
   const consentPath: string[] = (raw.consent_attribute ?? "consent.experiments").split(".");
-  const traffic = Math.trunc(raw.traffic);
-  const split = arms(raw.arms);
   const armBucket = bucketer(`experiment:${salt}/`);
   const trafficBucket = bucketer(`experiment:${salt}:traffic/`);
   const layerBucket = bucketer(`layer:${layer}/`);
-  const audience = raw.audience && compileCondition(raw.audience, segments);
-  const [start, end] = (raw.layer_range ?? [0, 0]).map(Math.trunc);
+  const inAudience = audience ? compileCondition(audience, segments) : () => true;
+  const [start, end] = raw.layer_range ?? [0, 0];
+  const running = raw.status === "running";
+  const consentRequired = raw.consent_required;
   return (ctx) => {
-    const u = raw.status === "running" ? unitString(get(ctx)) : null;
-    if (u === null || (raw.consent_required && !hasConsent(ctx, consentPath)) || (audience && !audience(ctx))) return null;
+    const u = running ? unitString(get(ctx)) : null;
+    if (u === null || (consentRequired && !hasConsent(ctx, consentPath)) || !inAudience(ctx)) return null;
     if (layer !== undefined) {
       const b = layerBucket(u);
       if (b < start || b >= end) return null;
@@ -191,21 +185,30 @@ export interface CompiledBundle {
   raw: Record<string, any>;
 }
 
-const entries = (o: unknown): [string, any][] => (o && typeof o === "object" ? Object.entries(o) : []);
+const entries = (o: unknown): [string, any][] => Object.entries(o ?? {});
 const text = (v: unknown): string | null => (typeof v === "string" ? v : null);
 
 /** Compile a parsed bundle; throws BundleError for anything malformed. */
 export function compileBundle(raw: any): CompiledBundle {
   try {
-    if (typeof raw !== "object" || !raw || Array.isArray(raw)) fail("a bundle is a JSON object");
-    if (raw.format !== "flagstone-bundle") fail("not a flagstone bundle (format field)");
-    if (raw.version !== 1) fail(`unsupported bundle version ${JSON.stringify(raw.version)}`);
-    const segments = compileSegments(raw.segments ?? {});
-    const experiments = new Map(entries(raw.experiments).map(([k, e]) => [k, compileExperiment(e, segments)]));
+    if (raw?.format !== "flagstone-bundle") fail("not a flagstone bundle (format field)");
+    if (raw.version !== 1) fail(`unsupported bundle version ${raw.version}`);
+    // Segments compile on first reference, each once; one that refers back to itself is a cycle.
+    const segments = new Map<string, Matcher | null>();
+    const segment = (key: string): Matcher => {
+      const m = segments.get(key);
+      if (m === null) fail(`segment cycle through ${key}`);
+      if (m) return m;
+      segments.set(key, null);
+      const compiled = compileCondition((hasOwn(raw.segments ?? {}, key) ? raw.segments[key] : fail(`unknown segment ${key}`)).when, segment);
+      segments.set(key, compiled);
+      return compiled;
+    };
+    for (const [key] of entries(raw.segments)) segment(key);
+    const experiments = new Map(entries(raw.experiments).map(([k, e]) => [k, compileExperiment(e, segment)]));
     const flags = new Map<string, CompiledFlag>();
-    for (const [key, flag] of entries(raw.flags)) flags.set(key, compileFlag(key, flag, segments, experiments, flags));
-    for (const [key, flag] of entries(raw.flags))
-      for (const p of flag.prerequisites) flags.has(p.flag) || fail(`flag '${key}' requires unknown flag '${p.flag}'`);
+    for (const [key, flag] of entries(raw.flags)) flags.set(key, compileFlag(flag, segment, experiments, flags));
+    for (const [, flag] of entries(raw.flags)) for (const p of flag.prerequisites) flags.has(p.flag) || fail(`unknown prerequisite ${p.flag}`);
     return { flags, experiments, config: raw.config ?? {}, hash: text(raw.hash), environment: text(raw.environment), raw };
   } catch (e: any) {
     throw e instanceof BundleError ? e : new BundleError(`malformed bundle: ${e.name}: ${e.message}`);
@@ -213,39 +216,38 @@ export function compileBundle(raw: any): CompiledBundle {
 }
 
 // The same order as Python's: kill switch, prerequisites, targets, experiment, rules, default.
-function compileFlag(key: string, raw: any, segments: Map<string, Matcher>, experiments: Map<string, Assign>, flags: Map<string, CompiledFlag>): CompiledFlag {
+function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: Map<string, Assign>, flags: Map<string, CompiledFlag>): CompiledFlag {
   const { salt, unit, experiment, enabled, off_variant: off = null } = raw;
-  if (typeof salt !== "string" || typeof unit !== "string") fail(`flag '${key}' has no salt or unit`);
+  if (typeof salt !== "string" || typeof unit !== "string") fail("a flag without salt or unit");
   const unitOf = getter(unit);
   const prerequisites: [string, Set<string>][] = raw.prerequisites.map((p: any) => [p.flag, new Set(p.variants)]);
   const targets = new Map(entries(raw.targets));
   const rules: [Matcher, Serve][] = raw.rules.map((rule: any) => [compileCondition(rule.when, segments), compileServe(rule.serve, salt, unit)]);
   const fallback = compileServe(raw.default, salt, unit);
-  const split = "rollout" in raw.default;
-  const assign = experiment == null ? null : experiments.get(experiment) ?? fail(`flag '${key}' serves unknown experiment '${experiment}'`);
+  const split = raw.default.rollout ? "SPLIT" : "DEFAULT";
+  const assign = experiment == null ? null : experiments.get(experiment) ?? fail(`unknown experiment ${experiment}`);
   const evaluate = (ctx: Context, depth = 0): string | null => {
-    if (!enabled) return done("DISABLED"), off;
-    if (prerequisites.length && depth >= MAX_PREREQUISITE_DEPTH) return done("ERROR", null, null, null, "prerequisites nest too deeply"), null;
+    if (!enabled) return done(off, "DISABLED");
+    if (prerequisites.length && depth >= MAX_PREREQUISITE_DEPTH) return done(null, "ERROR", "prerequisites nest too deeply");
     for (const [key, allowed] of prerequisites) {
       const v = flags.get(key)!.evaluate(ctx, depth + 1);
-      if (v === null || !allowed.has(v)) return done("PREREQUISITE_FAILED", null, null, null, key), off;
+      if (v === null || !allowed.has(v)) return done(off, "PREREQUISITE_FAILED", key);
     }
     if (targets.size) {
       const u = unitOf(ctx);
       const target = u == null ? undefined : targets.get(unitString(u) ?? "");
-      if (target !== undefined) return done("TARGET_MATCH"), target;
+      if (target !== undefined) return done(target, "TARGET_MATCH");
     }
     const arm = assign && assign(ctx);
-    if (arm != null) return done("SPLIT", null, null, experiment), arm;
+    if (arm != null) return done(arm, "SPLIT", null, experiment);
     for (let i = 0; i < rules.length; i++) {
       if (rules[i][0](ctx)) {
         const v = rules[i][1](ctx);
-        if (v !== null) return done("RULE_MATCH", i, outcome.bucket), v;
+        if (v !== null) return done(v, "RULE_MATCH", null, null, i, outcome.bucket);
       }
     }
     const v = fallback(ctx);
-    if (v === null) return done("ERROR", null, null, null, `context has no usable '${unit}' for the default rollout`), null;
-    return done(split ? "SPLIT" : "DEFAULT", null, outcome.bucket), v;
+    return v === null ? done(null, "ERROR", `context has no usable '${unit}' for the default rollout`) : done(v, split, null, null, null, outcome.bucket);
   };
   return { variants: new Map(entries(raw.variants)), evaluate };
 }
@@ -254,14 +256,10 @@ function compileFlag(key: string, raw: any, segments: Map<string, Matcher>, expe
 export function resolve<V = Json>(bundle: CompiledBundle | null, key: string, ctx: Context, fallback?: V): Resolution<V> {
   const flag = bundle?.flags.get(key);
   let variant: string | null = null;
-  let value: any = fallback;
-  if (!flag) done("FLAG_NOT_FOUND", null, null, null, bundle ? `no flag '${key}' in the bundle` : "no bundle loaded yet");
-  else
-    try {
-      variant = flag.evaluate(ctx);
-      if (variant !== null) value = flag.variants.get(variant);
-    } catch (e: any) {
-      done("ERROR", null, null, null, `${e?.name}: ${e?.message}`);
-    }
-  return { value, variant, ...outcome };
+  try {
+    variant = flag ? flag.evaluate(ctx) : done(null, "FLAG_NOT_FOUND", bundle ? `no flag '${key}' in the bundle` : "no bundle loaded yet");
+  } catch (e: any) {
+    done(null, "ERROR", `${e?.name}: ${e?.message}`);
+  }
+  return { value: variant === null ? fallback : (flag!.variants.get(variant) as any), variant, ...outcome };
 }

@@ -101,15 +101,10 @@ export function compareSemver(a: any[], b: any[]): number {
 
 const isDigit = (c: string | undefined): boolean => !!c && c >= "0" && c <= "9";
 
-function daysFromCivil(y: number, m: number, d: number): number {
-  y -= m <= 2 ? 1 : 0;
-  const era = Math.floor(y / 400);
-  const yoe = y - era * 400;
-  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
-  return era * 146097 + yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy - 719468;
-}
-
-const isLeap = (y: number): boolean => y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+// Days since 1970-01-01 (setUTCFullYear, unlike Date.UTC, takes years below 100 as they are).
+const civil = (y: number, m: number, d: number): number => new Date(0).setUTCFullYear(y, m - 1, d) / 864e5;
+// The Monday of ISO week 1 (the week holding January 4th).
+const week1 = (y: number): number => civil(y, 1, 4) - ((((civil(y, 1, 4) + 3) % 7) + 7) % 7);
 
 // Where CPython's fromisoformat splits date from time (_find_isoformat_datetime_separator).
 function separatorAt(s: string): number {
@@ -124,23 +119,14 @@ function separatorAt(s: string): number {
 
 const DATE = /^(\d{4})(-?)(?:(\d\d)\2(\d\d)|W(\d\d)(?:\2([1-7]))?)$/;
 
-/** Days since 1970-01-01 of an ISO date part, or null. */
+/** Days since 1970-01-01 of an ISO date part (YYYY-MM-DD, YYYYMMDD, YYYY-Www[-D], YYYYWww[D]), or null. */
 function parseDate(s: string): number | null {
-  const m = DATE.exec(s);
-  if (!m) return null;
-  const year = +m[1];
-  if (year < 1) return null;
-  if (m[5]) {
-    const week = +m[5];
-    const jan1 = daysFromCivil(year, 1, 1);
-    const weekday = (((jan1 + 3) % 7) + 7) % 7; // 0 = Monday
-    if (week < 1 || week > (weekday === 3 || (weekday === 2 && isLeap(year)) ? 53 : 52)) return null;
-    return jan1 - weekday + (weekday > 3 ? 7 : 0) + (week - 1) * 7 + +(m[6] ?? 1) - 1;
-  }
-  const month = +m[3];
-  const day = +m[4];
-  const last = month === 2 ? (isLeap(year) ? 29 : 28) : 30 + ((month + (month >> 3)) & 1);
-  return month < 1 || month > 12 || day < 1 || day > last ? null : daysFromCivil(year, month, day);
+  const [, y, , m, d, w, wd = 1] = DATE.exec(s) ?? [];
+  if (!(+y > 0)) return null;
+  // An ISO year has as many weeks as lie between its week 1 and the next year's (52 or 53).
+  if (w) return +w < 1 || +w > (week1(+y + 1) - week1(+y)) / 7 ? null : week1(+y) + (+w - 1) * 7 + +wd - 1;
+  const days = civil(+y, +m, +d);
+  return +m < 1 || +m > 12 || +d < 1 || days >= civil(+y, +m + 1, 1) ? null : days;
 }
 
 /**
