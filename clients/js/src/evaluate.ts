@@ -192,7 +192,7 @@ const text = (v: unknown): string | null => (typeof v === "string" ? v : null);
 export function compileBundle(raw: any): CompiledBundle {
   try {
     if (raw?.format !== "flagstone-bundle") fail("not a flagstone bundle (format field)");
-    if (raw.version !== 1) fail(`unsupported bundle version ${raw.version}`);
+    if (raw.version !== 1) fail(`unsupported bundle version ${JSON.stringify(raw.version)}`);
     // Segments compile on first reference, each once; one that refers back to itself is a cycle.
     const segments = new Map<string, Matcher | null>();
     const segment = (key: string): Matcher => {

@@ -73,13 +73,9 @@ export function semverKey(text: unknown): (string | string[] | null)[] | null {
   return m ? [m[1], m[2], m[3], m[4]?.split(".") ?? null] : null;
 }
 
-// Integers of any size, as Python compares them: leading zeros dropped, then length, then digits.
-const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-const compareInts = (a: string, b: string): number => {
-  a = a.replace(/^0+(?=.)/, "");
-  b = b.replace(/^0+(?=.)/, "");
-  return a.length - b.length || compareText(a, b);
-};
+const compareText = (a: any, b: any): number => (a < b ? -1 : a > b ? 1 : 0);
+// Integers of any size, as Python compares them.
+const compareInts = (a: string, b: string): number => compareText(BigInt(a), BigInt(b));
 
 export function compareSemver(a: any[], b: any[]): number {
   for (let i = 0; i < 3; i++) {

@@ -67,6 +67,19 @@ describe("Client from an object", () => {
     expect(new Client({ bundle: { format: "other" }, onError }).lastError).toBe("not a flagstone bundle (format field)");
   });
 
+  it("a matches condition runs the bundle's ECMAScript form; without one it answers ERROR", () => {
+    const ctx = { email: "ann@isometry.app" };
+    expect(new Client({ bundle }).details("op-matches", ctx)).toMatchObject({ variant: "yes", reason: "RULE_MATCH" });
+    for (const form of [null, undefined]) {
+      const b = structuredClone(bundle);
+      b.flags["op-matches"].rules[0].when.ecmascript = form; // untranslatable, or a bundle from an older build
+      const r = new Client({ bundle: b }).details("op-matches", ctx, "dflt");
+      expect(r).toMatchObject({ value: "dflt", reason: "ERROR" });
+      expect(r.message).toMatch(/has no ECMAScript form/);
+      expect(new Client({ bundle: b }).variant("op-matches", { email: 42 })).toBe("no"); // not a string: no match, no error
+    }
+  });
+
   it("config reads dotted keys, own properties only", () => {
     const client = new Client({ bundle: { ...bundle, config: { api: { timeout_ms: 2500 }, "x.y": 1 } } });
     expect(client.config("api.timeout_ms")).toBe(2500);
@@ -153,6 +166,15 @@ describe("Client from a URL", () => {
     hang = false;
     await waitFor(() => client.hash === bundle.hash);
     server.closeAllConnections();
+  });
+
+  it("stop() before the poller has loaded means it never polls", async () => {
+    const s = serve();
+    const client = new Client({ url: await s.url, pollInterval: 10 });
+    open.push({ server: s.server, client });
+    client.stop();
+    await new Promise((r) => setTimeout(r, 80));
+    expect(s.requests).toEqual([]);
   });
 
   it("stop() ends polling", async () => {
