@@ -471,3 +471,104 @@ def test_build_include_secrets__unchanged_input__same_bytes_and_hash__any_change
             )
             == data
         )
+
+
+# A bug whose exception carries decrypted values, in each command that decrypts: neither the
+# one-line error nor the FLAGSTONE_DEBUG traceback shows them, and nothing is written.
+_BUGGY = """\
+import json, sys
+import flagstone.sops as s
+def boom(self, *a, **k):
+    raise ValueError("cannot render " + json.dumps(self.plain))
+s.Opened.render = boom
+s.Opened.get = lambda self, key: boom(self)
+def seal(plaintext, *a):
+    raise ValueError("cannot render " + plaintext.decode())
+s.seal_deterministic = seal
+from flagstone.cli.app import main
+sys.argv = ["flagstone", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["secret", "set", "prod", "api.third"],
+        ["secret", "get", "prod", "api.token"],
+        ["secret", "rotate", "prod"],
+        ["secret", "recipients", "add", "prod", str(x25519.Identity.generate().to_public())],
+        [
+            "build",
+            "--env",
+            "prod",
+            "--include-secrets",
+            "--recipient",
+            str(x25519.Identity.generate().to_public()),
+            "--out",
+            "srv",
+        ],
+    ],
+    ids=["set", "get", "rotate", "recipients-add", "build-include-secrets"],
+)
+def test_secret_commands__internal_error_with_values__traceback_scrubbed(
+    cli, repo: Path, args: list[str]
+) -> None:
+    cli(["secret", "set", "prod", "api.token"], cwd=repo, input="tok-3f9a1c77e2")
+    cli(["secret", "set", "prod", "api.pin"], cwd=repo, input="8812734")
+    before = (repo / SECRETS).read_bytes()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    for debug in ("", "1"):
+        result = subprocess.run(
+            [sys.executable, "-c", _BUGGY, *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            input="n3w-third-value",
+            env={**env, "FLAGSTONE_DEBUG": debug},
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "internal error (ValueError: cannot render" in result.stderr
+        assert ("Traceback" in result.stderr) == bool(debug)
+        for plaintext in ("tok-3f9a1c77e2", "8812734", "n3w-third-value"):
+            assert plaintext not in result.stdout + result.stderr, (debug, result.stderr)
+    assert (repo / SECRETS).read_bytes() == before
+
+
+def test_tampering__every_case_through_the_cli__exit_1_named_nothing_written(
+    cli, repo: Path
+) -> None:
+    from tests.test_sops import EXPECTED, _tamper_cases
+
+    for key, value in (("password", "pw-7f3a9c2e11"), ("port", "5432"), ("ratio", "0.25")):
+        assert cli(["secret", "set", "prod", f"api.{key}"], cwd=repo, input=value).exit_code == 0
+    text = (repo / SECRETS).read_text()
+    for case, tampered in _tamper_cases(text).items():
+        (repo / SECRETS).write_text(tampered)
+        for args, stdin in (
+            (["secret", "get", "prod", "api.port"], None),
+            (["secret", "set", "prod", "api.other"], "x-value"),
+            (["secret", "rotate", "prod"], None),
+            (
+                [
+                    "build",
+                    "--env",
+                    "prod",
+                    "--include-secrets",
+                    "--recipient",
+                    str(x25519.Identity.generate().to_public()),
+                    "--out",
+                    "srv",
+                ],
+                None,
+            ),
+        ):
+            result = cli(args, cwd=repo, input=stdin)
+            assert result.exit_code == 1, (case, args, result.stdout, result.stderr)
+            assert "environments/prod/secrets.sops.yaml" in result.stderr, (case, result.stderr)
+            expected = EXPECTED[case].replace("db.", "api.")
+            assert expected in result.stderr, (case, args, result.stderr)
+            assert (repo / SECRETS).read_text() == tampered, (case, args)
+            assert not (repo / "srv").exists()
+            for plaintext in ("pw-7f3a9c2e11", "0.25"):
+                assert plaintext not in result.stdout + result.stderr

@@ -126,19 +126,29 @@ _lock = threading.Lock()
 
 
 def remember(plaintexts: Iterable[str]) -> None:
+    """Add decrypted plaintexts to the last net (every decryption calls this, so it stays
+    cheap: the pattern is compiled when text is next scrubbed)."""
     global _known_pattern
     new = {t for t in plaintexts if len(t) >= MIN_SCRUB_LENGTH} - _known
     if not new:
         return
     with _lock:
         _known.update(new)
-        ordered = sorted(_known, key=lambda t: (-len(t), t))
-        _known_pattern = re.compile("|".join(re.escape(t) for t in ordered))
+        _known_pattern = None
+
+
+def _pattern() -> re.Pattern[str] | None:
+    global _known_pattern
+    with _lock:
+        if _known_pattern is None and _known:
+            ordered = sorted(_known, key=lambda t: (-len(t), t))
+            _known_pattern = re.compile("|".join(re.escape(t) for t in ordered))
+        return _known_pattern
 
 
 def redact_text(text: str) -> str:
     """Scrub every plaintext secret this process has seen from ``text``."""
-    pattern = _known_pattern
+    pattern = _known_pattern if _known_pattern is not None else _pattern()
     return pattern.sub(SECRET, text) if pattern is not None else text
 
 

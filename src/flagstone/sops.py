@@ -390,11 +390,18 @@ class Opened:
                             "changed, or moved from another key; nothing was written"
                         ) from None
                     ivs[(aad_for(path), value_bytes(value)[0])] = iv
+                    if isinstance(value, str | int | float) and not isinstance(value, bool):
+                        decrypted.append(str(value))
             if not rules.mac_only_encrypted or encrypted:
                 digest.update(value_bytes(value)[0])
             return value
 
+        from flagstone.secrets import remember
+
+        decrypted: list[str] = []
         plain = _map_leaves(source.values, open_leaf)
+        # Scrubbed from every message and traceback from now on (the last net).
+        remember(decrypted)
         mac_text = str(source.metadata.get("mac") or "")
         lastmodified = rfc3339(_parse_time(source.metadata.get("lastmodified", ""), source.file))
         try:
@@ -421,6 +428,10 @@ class Opened:
         return value
 
     def set(self, dotted: str, value: Any) -> None:
+        from flagstone.secrets import remember
+
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            remember([str(value)])
         parts = dotted.split(".")
         node = self.plain
         for part in parts[:-1]:

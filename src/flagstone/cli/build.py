@@ -198,11 +198,16 @@ def build(
 
 def _sealed_secrets(repo: Any, env: str, recipients: list[str]) -> dict[str, Any] | None:
     """``env``'s secrets decrypted with the user's identity and sealed for the service."""
+    from flagstone.cli.app import ExitCode, report_error
     from flagstone.paths import leaves
     from flagstone.secrets import remember
-    from flagstone.sops import find_identities, open_env, seal_for_bundle
+    from flagstone.sops import TamperedError, find_identities, open_env, seal_for_bundle
 
-    opened = open_env(repo.root, env, find_identities(repo.root))
+    try:
+        opened = open_env(repo.root, env, find_identities(repo.root))
+    except TamperedError as e:  # a file that fails to verify is a finding, as in `secret`
+        report_error(e)
+        raise typer.Exit(ExitCode.FINDINGS) from None
     if opened is None:
         return None
     # never into a message
