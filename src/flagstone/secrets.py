@@ -137,6 +137,15 @@ def remember(plaintexts: Iterable[str]) -> None:
         _known_pattern = None
 
 
+def forget_remembered() -> None:
+    """Empty the last net, as a fresh process starts: for running commands in-process
+    one after another (a test suite), so one command's secrets do not mask another's words."""
+    global _known_pattern
+    with _lock:
+        _known.clear()
+        _known_pattern = None
+
+
 def _pattern() -> re.Pattern[str] | None:
     global _known_pattern
     with _lock:

@@ -15,7 +15,7 @@ import typer
 
 from flagstone.cli.app import ExitCode, TextJson, command, err, finish, out, text_renderer
 from flagstone.cli.groups import secret_app
-from flagstone.errors import FlagstoneError
+from flagstone.errors import FlagstoneError, UsageError
 
 if TYPE_CHECKING:
     from flagstone.model import Repository
@@ -173,8 +173,22 @@ def _without_plaintext(repo: Repository, env: str, key: str) -> dict[str, str]:
 
 
 @command(name="set", group=secret_app)
-def secret_set(env: EnvArg, key: KeyArg, fmt: Fmt = TextJson.text, root: Root = None) -> None:
+def secret_set(
+    env: EnvArg,
+    key: KeyArg,
+    value_on_argv: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
+    fmt: Fmt = TextJson.text,
+    root: Root = None,
+) -> None:
     """Encrypt a value into ENV's secrets file (the value comes from stdin or a hidden prompt)."""
+    if value_on_argv:
+        from flagstone.secrets import remember
+
+        remember(value_on_argv)  # never echoed, whatever reports the error
+        raise UsageError(
+            "secret set never takes the value on the command line (shell history, process "
+            f'lists and CI logs keep it): printf %s "$VALUE" | flagstone secret set {env} {key}'
+        )
     repo = _repo(root, env)
     value = _typed(repo, key, _read_value(key))
     with _verified():
