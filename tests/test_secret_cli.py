@@ -608,3 +608,27 @@ def test_secret_set__value_on_the_command_line__refused_without_echoing_it(cli, 
     assert result.exit_code == 2
     assert "tok-on-argv-9c1f" not in result.stdout + result.stderr
     assert not (repo / SECRETS).exists()
+
+
+def test_secret_writers__dry_run__check_and_encrypt_but_write_nothing(cli, repo: Path) -> None:
+    from tests.cli_schemas import check_output
+
+    dry = cli(["secret", "set", "prod", "api.token", "--dry-run"], cwd=repo, input="tok-1\n")
+    assert dry.exit_code == 0, dry.stderr
+    assert "dry run: would have set api.token" in dry.stderr and "nothing written" in dry.stderr
+    assert not (repo / SECRETS).exists()
+    assert cli(["secret", "set", "prod", "api.token"], cwd=repo, input="tok-1\n").exit_code == 0
+    before = (repo / SECRETS).read_bytes()
+    other = str(x25519.Identity.generate().to_public())
+    for args, command in [
+        (["secret", "rotate", "prod"], "secret rotate"),
+        (["secret", "recipients", "add", "prod", other], "secret recipients add"),
+        (["secret", "set", "prod", "api.token"], "secret set"),
+    ]:
+        result = cli([*args, "--dry-run", "--format", "json"], cwd=repo, input="tok-2\n")
+        assert result.exit_code == 0, (args, result.stderr)
+        assert check_output(command, result.stdout)["dry_run"] is True
+        assert (repo / SECRETS).read_bytes() == before, args
+    # A dry run refuses what the write would refuse.
+    removed = cli(["secret", "recipients", "remove", "prod", other, "--dry-run"], cwd=repo)
+    assert removed.exit_code == 2 and (repo / SECRETS).read_bytes() == before

@@ -28,6 +28,9 @@ Root = Annotated[Path | None, typer.Option("--root", help="Repository root.")]
 EnvArg = Annotated[str, typer.Argument(help="The environment (dev, staging, prod, ...).")]
 KeyArg = Annotated[str, typer.Argument(help="Dotted key, e.g. db.password.")]
 Fmt = Annotated[TextJson, typer.Option("--format", "-f")]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Check and encrypt as usual; write nothing.")
+]
 
 
 @dataclass
@@ -99,15 +102,32 @@ def _open(repo: Repository, env: str, *, create: bool = False) -> Opened:
     return new_file(rel(env), recipients, passphrase=identities.passphrase)
 
 
-def _write(repo: Repository, env: str, opened: Opened, extra: dict[str, str] | None = None) -> None:
+def _write(
+    repo: Repository,
+    env: str,
+    opened: Opened,
+    extra: dict[str, str] | None = None,
+    *,
+    dry_run: bool = False,
+) -> None:
     """The secrets file (and config.yaml when a secret moves out of it), all or nothing,
-    and only if nobody changed them since they were read."""
+    and only if nobody changed them since they were read. A dry run renders the same
+    files, so it fails where the write would, and writes none of them."""
     from flagstone.edit import apply_files
     from flagstone.sops import secrets_relpath
 
     files = {secrets_relpath(env): opened.render(), **(extra or {})}
+    if dry_run:
+        return
     basis = {rel: opened.source.raw for rel in files if rel == secrets_relpath(env)}
     apply_files(repo.root, files, basis=basis if opened.source.raw is not None else None)
+
+
+def _dry(outcome: SecretOutcome, dry_run: bool) -> SecretOutcome:
+    outcome.data["dry_run"] = dry_run
+    if dry_run:
+        outcome.note = f"dry run: would have {outcome.note}; nothing written"
+    return outcome
 
 
 def _read_value(key: str) -> str:
@@ -177,6 +197,7 @@ def secret_set(
     env: EnvArg,
     key: KeyArg,
     value_on_argv: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
+    dry_run: DryRun = False,
     fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
@@ -194,11 +215,11 @@ def secret_set(
     with _verified():
         opened = _open(repo, env, create=True)
         opened.set(key, value)
-        _write(repo, env, opened, _without_plaintext(repo, env, key))
+        _write(repo, env, opened, _without_plaintext(repo, env, key), dry_run=dry_run)
     recipients = [str(e.get("recipient")) for e in opened.metadata.get("age", [])]
     note = f"set {key} in {opened.source.file} (encrypted for {len(recipients)} recipient(s))"
     data = {"env": env, "key": key, "file": opened.source.file, "recipients": recipients}
-    finish(SecretOutcome(data, note), fmt)
+    finish(_dry(SecretOutcome(data, note), dry_run), fmt)
 
 
 @command(name="get", group=secret_app)
@@ -341,6 +362,7 @@ def recipients_add(
         bool,
         typer.Option("--passphrase", help="Add a passphrase recipient (FLAGSTONE_AGE_PASSPHRASE)."),
     ] = False,
+    dry_run: DryRun = False,
     fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
@@ -372,13 +394,9 @@ def recipients_add(
         opened.metadata["age"] = entries
     else:
         opened.add_recipient(str(recipient))
-    _write(repo, env, opened)
-    finish(
-        _recipients_outcome(
-            env, opened, f"{recipient or 'a passphrase'} can now decrypt {opened.source.file}"
-        ),
-        fmt,
-    )
+    _write(repo, env, opened, dry_run=dry_run)
+    note = f"let {recipient or 'a passphrase'} decrypt {opened.source.file}"
+    finish(_dry(_recipients_outcome(env, opened, note), dry_run), fmt)
 
 
 def _recipients_outcome(
@@ -393,6 +411,7 @@ def _recipients_outcome(
 def recipients_remove(
     env: EnvArg,
     recipient: Annotated[str, typer.Argument(help="The age public key to remove.")],
+    dry_run: DryRun = False,
     fmt: Fmt = TextJson.text,
     root: Root = None,
 ) -> None:
@@ -402,13 +421,15 @@ def recipients_remove(
     with _verified():
         opened = _open(repo, env)
     opened.remove_recipient(recipient)
-    _write(repo, env, opened)
-    note = f"removed {recipient}; rotated the data key of {opened.source.file}"
-    finish(_recipients_outcome(env, opened, note, rotated=True), fmt)
+    _write(repo, env, opened, dry_run=dry_run)
+    note = f"removed {recipient} and rotated the data key of {opened.source.file}"
+    finish(_dry(_recipients_outcome(env, opened, note, rotated=True), dry_run), fmt)
 
 
 @command(name="rotate", group=secret_app)
-def secret_rotate(env: EnvArg, fmt: Fmt = TextJson.text, root: Root = None) -> None:
+def secret_rotate(
+    env: EnvArg, dry_run: DryRun = False, fmt: Fmt = TextJson.text, root: Root = None
+) -> None:
     """A new data key for ENV's secrets; every value re-encrypted with fresh IVs."""
     from flagstone.sops import find_identities
 
@@ -416,13 +437,9 @@ def secret_rotate(env: EnvArg, fmt: Fmt = TextJson.text, root: Root = None) -> N
     with _verified():
         opened = _open(repo, env)
     opened.rotate(passphrase=find_identities(repo.root).passphrase)
-    _write(repo, env, opened)
-    finish(
-        _recipients_outcome(
-            env, opened, f"rotated the data key of {opened.source.file}", rotated=True
-        ),
-        fmt,
-    )
+    _write(repo, env, opened, dry_run=dry_run)
+    note = f"rotated the data key of {opened.source.file}"
+    finish(_dry(_recipients_outcome(env, opened, note, rotated=True), dry_run), fmt)
 
 
 @command(name="keygen", group=secret_app)
