@@ -277,3 +277,33 @@ def test_leak_sweep__encrypted_secrets__never_printed_except_by_secret_get(
     assert (
         cli(["secret", "get", "prod", "db.password"], cwd=leaky_repo).stdout == long_enough + "\n"
     )
+    # the commands that act on it, and every file and git object they write
+    objects = git_objects(leaky_repo)
+    git.Repo(leaky_repo).git.add("-A")
+    git.Repo(leaky_repo).git.commit("-m", "encrypted secrets", "--no-gpg-sign")
+    service = x25519.Identity.generate()
+    ran = []
+    for args in [
+        ["eval", "new-checkout", "--env", "prod", "--explain", "--context", '{"user_id": "u1"}'],
+        ["eval", "--all", "--env", "prod", "--format", "json"],
+        ["history", "--format", "json"],
+        ["diff", "--rev", "HEAD~1..HEAD", "--format", "json"],
+        ["promote", "dev", "prod", "--secrets", "reencrypt", "--yes", "--commit"],
+        ["rollback", "prod", "--to", "HEAD~1", "--only", "new-checkout", "--yes"],
+        ["secret", "rotate", "prod"],
+        ["secret", "recipients", "add", "prod", str(service.to_public())],
+    ]:
+        result = cli(args, cwd=leaky_repo)
+        ran.append((args[0], result.exit_code))
+        for secret in (long_enough, long_enough + "-dev"):
+            assert secret not in result.stdout + result.stderr, (args, secret)
+    assert all(code == 0 for _, code in ran), str(ran)
+    for rel, data in snapshot(leaky_repo).items():
+        for secret in (long_enough, long_enough + "-dev"):
+            assert secret.encode() not in data, f"{secret!r} written into {rel}"
+    for sha in git_objects(leaky_repo) - objects:
+        content = subprocess.run(
+            ["git", "cat-file", "-p", sha], cwd=leaky_repo, capture_output=True, check=True
+        ).stdout
+        assert long_enough.encode() not in content, f"plaintext in git object {sha}"
+    assert len(git_objects(leaky_repo) - objects) > 3  # the commits really happened

@@ -500,3 +500,24 @@ def test_analyze__reports_units_left_out_for_lacking_consent__text_json_markdown
         ["analyze", "checkout-test", "--env", "prod", "--stats", str(stats), "-f", "json"], cwd=repo
     )
     assert check_output("analyze", from_stats.stdout)["excluded"]["consent_not_given"] == 7
+
+
+def test_runtime__a_bundle_listing_pii_as_a_dimension__still_never_logs_it(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    """validate and build keep PII out of dimensions; a bundle made otherwise (by hand, an
+    older build) still cannot make the runtime log it, since the bundle's pii list wins."""
+    assert cli(["build", "--env", "prod", "--out", "dist"], cwd=repo).exit_code == 0
+    raw = json.loads((repo / "dist" / "prod.json").read_text())
+    assert raw["pii"] == ["email", "ip"]
+    assert raw["experiments"]["checkout-test"]["dimensions"] == ["country"]
+    raw["experiments"]["checkout-test"]["dimensions"] = ["country", "email", "ip"]
+    del raw["hash"]
+    sink = MemorySink()
+    with Client.from_dict(raw, sink=sink, pseudonym_key=KEY) as client:
+        _serve(client, UNITS, times=1)
+    exposures = [r for r in sink.records if r["type"] == "exposure"]
+    assert len(exposures) == 10 and all(r["dimensions"] == {"country": "DE"} for r in exposures)
+    text = json.dumps(sink.records)
+    for unit in UNITS:
+        assert str(unit["email"]) not in text and str(unit["ip"]) not in text
