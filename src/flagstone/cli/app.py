@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import importlib
 import os
@@ -308,6 +309,28 @@ def text_renderer(kind: type[R]) -> Callable[[Callable[[R], None]], Callable[[R]
         return fn
 
     return register
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a command did when no result type of its own fits: ``data`` are its JSON
+    keys, ``note`` the line for people (stderr), ``shown`` what stdout gets in text."""
+
+    data: dict[str, Any]
+    note: str = ""
+    shown: list[str] = dataclasses.field(default_factory=list)
+    ok: bool = True
+
+    def payload(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+@text_renderer(Outcome)
+def _render_outcome(outcome: Outcome) -> None:
+    for line in outcome.shown:
+        out.print(line, markup=False)
+    if outcome.note:
+        err.print(outcome.note, markup=False)
 
 
 def finish(result: Any, fmt: str) -> NoReturn:

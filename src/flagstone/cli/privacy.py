@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flagstone.cli.app import TextJson, command, err, finish, out, text_renderer
+from flagstone.cli.app import Outcome, TextJson, command, err, finish
 from flagstone.cli.groups import privacy_app
 from flagstone.errors import FlagstoneError
 
@@ -26,26 +25,7 @@ DryRun = Annotated[
 ]
 
 
-@dataclass
-class PrivacyOutcome:
-    data: dict[str, Any]
-    note: str = ""
-    shown: list[str] = field(default_factory=list)
-    ok: bool = True
-
-    def payload(self) -> dict[str, Any]:
-        return dict(self.data)
-
-
-@text_renderer(PrivacyOutcome)
-def _render(outcome: PrivacyOutcome) -> None:
-    for line in outcome.shown:
-        out.print(line, markup=False)
-    if outcome.note:
-        err.print(outcome.note, markup=False)
-
-
-def _outcome(report: LogReport, verb: str, dry_run: bool, extra: dict[str, Any]) -> PrivacyOutcome:
+def _outcome(report: LogReport, verb: str, dry_run: bool, extra: dict[str, Any]) -> Outcome:
     files = [
         {"file": f.file, "removed": f.removed, "kept": f.kept, "unreadable": f.unreadable}
         for f in report.files
@@ -53,7 +33,7 @@ def _outcome(report: LogReport, verb: str, dry_run: bool, extra: dict[str, Any])
     shown = [f"{f.file}: {f.removed} row(s) {verb}" for f in report.files if f.removed]
     would = "would be " if dry_run else ""
     note = f"{report.removed} row(s) {would}{verb} from {len(report.files)} file(s)"
-    return PrivacyOutcome(
+    return Outcome(
         {**extra, "files": files, "removed": report.removed, "dry_run": dry_run}, note, shown
     )
 
@@ -81,7 +61,7 @@ def pseudonymize(
     hash_id = pseudonymizer(key)
     pairs = [(raw, hash_id(raw)) for raw in read_ids(sys.stdin)]
     if fmt is TextJson.json:
-        finish(PrivacyOutcome({"ids": [{"id": r, "pseudonym": p} for r, p in pairs]}), fmt)
+        finish(Outcome({"ids": [{"id": r, "pseudonym": p} for r, p in pairs]}), fmt)
     sys.stdout.write("".join(f"{r},{p}\n" for r, p in pairs))
 
 

@@ -7,13 +7,12 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flagstone.cli.app import ExitCode, TextJson, command, err, finish, out, text_renderer
+from flagstone.cli.app import ExitCode, Outcome, TextJson, command, finish
 from flagstone.cli.groups import secret_app
 from flagstone.errors import FlagstoneError, UsageError
 
@@ -31,28 +30,6 @@ Fmt = Annotated[TextJson, typer.Option("--format", "-f")]
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Check and encrypt as usual; write nothing.")
 ]
-
-
-@dataclass
-class SecretOutcome:
-    """What a secret command did: ``data`` are its JSON keys, ``note`` the line for people
-    (stderr), ``shown`` what goes to stdout in text (a public key, a value asked for)."""
-
-    data: dict[str, Any]
-    note: str = ""
-    shown: list[str] = field(default_factory=list)
-    ok: bool = True
-
-    def payload(self) -> dict[str, Any]:
-        return dict(self.data)
-
-
-@text_renderer(SecretOutcome)
-def _render(outcome: SecretOutcome) -> None:
-    for line in outcome.shown:
-        out.print(line, markup=False)
-    if outcome.note:
-        err.print(outcome.note, markup=False)
 
 
 @contextmanager
@@ -123,7 +100,7 @@ def _write(
     apply_files(repo.root, files, basis=basis if opened.source.raw is not None else None)
 
 
-def _dry(outcome: SecretOutcome, dry_run: bool) -> SecretOutcome:
+def _dry(outcome: Outcome, dry_run: bool) -> Outcome:
     outcome.data["dry_run"] = dry_run
     if dry_run:
         outcome.note = f"dry run: would have {outcome.note}; nothing written"
@@ -219,7 +196,7 @@ def secret_set(
     recipients = [str(e.get("recipient")) for e in opened.metadata.get("age", [])]
     note = f"set {key} in {opened.source.file} (encrypted for {len(recipients)} recipient(s))"
     data = {"env": env, "key": key, "file": opened.source.file, "recipients": recipients}
-    finish(_dry(SecretOutcome(data, note), dry_run), fmt)
+    finish(_dry(Outcome(data, note), dry_run), fmt)
 
 
 @command(name="get", group=secret_app)
@@ -271,9 +248,7 @@ def secret_edit(env: EnvArg, fmt: Fmt = TextJson.text, root: Root = None) -> Non
         after = path.read_bytes()
         if after == before:
             finish(
-                SecretOutcome(
-                    {"env": env, "file": opened.source.file, "changed": False}, "no change"
-                ),
+                Outcome({"env": env, "file": opened.source.file, "changed": False}, "no change"),
                 fmt,
             )
         data = parse_yaml(after, f"{env}.secrets.yaml (edited)")
@@ -290,7 +265,7 @@ def secret_edit(env: EnvArg, fmt: Fmt = TextJson.text, root: Root = None) -> Non
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     finish(
-        SecretOutcome(
+        Outcome(
             {"env": env, "file": opened.source.file, "changed": True}, f"wrote {opened.source.file}"
         ),
         fmt,
@@ -339,7 +314,7 @@ def recipients_list(env: EnvArg, fmt: Fmt = TextJson.text, root: Root = None) ->
         f"{k}: {n} key(s) (kept, not managed by flagstone)" for k, n in others.items()
     ]
     finish(
-        SecretOutcome(
+        Outcome(
             {
                 "env": env,
                 "file": source.file,
@@ -399,12 +374,10 @@ def recipients_add(
     finish(_dry(_recipients_outcome(env, opened, note), dry_run), fmt)
 
 
-def _recipients_outcome(
-    env: str, opened: Opened, note: str, rotated: bool = False
-) -> SecretOutcome:
+def _recipients_outcome(env: str, opened: Opened, note: str, rotated: bool = False) -> Outcome:
     recipients = [str(e.get("recipient")) for e in opened.metadata.get("age", [])]
     data = {"env": env, "file": opened.source.file, "recipients": recipients, "rotated": rotated}
-    return SecretOutcome(data, note)
+    return Outcome(data, note)
 
 
 @command(name="remove", group=recipients_app)
@@ -473,9 +446,7 @@ def secret_keygen(
     public = str(identity.to_public())
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(f"# public key: {public}\n{identity}\n")
-    finish(
-        SecretOutcome({"file": str(target), "public_key": public}, f"wrote {target}", [public]), fmt
-    )
+    finish(Outcome({"file": str(target), "public_key": public}, f"wrote {target}", [public]), fmt)
 
 
 @command(name="textconv", group=secret_app)
@@ -488,7 +459,7 @@ def secret_textconv(
 
     text = textconv(file.read_bytes(), file.name)
     if fmt is TextJson.json:
-        finish(SecretOutcome({"file": str(file), "lines": text.splitlines()}), fmt)
+        finish(Outcome({"file": str(file), "lines": text.splitlines()}), fmt)
     sys.stdout.write(text)
 
 
@@ -520,7 +491,7 @@ def secret_merge(
     if conflicts:
         note = f"{name}: changed on both sides: {', '.join(conflicts)}; resolve with `flagstone secret edit`"
         finish(
-            SecretOutcome({"file": name, "conflicts": conflicts, "merged": False}, note, ok=False),
+            Outcome({"file": name, "conflicts": conflicts, "merged": False}, note, ok=False),
             fmt,
         )
     theirs_recipients = set(b.source.recipients) - set(o.source.recipients if o else [])
@@ -530,7 +501,7 @@ def secret_merge(
     from flagstone.edit import atomic_write
 
     atomic_write(ours, a.render())
-    finish(SecretOutcome({"file": name, "conflicts": [], "merged": True}), fmt)
+    finish(Outcome({"file": name, "conflicts": [], "merged": True}), fmt)
 
 
 @command(name="drivers", group=secret_app)
@@ -545,4 +516,4 @@ def secret_drivers(fmt: Fmt = TextJson.text, root: Root = None) -> None:
 
     gitio.set_config(repo_root, GIT_DRIVERS)
     shown = [f"git config {key} {json.dumps(value)}" for key, value in GIT_DRIVERS.items()]
-    finish(SecretOutcome({"config": dict(GIT_DRIVERS)}, shown=shown), fmt)
+    finish(Outcome({"config": dict(GIT_DRIVERS)}, shown=shown), fmt)
