@@ -541,6 +541,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     calls, rounds, samples = (2_000, 2, 5) if args.quick else (20_000, 5, 40)
+    load_before = os.getloadavg()[0]
     contexts = make_contexts(1000)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -570,7 +571,9 @@ def main() -> None:
             for threads in ((0, 4) if kind == "one" else (0, 1, 4))
         }
         analytics_rows = assignment_with_analytics(tmp, contexts, calls, rounds)
-    table = render(sdks, results, reloads, calls, rounds, analytics_rows)
+    table = render(
+        sdks, results, reloads, calls, rounds, analytics_rows, (load_before, os.getloadavg()[0])
+    )
     print(table)
     if not args.no_write:
         write_section(table)
@@ -616,6 +619,7 @@ def render(
     calls: int,
     rounds: int,
     analytics_rows: dict[str, float] | None = None,
+    load_average: tuple[float, float] | None = None,
 ) -> str:
     median = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
     ours = median["flagstone"]
@@ -625,7 +629,12 @@ def render(
         "",
         f"Command: `.venv/bin/python bench/runtime.py` (run by `make bench`). Measured {time.strftime('%Y-%m-%d')} on "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; median of {rounds} interleaved rounds of "
-        f"{calls:,} calls over the same 1,000 contexts.",
+        f"{calls:,} calls over the same 1,000 contexts"
+        + (
+            f"; load average {load_average[0]:.1f} at the start, {load_average[1]:.1f} at the end."
+            if load_average
+            else "."
+        ),
         "",
         "| SDK | flag evaluation (ns) | × flagstone | 3-arm assignment (ns) | × flagstone | share served `on` |",
         "|---|---:|---:|---:|---:|---:|",

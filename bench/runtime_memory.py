@@ -33,7 +33,10 @@ from flagstone.runtime import Client  # noqa: E402
 from flagstone.runtime.loader import load_bundle_bytes  # noqa: E402
 
 
-def synthetic_bundle(flags: int, version: int = 0, ramp_only: bool = False) -> bytes:
+def synthetic_bundle(
+    flags: int, version: int = 0, ramp_only: bool = False, distinct: bool = False
+) -> bytes:
+    """``distinct``: no two flags' attribute rules alike (nothing for compiling to share)."""
     segments = {
         f"seg-{i}": {
             "when": {
@@ -60,7 +63,11 @@ def synthetic_bundle(flags: int, version: int = 0, ramp_only: bool = False) -> b
             "rules": [
                 {"when": {"segment": f"seg-{i % 200}"}, "serve": {"variant": "on"}},
                 {
-                    "when": {"attr": "plan", "op": "eq", "value": "pro"},
+                    "when": {
+                        "attr": "plan",
+                        "op": "eq",
+                        "value": f"pro-{i}" if distinct else "pro",
+                    },
                     "serve": {"rollout": rollout},
                 },
             ],
@@ -110,6 +117,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     reloads, rounds = (10, 2) if args.quick else (100, 5)
+    load_before = os.getloadavg()[0]
     data = [synthetic_bundle(10_000, v) for v in range(2)]
     ramps = [synthetic_bundle(10_000, v, ramp_only=True) for v in range(2)]
     json_ms = best_ms(lambda: json.loads(data[0]), rounds)
@@ -120,6 +128,9 @@ def main() -> None:
     keys = list(client.bundle.flags)
     del client
     evaluated, evaluated_mib = retained(lambda: _evaluated(data[0], keys, ctx))
+    del evaluated
+    distinct = synthetic_bundle(10_000, distinct=True)
+    evaluated, distinct_mib = retained(lambda: _evaluated(distinct, keys, ctx))
     del evaluated
     samples: dict[str, list[float]] = {"every flag changed": [], "one flag changed": []}
     for name, versions in (("every flag changed", data), ("one flag changed", ramps)):
@@ -137,7 +148,15 @@ def main() -> None:
         tracemalloc.stop()
         del live
     table = render(
-        len(data[0]), json_ms, load_ms, json_mib, load_mib, evaluated_mib, samples, reloads
+        len(data[0]),
+        json_ms,
+        load_ms,
+        json_mib,
+        load_mib,
+        (evaluated_mib, distinct_mib),
+        samples,
+        reloads,
+        (load_before, os.getloadavg()[0]),
     )
     print(table)
     if not args.no_write:
@@ -160,22 +179,25 @@ def render(
     load_ms: float,
     json_mib: float,
     load_mib: float,
-    evaluated_mib: float,
+    evaluated_mib: tuple[float, float],
     samples: dict[str, list[float]],
     reloads: int,
+    load_average: tuple[float, float],
 ) -> str:
     lines = [
         "## Runtime memory and load",
         "",
         f"Command: `.venv/bin/python bench/runtime_memory.py` (run by `make bench`). Measured {time.strftime('%Y-%m-%d')} on "
         f"{os.cpu_count()} cores, Python {platform.python_version()}: a synthetic 10,000-flag bundle of {size / 1e6:.1f} MB "
-        "(200 segments; per flag a segment rule, an attribute rule with a rollout, a default rollout, a target for one in four).",
+        "(200 segments; per flag a segment rule, an attribute rule with a rollout, a default rollout, a target for one in four). "
+        f"Load average {load_average[0]:.1f} at the start, {load_average[1]:.1f} at the end.",
         "",
         "| what | flagstone | baseline | × baseline |",
         "|---|---:|---:|---:|",
         f"| load (parse, check, prepare), best of runs | {load_ms:.0f} ms | `json.loads` of the file: {json_ms:.0f} ms | {load_ms / json_ms:.2f} |",
         f"| retained after load | {load_mib:.1f} MiB | the parsed JSON: {json_mib:.1f} MiB | {load_mib / json_mib:.2f} |",
-        f"| retained with every flag evaluated once (all compiled) | {evaluated_mib:.1f} MiB | the parsed JSON: {json_mib:.1f} MiB | {evaluated_mib / json_mib:.2f} |",
+        f"| retained with every flag evaluated once (all compiled) | {evaluated_mib[0]:.1f} MiB | the parsed JSON: {json_mib:.1f} MiB | {evaluated_mib[0] / json_mib:.2f} |",
+        f"| the same, no two flags' attribute rules alike (nothing shared) | {evaluated_mib[1]:.1f} MiB | the parsed JSON: {json_mib:.1f} MiB | {evaluated_mib[1] / json_mib:.2f} |",
     ]
     for name, values in samples.items():
         first, last = values[0], values[-1]
