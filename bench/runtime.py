@@ -486,9 +486,10 @@ def reload_latency(
 
     stop = threading.Event()
     if floor:
+        first_seen = path.stat().st_ino  # before the thread starts: the first rename is news
 
         def poll_stat() -> None:
-            seen = path.stat().st_ino
+            seen = first_seen
             while not stop.wait(0.002):
                 ino = path.stat().st_ino
                 if ino != seen:
@@ -518,7 +519,11 @@ def reload_latency(
             started = time.perf_counter()
             tmp_file.replace(path)
             if not swapped.wait(30):
-                raise SystemExit("a reload did not happen within 30 s (a loaded machine?)")
+                status = client.status
+                raise SystemExit(
+                    f"a reload did not happen within 30 s (floor={floor}, threads={threads}, "
+                    f"every_flag={every_flag}, sample {i}): {status.state} {status.last_error}"
+                )
             latencies.append((swapped_at[0] - started) * 1000)
             time.sleep(0.02)
     finally:
