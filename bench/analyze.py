@@ -178,6 +178,7 @@ def main() -> None:
     python = sys.executable
     prelude = f"WORK = {str(WORK)!r}\n"
     results = {}
+    loads = [os.getloadavg()[0]] if hasattr(os, "getloadavg") else []
     for ext in ("parquet", "jsonl"):
         ours = [
             timed(
@@ -206,6 +207,9 @@ def main() -> None:
         pandas = None if args.no_pandas else timed([python, "-c", prelude + PANDAS, ext])
         results[ext] = (min(ours), min(floor), pandas)
         print(ext, results[ext], flush=True)
+    if hasattr(os, "getloadavg"):
+        loads.append(os.getloadavg()[0])
+    load = " to ".join(f"{x:.1f}" for x in loads) if loads else "unknown"
     today = dt.date.today().isoformat()
     lines = [
         "## Analyze",
@@ -215,7 +219,8 @@ def main() -> None:
         f"processes (start-up included). Workload: {args.rows:,} exposure rows ({args.rows // 2:,} units "
         f"logged twice, 4 arms) + {args.rows:,} metric events (4 metrics), as Parquet and as JSON lines. "
         f"Floor: the bare DuckDB join and aggregation written by hand on the same files, under the same {DEFAULT_MEMORY_LIMIT} DuckDB memory limit. pandas: the "
-        "same join and aggregation in pandas (one run).",
+        "same join and aggregation in pandas (one run). "
+        f"Load average {load} (start to end of the timed runs) on a shared machine.",
         "",
         "| input | `flagstone analyze` | floor (bare DuckDB) | × floor (goal ≤ 1.3) | pandas | pandas ÷ flagstone (goal ≥ 5) | peak RSS flagstone / floor / pandas (goal < 1 GB) |",
         "|---|---:|---:|---:|---:|---:|---:|",

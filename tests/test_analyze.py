@@ -518,7 +518,11 @@ def test_analyze__sequential__reports_the_running_looks(tmp_path, cli) -> None:
     looks = c["sequential"]["looks"]
     assert [x["n"] for x in looks] == sorted(x["n"] for x in looks)
     assert c["p_value"] == min(x["p_value"] for x in looks)
-    assert "fill" in html.read_text() and "look" in html.read_text()
+    page = html.read_text()
+    assert (
+        page.count("<svg") == 2
+    )  # the metric's CI chart and its confidence sequence over the looks
+    assert "fill" in page and "look" in page
 
 
 def test_analyze__statistics_file__json_rows_work_like_csv(cli, planted, tmp_path) -> None:

@@ -4,6 +4,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
+
 from flagstone.scaffold import init_repository
 from flagstone.validate import validate_repository
 
@@ -88,3 +90,24 @@ def test_init__dry_run__lists_the_files_and_writes_nothing(cli, tmp_path: Path) 
     (tmp_path / "flagstone.yaml").write_text("# mine\n")
     assert cli(["init", "--dry-run"], cwd=tmp_path).exit_code == 2
     assert (tmp_path / "flagstone.yaml").read_text() == "# mine\n"
+
+
+@pytest.mark.parametrize(
+    ("names", "words"),
+    [
+        ("dev,../../../../escaped", "environment '../../../../escaped' is not a valid name"),
+        ("dev,/abs/path", "environment '/abs/path' is not a valid name"),
+        ("", "no environment given"),
+        (" , ", "no environment given"),
+        ("dev,dev", "environment 'dev' is listed twice"),
+        ("dev,Prod", "environment 'Prod' is not a valid name"),
+    ],
+)
+def test_init__bad_environment_names__refused_before_anything_is_written(
+    cli, tmp_path: Path, names: str, words: str
+) -> None:
+    target = tmp_path / "a" / "b" / "c" / "d" / "repo"
+    result = cli(["init", str(target), "--environments", names], cwd=tmp_path)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.rglob("*")) == []  # not the target, not its parents, not ../escaped

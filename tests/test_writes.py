@@ -254,7 +254,7 @@ def test_promote__sigint_after_the_commit__leaves_the_commit_complete(repo: Path
     assert git(repo, "status", "--porcelain") == ""
 
 
-@pytest.mark.parametrize("writer", ["edit", "rollback", "revert"])
+@pytest.mark.parametrize("writer", ["edit", "rollback", "revert", "experiment"])
 def test_writer__sigint_once_staged__restores_everything(repo: Path, writer: str) -> None:
     before = state(repo)
     result = interrupt_at(repo, WRITERS[writer], "staged")
