@@ -141,11 +141,19 @@ def test_verify__disallowed_author__is_a_violation(cli, signed_repo) -> None:
         f"-S{trusted}",
         "-m",
         f"Promote\n\nFlagstone-Promote: dev -> prod\nFlagstone-Source: {head}\nFlagstone-Keys: flags.new-checkout\n",
-        env={"GIT_AUTHOR_EMAIL": "mallory@example.test", "GIT_AUTHOR_NAME": "Mallory"},
+        env={
+            "GIT_AUTHOR_EMAIL": "mallory@example.test",
+            "GIT_AUTHOR_NAME": "Mallory **bold** [x](http://e.test) @octocat",
+        },
     )
     result = cli(["verify", "--range", "base..HEAD"], cwd=root)
     assert result.exit_code == 1
     assert "[author] mallory@example.test may not change prod" in result.stdout
+    # the markdown report (a PR comment) shows the author as written, never as markup
+    markdown = cli(["verify", "--range", "base..HEAD", "--format", "markdown"], cwd=root).stdout
+    assert "Mallory" in markdown
+    for raw in ("**bold**", "[x](", "@octocat", "@example.test"):
+        assert raw not in markdown, (raw, markdown)
 
 
 def test_verify__forged_promotion_trailer__is_caught(cli, signed_repo) -> None:
