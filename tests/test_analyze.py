@@ -541,3 +541,25 @@ def test_analyze__statistics_file__json_rows_work_like_csv(cli, planted, tmp_pat
     bad.write_text(json.dumps([{"arm": "classic", "metric": "converted", "n": "many"}]))
     result = cli(["analyze", "onboarding-length", "-e", "prod", "--stats", str(bad)], cwd=repo)
     assert result.exit_code == 2 and "n is 'many', not a number" in result.stderr
+
+
+def test_analyze__by_dimension_markdown__values_from_the_data_cannot_inject_markup(
+    cli, tmp_path
+) -> None:
+    """Dimension values come from clients: in a PR or decision record they stay text."""
+    hostile = "<img src=x onerror=alert(1)> @team **DE** | x"
+    repo = make_repo(tmp_path / "repo")
+    exposures, events = simulate(1200, countries=(hostile, "FR"))
+    exp = write_jsonl(tmp_path / "e.jsonl", exposures)
+    met = write_jsonl(tmp_path / "m.jsonl", events)
+    args = ["analyze", "onboarding-length", "-e", "prod", "--by", "country"]
+    result = cli(
+        [*args, "--exposures", str(exp), "--metrics", str(met), "-f", "markdown"], cwd=repo
+    )
+    assert result.exit_code in (0, 1), result.stderr
+    rows = [line for line in result.stdout.splitlines() if "img src" in line]
+    assert rows, result.stdout
+    for row in rows:
+        for raw in ("<img", "@team", "**DE**"):
+            assert raw not in row, (raw, row)
+        assert "&lt;img src=x onerror=alert(1)&gt; @\u2060team \\*\\*DE\\*\\* \\| x" in row

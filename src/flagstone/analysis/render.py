@@ -207,6 +207,14 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _data_text(value: object) -> str:
+    """A value from the data (a dimension value the client sent) as markdown text: never
+    markup, HTML or an @mention (``_cell`` then escapes its pipes)."""
+    from flagstone.report_diff import escape
+
+    return escape(str(value)).replace("\\|", "|")
+
+
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
@@ -240,7 +248,7 @@ def analysis_markdown(a: Analysis) -> str:
                 for c in m.comparisons:
                     rows.append(
                         (
-                            s.value,
+                            _data_text(s.value),
                             m.name,
                             c.arm,
                             lift_text(m, c),
