@@ -233,6 +233,21 @@ def main() -> None:
         lines.append(
             f"| {name} | {t:.2f} s | {ft:.2f} s | {t / ft:.2f} | {pt} | {ratio} | {rss:,.0f} MB / {frss:,.0f} MB / {prss} |"
         )
+    missed = []
+    for ext, ((t, rss), (ft, _), pandas) in results.items():
+        name = "Parquet" if ext == "parquet" else "JSON lines"
+        if t / ft > 1.3:
+            missed.append(f"{name}: {t / ft:.2f}× the floor (goal ≤ 1.3)")
+        if pandas and pandas[0] / t < 5:
+            missed.append(f"{name}: pandas only {pandas[0] / t:.1f}× slower (goal ≥ 5)")
+        if rss >= 1024:
+            missed.append(f"{name}: peak RSS {rss:,.0f} MB (goal < 1 GB)")
+    lines += [
+        "",
+        "Goals missed in this run: " + "; ".join(missed) + "."
+        if missed
+        else "Every goal met in this run.",
+    ]
     section = "\n".join(lines) + "\n"
     print(section)
     if not args.no_write:
