@@ -540,10 +540,25 @@ def test_tampering__every_case_through_the_cli__exit_1_named_nothing_written(
 ) -> None:
     from tests.test_sops import EXPECTED, _tamper_cases
 
+    assert (
+        cli(["secret", "set", "prod", "api.password"], cwd=repo, input="0ld-pw-5e1d").exit_code == 0
+    )
+    replayed = (repo / SECRETS).read_text()  # an older ciphertext of api.password
     for key, value in (("password", "pw-7f3a9c2e11"), ("port", "5432"), ("ratio", "0.25")):
         assert cli(["secret", "set", "prod", f"api.{key}"], cwd=repo, input=value).exit_code == 0
+    git.Repo(repo).git.add("-A")
+    git.Repo(repo).git.commit("-m", "secrets", "--no-gpg-sign")
     text = (repo / SECRETS).read_text()
-    for case, tampered in _tamper_cases(text).items():
+    old_line = next(line for line in replayed.splitlines() if "password:" in line)
+    new_line = next(line for line in text.splitlines() if "password:" in line)
+    cases = {**_tamper_cases(text), "replayed old ciphertext": text.replace(new_line, old_line)}
+    # with the committed file to compare against, a MAC mismatch names the keys
+    named = {
+        "deleted value": "(against the committed file: api.ratio removed)",
+        "reordered values": "(against the committed file: api.ratio, api.port reordered)",
+        "replayed old ciphertext": "(against the committed file: api.password changed)",
+    }
+    for case, tampered in cases.items():
         (repo / SECRETS).write_text(tampered)
         for args, stdin in (
             (["secret", "get", "prod", "api.port"], None),
@@ -566,11 +581,12 @@ def test_tampering__every_case_through_the_cli__exit_1_named_nothing_written(
             result = cli(args, cwd=repo, input=stdin)
             assert result.exit_code == 1, (case, args, result.stdout, result.stderr)
             assert "environments/prod/secrets.sops.yaml" in result.stderr, (case, result.stderr)
-            expected = EXPECTED[case].replace("db.", "api.")
+            expected = EXPECTED.get(case, "the MAC does not match").replace("db.", "api.")
             assert expected in result.stderr, (case, args, result.stderr)
+            assert named.get(case, "") in result.stderr, (case, args, result.stderr)
             assert (repo / SECRETS).read_text() == tampered, (case, args)
             assert not (repo / "srv").exists()
-            for plaintext in ("pw-7f3a9c2e11", "0.25"):
+            for plaintext in ("pw-7f3a9c2e11", "0.25", "0ld-pw-5e1d"):
                 assert plaintext not in result.stdout + result.stderr
 
 

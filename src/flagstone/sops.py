@@ -70,6 +70,11 @@ class TamperedError(SopsError):
     """The file does not verify: a value or the MAC was changed, moved or removed (exit 1)."""
 
 
+class MacMismatchError(TamperedError):
+    """Every value decrypts but the MAC disagrees: one was removed, added, reordered or
+    replaced by another ciphertext of the same file."""
+
+
 class NoIdentityError(SopsError):
     pass
 
@@ -411,7 +416,7 @@ class Opened:
                 f"{source.file}: the MAC does not decrypt: sops.mac or sops.lastmodified was edited; nothing was written"
             ) from None
         if str(stored) != digest.hexdigest().upper():
-            raise TamperedError(
+            raise MacMismatchError(
                 f"{source.file}: the MAC does not match the values: a value was removed, added or "
                 "reordered outside SOPS or flagstone; nothing was written"
             )
@@ -762,7 +767,64 @@ def read_env_file(root: Any, env: str) -> SopsFile | None:
 
 def open_env(root: Any, env: str, identities: Identities) -> Opened | None:
     source = read_env_file(root, env)
-    return source.open(identities) if source is not None else None
+    if source is None:
+        return None
+    try:
+        return source.open(identities)
+    except MacMismatchError as e:
+        raise MacMismatchError(f"{e}{_against_committed(root, source)}") from None
+
+
+def encrypted_values(source: SopsFile) -> list[tuple[str, str]]:
+    """(dotted key, ciphertext) of every encrypted value, in document order."""
+    return [
+        (".".join(path), value)
+        for path, value in walk(source.values)
+        if isinstance(value, str) and _ENC.match(value)
+    ]
+
+
+def describe_changes(previous: SopsFile, current: SopsFile) -> str:
+    """What differs between a file that verifies and one whose MAC does not, by key name
+    and without any key: removed, added, reordered or replaced values."""
+    from collections import Counter
+
+    before, after = encrypted_values(previous), encrypted_values(current)
+    before_keys, after_keys = Counter(k for k, _ in before), Counter(k for k, _ in after)
+    parts = []
+    removed = sorted((before_keys - after_keys).elements())
+    added = sorted((after_keys - before_keys).elements())
+    if removed:
+        parts.append(f"{', '.join(dict.fromkeys(removed))} removed")
+    if added:
+        parts.append(f"{', '.join(dict.fromkeys(added))} added")
+    common = before_keys & after_keys
+    in_before = [k for k, _ in before if common[k]]
+    in_after = [k for k, _ in after if common[k]]
+    moved = [a for a, b in zip(in_after, in_before, strict=False) if a != b]
+    if moved:
+        parts.append(f"{', '.join(dict.fromkeys(moved))} reordered")
+    old = {k: v for k, v in before}
+    replaced = [k for k, v in after if common[k] and k not in moved and old.get(k) != v]
+    if replaced and not moved:
+        parts.append(f"{', '.join(dict.fromkeys(replaced))} changed")
+    return "; ".join(parts)
+
+
+def _against_committed(root: Any, source: SopsFile) -> str:
+    """`` (against the committed file: …)``, or "" when there is none to compare with."""
+    from pathlib import Path
+
+    try:
+        from flagstone import gitio
+
+        data = gitio.show(Path(root), "HEAD", source.file)
+        if data is None:
+            return ""
+        changes = describe_changes(SopsFile.parse(data, source.file), source)
+    except Exception:  # no repository, no commit, an unreadable old file: nothing to add
+        return ""
+    return f" (against the committed file: {changes})" if changes else ""
 
 
 def fingerprint(ciphertext: str) -> str:
