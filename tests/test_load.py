@@ -143,3 +143,23 @@ def test_attach_positions__reads_only_files_with_findings() -> None:
     positioned = attach_positions(problems, reader)
     assert read == ["a.yaml"]
     assert [(p.file, p.line, p.col) for p in positioned] == [("a.yaml", 4, 16), ("b.yaml", 3, 4)]
+
+
+def test_classify__one_layout_rule_for_load_history_and_diff() -> None:
+    from flagstone.model import classify, env_of
+
+    assert classify("environments/dev/flags.yaml", "dev") == ("flags", "file")
+    assert classify("environments/dev/segments.yml", "dev") == ("segments", "file")
+    assert classify("environments/dev/flags/new-checkout.yaml", "dev") == ("flags", "folder")
+    assert classify("environments/dev/config.yaml", "dev") == ("config", "file")
+    for other in (
+        "environments/dev/README.md",
+        "environments/dev/secrets.sops.yaml",
+        "environments/dev/flags/deeper/x.yaml",
+        "environments/dev/notes.yaml",
+        "environments/prod/flags.yaml",
+        "flagstone.yaml",
+    ):
+        assert classify(other, "dev") is None, other
+    assert env_of("environments/prod/flags/x.yaml") == "prod"
+    assert env_of("environments/prod") is None and env_of("schemas/a.json") is None
