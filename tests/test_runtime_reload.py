@@ -253,3 +253,16 @@ def test_hot_reload__file_missing_for_a_while__keeps_serving_then_picks_up_the_n
         assert client.value("f", {}) == "first"
         write_atomically(path, dump_bundle(bundle_from_yaml(tmp_path, flags_with("second"))))
         assert wait_for(lambda: client.value("f", {}) == "second")
+
+
+def test_reload__parsed_objects_are_freed_once_the_bundle_is_live(tmp_path: Path) -> None:
+    import sys
+
+    client = Client.from_bytes(dump_bundle(bundle_from_yaml(tmp_path, flags_with("one"))))
+    new = client.load(dump_bundle(bundle_from_yaml(tmp_path, flags_with("two"))))
+    assert new.leftovers  # held so that the swap does not wait for them to be freed
+    parsed = new.leftovers[0]
+    assert client.swap(new)
+    assert new.leftovers == []
+    assert sys.getrefcount(parsed) == 2  # this name and the call's argument: nothing else
+    assert client.value("f", {}) == "two"

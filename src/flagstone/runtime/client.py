@@ -205,7 +205,9 @@ class Client:
 
     def load(self, data: bytes) -> CompiledBundle:
         """Prepare ``data`` as the next bundle (raises BundleError); does not make it live."""
-        return load_bundle_bytes(data, self._public_key, self._bundle, self._identity)
+        return load_bundle_bytes(
+            data, self._public_key, self._bundle, self._identity, free_later=True
+        )
 
     def reload_bytes(self, data: bytes) -> bool:
         """Load ``data`` and make it live; on refusal keep the current bundle and say why."""
@@ -234,6 +236,7 @@ class Client:
                     listener(new, old)
                 except Exception:
                     logger.exception("flagstone: a bundle listener failed")
+        new.leftovers.clear()  # the load's parsed objects, freed now that it is live
         return changed
 
     def refused(self, error: BundleError) -> None:

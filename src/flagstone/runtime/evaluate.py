@@ -510,6 +510,9 @@ class CompiledBundle:
     config: Mapping[str, Any]
     meta: Mapping[str, Any] = field(repr=False)  # the bundle's JSON without its flags
     pii: frozenset[str] = frozenset()
+    # What the load parsed and no longer needs, kept until the bundle is live: freeing
+    # tens of thousands of objects is work the swap need not wait for (Client.swap).
+    leftovers: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def hash(self) -> str | None:

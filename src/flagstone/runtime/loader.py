@@ -143,22 +143,29 @@ def load_bundle_bytes(
     public_key: bytes | None = None,
     previous: CompiledBundle | None = None,
     identity: Any = None,
+    *,
+    free_later: bool = False,
 ) -> CompiledBundle:
     """Parse, verify (hash, signature), open sealed secrets (with ``identity``), check and
-    compile; raise BundleError when unusable."""
+    compile; raise BundleError when unusable. ``free_later``: keep the parsed flags in
+    the bundle's ``leftovers``, for the caller to drop once the bundle is live."""
     # Building thousands of objects would trigger full collections mid-load and double
     # the reload time; collect once afterwards instead.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(data, public_key, previous, identity)
+        return _load(data, public_key, previous, identity, free_later)
     finally:
         if was_enabled:
             gc.enable()
 
 
 def _load(
-    data: bytes, public_key: bytes | None, previous: CompiledBundle | None, identity: Any
+    data: bytes,
+    public_key: bytes | None,
+    previous: CompiledBundle | None,
+    identity: Any,
+    free_later: bool = False,
 ) -> CompiledBundle:
     try:
         text = data.decode("utf-8-sig")
@@ -183,9 +190,12 @@ def _load(
     if identity is not None and "secrets" in meta:
         meta = _with_secrets(meta, identity)
     try:
-        return build_bundle(meta, parsed, sources, previous)
+        bundle = build_bundle(meta, parsed, sources, previous)
     except RecursionError:
         raise BundleError("not a usable bundle: nested too deeply") from None
+    if free_later:
+        bundle.leftovers.append(parsed)
+    return bundle
 
 
 def verify_signature(raw: Mapping[str, Any], public_key: bytes) -> None:
