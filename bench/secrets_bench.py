@@ -95,6 +95,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     plain, secret, env = prepare()
+    load_before = os.getloadavg()[0]
     flagstone, sops = str(BIN / "flagstone"), shutil.which("sops", path=str(BIN)) or "sops"
     validate = interleaved(
         {
@@ -121,6 +122,7 @@ def main() -> None:
         env,
         args.runs,
     )
+    load_after = os.getloadavg()[0]
     base = validate["without secrets"]
     with_secrets = validate["with 1,000 secrets per environment"]
     sops_time = get["sops -d --extract"]
@@ -131,7 +133,9 @@ def main() -> None:
             f"Command: `.venv/bin/python bench/secrets_bench.py --runs {args.runs}` (run by `make bench`). "
             f"Measured {dt.date.today().isoformat()} on {os.cpu_count()} cores ({platform.machine()}, "
             f"Python {platform.python_version()}); median wall time of {args.runs} interleaved runs "
-            "after a warm-up, each a fresh process.",
+            f"after a warm-up, each a fresh process; load average {load_before:.1f} before, "
+            f"{load_after:.1f} after (the machine is shared: ratios, measured in the same run, "
+            "are what to read).",
             "",
             "| command | time | × baseline |",
             "|---|---:|---:|",
