@@ -91,7 +91,7 @@ def test_eval__explain__prints_the_trace(cli, tmp_path: Path) -> None:
     )
     # the second rule matched: "rule 2" in the summary and in the trace alike (1-based)
     assert "  rule 1: no match" in result.stdout
-    assert "  rule 2: match -> 'off' (bucket 9258 of 10000)" in result.stdout
+    assert '  rule 2: match -> "off" (bucket 9258 of 10000)' in result.stdout
 
 
 def test_eval__all_as_json(cli, tmp_path: Path) -> None:

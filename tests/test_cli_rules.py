@@ -47,7 +47,7 @@ def test_rule_add__at_a_position__keeps_comments_and_numbers_from_one(cli, repo:
         ["eval", "new-checkout", "-c", '{"user_id": "u1", "plan": "pro"}', "--explain"], cwd=repo
     )
     assert "RULE_MATCH rule 2" in explained.stdout.splitlines()[0]
-    assert "  rule 2: match -> 'on'" in explained.stdout
+    assert '  rule 2: match -> "on"' in explained.stdout
 
 
 def test_rule_add__segment_with_a_rollout__appended_last(cli, repo: Path) -> None:

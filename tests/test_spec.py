@@ -56,7 +56,7 @@ def test_spec__failure__prints_file_line_expected_actual_and_trace(cli, tmp_path
     assert lines[0] == "specs/checkout.yaml:3:5: FAIL [prod] DE users see the new checkout"
     # the second rule of new-checkout matched: "rule 2" in the failure and the trace (1-based)
     assert lines[1] == '    expected variant "on", got "off" (RULE_MATCH, rule 2)'
-    assert "      rule 2: match -> 'off' (bucket 9258 of 10000)" in lines
+    assert '      rule 2: match -> "off" (bucket 9258 of 10000)' in lines
 
 
 def test_spec__distribution__checks_shares_within_tolerance(cli, tmp_path: Path) -> None:

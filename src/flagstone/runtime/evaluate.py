@@ -716,12 +716,20 @@ def resolve(bundle: CompiledBundle, key: str, ctx: Context, default: Any = None)
 # --- explain -----------------------------------------------------------------------------
 
 
+def shown(value: Any) -> str:
+    """A value as people read it in a trace: JSON (null, true, ["DE", "FR"]), not Python."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):  # a self-referencing or absurdly deep value
+        return "<unprintable>"
+
+
 def explain(bundle: CompiledBundle, key: str, ctx: Context) -> tuple[Resolution, list[str]]:
     """Interpret the flag step by step from the bundle's JSON, recording why."""
     trace: list[str] = []
     flag = bundle.flags.get(key)
     if flag is None:
-        trace.append(f"flag {key!r} is not in the bundle")
+        trace.append(f"flag {shown(key)} is not in the bundle")
         return Resolution(None, None, FLAG_NOT_FOUND), trace
     raw, segments = flag.raw, bundle.meta.get("segments", {})
     outcome = _explain_flag(bundle, raw, key, ctx, segments, trace, 0)
@@ -742,7 +750,7 @@ def _explain_flag(
     pad = "  " * depth
     off = raw.get("off_variant")
     if not raw["enabled"]:
-        trace.append(f"{pad}kill switch: {key} is disabled -> {off!r}")
+        trace.append(f"{pad}kill switch: {key} is disabled -> {shown(off)}")
         return off, DISABLED, None, None, None, None
     trace.append(f"{pad}kill switch: {key} is enabled")
     for p in raw["prerequisites"]:
@@ -754,23 +762,23 @@ def _explain_flag(
         )[0]
         if prereq_variant not in p["variants"]:
             trace.append(
-                f"{pad}prerequisite failed: {p['flag']} served {prereq_variant!r} -> {off!r}"
+                f"{pad}prerequisite failed: {p['flag']} served {shown(prereq_variant)} -> {shown(off)}"
             )
             return off, PREREQUISITE_FAILED, None, None, None, p["flag"]
-        trace.append(f"{pad}prerequisite met: {p['flag']} served {prereq_variant!r}")
+        trace.append(f"{pad}prerequisite met: {p['flag']} served {shown(prereq_variant)}")
     unit_attr = raw["unit"]
     unit = unit_string(ctx.get(unit_attr))
     if raw["targets"]:
         target = raw["targets"].get(unit) if unit is not None else None
         if target is not None:
-            trace.append(f"{pad}targets: {unit_attr}={unit!r} is targeted -> {target!r}")
+            trace.append(f"{pad}targets: {unit_attr}={shown(unit)} is targeted -> {shown(target)}")
             return target, TARGET_MATCH, None, None, None, None
-        trace.append(f"{pad}targets: {unit_attr}={unit!r} is not targeted")
+        trace.append(f"{pad}targets: {unit_attr}={shown(unit)} is not targeted")
     experiment_key = raw.get("experiment")
     if experiment_key is not None:
         arm, why = bundle.experiments[experiment_key].assign(ctx)
         if arm is not None:
-            trace.append(f"{pad}experiment {experiment_key}: enrolled -> arm {arm!r}")
+            trace.append(f"{pad}experiment {experiment_key}: enrolled -> arm {shown(arm)}")
             return arm, SPLIT, None, None, experiment_key, None
         trace.append(f"{pad}experiment {experiment_key}: not enrolled ({why})")
     for index, rule in enumerate(raw["rules"]):
@@ -783,14 +791,14 @@ def _explain_flag(
         served = _explain_serve(rule["serve"], raw["salt"], unit_attr, ctx)
         if served is None:
             trace.append(
-                f"{pad}{label}: matched, but the rollout cannot bucket without {rule['serve'].get('by', unit_attr)!r}"
+                f"{pad}{label}: matched, but the rollout cannot bucket without {shown(rule['serve'].get('by', unit_attr))}"
             )
             continue
         trace.append(f"{pad}{label}: match -> {_served_text(served)}")
         return served[0], RULE_MATCH, index, served[1], None, None
     served = _explain_serve(raw["default"], raw["salt"], unit_attr, ctx)
     if served is None:
-        trace.append(f"{pad}default: a rollout, but the context has no usable {unit_attr!r}")
+        trace.append(f"{pad}default: a rollout, but the context has no usable {shown(unit_attr)}")
         return (
             None,
             ERROR,
@@ -805,7 +813,7 @@ def _explain_flag(
 
 def _served_text(served: tuple[str, int | None]) -> str:
     variant, b = served
-    return f"{variant!r}" + (f" (bucket {b} of {BUCKETS})" if b is not None else "")
+    return shown(variant) + (f" (bucket {b} of {BUCKETS})" if b is not None else "")
 
 
 def _explain_serve(
@@ -835,8 +843,10 @@ def explain_condition(
         value = lookup(ctx, node["attr"])
         result = apply(node["op"], value, node["value"])
         if trace is not None:
-            shown = "missing" if value is None else repr(value)
-            trace.append(f"{pad}{node['attr']} {node['op']} {node['value']!r}: {shown} -> {result}")
+            seen = "missing" if value is None else shown(value)
+            trace.append(
+                f"{pad}{node['attr']} {node['op']} {shown(node['value'])}: {seen} -> {shown(result)}"
+            )
         return result
     if "all" in node:
         return all(explain_condition(n, ctx, segments, trace, pad) for n in node["all"])
