@@ -84,3 +84,19 @@ def test_import_flagstone__loads_no_cli_or_heavy_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_building_bundles__loads_the_runtime_formats_but_not_its_client() -> None:
+    code = (
+        "import sys, flagstone.bundle, flagstone.runtime; "
+        "print(sorted(m for m in ('flagstone.runtime.client','flagstone.runtime.evaluate',"
+        "'flagstone.runtime.sinks') if m in sys.modules)); "
+        "from flagstone.runtime import Client, MemorySink; print(Client.__module__, MemorySink.__module__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines() == [
+        "[]",
+        "flagstone.runtime.client flagstone.runtime.sinks",
+    ]
