@@ -149,6 +149,61 @@ def test_canonical_json__equals_rfc8785_for_any_json_value(value) -> None:
     assert canonical_json(value) == expected
 
 
+numbers = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.integers(min_value=-(2**60), max_value=2**60).map(float)
+    | st.integers(min_value=-400, max_value=400).map(lambda e: 10.0**e if e < 309 else 1e308)
+)
+number_documents = st.recursive(
+    numbers | st.text(alphabet="0123456789.e+-,]}", max_size=20),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.text(alphabet="0123456789.e+-", max_size=4), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(number_documents)
+def test_canonical_json__equals_rfc8785_for_numbers_and_number_like_text(value) -> None:
+    """Integral floats, exponents and long integers, beside strings that look like them."""
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(CanonicalJSONError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1.0,
+        [2.0],
+        {"a": -0.0},
+        {"a": 100.0, "b": 1},
+        1e16,
+        [5e-324],
+        {"x": 1e21},
+        2**53 - 1,
+        [123456789012345, "1.0", "e+5", "1e+16"],
+        {"\U0001f600": 1, "\ufb33": 2},
+    ],
+)
+def test_canonical_json__rewrites_what_python_writes_differently(value) -> None:
+    assert canonical_json(value) == rfc8785.dumps(value)
+
+
+def test_canonical_json__refuses_a_value_that_contains_itself() -> None:
+    looped: list[object] = []
+    looped.append(looped)
+    with pytest.raises(CanonicalJSONError, match="contains itself"):
+        canonical_json({"a": looped})
+
+
 @settings(max_examples=2000, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_ecmascript_number__equals_rfc8785_for_every_double(x: float) -> None:
