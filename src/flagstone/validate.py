@@ -576,8 +576,14 @@ def _find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
     return cycles
 
 
+def _prerequisite_graph(flags: Mapping[str, Flag]) -> dict[str, list[str]]:
+    """Each flag's prerequisite flags, read from the raw mapping: this runs for every flag
+    of every environment, twice, where ``Flag.prerequisites`` builds objects each time."""
+    return {k: [p["flag"] for p in f.raw.get("prerequisites", ())] for k, f in flags.items()}
+
+
 def check_prerequisite_cycles(flags: Mapping[str, Flag]) -> Iterator[Problem]:
-    graph = {k: [p.flag for p in f.prerequisites] for k, f in flags.items()}
+    graph = _prerequisite_graph(flags)
     for cycle in _find_cycles(graph):
         first = flags[cycle[0]]
         index = next(
@@ -598,7 +604,7 @@ def check_prerequisite_cycles(flags: Mapping[str, Flag]) -> Iterator[Problem]:
 def check_prerequisite_depth(flags: Mapping[str, Flag]) -> Iterator[Problem]:
     """Chains longer than the runtime follows (it serves an error past
     MAX_PREREQUISITE_DEPTH levels): reported once, at the flag the chain starts from."""
-    graph = {k: [p.flag for p in f.prerequisites if p.flag in flags] for k, f in flags.items()}
+    graph = {k: [p for p in ps if p in flags] for k, ps in _prerequisite_graph(flags).items()}
     below = _longest_chains(graph)
     required_by: dict[str, list[str]] = {}
     for key, children in graph.items():
