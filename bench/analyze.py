@@ -180,30 +180,24 @@ def main() -> None:
     results = {}
     loads = [os.getloadavg()[0]] if hasattr(os, "getloadavg") else []
     for ext in ("parquet", "jsonl"):
-        ours = [
-            timed(
-                [
-                    exe,
-                    "analyze",
-                    "checkout-test",
-                    "--env",
-                    "prod",
-                    "--exposures",
-                    str(WORK / f"exposures.{ext}"),
-                    "--metrics",
-                    str(WORK / f"metrics.{ext}"),
-                    "--format",
-                    "json",
-                ],
-                cwd=repo,
-                ok=(0, 1),  # 1: findings (an SRM, a harmed guardrail), still a full run
-            )
-            for _ in range(args.repeats)
+        command = [
+            exe,
+            "analyze",
+            "checkout-test",
+            "--env",
+            "prod",
+            "--exposures",
+            str(WORK / f"exposures.{ext}"),
+            "--metrics",
+            str(WORK / f"metrics.{ext}"),
+            "--format",
+            "json",
         ]
-        floor = [
-            timed([python, "-c", prelude + FLOOR, ext, DEFAULT_MEMORY_LIMIT])
-            for _ in range(args.repeats)
-        ]
+        ours, floor = [], []
+        for _ in range(args.repeats):  # interleaved: both see the same load on a shared machine
+            # exit 1: findings (an SRM, a harmed guardrail), still a full run
+            ours.append(timed(command, cwd=repo, ok=(0, 1)))
+            floor.append(timed([python, "-c", prelude + FLOOR, ext, DEFAULT_MEMORY_LIMIT]))
         pandas = None if args.no_pandas else timed([python, "-c", prelude + PANDAS, ext])
         results[ext] = (min(ours), min(floor), pandas)
         print(ext, results[ext], flush=True)
@@ -216,7 +210,7 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python bench/analyze.py` (run by `make bench`). Measured {today} on "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; best of {args.repeats} fresh "
-        f"processes (start-up included). Workload: {args.rows:,} exposure rows ({args.rows // 2:,} units "
+        f"processes (start-up included), each flagstone run followed by a floor run. Workload: {args.rows:,} exposure rows ({args.rows // 2:,} units "
         f"logged twice, 4 arms) + {args.rows:,} metric events (4 metrics), as Parquet and as JSON lines. "
         f"Floor: the bare DuckDB join and aggregation written by hand on the same files, under the same {DEFAULT_MEMORY_LIMIT} DuckDB memory limit. pandas: the "
         "same join and aggregation in pandas (one run). "
