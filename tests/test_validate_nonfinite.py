@@ -4,10 +4,15 @@ validation with their position, and no writer ever emits non-standard JSON."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import yaml_rs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from flagstone.schema import may_hold_non_finite
 from flagstone.validate import validate_repository
 
 NAN_FLAGS = """\
@@ -231,3 +236,57 @@ def test_eval_context__nan_or_infinity__one_clear_error_exit_2(
     assert result.returncode == 2
     error = strict_json(result.stdout)
     assert error["ok"] is False and word in error["error"]["message"]  # type: ignore[index]
+
+
+# --- the source scan that lets a document skip the walk for NaN ------------------------
+
+float_literals = st.builds(
+    lambda tag, sign, whole, point, fraction, exp_mark, exp_sign, exponent: (
+        tag + sign + whole + point + fraction + (exp_mark + exp_sign + exponent if exp_mark else "")
+    ),
+    st.sampled_from(["", "", "!!float "]),
+    st.sampled_from(["", "-", "+"]),
+    st.from_regex(r"[0-9][0-9_]{0,3}|[0-9]{200,320}|", fullmatch=True),
+    st.sampled_from(["", "."]),
+    st.from_regex(r"[0-9_]{0,4}", fullmatch=True),
+    st.sampled_from(["", "e", "E"]),
+    st.sampled_from(["", "+", "-"]),
+    st.from_regex(r"0*[0-9_]{1,5}", fullmatch=True),
+) | st.builds(
+    lambda tag, sign, word: tag + sign + word,
+    st.sampled_from(["", "!!float "]),
+    st.sampled_from(["", "-", "+"]),
+    st.sampled_from(
+        [".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "nan", "inf", "infinity", "Infinity"]
+    ),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(float_literals)
+def test_source_scan__every_literal_that_parses_to_nan_or_infinity_is_flagged(literal) -> None:
+    source = f"flag:\n  variants: {{a: {literal}}}\n".encode()
+    try:
+        value = yaml_rs.loads(source.decode(), parse_datetime=False)["flag"]["variants"]["a"]
+    except (yaml_rs.YAMLDecodeError, TypeError, KeyError):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        assert may_hold_non_finite(source)
+
+
+def test_source_scan__ordinary_flags_pass_and_unknown_sources_do_not() -> None:
+    ordinary = b"banner:\n  variants: {a: 1.5, b: 2e10, c: 'text 1.0', d: seg_0111}\n  default: a\n"
+    assert not may_hold_non_finite(ordinary)
+    assert may_hold_non_finite(None)
+    assert may_hold_non_finite(b"x: 1e4_00\n")
+    assert may_hold_non_finite(b"x: " + b"9" * 215 + b"e99\n")
+
+
+def test_validate__infinity_spelled_with_digit_separators__refused(repo_from_case, commit) -> None:
+    root = repo_from_case("valid/base")
+    flags = NAN_FLAGS.replace("on: .nan", "on: 20").replace(
+        "{on: .inf, off: -.inf}", "{on: 1e4_00, off: 80}"
+    )
+    commit({"environments/dev/flags.yaml": flags})
+    problems = [p for p in validate_repository(root) if p.code == "non-finite-number"]
+    assert [(p.file, p.line) for p in problems] == [("environments/dev/flags.yaml", 6)]

@@ -45,6 +45,7 @@ from flagstone.schema import (
     check_against,
     check_app_config,
     check_document,
+    may_hold_non_finite,
     non_finite_numbers,
     non_finite_problems,
 )
@@ -257,7 +258,8 @@ def check_environment(
     invalid: set[tuple[str, str | int]] = set()  # (kind, key) that failed the schema
     for kind in KEYED_KINDS:
         for file, doc in _documents(env, kind).items():
-            found = check_document(kind, doc, file)
+            finite = not may_hold_non_finite(repo.sources.get(file))
+            found = check_document(kind, doc, file, finite=finite)
             problems += found
             invalid.update((kind, p.path[0]) for p in found if p.path)
     flags = {k: f for k, f in env.flags.items() if ("flags", k) not in invalid}
