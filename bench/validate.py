@@ -129,12 +129,21 @@ def main() -> None:
         "",
         f"Goal for build: at most a third of Featurevisor's time — {'met' if ratio <= 1 / 3 else 'not met'} "
         f"({ratio:.2f}). Build validates from the same parse it compiles, no step reads a "
-        "file twice, and a flag or segment written alike in several environments compiles "
-        "once. What remains is fixed: Python's start with typer and rich (~0.2 s on a quiet "
-        "machine), parsing (yaml-rs, ~0.1 s), the checks, and compiling and encoding 6,000 "
-        "flag objects, few of which are identical across this workload's environments (286 "
-        "between staging and prod). The ratio moves with the machine's load: Node starts "
-        "slower than Python on a busy machine, and both share the two cores.",
+        "file twice, a flag or segment written alike in several environments compiles once, "
+        "a run imports only its own command module and none of the runtime client, and a "
+        "file whose YAML cannot spell NaN skips the walk for it. Where the time goes, in CPU "
+        "seconds of one build (time.process_time, load average ~3.5): Python and the imports "
+        "0.085 (typer's tree 0.035, the core 0.037), reading and parsing the YAML 0.095 "
+        "(yaml-rs 0.06), the checks 0.067 (JSON Schema 0.016, per-flag checks 0.027), "
+        "compiling 6,000 flag objects 0.041 (few are identical across this workload's "
+        "environments: 286 between staging and prod), RFC 8785 encoding 0.05 (Python's C "
+        "JSON encoder, 13 ms per 700 kB bundle), rich and the report 0.016, writing 0.003 — "
+        "~0.39 s in all, one core, so wall time is about the same; Featurevisor spreads ~0.9 s "
+        "of CPU over Node's threads in ~0.8 s. A third of that is ~0.27 s: no step left "
+        "holds the difference, and the parse, the encoder and the interpreter's start are "
+        "fixed costs of C code; running the checks beside compiling and encoding (a second "
+        "process) would be the next lever. The ratio moves with the machine's load: Node "
+        "starts slower than Python on a busy machine, and both share the two cores.",
         "",
     ]
     section = "\n".join(lines)
