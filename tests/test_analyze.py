@@ -563,3 +563,22 @@ def test_analyze__by_dimension_markdown__values_from_the_data_cannot_inject_mark
         for raw in ("<img", "@team", "**DE**"):
             assert raw not in row, (raw, row)
         assert "&lt;img src=x onerror=alert(1)&gt; @\u2060team \\*\\*DE\\*\\* \\| x" in row
+
+
+def test_analysis_import__before_numpy__limits_blas_to_one_thread_unless_the_user_chose(
+    tmp_path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    probe = "import flagstone.analysis, os; print(os.environ.get('OPENBLAS_NUM_THREADS'))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    default = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    chosen = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env | {"OPENBLAS_NUM_THREADS": "3"},
+        capture_output=True,
+        text=True,
+    )
+    assert (default.stdout.strip(), chosen.stdout.strip()) == ("1", "3")

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flagstone.analysis.sources import (
     InputError,
@@ -28,9 +28,13 @@ from flagstone.analysis.sources import (
     metrics_view,
 )
 from flagstone.analysis.sql import OUTPUT_COLUMNS, MetricQuery, QueryPlan, aggregation_sql
-from flagstone.stats.summaries import Cuped, Mean, Proportion, Ratio, Summary, SummaryError
 
-Data = dict[str, dict[str, Summary]]
+if TYPE_CHECKING:
+    from flagstone.stats.summaries import Mean, Proportion, Summary
+
+# flagstone.stats (numpy, scipy) is imported where the rows become summaries, not here:
+# ``run.gather`` imports it on another thread while DuckDB runs the query.
+Data = dict[str, dict[str, "Summary"]]
 
 
 @dataclass
@@ -154,6 +158,8 @@ def _num(value: Any) -> float:
 
 
 def summary_of(metric: MetricQuery, row: Mapping[str, Any], cuped: bool) -> Summary:
+    from flagstone.stats.summaries import Cuped, Mean, Proportion, Ratio
+
     n = round(_num(row.get("n")))
     total, total_sq = _num(row.get("sum")), _num(row.get("sum_sq"))
     if metric.kind == "ratio":
@@ -186,6 +192,8 @@ def rows_to_aggregates(
     *,
     cuped: bool = False,
 ) -> Aggregates:
+    from flagstone.stats.summaries import SummaryError
+
     by_name = {m.name: m for m in metrics}
     out = Aggregates()
     per_look: dict[int, Data] = {}

@@ -5,9 +5,12 @@ Pure of output: the CLI renders the ``Analysis`` it returns (text, JSON, markdow
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
+import importlib
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,17 +163,92 @@ def query_plan(
     by: str | None = None,
     interaction: str | None = None,
 ) -> QueryPlan:
+    return _plan(spec.key, shape_of(spec), env, inputs, looks, by=by, interaction=interaction)
+
+
+def _plan(
+    key: str,
+    shape: QueryShape,
+    env: str,
+    inputs: Inputs,
+    looks: Sequence[float] = (),
+    *,
+    by: str | None = None,
+    interaction: str | None = None,
+) -> QueryPlan:
     return QueryPlan(
-        experiment=spec.key,
-        metrics=metric_queries(spec),
+        experiment=key,
+        metrics=shape.metrics,
         environment=env,
         window=inputs.window,
-        cuped=spec.analysis.cuped,
+        cuped=shape.cuped,
         by=by,
-        dimensions=spec.dimensions,
+        dimensions=shape.dimensions,
         looks=tuple(looks),
         interaction=interaction,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class QueryShape:
+    """What the aggregation query needs of an experiment."""
+
+    metrics: tuple[MetricQuery, ...]
+    cuped: bool
+    sequential: bool
+    dimensions: tuple[str, ...]
+
+
+def shape_of(spec: ExperimentSpec) -> QueryShape:
+    return QueryShape(
+        metric_queries(spec),
+        spec.analysis.cuped,
+        spec.analysis.method == "sequential",
+        spec.dimensions,
+    )
+
+
+def read_shape(raw: Mapping[str, Any]) -> QueryShape | None:
+    """``shape_of`` read straight from the experiment's YAML, without ``flagstone.stats``
+    (numpy and scipy take about a second to import): so they can load while DuckDB runs
+    the query. None when the YAML is not of the expected form (the spec then reports it)."""
+    try:
+        listed = raw.get("metrics") or {}
+        metrics = [listed["primary"]] if listed.get("primary") else []
+        metrics += [*(listed.get("secondary") or ()), *(listed.get("guardrails") or ())]
+        analysis = raw.get("analysis") or {}
+        return QueryShape(
+            tuple(
+                MetricQuery(
+                    str(m["name"]),
+                    m["kind"],
+                    float(m["winsorize"]) if m.get("winsorize") is not None else None,
+                    m.get("numerator"),
+                    m.get("denominator"),
+                )
+                for m in metrics
+            ),
+            bool(analysis.get("cuped", False)),
+            analysis.get("method", "frequentist") == "sequential",
+            tuple(raw.get("dimensions") or ()),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _import_quietly(module: str) -> None:
+    # A failure is raised again, with its traceback, by the main thread's own import.
+    with contextlib.suppress(Exception):
+        importlib.import_module(module)
+
+
+def _check_by(key: str, by: str | None, dimensions: Sequence[str]) -> None:
+    if by is not None and by not in dimensions:
+        raise UsageError(
+            f"--by {by}: experiment {key!r} declares "
+            + (f"dimensions {', '.join(dimensions)}" if dimensions else "no dimensions")
+            + "; add it to the experiment's dimensions: so the runtime logs it"
+        )
 
 
 def gather(
@@ -178,15 +256,9 @@ def gather(
 ) -> tuple[ExperimentSpec, Aggregates]:
     """The experiment's sufficient statistics from raw data or a statistics file."""
     inputs.check()
-    spec = experiment_spec(env, experiment)
-    if inputs.by is not None and inputs.by not in spec.dimensions:
-        raise UsageError(
-            f"--by {inputs.by}: experiment {spec.key!r} declares "
-            + (f"dimensions {', '.join(spec.dimensions)}" if spec.dimensions else "no dimensions")
-            + "; add it to the experiment's dimensions: so the runtime logs it"
-        )
-    sequential = spec.analysis.method == "sequential"
     if inputs.stats is not None:
+        spec = experiment_spec(env, experiment)
+        _check_by(spec.key, inputs.by, spec.dimensions)
         rows = read_stats_file(inputs.stats)
         looks = sorted({float(r["look"]) for r in rows if r.get("look") not in (None, "")})
         return spec, rows_to_aggregates(
@@ -194,13 +266,35 @@ def gather(
         )
     assert inputs.exposures is not None and inputs.metrics is not None
     exposures, metrics = resolve(inputs.exposures, "exposures"), resolve(inputs.metrics, "metrics")
-    cuts = look_cuts(experiment.raw.get("started_at"), now, daily=sequential)
-    agg, _ = aggregate(
-        query_plan(spec, env.name, inputs, cuts),
-        exposures,
-        metrics,
-        consent_counts=experiment.consent_required,
-    )
+
+    def run(shape: QueryShape) -> Aggregates:
+        cuts = look_cuts(experiment.raw.get("started_at"), now, daily=shape.sequential)
+        agg, _ = aggregate(
+            _plan(experiment.key, shape, env.name, inputs, cuts),
+            exposures,
+            metrics,
+            consent_counts=experiment.consent_required,
+        )
+        return agg
+
+    early = read_shape(experiment.raw)
+    if early is None:
+        spec = experiment_spec(env, experiment)
+        _check_by(spec.key, inputs.by, spec.dimensions)
+        return spec, run(shape_of(spec))
+    _check_by(experiment.key, inputs.by, early.dimensions)
+    # DuckDB releases the GIL: the statistics import on another thread while the query
+    # runs. duckdb itself is imported first, so the two threads never import the same module.
+    importlib.import_module("duckdb")
+    loading = threading.Thread(target=_import_quietly, args=("flagstone.stats.engine",))
+    loading.start()
+    try:
+        agg = run(early)
+    finally:
+        loading.join()
+    spec = experiment_spec(env, experiment)
+    if shape_of(spec) != early:  # the numbers are always those of the spec's own query
+        agg = run(shape_of(spec))
     return spec, agg
 
 
