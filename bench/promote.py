@@ -130,8 +130,7 @@ def main() -> None:
         "Before promote and the edit commands worked on top-level blocks (2026-12-01, same "
         "machine, busier): validate 7.2 s (its stale-flag check ran two git processes per "
         "candidate), promote --dry-run 70 s, --yes 37 s, one flag 30 s, the edit 23 s — each a "
-        "round-trip parse of whole 1 MB files. Wall times here are taken with 8 engineers "
-        "sharing 2 cores; the CPU time of the promotion alone is about 0.7 s.",
+        "round-trip parse of whole 1 MB files.",
         "",
     ]
     section = "\n".join(lines)
