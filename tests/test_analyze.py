@@ -582,3 +582,17 @@ def test_analysis_import__before_numpy__limits_blas_to_one_thread_unless_the_use
         text=True,
     )
     assert (default.stdout.strip(), chosen.stdout.strip()) == ("1", "3")
+
+
+def test_duckdb_out_of_memory__message_names_the_limit_to_raise(tmp_path) -> None:
+    from flagstone.analysis.ingest import _duckdb_message
+    from flagstone.analysis.sources import resolve
+
+    con = duckdb.connect(config={"memory_limit": "10MB", "threads": 1})
+    with pytest.raises(duckdb.Error) as raised:
+        con.execute("select string_agg(range::varchar, ',') from range(3000000)").fetchall()
+    exposures = tmp_path / "exposures.jsonl"
+    exposures.write_text("{}\n")
+    message = _duckdb_message(raised.value, resolve(str(exposures), "exposures"))
+    assert "Out of Memory" in message
+    assert "FLAGSTONE_MEMORY_LIMIT" in message and str(exposures) in message

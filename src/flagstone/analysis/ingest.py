@@ -142,7 +142,12 @@ def aggregate(
 def _duckdb_message(error: BaseException, *sources: Source) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     hint = ""
-    if "Malformed JSON" in text or "JSON" in text:
+    if "Out of Memory" in text:
+        hint = (
+            f"; DuckDB ran out of its memory limit: raise it with FLAGSTONE_MEMORY_LIMIT "
+            f"(default {DEFAULT_MEMORY_LIMIT}, e.g. FLAGSTONE_MEMORY_LIMIT=4GB)"
+        )
+    elif "Malformed JSON" in text or "JSON" in text:
         hint = "; every line must be one JSON object (the runtime's exposure records, or unit/metric/value/ts)"
     elif "Could not convert" in text or "Conversion Error" in text:
         hint = "; check that times are epoch seconds or timestamps and values are numbers"
