@@ -117,10 +117,8 @@ def test_writer__rejecting_pre_commit_hook__leaves_the_tree_and_index_as_they_we
     assert git(repo, "status", "--porcelain") == ""
 
 
-@pytest.mark.parametrize("writer", WRITERS)
-def test_writer__failing_signing_program__leaves_the_tree_and_index_as_they_were(
-    repo: Path, writer: str, tmp_path: Path
-) -> None:
+def configure_failing_signer(repo: Path, tmp_path: Path) -> None:
+    """Commits must be SSH-signed, and the signing program always fails."""
     for key, value in {
         "commit.gpgsign": "true",
         "gpg.format": "ssh",
@@ -128,6 +126,13 @@ def test_writer__failing_signing_program__leaves_the_tree_and_index_as_they_were
         "gpg.ssh.program": "false",
     }.items():
         git(repo, "config", key, value)
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_writer__failing_signing_program__leaves_the_tree_and_index_as_they_were(
+    repo: Path, writer: str, tmp_path: Path
+) -> None:
+    configure_failing_signer(repo, tmp_path)
     before = state(repo)
     result = run(repo, WRITERS[writer])
     assert result.returncode == 2, result.stderr
@@ -367,13 +372,7 @@ def test_promote__3000_changed_flags_and_a_failing_signer__leaves_the_tree_byte_
     thousands: Path, tmp_path: Path
 ) -> None:
     """Everything written and staged, then the commit itself fails: all of it is undone."""
-    for key, value in {
-        "commit.gpgsign": "true",
-        "gpg.format": "ssh",
-        "user.signingkey": str(tmp_path / "id_ed25519"),
-        "gpg.ssh.program": "false",
-    }.items():
-        git(thousands, "config", key, value)
+    configure_failing_signer(thousands, tmp_path)
     before = state(thousands)
     result = run(thousands, ["promote", "dev", "prod", "--yes", "--commit"])
     assert result.returncode == 2, result.stderr[-2000:]
