@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Client } from "../src/index.js";
-import { bucket, cborText, murmur3 } from "../src/hashing.js";
+import { BUCKETS, bucket, bucketer, cborText, murmur3 } from "../src/hashing.js";
 import { readVectors } from "./vectors.js";
 
 const vectors = readVectors("vectors.json");
@@ -38,6 +38,25 @@ describe("tests/conformance/vectors.json", () => {
       expect(hex(data)).toBe(v.input_hex);
       expect(murmur3(data)).toBe(v.murmur3);
       expect(bucket(v.salt, v.unit)).toBe(v.bucket);
+    }
+  });
+
+  it("a reused bucketer agrees with the vector-checked encoder on mixed ids of every length", () => {
+    // The bucketer writes ASCII ids on a fast path and restarts in UTF-8 at the first other
+    // character, over one buffer that grows: ids around the 24- and 256-byte CBOR headers.
+    const pieces = ["a", "Z", "-", "0", "\u007f", "é", "ü", "日", "\u{1d4b0}", "\u0080"];
+    let seed = 7;
+    const rand = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0), seed % n);
+    for (const salt of ["s", "checkout", "é-salt"]) {
+      const fast = bucketer(`${salt}/`);
+      for (let i = 0; i < 600; i++) {
+        let unit = "";
+        const length = [0, 10, 14, 20, 30, 250, 300][rand(7)] + rand(6);
+        const ascii = rand(2) === 0;
+        while (unit.length < length) unit += ascii ? pieces[rand(4)] : pieces[rand(pieces.length)];
+        const want = Math.floor((murmur3(cborText(`${salt}/${unit}`)) * BUCKETS) / 2 ** 32);
+        expect([unit, fast(unit)]).toEqual([unit, want]);
+      }
     }
   });
 });
