@@ -41,6 +41,21 @@ export interface Exposure {
   dimensions: Record<string, unknown>;
 }
 
+/**
+ * How many units a `consent: required` experiment left out for lacking consent since the
+ * last batch: the Python runtime's analytics record, with no id of any kind in it.
+ */
+export interface ConsentNotGiven {
+  type: "consent_not_given";
+  experiment: string;
+  flag: string;
+  environment: string | null;
+  units: number;
+  /** The batch's window, epoch seconds. */
+  from: number;
+  to: number;
+}
+
 export interface ChangeEvent {
   hash: string | null;
   previousHash: string | null;
@@ -64,6 +79,14 @@ export interface ClientOptions {
   onExposure?: (exposure: Exposure) => void;
   /** Called when a bundle is refused (the last good one stays live). */
   onError?: (error: Error) => void;
+  /**
+   * Called with counts of the units that `consent: required` experiments left out for
+   * lacking consent (each unit once per experiment), every `flushInterval` ms while there
+   * are any, and on `flush()` and `close()`. Never with a unit id.
+   */
+  onConsentNotGiven?: (counts: ConsentNotGiven[]) => void;
+  /** Milliseconds between batches of consent counts (default 10,000). */
+  flushInterval?: number;
 }
 
 /** The client's API; `new Client(options)` makes one. */
@@ -88,6 +111,9 @@ export interface Client {
   onChange(listener: (event: ChangeEvent) => void): () => void;
   /** Stop polling (`watch` starts again). */
   stop(): void;
+  /** Hand the consent counts gathered so far to `onConsentNotGiven` now. */
+  flush(): void;
+  /** Stop polling, drop the listeners, flush the consent counts. */
   close(): void;
   variant<K extends FlagKey>(flag: K, context: Context): VariantOf<K> | undefined;
   variant<K extends FlagKey, D>(flag: K, context: Context, fallback: D): VariantOf<K> | D;
@@ -114,7 +140,7 @@ export interface Client {
 
 // A function called with `new`: its state lives in closures (which minify), not in properties.
 export const Client = function (options: ClientOptions = {}): Client {
-  const { bundle: initial, url, publicKey: key, onError, onExposure } = options;
+  const { bundle: initial, url, publicKey: key, onError, onExposure, onConsentNotGiven } = options;
   let live: CompiledBundle | null = null;
   let lastError: string | null = null;
   let halt = (): void => {};
@@ -145,9 +171,37 @@ export const Client = function (options: ClientOptions = {}): Client {
     }
   };
 
+  // Units left out for lacking consent, counted once per experiment; who was counted stays
+  // in memory only (at most 100,000 units, then it starts over), the counts carry no id.
+  let counted = new Set<string>();
+  let counts = new Map<string, ConsentNotGiven>();
+  let since = Date.now() / 1000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = (): void => {
+    clearTimeout(timer);
+    timer = undefined;
+    const to = Date.now() / 1000;
+    const batch = [...counts.keys()].sort().map((k) => ({ ...counts.get(k)!, from: since, to }));
+    counts = new Map();
+    since = to;
+    if (batch.length) call(onConsentNotGiven!, batch);
+  };
+  const refused = (experiment: string, unit: string): void => {
+    const flag = live?.raw.experiments[experiment].flag;
+    const environment = live?.environment ?? null;
+    const key = JSON.stringify([experiment, flag, environment]);
+    if (!onConsentNotGiven || counted.has(key + unit)) return;
+    if (counted.size >= 100_000) counted = new Set();
+    counted.add(key + unit);
+    const count = counts.get(key) ?? counts.set(key, { type: "consent_not_given", experiment, flag, environment, units: 0, from: 0, to: 0 }).get(key)!;
+    count.units++;
+    // unref: a pending batch does not keep a Node process alive (close() hands it over).
+    (timer ??= setTimeout(flush, options.flushInterval ?? 10_000) as any).unref?.();
+  };
+
   const apply = (bundle: unknown): boolean => {
     try {
-      const next = compileBundle(typeof bundle === "string" ? parseJson(bundle) : bundle);
+      const next = compileBundle(typeof bundle === "string" ? parseJson(bundle) : bundle, refused);
       const previous = live;
       lastError = null;
       if (next.hash === null || next.hash !== previous?.hash) {
@@ -219,9 +273,11 @@ export const Client = function (options: ClientOptions = {}): Client {
       return () => void listeners.delete(listener);
     },
     stop: () => halt(),
+    flush,
     close() {
       halt();
       listeners.clear();
+      flush();
     },
     variant: (flag: string, context: Context, fallback?: unknown) => answer(flag, context, fallback),
     value: (flag: string, context: Context, fallback?: unknown) => answer(flag, context, fallback, true),

@@ -145,7 +145,10 @@ export function hasConsent(ctx: Context, path: string[] = ["consent", "experimen
   return false;
 }
 
-function compileExperiment(raw: any, segments: (key: string) => Matcher): Assign {
+/** Told of each unit an experiment leaves out for lacking consent (counted, never logged). */
+export type OnRefusal = (experiment: string, unit: string) => void;
+
+function compileExperiment(key: string, raw: any, segments: (key: string) => Matcher, refused: OnRefusal): Assign {
   const { unit, layer, salt, traffic, audience } = raw;
   const split = arms(raw.arms);
   const get = getter(unit);
@@ -159,7 +162,9 @@ function compileExperiment(raw: any, segments: (key: string) => Matcher): Assign
   const consentRequired = raw.consent_required;
   return (ctx) => {
     const u = running ? unitString(get(ctx)) : null;
-    if (u === null || (consentRequired && !hasConsent(ctx, consentPath)) || !inAudience(ctx)) return null;
+    if (u === null) return null;
+    if (consentRequired && !hasConsent(ctx, consentPath)) return refused(key, u), null;
+    if (!inAudience(ctx)) return null;
     if (layer !== undefined) {
       const b = layerBucket(u);
       if (b < start || b >= end) return null;
@@ -189,7 +194,7 @@ const entries = (o: unknown): [string, any][] => Object.entries(o ?? {});
 const text = (v: unknown): string | null => (typeof v === "string" ? v : null);
 
 /** Compile a parsed bundle; throws BundleError for anything malformed. */
-export function compileBundle(raw: any): CompiledBundle {
+export function compileBundle(raw: any, refused: OnRefusal = () => {}): CompiledBundle {
   try {
     if (raw?.format !== "flagstone-bundle") fail("not a flagstone bundle (format field)");
     if (raw.version !== 1) fail(`unsupported bundle version ${JSON.stringify(raw.version)}`);
@@ -205,7 +210,7 @@ export function compileBundle(raw: any): CompiledBundle {
       return compiled;
     };
     for (const [key] of entries(raw.segments)) segment(key);
-    const experiments = new Map(entries(raw.experiments).map(([k, e]) => [k, compileExperiment(e, segment)]));
+    const experiments = new Map(entries(raw.experiments).map(([k, e]) => [k, compileExperiment(k, e, segment, refused)]));
     const flags = new Map<string, CompiledFlag>();
     for (const [key, flag] of entries(raw.flags)) flags.set(key, compileFlag(flag, segment, experiments, flags));
     for (const [, flag] of entries(raw.flags)) for (const p of flag.prerequisites) flags.has(p.flag) || fail(`unknown prerequisite ${p.flag}`);

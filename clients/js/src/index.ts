@@ -3,6 +3,7 @@ export type {
   ArmOf,
   ChangeEvent,
   ClientOptions,
+  ConsentNotGiven,
   ConfigKey,
   ConfigOf,
   ExperimentKey,

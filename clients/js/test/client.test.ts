@@ -1,6 +1,8 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Client, type ChangeEvent } from "../src/index.js";
 import { readVectors } from "./vectors.js";
@@ -99,6 +101,80 @@ describe("Client from an object", () => {
     expect(exposures).toEqual([
       { type: "exposure", experiment: "onboarding", arm: a.arm, unit: String(a.context.user_id), flag: "onboarding-flow", environment: "prod", ts: expect.any(Number), dimensions: { plan: "pro" } },
     ]);
+  });
+});
+
+describe("consent counts (onConsentNotGiven)", () => {
+  // The vectors' `onboarding` experiment requires consent at consent.purposes.experiments.
+  const consent = { purposes: { experiments: true } };
+  const units = Array.from({ length: 40 }, (_, i) => ({ user_id: `person-${i}`, country: "DE", ...(i % 3 ? {} : { consent }) }));
+  const contexts = [
+    ...units,
+    ...units, // a unit is counted once, however often it is asked about
+    { country: "DE" }, // no unit id: never considered
+    { user_id: 7, country: "FR" }, // an integer id counts as its decimal
+  ];
+  const serve = (client: Client): void => {
+    for (const c of contexts) {
+      client.assign("onboarding", c);
+      client.variant("onboarding-flow", c);
+      client.details("onboarding-flow", c);
+    }
+  };
+
+  it("counts each unit once per experiment, with no id in the batch, on close()", () => {
+    const batches: any[][] = [];
+    const client = new Client({ bundle, onConsentNotGiven: (b) => batches.push(b) });
+    serve(client);
+    expect(batches).toEqual([]); // batched, not per call
+    client.close();
+    expect(batches).toEqual([
+      [{ type: "consent_not_given", experiment: "onboarding", flag: "onboarding-flow", environment: "prod", units: 27, from: expect.any(Number), to: expect.any(Number) }],
+    ]);
+    const [count] = batches[0];
+    expect(count.from).toBeLessThanOrEqual(count.to);
+    expect(JSON.stringify(batches)).not.toMatch(/person-|"7"/);
+    client.flush();
+    expect(batches.length).toBe(1); // nothing new, no empty batch
+  });
+
+  it("agrees with the Python runtime's consent_not_given records on the same contexts", () => {
+    const python = process.env.FLAGSTONE_PYTHON ?? join(process.cwd(), "..", "..", ".venv", "bin", "python");
+    const script = [
+      "import json, sys",
+      "from flagstone.runtime import Client",
+      "from flagstone.runtime.sinks import MemorySink",
+      "doc = json.load(sys.stdin)",
+      "sink = MemorySink()",
+      "with Client.from_dict(doc['bundle'], sink=sink, pseudonym_key='k') as client:",
+      "    for c in doc['contexts']:",
+      "        client.assign('onboarding', c); client.variant('onboarding-flow', c); client.details('onboarding-flow', c)",
+      "print(json.dumps([{k: r[k] for k in ('experiment', 'flag', 'environment', 'units')} for r in sink.records if r['type'] == 'consent_not_given']))",
+    ].join("\n");
+    const want = JSON.parse(execFileSync(python, ["-c", script], { input: JSON.stringify({ bundle, contexts }), encoding: "utf8" }));
+    const got: any[] = [];
+    const client = new Client({ bundle, onConsentNotGiven: (b) => got.push(...b.map(({ experiment, flag, environment, units }) => ({ experiment, flag, environment, units }))) });
+    serve(client);
+    client.close();
+    expect(got).toEqual(want);
+    expect(want[0].units).toBe(27);
+  });
+
+  it("hands a batch over every flushInterval ms, and counts nothing without a callback", async () => {
+    const batches: any[][] = [];
+    const client = new Client({ bundle, flushInterval: 20, onConsentNotGiven: (b) => batches.push(b) });
+    client.assign("onboarding", units[1]);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(batches.map((b) => b[0].units)).toEqual([1]);
+    client.assign("onboarding", units[2]);
+    client.assign("onboarding", units[1]);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(batches.map((b) => b[0].units)).toEqual([1, 1]);
+    expect(batches[1][0].from).toBe(batches[0][0].to);
+    client.close();
+    const quiet = new Client({ bundle });
+    expect(quiet.assign("onboarding", units[1])).toBe(null);
+    quiet.close();
   });
 });
 
