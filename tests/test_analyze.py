@@ -86,7 +86,7 @@ def test_analyze__printed_sql_run_by_duckdb__agrees_with_the_built_in_path(
         ["analyze", "onboarding-length", "-e", "prod", "--at", AT, "--print-sql", *data], cwd=repo
     )
     assert printed.exit_code == 0, printed.stderr
-    assert "read_json(" in printed.stdout and "WITH exposed AS MATERIALIZED" in printed.stdout
+    assert "read_json(" in printed.stdout and "WITH exposed AS (" in printed.stdout
     rows = _run_script(printed.stdout)
     stats_file = tmp_path / "stats.csv"
     with stats_file.open("w", newline="") as f:
@@ -237,6 +237,40 @@ def test_sql__unit_rules__first_exposure_wins_two_arm_units_and_early_events_are
     assert agg.multiple_arms == 1
     assert agg.consent_refused == 1
     assert agg.units == {"c": 2, "t": 1}
+
+
+def test_sql__each_dialect__reads_the_units_once_and_makes_one_pass() -> None:
+    """Exclusions, span and balance come out of the one grouping by arm, not another read."""
+    for dialect in DIALECTS:
+        text = aggregation_sql(PLAN, dialect)  # type: ignore[arg-type]
+        assert text.count("FROM exposures") == 1, dialect
+        assert text.count("metric_events") == 1, dialect
+        assert text.count("FROM per_unit") == 2, dialect  # the winsorization cap, the sums
+        assert text.count("FROM stats") == 1, dialect
+
+
+def test_stats_rows__split_over_arms__add_up() -> None:
+    """A warehouse may return the balance, exclusion and span rows one per arm."""
+    rows = [
+        {"kind": "metric", "arm": arm, "metric": "v", "n": n, "sum": 1, "sum_sq": 1}
+        for arm, n in (("c", 3), ("t", 2))
+    ]
+    rows += [
+        {"kind": "dimension", "arm": "c", "slice": "DE", "metric": "country", "n": 1},
+        {"kind": "dimension", "arm": "c", "slice": "DE", "metric": "country", "n": 2},
+        {"kind": "dimension", "arm": "t", "slice": None, "metric": "country", "n": 2},
+        {"kind": "excluded", "metric": "multiple_arms", "n": 4},
+        {"kind": "excluded", "metric": "multiple_arms", "n": 1},
+        {"kind": "excluded", "metric": "consent_refused", "n": 2},
+        {"kind": "span", "metric": "first_exposure", "n": 3, "sum": 50.0, "sum_sq": 90.0},
+        {"kind": "span", "metric": "first_exposure", "n": 2, "sum": 20.0, "sum_sq": 70.0},
+        {"kind": "span", "metric": "first_exposure", "n": 0, "sum": None, "sum_sq": None},
+    ]
+    agg = rows_to_aggregates(rows, (MetricQuery("v", "mean"),))
+    assert agg.dimensions == {"country": {"DE": {"c": 3}, "(none)": {"t": 2}}}
+    assert (agg.multiple_arms, agg.consent_refused) == (5, 2)
+    assert (agg.first_exposure, agg.last_exposure) == (20.0, 90.0)
+    assert agg.units == {"c": 3, "t": 2}
 
 
 def test_sql__pre_exposure_events__are_the_cuped_covariate(tmp_path) -> None:

@@ -217,16 +217,18 @@ def rows_to_aggregates(
             elif name == "consent_not_given":
                 out.consent_not_given = (out.consent_not_given or 0) + count
             continue
-        if kind == "span":
+        if kind == "span":  # one row per arm and slice: the earliest and the latest
             if _num(row.get("n")) > 0:
-                out.first_exposure = _num(row.get("sum"))
-                out.last_exposure = _num(row.get("sum_sq"))
+                first, last = _num(row.get("sum")), _num(row.get("sum_sq"))
+                if out.first_exposure is None or first < out.first_exposure:
+                    out.first_exposure = first
+                if out.last_exposure is None or last > out.last_exposure:
+                    out.last_exposure = last
             continue
-        if kind == "dimension":
+        if kind == "dimension":  # one row per arm, value (and slice): added up
             value = "(none)" if slice_value in (None, "") else str(slice_value)
-            out.dimensions.setdefault(name, {}).setdefault(value, {})[str(arm)] = round(
-                _num(row.get("n"))
-            )
+            counts = out.dimensions.setdefault(name, {}).setdefault(value, {})
+            counts[str(arm)] = counts.get(str(arm), 0) + round(_num(row.get("n")))
             continue
         if kind != "metric" or name not in by_name or arm in (None, ""):
             continue

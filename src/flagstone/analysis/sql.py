@@ -14,7 +14,11 @@ and returns long rows, one per (kind, arm, slice, look, metric):
   post_pre_sum; ``cap`` is the winsorization cap applied (pooled over arms);
 - ``dimension``: units per arm and value of one declared dimension (balance checks);
 - ``excluded``: units seen in more than one arm (``metric = 'multiple_arms'``) and units
-  whose exposure says consent was refused (``metric = 'consent_refused'``), in ``n``.
+  whose exposure says consent was refused (``metric = 'consent_refused'``), in ``n``;
+- ``span``: the earliest (``sum``) and latest (``sum_sq``) first exposure of ``n`` units.
+
+Balance, excluded and span counts may come in several rows (one per arm and slice); a
+reader adds them up (the span: the earliest and the latest).
 
 The rules, in SQL: a unit's first exposure starts its attribution (first exposure wins);
 a unit exposed to two arms is excluded and counted; metric events before the first
@@ -165,7 +169,14 @@ def _table(rows: Sequence[Sequence[str]], columns: Sequence[str], dialect: Diale
 
 
 def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
-    """The query (one statement, no trailing semicolon) for ``plan`` in ``dialect``."""
+    """The query (one statement, no trailing semicolon) for ``plan`` in ``dialect``.
+
+    One pass: the exposures grouped by unit, joined once with the metric events, grouped by
+    unit again, then by arm into ``stats``, which the output reads once. Units that are
+    excluded (two arms, consent refused; with ``interaction``, not in the other experiment)
+    travel with the enrolled ones, told apart by ``status``, so counting them costs no
+    second pass over the units.
+    """
 
     def lit(text: str) -> str:
         return quote_literal(text, dialect)
@@ -174,7 +185,8 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
         return quote_ident(name, dialect)
 
     double, text = _double(dialect), _text(dialect)
-    materialized = " MATERIALIZED" if dialect in ("duckdb", "postgres") else ""
+    # Each unit has one row before the join, so any value of its group is the value.
+    any_value = "MIN" if dialect == "postgres" else "ANY_VALUE"  # PostgreSQL has it from 16 on
     dims = list(dict.fromkeys([*plan.dimensions, *([plan.by] if plan.by else [])]))
     dim_cols = {d: f"d{i}" for i, d in enumerate(dims)}
 
@@ -182,59 +194,63 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
     if plan.environment is not None:
         where.append(f"(environment IS NULL OR environment = {lit(plan.environment)})")
     dim_select = "".join(f",\n    MIN({ident(d)}) AS {dim_cols[d]}" for d in dims)
-    # A unit is in one arm when its least and greatest arm agree: the same test as
-    # COUNT(DISTINCT arm) = 1 without the second grouping (by unit and arm) that costs.
+    # status: 0 enrolled, 1 exposed to more than one arm, 2 consent refused, 3 not in the
+    # interaction's other experiment; NULL without an arm (counted nowhere). A unit is in
+    # one arm when its least and greatest arm agree: the same test as COUNT(DISTINCT arm)
+    # = 1 without a second grouping (by unit and arm).
     exposed = (
-        "exposed AS" + materialized + " (\n"
-        "  SELECT unit, MIN(ts) AS first_ts, MIN(arm) AS arm, MAX(arm) AS last_arm,\n"
-        "    MAX(CASE WHEN consent = FALSE THEN 1 ELSE 0 END) AS refused"
+        "exposed AS (\n"
+        "  SELECT unit, MIN(ts) AS first_ts, MIN(arm) AS arm,\n"
+        "    CASE WHEN MIN(arm) < MAX(arm) THEN 1\n"
+        "      WHEN MIN(arm) = MAX(arm) THEN MAX(CASE WHEN consent = FALSE THEN 2 ELSE 0 END)\n"
+        "    END AS status"
         + dim_select
         + "\n  FROM exposures\n  WHERE "
         + "\n    AND ".join(where)
         + "\n  GROUP BY unit\n)"
     )
-    slice_col = dim_cols[plan.by] if plan.by else None
-    enrolled_dims = "".join(f", x.{c}" for c in dim_cols.values())
     ctes = [exposed]
-    other = ""
+    units = "exposed"
+    slice_col = dim_cols[plan.by] if plan.by else None
+    carried = ["arm", "status", "first_ts", *dim_cols.values()]
     if plan.interaction is not None:
-        # Units enrolled in both experiments; each cell is (arm of A, arm of B).
+        # Each cell is (arm of A, arm of B); units of A alone are status 3.
         other_where = [f"experiment = {lit(plan.interaction)}", *where[1:]]
         ctes.append(
             "other AS (\n  SELECT unit, MIN(arm) AS arm\n  FROM exposures\n  WHERE "
             + "\n    AND ".join(other_where)
             + "\n  GROUP BY unit\n  HAVING MIN(arm) = MAX(arm)\n)"
         )
-        other, enrolled_dims, slice_col = (
-            "\n  JOIN other o ON o.unit = x.unit",
-            enrolled_dims + ", o.arm AS ix",
-            "ix",
+        paired_dims = "".join(f", x.{c}" for c in dim_cols.values())
+        ctes.append(
+            "paired AS (\n"
+            "  SELECT x.unit, x.arm, x.first_ts,\n"
+            "    CASE WHEN x.status = 0 AND o.unit IS NULL THEN 3 ELSE x.status END AS status"
+            f"{paired_dims}, o.arm AS ix\n"
+            "  FROM exposed x\n  LEFT JOIN other o ON o.unit = x.unit\n)"
         )
-    ctes.append(
-        "enrolled AS (\n"
-        f"  SELECT x.unit, x.arm, x.first_ts{enrolled_dims}\n"
-        f"  FROM exposed x{other}\n  WHERE x.arm = x.last_arm AND x.refused = 0\n)"
-    )
+        units, slice_col = "paired", "ix"
+        carried.append("ix")
 
-    keys = ["e.arm"]
-    if slice_col:
-        keys.append(f"e.{slice_col}")
-    source = "enrolled e"
+    keys = ["e.unit"]
+    source = f"{units} e"
     if plan.looks:
         looks = _table(
             [(str(i), _number(cut)) for i, cut in enumerate(plan.looks)], ("look", "cut"), dialect
         )
         source = (
-            f"enrolled e\n  JOIN {looks} ON e.first_ts <= t.cut"
+            f"{units} e\n  JOIN {looks} ON e.first_ts <= t.cut"
             if dialect != "bigquery"
-            else (f"enrolled e\n  JOIN {looks} AS t ON e.first_ts <= t.cut")
+            else (f"{units} e\n  JOIN {looks} AS t ON e.first_ts <= t.cut")
         )
         keys.append("t.look")
     events = sorted({name for m in plan.metrics for name in m.events})
-    join = [
-        "m.unit = e.unit",
-        "m.metric IN (" + ", ".join(lit(n) for n in events) + ")",
-    ]
+    join = ["m.unit = e.unit"]
+    if dialect != "duckdb":
+        join.append("m.metric IN (" + ", ".join(lit(n) for n in events) + ")")
+    # Not in DuckDB: it guesses an IN list keeps a few percent of the events and builds
+    # its hash table on them instead of on the units (10M events overran its 700MB);
+    # each column's CASE below leaves other metrics out all the same.
     if plan.window is not None and plan.cuped:
         join.append(f"m.ts >= e.first_ts - {_number(plan.window)}")
     if not plan.cuped:
@@ -244,7 +260,11 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
     if plan.looks:
         join.append("m.ts <= t.cut")
     post = "m.ts >= e.first_ts"
-    columns: list[str] = []
+    columns: list[str] = [f"{any_value}(e.{c}) AS {c}" for c in carried]
+    if slice_col:
+        columns.append(f"{any_value}(e.{slice_col}) AS slice")
+    if plan.looks:
+        columns.append("t.look")
     event_col = {name: f"v{i}" for i, name in enumerate(events)}
     for name in events:
         cond = f"m.metric = {lit(name)}" + (f" AND {post}" if plan.cuped else "")
@@ -258,20 +278,13 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
                 f"COALESCE(SUM(CASE WHEN m.metric = {lit(name)} AND m.ts < e.first_ts "
                 f"THEN m.value END), 0) AS p{events.index(name)}"
             )
-    select_keys = ", ".join(
-        [
-            *keys[:1],
-            *([f"e.{slice_col} AS slice"] if slice_col else []),
-            *(["t.look"] if plan.looks else []),
-        ]
-    )
     ctes.append(
         "per_unit AS (\n"
-        f"  SELECT e.unit, {select_keys},\n    "
+        "  SELECT e.unit,\n    "
         + ",\n    ".join(columns)
         + f"\n  FROM {source}\n  LEFT JOIN metric_events m\n    ON "
         + "\n    AND ".join(join)
-        + "\n  GROUP BY e.unit, "
+        + "\n  GROUP BY "
         + ", ".join(keys)
         + "\n)"
     )
@@ -290,7 +303,12 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
         else:
             value_of[m.name] = col
             pre_of[m.name] = pcol
-    group_cols = ["arm", *(["slice"] if slice_col else []), *(["look"] if plan.looks else [])]
+    group_cols = [
+        "arm",
+        "status",
+        *(["slice"] if slice_col else []),
+        *(["look"] if plan.looks else []),
+    ]
     capped = [m for m in plan.metrics if m.winsorize is not None and m.kind == "mean"]
     value_expr = dict(value_of)
     if capped:
@@ -300,11 +318,17 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
         )
         look_group = "\n  GROUP BY look" if plan.looks else ""
         look_select = "look, " if plan.looks else ""
-        ctes.append(f"caps AS (\n  SELECT {look_select}{cap_cols}\n  FROM per_unit{look_group}\n)")
+        ctes.append(
+            f"caps AS (\n  SELECT {look_select}{cap_cols}\n  FROM per_unit\n  WHERE status = 0{look_group}\n)"
+        )
         for m in capped:
             c = f"caps.c{plan.metrics.index(m)}"
             value_expr[m.name] = f"LEAST({value_of[m.name]}, {c})"
-    aggregates: list[str] = ["COUNT(*) AS n"]
+    aggregates: list[str] = [
+        "COUNT(*) AS n",
+        "MIN(per_unit.first_ts) AS first_ts",
+        "MAX(per_unit.first_ts) AS last_ts",
+    ]
     for i, m in enumerate(plan.metrics):
         if m.kind == "ratio":
             num, den = event_col[m.events[0]], event_col[m.events[1]]
@@ -333,107 +357,118 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
             "\n  JOIN caps ON caps.look = per_unit.look" if plan.looks else "\n  CROSS JOIN caps"
         )
     qualified = [f"per_unit.{c}" for c in group_cols]
+    selected = [f"{q} AS {c}" for q, c in zip(qualified, group_cols, strict=True)]
+    group_by = ", ".join(qualified)
+    if dims:
+        # Balance counts per dimension in the same grouping: one grouping set each, told
+        # apart from the whole by GROUPING() (a dimension's value may itself be NULL).
+        dim_sets = [[*qualified, f"per_unit.{c}"] for c in dim_cols.values()]
+        group_by = (
+            "GROUPING SETS ("
+            + ", ".join("(" + ", ".join(s) + ")" for s in [qualified, *dim_sets])
+            + ")"
+        )
+        selected += [f"per_unit.{c} AS {c}" for c in dim_cols.values()]
+        selected += [f"GROUPING(per_unit.{c}) AS g{c}" for c in dim_cols.values()]
     ctes.append(
         "stats AS (\n  SELECT "
-        + ", ".join(f"{q} AS {c}" for q, c in zip(qualified, group_cols, strict=True))
+        + ", ".join(selected)
         + ",\n    "
         + ",\n    ".join(aggregates)
-        + f"\n  FROM per_unit{caps_join}\n  GROUP BY "
-        + ", ".join(qualified)
-        + "\n)"
+        + f"\n  FROM per_unit{caps_join}\n  GROUP BY {group_by}\n)"
     )
 
-    def null(kind: str) -> str:
-        return f"CAST(NULL AS {text if kind == 'text' else double})"
+    # The output, one read of ``stats``: each of its rows (a group) joined with the kinds
+    # of output row it makes. Excluded counts, the exposure span and balance counts may
+    # come in several rows (one per arm, slice): readers add them up.
+    outputs: list[tuple[str, str, str]] = [
+        (str(i), lit("metric"), lit(m.name)) for i, m in enumerate(plan.metrics)
+    ]
+    outputs += [(str(j), lit("dimension"), lit(d)) for j, d in enumerate(dims)]
+    outputs += [
+        ("1", lit("excluded"), lit("multiple_arms")),
+        ("2", lit("excluded"), lit("consent_refused")),
+        ("0", lit("span"), lit("first_exposure")),
+    ]
+    whole = [f"s.g{c} = 1" for c in dim_cols.values()]  # not a balance grouping set
+    # The last look is everything: units are counted once, there.
+    latest = [f"s.look = {len(plan.looks) - 1}"] if plan.looks else []
 
-    def row(values: dict[str, str]) -> str:
-        out = []
-        for col in OUTPUT_COLUMNS:
-            expr = values.get(col)
-            if expr is None:
-                expr = null("text" if col in _TEXT_COLUMNS else "double")
-            elif col in _TEXT_COLUMNS:
-                expr = f"CAST({expr} AS {text})"
-            else:
-                expr = f"CAST({expr} AS {double})"
-            out.append(f"{expr} AS {col}")
-        return "SELECT " + ", ".join(out)
+    def both(*terms: str) -> str:
+        return "(" + " AND ".join(terms) + ")"
 
-    # Unpivot the one wide row per group into a row per metric, reading ``stats`` once.
-    metric_rows = [(str(i), lit(m.name)) for i, m in enumerate(plan.metrics)]
-    picks: dict[str, list[str]] = {c: [] for c in OUTPUT_COLUMNS}
-    for i, m in enumerate(plan.metrics):
-        cols = {"sum": f"s{i}", "sum_sq": f"q{i}"}
-        if m.kind == "ratio":
-            cols |= {"den_sum": f"ds{i}", "den_sum_sq": f"dq{i}", "num_den_sum": f"x{i}"}
-        elif plan.cuped:
-            cols |= {"pre_sum": f"ps{i}", "pre_sum_sq": f"pq{i}", "post_pre_sum": f"px{i}"}
-        if m.winsorize is not None and m.kind == "mean":
-            cols["cap"] = f"c{i}"
-        for col, expr in cols.items():
-            picks[col].append(f"WHEN {i} THEN s.{expr}")
-    unpivot: dict[str, str] = {
-        "kind": lit("metric"),
-        "arm": "s.arm",
+    conditions = [
+        both(f"k.kind = {lit('metric')}", "s.status = 0", *whole),
+        both(f"k.kind IN ({lit('excluded')}, {lit('span')})", "s.status = k.i", *whole, *latest),
+    ]
+    if dims:
+        in_set = (
+            "CASE k.i "
+            + " ".join(f"WHEN {j} THEN s.g{c}" for j, c in enumerate(dim_cols.values()))
+            + " END"
+        )
+        conditions.append(
+            both(f"k.kind = {lit('dimension')}", "s.status = 0", f"{in_set} = 0", *latest)
+        )
+
+    def metric_pick(col: str) -> str | None:
+        whens = []
+        for i, m in enumerate(plan.metrics):
+            cols = {"sum": f"s{i}", "sum_sq": f"q{i}"}
+            if m.kind == "ratio":
+                cols |= {"den_sum": f"ds{i}", "den_sum_sq": f"dq{i}", "num_den_sum": f"x{i}"}
+            elif plan.cuped:
+                cols |= {"pre_sum": f"ps{i}", "pre_sum_sq": f"pq{i}", "post_pre_sum": f"px{i}"}
+            if m.winsorize is not None and m.kind == "mean":
+                cols["cap"] = f"c{i}"
+            if col in cols:
+                whens.append(f"WHEN {i} THEN s.{cols[col]}")
+        return "CASE k.i " + " ".join(whens) + " END" if whens else None
+
+    def by_kind(
+        metric: str | None, dimension: str | None = None, span: str | None = None
+    ) -> str | None:
+        whens = [
+            f"WHEN {lit(kind)} THEN {expr}"
+            for kind, expr in (("metric", metric), ("dimension", dimension), ("span", span))
+            if expr is not None
+        ]
+        return "CASE k.kind " + " ".join(whens) + " END" if whens else None
+
+    dim_value = (
+        "CASE k.i "
+        + " ".join(f"WHEN {j} THEN s.{c}" for j, c in enumerate(dim_cols.values()))
+        + " END"
+        if dims
+        else None
+    )
+    values: dict[str, str | None] = {
+        "kind": "k.kind",
+        "arm": by_kind("s.arm", "s.arm"),
+        "slice": by_kind("s.slice" if slice_col else None, dim_value),
+        "look": by_kind("s.look") if plan.looks else None,
         "metric": "k.metric",
         "n": "s.n",
+        "sum": by_kind(metric_pick("sum"), span="s.first_ts"),
+        "sum_sq": by_kind(metric_pick("sum_sq"), span="s.last_ts"),
     }
-    if slice_col:
-        unpivot["slice"] = "s.slice"
-    if plan.looks:
-        unpivot["look"] = "s.look"
-    for col, whens in picks.items():
-        if whens:
-            unpivot[col] = "CASE k.i " + " ".join(whens) + " END"
-    metric_table = _table(metric_rows, ("i", "metric"), dialect)
+    for col in OUTPUT_COLUMNS[8:]:
+        values[col] = by_kind(metric_pick(col))
+    out = []
+    for col in OUTPUT_COLUMNS:
+        expr = values.get(col)
+        cast = text if col in _TEXT_COLUMNS else double
+        out.append(f"CAST({expr if expr is not None else 'NULL'} AS {cast}) AS {col}")
+    table = _table(outputs, ("i", "kind", "metric"), dialect)
     if dialect == "bigquery":
-        metric_from = f"FROM stats s CROSS JOIN {metric_table} AS k"
+        output_from = f"FROM stats s CROSS JOIN {table} AS k"
     else:
-        metric_from = f"FROM stats s CROSS JOIN {metric_table.replace(') AS t(', ') AS k(')}"
-    parts = [row(unpivot) + "\n" + metric_from]
-    for d in dims:
-        parts.append(
-            row(
-                {
-                    "kind": lit("dimension"),
-                    "arm": "arm",
-                    "slice": dim_cols[d],
-                    "metric": lit(d),
-                    "n": "COUNT(*)",
-                }
-            )
-            + f"\nFROM enrolled\nGROUP BY arm, {dim_cols[d]}"
-        )
-    parts.append(
-        row(
-            {
-                "kind": lit("excluded"),
-                "metric": lit("multiple_arms"),
-                "n": "SUM(CASE WHEN arm < last_arm THEN 1 ELSE 0 END)",
-            }
-        )
-        + "\nFROM exposed"
+        output_from = f"FROM stats s CROSS JOIN {table.replace(') AS t(', ') AS k(')}"
+    return (
+        "WITH "
+        + ",\n".join(ctes)
+        + "\nSELECT "
+        + ",\n  ".join(out)
+        + f"\n{output_from}\nWHERE "
+        + "\n  OR ".join(conditions)
     )
-    parts.append(
-        row(
-            {
-                "kind": lit("excluded"),
-                "metric": lit("consent_refused"),
-                "n": "SUM(CASE WHEN arm = last_arm AND refused = 1 THEN 1 ELSE 0 END)",
-            }
-        )
-        + "\nFROM exposed"
-    )
-    parts.append(
-        row(
-            {
-                "kind": lit("span"),
-                "metric": lit("first_exposure"),
-                "sum": "MIN(first_ts)",
-                "sum_sq": "MAX(first_ts)",
-                "n": "COUNT(*)",
-            }
-        )
-        + "\nFROM enrolled"
-    )
-    return "WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(parts)
