@@ -19,19 +19,29 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize, special
+from scipy import special
 
 from flagstone.stats.frequentist import Moments, relative_lift
 from flagstone.stats.summaries import Proportion, Summary
 
 # Near-normal posteriors need few nodes; skewed small-count ones (a mode at 0) need more.
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(96)
-_SKEWED_NODES, _SKEWED_WEIGHTS = np.polynomial.legendre.leggauss(384)
+# Gauss-Legendre nodes and weights, computed on first use: the 384-node rule is an
+# eigenproblem that would otherwise run at import, on the thread analyze imports this on.
+_NODES = 96
+_SKEWED_NODES = 384
+
+
+@cache
+def _legendre(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    return nodes, weights
+
+
 _SKEWED_BELOW = 200  # successes or failures
 _TAIL = 1e-14
 
@@ -75,7 +85,7 @@ class _Beta:
         lo = float(special.betaincinv(self.a, self.b, _TAIL))
         hi = float(special.betaincinv(self.a, self.b, 1 - _TAIL))
         skewed = min(self.a, self.b) < _SKEWED_BELOW
-        nodes, weights = (_SKEWED_NODES, _SKEWED_WEIGHTS) if skewed else (_NODES, _WEIGHTS)
+        nodes, weights = _legendre(_SKEWED_NODES if skewed else _NODES)
         x = (hi - lo) / 2 * nodes + (hi + lo) / 2
         log_pdf = (
             (self.a - 1) * np.log(x) + (self.b - 1) * np.log1p(-x) - special.betaln(self.a, self.b)
@@ -127,6 +137,8 @@ def _quantile(
         lo = max(lo - 4 * scale, low) if bounded else lo - 4 * scale
     while cdf(hi) < q:
         hi += 4 * scale
+    from scipy import optimize  # imported when Newton's method gives up
+
     return float(optimize.brentq(lambda x: cdf(x) - q, lo, hi, xtol=1e-12 * scale))
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 # The industry threshold (Kohavi et al., "Trustworthy Online Controlled Experiments", ch. 21):
 # an SRM at p < 0.001 means the assignment or the logging is broken, not bad luck.
@@ -98,6 +98,8 @@ def balance(
             dimension, counts, 0.0, 0, 1.0, False, threshold, "fewer than two values or arms"
         )
     table = table[:, kept_arms]
+    from scipy import stats  # scipy.stats costs more at import than all the rest
+
     result = stats.chi2_contingency(table, correction=False)
     return BalanceResult(
         dimension,

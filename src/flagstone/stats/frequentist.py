@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from flagstone.stats.summaries import Proportion, Summary
 
@@ -148,6 +148,8 @@ def fisher_exact_p(control: Proportion, treatment: Proportion, alternative: Alte
         ]
     )
     # scipy's "greater" is an odds ratio > 1 for the first row: the treatment converts more.
+    from scipy import stats  # only small counts need it; imported then
+
     result = stats.fisher_exact(table, alternative=alternative)
     return float(result.pvalue)
 

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy import optimize, special
+from scipy import special
 
 from flagstone.errors import FlagstoneError
 from flagstone.stats.correction import Correction, planning_alpha
@@ -168,6 +168,8 @@ def sample_size(design: Design, mde: float) -> Plan:
     lo, hi = 2, 4
     while power_at(design, delta, hi) < design.power:
         lo, hi = hi, hi * 2
+    from scipy import optimize  # on first use: analyze does not plan
+
     exact = optimize.brentq(lambda n: power_at(design, delta, n) - design.power, lo, hi, xtol=1e-6)
     n = max(2, math.ceil(exact - 1e-9))
     while power_at(design, delta, n) < design.power:  # guard against the root's rounding
@@ -190,6 +192,8 @@ def minimum_detectable_effect(design: Design, units_per_arm: int) -> Plan:
         upper = design.baseline_sd
         while power_at(design, upper, units_per_arm) < design.power:
             upper *= 2
+    from scipy import optimize
+
     delta = optimize.brentq(
         lambda d: power_at(design, d, units_per_arm) - design.power, 1e-12, upper, xtol=1e-12
     )
