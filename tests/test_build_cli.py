@@ -1,9 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -149,3 +155,119 @@ def test_build__format_flagd__writes_the_export_and_prints_what_it_left_out(
         in result.stdout
     )
     assert result.stdout.count("[flagd-unsupported]") == 2
+
+
+# --- the second process: validation beside compiling -------------------------------------
+
+# `flagstone build` as the entry point runs it, with validate_loaded replaced in the
+# forked child only (the parent's pid is fixed before main): argv[1] is what the child does.
+CHILD_PATCHED_BUILD = """
+import os, sys, time
+from pathlib import Path
+import flagstone.validate as validate
+parent, real, mode = os.getpid(), validate.validate_loaded, sys.argv[1]
+def in_child(*args, **kwargs):
+    if os.getpid() != parent:
+        if mode == "dies":
+            os._exit(9)
+        Path("child-started").touch()
+        time.sleep(60)
+    return real(*args, **kwargs)
+validate.validate_loaded = in_child
+from flagstone.cli.app import main
+sys.argv = ["flagstone", "build", *sys.argv[2:]]
+main()
+"""
+
+
+def run_build(root: Path, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "flagstone"
+    return subprocess.run(
+        [str(exe), "build", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def test_build__in_two_processes_and_in_one__same_bytes_and_output(repo_from_case) -> None:
+    root = repo_from_case("valid/base")
+    two = run_build(root, ["--out", "two"])
+    one = run_build(root, ["--out", "one"], FLAGSTONE_JOBS="1")
+    assert two.returncode == one.returncode == 0, two.stderr
+    assert two.stdout.replace("/two/", "/one/") == one.stdout
+    assert sorted(p.name for p in (root / "two").iterdir()) == ["dev.json", "prod.json"]
+    for bundle in (root / "two").iterdir():
+        assert bundle.read_bytes() == (root / "one" / bundle.name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "rollout-sum",
+        "unknown-segment-rule",
+        "yaml-tab-indent",
+        "missing-default",
+        "secret-not-encrypted",
+    ],
+)
+def test_build__invalid__two_processes_report_what_one_does(case: str, tmp_path: Path) -> None:
+    root = build_case(case, tmp_path / "repo")
+    for output in ("text", "json"):
+        two = run_build(root, ["--output-format", output])
+        one = run_build(root, ["--output-format", output], FLAGSTONE_JOBS="1")
+        assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
+        assert two.returncode == 1 and two.stdout
+        assert "Traceback" not in two.stderr
+    assert not (root / "dist").exists()
+
+
+def test_build__worker_dies__validates_itself_and_builds(repo_from_case) -> None:
+    root = repo_from_case("valid/base")
+    expected = run_build(root, ["--out", "expected"], FLAGSTONE_JOBS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD_PATCHED_BUILD, "dies", "--out", "expected"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert (result.returncode, result.stdout) == (0, expected.stdout), result.stderr
+
+
+def test_build__worker_dies__invalid_input_still_refused(tmp_path: Path) -> None:
+    root = build_case("rollout-sum", tmp_path / "repo")
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD_PATCHED_BUILD, "dies"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "rollout weights sum to 90" in result.stdout
+    assert not (root / "dist").exists()
+
+
+def test_build__ctrl_c_while_the_worker_validates__one_line_nothing_written_no_worker_left(
+    repo_from_case,
+) -> None:
+    root = repo_from_case("valid/base")
+    build = subprocess.Popen(
+        [sys.executable, "-c", CHILD_PATCHED_BUILD, "sleeps"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    deadline = time.monotonic() + 20
+    while not (root / "child-started").exists():
+        assert build.poll() is None and time.monotonic() < deadline, build.communicate()
+        time.sleep(0.02)
+    time.sleep(0.3)  # the parent is done compiling and waits for the worker
+    os.killpg(build.pid, signal.SIGINT)  # what Ctrl-C sends: every process of the job
+    _, stderr = build.communicate(timeout=20)
+    assert build.returncode == 130 and "Traceback" not in stderr  # 128 + SIGINT, as a shell says
+    assert not (root / "dist").exists()
+    with pytest.raises(ProcessLookupError):  # the worker went with it
+        os.killpg(build.pid, 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -613,6 +613,23 @@ def load_repository(
     Raises ``LoadError`` only for an unreadable flagstone.yaml; every other file's
     problems come back as findings so that one run reports them all.
     """
+    return assemble_worktree(read_worktree(root, envs))
+
+
+@dataclass(frozen=True, slots=True)
+class WorktreeFiles:
+    """A working tree's repository files as read, before any is parsed: what
+    ``assemble_worktree`` builds the same repository from, in any process."""
+
+    root: Path
+    settings: Settings
+    settings_bytes: bytes
+    environments: dict[str, tuple[dict[str, bytes | Problem], bool]]  # files, folder exists
+    others: dict[str, bytes | None]  # the config schema, by its path
+
+
+def read_worktree(root: Path, envs: Iterable[str] | None = None) -> WorktreeFiles:
+    """The files ``load_repository`` reads (settings parsed: they say which files)."""
     settings_path = root / SETTINGS_FILE
     try:
         settings_bytes = settings_path.read_bytes()
@@ -621,18 +638,32 @@ def load_repository(
             f"no {SETTINGS_FILE} in {root}; run `flagstone init` to create one"
         ) from None
     settings = load_settings(settings_bytes)
-
-    def env_files(name: str) -> tuple[dict[str, bytes | Problem], bool]:
-        return environment_files(root, name), (root / ENVIRONMENTS_DIR / name).is_dir()
-
-    def read(rel: str) -> bytes | None:
-        path = root / rel
+    wanted = list(envs) if envs is not None else list(settings.environments)
+    check_environments(wanted, settings.environments)
+    environments = {
+        name: (environment_files(root, name), (root / ENVIRONMENTS_DIR / name).is_dir())
+        for name in settings.environments
+        if name in wanted
+    }
+    others = {}
+    if settings.config_schema is not None:
+        path = root / settings.config_schema
         try:
-            return path.read_bytes() if path.is_file() else None
+            others[settings.config_schema] = path.read_bytes() if path.is_file() else None
         except OSError:
-            return None
+            others[settings.config_schema] = None
+    return WorktreeFiles(root, settings, settings_bytes, environments, others)
 
-    return assemble_repository(root, settings, settings_bytes, envs, env_files, read)
+
+def assemble_worktree(files: WorktreeFiles) -> tuple[Repository, list[Problem]]:
+    return assemble_repository(
+        files.root,
+        files.settings,
+        files.settings_bytes,
+        list(files.environments),
+        files.environments.__getitem__,
+        files.others.get,
+    )
 
 
 def load_revision(

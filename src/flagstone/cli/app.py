@@ -465,7 +465,30 @@ def main() -> None:
     if trimmed is None:
         _load_commands()
         trimmed = _only(name)
-    (trimmed or app)()
+    try:
+        (trimmed or app)()
+    except SystemExit as e:
+        if not _kept_until_exit:
+            raise
+        _exit_now(e.code)
+
+
+# What a command asked to hold until the process ends (``keep_until_exit``).
+_kept_until_exit: list[object] = []
+
+
+def keep_until_exit(*objects: object) -> None:
+    """Hold ``objects`` to the end of the run and end it with ``os._exit`` once the output
+    is flushed: freeing a build's repository and bundles one object at a time, as leaving
+    the command and then the interpreter's shutdown do, took ~50 ms of a 0.3 s build."""
+    _kept_until_exit[:] = objects
+
+
+def _exit_now(code: object) -> NoReturn:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 def _only_from_its_module(name: str) -> typer.Typer | None:

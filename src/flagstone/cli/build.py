@@ -1,17 +1,27 @@
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import os
+import pickle
+import signal
+import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flagstone.cli.app import TextJson, command, finish
+from flagstone.cli.app import TextJson, command, finish, keep_until_exit
 from flagstone.errors import FlagstoneError, Problem, UsageError
+
+if TYPE_CHECKING:
+    from flagstone.load import WorktreeFiles
+    from flagstone.model import Repository
 
 
 class BundleFormat(StrEnum):
@@ -126,9 +136,8 @@ def build(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Write one deterministic JSON bundle per environment (dist/<env>.json)."""
-    from flagstone import gitio
-    from flagstone.bundle import CompileMemo, build_bundle_bytes, dump_bundle, sign_bundle
-    from flagstone.load import find_root, load_repository
+    from flagstone.bundle import dump_bundle, sign_bundle
+    from flagstone.load import assemble_worktree, find_root, read_worktree
     from flagstone.model import check_environments
     from flagstone.report import BuildResult, BuiltBundle
     from flagstone.validate import validate_loaded
@@ -142,58 +151,199 @@ def build(
             "--include-secrets needs the service's age public key: pass --recipient age1… "
             "(the bundle carries the secrets encrypted to it, never in plain text)"
         )
-    repo_root = find_root(root or Path.cwd())
-    repo, load_problems = load_repository(repo_root)
-    names = env or list(repo.settings.environments)
-    check_environments(names, repo.settings.environments)
-    problems = validate_loaded(repo, load_problems, envs=names)
-    errors = [p for p in problems if p.is_error]
-    if errors:
-        finish(BuildResult(problems=errors), fmt)
-    key = read_signing_key(sign) if sign is not None else None
-    target = repo_root / "dist" if out_dir is None else Path.cwd() / out_dir
-    revisions = gitio.revisions(
-        repo_root, {n: [repo.settings.file, f"environments/{n}"] for n in names}
-    )
-    files: list[tuple[Path, bytes]] = []
-    built: list[BuiltBundle] = []
-    memo: CompileMemo = {}  # an object identical across environments compiles once
-    warnings: list[Problem] = []
-    for name in names:
-        revision = revisions[name]
+    # What a build reads lives until it is written: the collector would only walk it.
+    with _collector_paused():
+        repo_root = find_root(root or Path.cwd())
+        worktree = read_worktree(repo_root)
+        names = env or list(worktree.settings.environments)
+        check_environments(names, worktree.settings.environments)
+        flagstone_bundles = bundle_format is BundleFormat.flagstone
+        # A second process parses the same bytes and validates while this one compiles;
+        # not when sealing secrets, which decrypts only once the repository is valid.
+        checking = (
+            validation_beside(worktree, names)
+            if flagstone_bundles and not include_secrets
+            else None
+        )
+        repo, load_problems = assemble_worktree(worktree)
+        compiled: dict[str, tuple[dict[str, Any], bytes, bool]] = {}
+        if checking is None:
+            _refuse_errors(validate_loaded(repo, load_problems, envs=names), fmt)
+            key = read_signing_key(sign) if sign is not None else None
+            if flagstone_bundles:
+                compiled = _compile_bundles(repo, names, recipients if include_secrets else None)
+        else:
+            failure: Exception | None = None
+            try:
+                compiled = _compile_bundles(repo, names)
+            except Exception as e:  # invalid input: validation's findings come first
+                failure = e
+            except BaseException:
+                checking.cancel()
+                raise
+            _refuse_errors(checking.result(repo, load_problems), fmt)
+            key = read_signing_key(sign) if sign is not None else None
+            if failure is not None:
+                raise failure
+        target = repo_root / "dist" if out_dir is None else Path.cwd() / out_dir
+        files: list[tuple[Path, bytes]] = []
+        built: list[BuiltBundle] = []
+        warnings: list[Problem] = []
         if bundle_format is BundleFormat.flagd:
             from flagstone.flagd import dump_export, export_environment
 
-            document, found = export_environment(repo, name)
-            warnings += found
-            data = dump_export(document)
-            path = target / f"{name}.flagd.json"
+            for name in names:
+                document, found = export_environment(repo, name)
+                warnings += found
+                path = target / f"{name}.flagd.json"
+                files.append((path, dump_export(document)))
+                built.append(BuiltBundle(name, str(path), "flagd"))
+        for name, (bundle, data, dirty) in compiled.items():
+            if key is not None:
+                bundle = sign_bundle(bundle, key)
+                data = dump_bundle(bundle)
+            path = target / f"{name}.json"
             files.append((path, data))
-            built.append(BuiltBundle(name, str(path), "flagd"))
-            continue
-        sealed = _sealed_secrets(repo, name, recipients or []) if include_secrets else None
+            built.append(
+                BuiltBundle(
+                    name,
+                    str(path),
+                    "flagstone",
+                    hash=bundle["hash"],
+                    flags=len(bundle["flags"]),
+                    dirty=dirty,
+                    signed=key is not None,
+                )
+            )
+        if not dry_run:
+            write_bundles(files)
+        keep_until_exit(repo, compiled, files)
+        finish(BuildResult(built, warnings, dry_run=dry_run), fmt)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _refuse_errors(problems: Sequence[Problem], fmt: TextJson) -> None:
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        from flagstone.report import BuildResult
+
+        finish(BuildResult(problems=errors), fmt)
+
+
+def _compile_bundles(
+    repo: Repository, names: Sequence[str], recipients: list[str] | None = None
+) -> dict[str, tuple[dict[str, Any], bytes, bool]]:
+    """Each environment's bundle, its canonical bytes and whether its files are uncommitted;
+    ``recipients``: seal the secrets for them."""
+    from flagstone import gitio
+    from flagstone.bundle import CompileMemo, build_bundle_bytes
+
+    revisions = gitio.revisions(
+        repo.root, {n: [repo.settings.file, f"environments/{n}"] for n in names}
+    )
+    memo: CompileMemo = {}  # an object identical across environments compiles once
+    out = {}
+    for name in names:
+        revision = revisions[name]
+        sealed = _sealed_secrets(repo, name, recipients) if recipients is not None else None
         bundle, data = build_bundle_bytes(
             repo, name, commit=revision.sha, dirty=revision.dirty, sealed_secrets=sealed, memo=memo
         )
-        if key is not None:
-            bundle = sign_bundle(bundle, key)
-            data = dump_bundle(bundle)
-        path = target / f"{name}.json"
-        files.append((path, data))
-        built.append(
-            BuiltBundle(
-                name,
-                str(path),
-                "flagstone",
-                hash=bundle["hash"],
-                flags=len(bundle["flags"]),
-                dirty=revision.dirty,
-                signed=key is not None,
-            )
-        )
-    if not dry_run:
-        write_bundles(files)
-    finish(BuildResult(built, warnings, dry_run=dry_run), fmt)
+        out[name] = (bundle, data, revision.dirty)
+    return out
+
+
+class ValidationBeside:
+    """A forked copy of this process parsing the files and validating them: ``result``
+    waits for its problems, or validates here when the copy died (killed, out of memory)."""
+
+    def __init__(self, pid: int, fd: int, names: Sequence[str]) -> None:
+        self.pid: int | None = pid
+        self.fd = fd
+        self.names = names
+
+    def result(self, repo: Repository, load_problems: list[Problem]) -> list[Problem]:
+        """The problems of ``validate_loaded`` (``repo``: this process's parse of the same files)."""
+        from flagstone.validate import validate_loaded
+
+        chunks = []
+        try:
+            while chunk := os.read(self.fd, 1 << 20):
+                chunks.append(chunk)
+            status = self._reap()
+        except BaseException:
+            self.cancel()
+            raise
+        finally:
+            os.close(self.fd)
+        if status == 0:
+            with contextlib.suppress(Exception):
+                problems: list[Problem] = pickle.loads(b"".join(chunks))
+                return problems
+        return validate_loaded(repo, load_problems, envs=self.names)
+
+    def cancel(self) -> None:
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._reap()
+
+    def _reap(self) -> int:
+        assert self.pid is not None
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        return status
+
+
+def validation_beside(worktree: WorktreeFiles, names: Sequence[str]) -> ValidationBeside | None:
+    """Start parsing and validating in a forked child, or None where that would not help:
+    one usable core, no fork (Windows), other threads running (a fork copies only this
+    one), or ``FLAGSTONE_JOBS=1``."""
+    if (
+        not hasattr(os, "fork")
+        or os.environ.get("FLAGSTONE_JOBS") == "1"
+        or _usable_cores() < 2
+        or threading.active_count() > 1
+    ):
+        return None
+    from flagstone.load import assemble_worktree
+    from flagstone.validate import validate_loaded
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: validate, send the problems, exit without cleanup of its own
+        status = 1
+        try:
+            os.close(read_fd)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent reports it
+            repo, load_problems = assemble_worktree(worktree)
+            problems = validate_loaded(repo, load_problems, envs=names)
+            data = memoryview(pickle.dumps(problems))
+            while data:
+                data = data[os.write(write_fd, data) :]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    return ValidationBeside(pid, read_fd, names)
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _sealed_secrets(repo: Any, env: str, recipients: list[str]) -> dict[str, Any] | None:
