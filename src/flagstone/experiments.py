@@ -18,9 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flagstone.errors import FlagstoneError
+from flagstone.errors import FlagstoneError, Problem
 
 if TYPE_CHECKING:
+    from flagstone.model import Environment
     from flagstone.stats.engine import ExperimentResult
     from flagstone.stats.power import Plan
 
@@ -258,6 +259,43 @@ def roll_out_winner(flag_node: Any, flag: str, winner: str) -> str:
 def frozen_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     """Fields of a running experiment that ``after`` changes (and must not)."""
     return [f for f in FROZEN_FIELDS if _plain(before.get(f)) != _plain(after.get(f))]
+
+
+STOP_FIRST = (
+    "stop the experiment first (flagstone experiment stop KEY --env ENV), then change it; "
+    "or start a new experiment with the new design"
+)
+
+
+def frozen_problems(
+    before: Environment | None, after: Environment | None, change: str, hint: str = STOP_FIRST
+) -> list[Problem]:
+    """A problem, without line:col yet, for each experiment running in both ``before`` and
+    ``after`` whose ``FROZEN_FIELDS`` differ; ``change`` names what changes them ("the
+    commit", "the rollback"). Stopping in the same change does not excuse it: the units
+    enrolled so far were assigned under the old design."""
+    if before is None or after is None:
+        return []
+    problems = []
+    for key, old in before.experiments.items():
+        new = after.experiments.get(key)
+        if old.status != "running" or new is None or new.status != "running":
+            continue
+        changed = frozen_changes(old.raw, new.raw)
+        if changed:
+            problems.append(
+                Problem(
+                    new.file,
+                    0,
+                    0,
+                    f"experiment {key!r} is running in {before.name}: {change} would change "
+                    f"its {', '.join(changed)}, which stay fixed while it runs",
+                    "experiment-frozen",
+                    path=(key, changed[0]) if changed[0] in new.raw else (key,),
+                    hint=hint,
+                )
+            )
+    return problems
 
 
 def _plain(value: Any) -> Any:

@@ -777,8 +777,11 @@ def _env_at(root: Path, rev: str, env: str) -> tuple[Environment | None, dict[st
     return found, {rel: data for rel, data in files.items() if isinstance(data, bytes)}
 
 
-def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()) -> Restoration:
-    """Restore ``env`` (or only some keys of it) as it was at ``rev``."""
+def plan_rollback(
+    repo: Repository, env: str, rev: str, only: Sequence[str] = (), *, force: bool = False
+) -> Restoration:
+    """Restore ``env`` (or only some keys of it) as it was at ``rev``; refuses to change a
+    running experiment's frozen fields unless ``force``."""
     current = repo.env(env)
     sha = gitio.resolve(repo.root, rev)
     old_env, old_files = _env_at(repo.root, sha, env)
@@ -799,6 +802,8 @@ def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()
     checked = check_write(repo, env, files)
     if not checked.allowed:
         raise RestorationInvalid(checked.new)
+    if not force:
+        _refuse_frozen(repo, current, checked.after, files, "the rollback")
     changes = diff_environments(current, checked.after, env, repo.secrets)
     scope = ", ".join(only) if only else "every key"
     message = f"Roll back {env} to {sha[:12]} ({scope})\n\n" + "\n".join(
@@ -813,6 +818,25 @@ def plan_rollback(repo: Repository, env: str, rev: str, only: Sequence[str] = ()
         basis,
         checked.existing,
     )
+
+
+def _refuse_frozen(
+    repo: Repository,
+    current: Environment,
+    after: Environment,
+    files: Mapping[str, str | None],
+    change: str,
+) -> None:
+    from flagstone.experiments import STOP_FIRST, frozen_problems
+    from flagstone.load import attach_positions, read_worktree_text
+
+    problems = frozen_problems(current, after, change, STOP_FIRST + "; or pass --force")
+    if problems:
+        on_disk = read_worktree_text(repo.root)
+        raise RestorationInvalid(
+            attach_positions(problems, lambda rel: files.get(rel) or on_disk(rel)),
+            f"{change} would change a running experiment's design; nothing was written",
+        )
 
 
 def _restore_keys(
@@ -858,9 +882,12 @@ def _restore_config(doc: Document, old: Environment, path: tuple[str, ...]) -> N
         set_path(doc.data, path, copy.deepcopy(value), create=True)
 
 
-def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -> list[Restoration]:
+def plan_revert(
+    repo: Repository, rev: str, envs: Sequence[str] | None = None, *, force: bool = False
+) -> list[Restoration]:
     """Undo one commit's changes to flagstone objects, key by key: later changes to other
-    keys of the same files stay; a key that changed again since is a conflict."""
+    keys of the same files stay; a key that changed again since is a conflict. Refuses to
+    change a running experiment's frozen fields unless ``force``."""
     root = repo.root
     sha = gitio.resolve(root, rev)
     info, files = gitio.log(root, f"{sha}^!", raw=True)[0]
@@ -907,6 +934,8 @@ def plan_revert(repo: Repository, rev: str, envs: Sequence[str] | None = None) -
         checked = check_write(repo, env, files_out)
         if not checked.allowed:
             raise RestorationInvalid(checked.new)
+        if not force:
+            _refuse_frozen(repo, current, checked.after, files_out, "the revert")
         changes = diff_environments(current, checked.after, env, repo.secrets)
         message = (
             f'Revert "{info.subject}" in {env}\n\nThis undoes {sha[:12]} for: {", ".join(undo)}'

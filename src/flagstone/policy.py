@@ -14,6 +14,11 @@ holds against the ways around it that have been tried (each has a test):
   signature and author rules;
 - a merge may only bring in what one of its parents has: a value of a protected key
   that no parent has is a change of its own, and is refused.
+
+In every environment, protected or not, a commit may not change the frozen fields of an
+experiment that is running before and after it (``experiments.FROZEN_FIELDS``: weights,
+arms, metrics...): the lifecycle commands refuse that edit, and a hand edit or a
+rollback must not get it past review.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from flagstone import gitio
-from flagstone.errors import FlagstoneError, LoadError
+from flagstone.errors import FlagstoneError, LoadError, Problem
 from flagstone.load import UNREADABLE, load_settings, parse_yaml, read_environment
 from flagstone.model import (
     ENVIRONMENTS_DIR,
@@ -44,7 +49,7 @@ class Violation:
     subject: str
     author: str
     env: str
-    rule: str  # signature, author, promotion, merge, policy, file
+    rule: str  # signature, author, promotion, merge, policy, file, frozen
     reason: str
 
 
@@ -79,9 +84,7 @@ def verify_range(root: Path, rev_range: str) -> list[Violation]:
     base_sha = gitio.resolve(root, base)
     head_sha = gitio.resolve(root, head or "HEAD")
     settings = _settings_at(root, base_sha, base)
-    if not settings.protected:
-        return []
-    signers = _signers(root, base_sha, base, settings)
+    signers = _signers(root, base_sha, base, settings) if settings.protected else None
     entries = gitio.log(root, f"{base_sha}..{head_sha}", raw=True, allowed_signers=signers)
     return _Gate(root, settings, entries).run()
 
@@ -138,8 +141,10 @@ class _Gate:
             if paths & policy_files and self._changes_policy(info, paths & policy_files):
                 for env, protection in sorted(protected.items()):
                     self._identity(info, env, protection, "policy")
-            envs = sorted({e for p in paths if (e := env_of(p)) is not None and e in protected})
-            for env in envs:
+            touched = sorted({e for p in paths if (e := env_of(p)) is not None})
+            for env in touched:
+                self._frozen(info, env)
+            for env in (e for e in touched if e in protected):
                 if len(info.parents) > 1:
                     self._merge(info, env)
                 else:
@@ -269,6 +274,28 @@ class _Gate:
                     "bring in what its branches changed, each change checked on its own",
                 )
                 return
+
+    def _frozen(self, info: gitio.CommitInfo, env: str) -> None:
+        """A running experiment's frozen fields changed against the parent (for a merge,
+        against every parent: bringing in a branch's commit is that commit's finding)."""
+        from flagstone.experiments import frozen_problems
+        from flagstone.load import attach_positions
+
+        after, _ = self._env(info.sha, env)
+        found: dict[tuple[str, ...], Problem] = {}
+        for n, parent in enumerate(info.parents):
+            problems = frozen_problems(self._env(parent, env)[0], after, "this commit")
+            keyed = {(p.file, *map(str, p.path[:1])): p for p in problems}
+            found = keyed if n == 0 else {k: p for k, p in found.items() if k in keyed}
+        if not found:
+            return
+
+        def text(rel: str) -> str | None:
+            data = gitio.show(self.root, info.sha, rel)
+            return data.decode("utf-8", "replace") if data is not None else None
+
+        for p in attach_positions(found.values(), text):
+            self._add(info, env, "frozen", f"{p.file}:{p.line}:{p.col}: {p.message}; {p.hint}")
 
     def _changes_policy(self, info: gitio.CommitInfo, paths: set[str]) -> bool:
         """Whether the commit changes the policy or a signers file; a merge only when the

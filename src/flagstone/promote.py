@@ -157,29 +157,16 @@ def frozen_experiment_changes(
 ) -> list[Problem]:
     """A promotion may not change what a running experiment's assignment and analysis rest
     on (``experiments.FROZEN_FIELDS``): it would move enrolled units between arms."""
-    from flagstone.experiments import frozen_changes
+    from flagstone.experiments import frozen_problems
     from flagstone.load import attach_positions, read_worktree_text
 
-    problems = []
-    for key, old in before.experiments.items():
-        new = after.experiments.get(key)
-        if old.status != "running" or new is None or new.status != "running":
-            continue
-        changed = frozen_changes(old.raw, new.raw)
-        if changed:
-            problems.append(
-                Problem(
-                    new.file,
-                    0,
-                    0,
-                    f"experiment {key!r} is running in {before.name}: the promotion would change "
-                    f"its {', '.join(changed)}, which stay fixed while it runs",
-                    "experiment-frozen",
-                    path=(key, changed[0]),
-                    hint="stop or conclude it there first (flagstone experiment stop), "
-                    "or leave the experiment out of the promotion",
-                )
-            )
+    problems = frozen_problems(
+        before,
+        after,
+        "the promotion",
+        "stop or conclude it there first (flagstone experiment stop), "
+        "or leave the experiment out of the promotion",
+    )
     return attach_positions(problems, read_worktree_text(repo.root)) if problems else []
 
 

@@ -113,6 +113,12 @@ def rollback(
     no_commit: Annotated[
         bool, typer.Option("--no-commit", help="Write the files but do not commit.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Change a running experiment's weights, arms or metrics anyway."
+        ),
+    ] = False,
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
@@ -128,7 +134,7 @@ def rollback(
     repo, _ = load_repository(repo_root)
     rev = to if to is not None else gitio.rev_before(repo_root, to_date or "")
     try:
-        plan = plan_rollback(repo, env, rev, only or ())
+        plan = plan_rollback(repo, env, rev, only or (), force=force)
     except RestorationInvalid as e:
         finish(RestorationResult((), problems=e.problems, refusal=str(e)), fmt)
     _apply(repo_root, [plan], yes, dry_run, not no_commit, fmt)
@@ -145,6 +151,12 @@ def revert(
     no_commit: Annotated[
         bool, typer.Option("--no-commit", help="Write the files but do not commit.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Change a running experiment's weights, arms or metrics anyway."
+        ),
+    ] = False,
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
@@ -157,7 +169,7 @@ def revert(
     repo, _ = load_repository(repo_root)
     check_environments(env or (), repo.settings.environments)
     try:
-        plans = plan_revert(repo, rev, env)
+        plans = plan_revert(repo, rev, env, force=force)
     except RestorationInvalid as e:
         finish(RestorationResult((), problems=e.problems, refusal=str(e)), fmt)
     _apply(repo_root, plans, yes, dry_run, not no_commit, fmt)
