@@ -149,3 +149,36 @@ def test_rollback__of_keys_a_running_experiment_does_not_freeze__passes(cli, rep
     result = cli(["rollback", "prod", "--to", "base", "--yes"], cwd=repo)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert b"traffic: 20" in experiments_file(repo).read_bytes()
+
+
+def test_validate_base__refuses_a_running_experiments_changed_weights__in_the_tree_and_at_a_rev(
+    cli, repo
+) -> None:
+    path = experiments_file(repo)
+    path.write_text(
+        path.read_text().replace("{classic: 50, short: 50}", "{classic: 40, short: 60}")
+    )
+    plain = cli(["validate"], cwd=repo)
+    assert plain.exit_code == 0, plain.stdout + plain.stderr  # alone, the file is valid
+    result = cli(["validate", "--base", "base", "-f", "json"], cwd=repo)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    doc = check_output("validate", result.stdout)
+    (problem,) = [p for p in doc["problems"] if p["code"] == "experiment-frozen"]
+    assert f"{problem['file']}:{problem['line']}:{problem['column']}" == position(repo, "weights:")
+    assert "since base" in problem["message"] and "stop the experiment first" in problem["hint"]
+    git(repo, "commit", "-qam", "rebalance", "--no-gpg-sign")
+    path.write_text(
+        path.read_text().replace("{classic: 40, short: 60}", "{classic: 50, short: 50}")
+    )
+    at_rev = cli(["validate", "--rev", "HEAD", "--base", "base"], cwd=repo)
+    assert at_rev.exit_code == 1 and position(repo, "weights:") in at_rev.stdout + at_rev.stderr
+    assert cli(["validate", "--base", "base"], cwd=repo).exit_code == 0  # the tree is back
+
+
+def test_verify__stopping_and_changing_in_one_commit__is_refused(cli, repo) -> None:
+    path = experiments_file(repo)
+    text = path.read_text().replace("status: running", "status: stopped")
+    path.write_text(text.replace("{classic: 50, short: 50}", "{classic: 40, short: 60}"))
+    git(repo, "commit", "-qam", "stop and re-plan", "--no-gpg-sign")
+    code, doc = verify(cli, repo)
+    assert code == 1 and [v["rule"] for v in doc["violations"]] == ["frozen"]

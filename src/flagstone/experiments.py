@@ -270,16 +270,16 @@ STOP_FIRST = (
 def frozen_problems(
     before: Environment | None, after: Environment | None, change: str, hint: str = STOP_FIRST
 ) -> list[Problem]:
-    """A problem, without line:col yet, for each experiment running in both ``before`` and
-    ``after`` whose ``FROZEN_FIELDS`` differ; ``change`` names what changes them ("the
-    commit", "the rollback"). Stopping in the same change does not excuse it: the units
-    enrolled so far were assigned under the old design."""
+    """A problem, without line:col yet, for each experiment running in ``before`` whose
+    ``FROZEN_FIELDS`` differ in ``after``; ``change`` names what changes them ("this
+    commit", "the rollback"). Stopping it in the same change does not excuse it: the units
+    enrolled so far were assigned, and are analysed, under the old design."""
     if before is None or after is None:
         return []
     problems = []
     for key, old in before.experiments.items():
         new = after.experiments.get(key)
-        if old.status != "running" or new is None or new.status != "running":
+        if old.status != "running" or new is None:
             continue
         changed = frozen_changes(old.raw, new.raw)
         if changed:

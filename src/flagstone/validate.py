@@ -68,9 +68,12 @@ def validate_repository(
     today: dt.date | None = None,
     last_changed: LastChanged | None = None,
     rev: str | None = None,
+    base: str | None = None,
 ) -> list[Problem]:
     """Load and check the working tree, or the git revision ``rev`` as it was committed
-    (its own settings and config schema); problems sorted, with file:line:col."""
+    (its own settings and config schema); problems sorted, with file:line:col. With
+    ``base``, an experiment running at that revision and still running must keep its
+    frozen fields (weights, arms, metrics...), as ``verify`` holds each commit to."""
     selected = list(envs) if envs is not None else None
     if rev is None:
         repo, load_problems = load_repository(root, _with_previous(root, selected))
@@ -82,6 +85,8 @@ def validate_repository(
             from flagstone.model import check_environments
 
             check_environments(selected, repo.settings.environments)
+    if base is not None:
+        load_problems = [*load_problems, *_frozen_since(root, base, repo, selected)]
     return validate_loaded(
         repo,
         load_problems,
@@ -90,6 +95,21 @@ def validate_repository(
         today=today,
         last_changed=last_changed if rev is None else None,
     )
+
+
+def _frozen_since(
+    root: Path, base: str, repo: Repository, selected: list[str] | None
+) -> list[Problem]:
+    from flagstone.experiments import frozen_problems
+    from flagstone.load import load_revision
+
+    then, _ = load_revision(root, base)
+    return [
+        p
+        for name, env in repo.environments.items()
+        if selected is None or name in selected
+        for p in frozen_problems(then.environments.get(name), env, f"the change since {base}")
+    ]
 
 
 def _with_previous(root: Path, selected: list[str] | None) -> list[str] | None:

@@ -32,6 +32,15 @@ def validate(
             help="Check a git revision as committed (its own settings and config schema).",
         ),
     ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            metavar="REV",
+            help="Also refuse changes since REV to an experiment running there "
+            "(weights, arms, metrics...).",
+        ),
+    ] = None,
     root: Annotated[
         Path | None,
         typer.Option(
@@ -60,9 +69,11 @@ def validate(
         return changed_at[key]
 
     problems = validate_repository(
-        repo_root, env, strict=strict, last_changed=last_changed, rev=rev
+        repo_root, env, strict=strict, last_changed=last_changed, rev=rev, base=base
     )
     checked = ", ".join(env) if env else "every environment"
     if rev is not None:
         checked += f" at {rev}"
+    if base is not None:
+        checked += f" against {base}"
     finish(Validation(problems, strict=strict, checked=checked), fmt or default_validate_format())
