@@ -182,3 +182,24 @@ def test_verify__stopping_and_changing_in_one_commit__is_refused(cli, repo) -> N
     git(repo, "commit", "-qam", "stop and re-plan", "--no-gpg-sign")
     code, doc = verify(cli, repo)
     assert code == 1 and [v["rule"] for v in doc["violations"]] == ["frozen"]
+
+
+def test_verify__a_running_experiment_without_weights__keeps_its_flags_variants_as_arms(
+    cli, tmp_path
+) -> None:
+    repo = make_repo(
+        tmp_path / "repo", RUNNING.replace("  weights: {classic: 50, short: 50}\n", "")
+    )
+    git(repo, "branch", "base")
+    flags = repo / "environments" / "prod" / "flags.yaml"
+    flags.write_text(
+        flags.read_text().replace("{classic: 1, short: 2}", "{classic: 1, short: 2, long: 3}")
+    )
+    git(repo, "commit", "-qam", "a third variant", "--no-gpg-sign")
+    code, doc = verify(cli, repo)
+    assert code == 1
+    (violation,) = doc["violations"]
+    lines = flags.read_text().splitlines()
+    line = next(i for i, t in enumerate(lines, 1) if "long: 3" in t)
+    assert violation["reason"].startswith(f"environments/prod/flags.yaml:{line}:")
+    assert "classic, short → classic, short, long" in violation["reason"]

@@ -295,7 +295,32 @@ def frozen_problems(
                     hint=hint,
                 )
             )
+        elif "weights" not in new.raw and "weights" not in old.raw:
+            # No weights: the flag's variants, in order, are the arms, split equally.
+            arms = _variant_names(before, old.flag)
+            flag = after.flags.get(new.flag)
+            if flag is not None and arms != _variant_names(after, new.flag):
+                problems.append(
+                    Problem(
+                        flag.file,
+                        0,
+                        0,
+                        f"experiment {key!r} is running in {before.name} on the variants of "
+                        f"flag {new.flag!r} as its arms (it declares no weights): {change} "
+                        f"would change them ({', '.join(arms)} → "
+                        f"{', '.join(_variant_names(after, new.flag))})",
+                        "experiment-frozen",
+                        path=(new.flag, "variants") if "variants" in flag.raw else (new.flag,),
+                        hint=hint,
+                    )
+                )
     return problems
+
+
+def _variant_names(env: Environment, flag_key: str) -> list[str]:
+    flag = env.flags.get(flag_key)
+    variants = flag.raw.get("variants") if flag is not None else None
+    return [str(v) for v in variants] if isinstance(variants, Mapping) else []
 
 
 def _plain(value: Any) -> Any:
