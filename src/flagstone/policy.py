@@ -16,9 +16,9 @@ holds against the ways around it that have been tried (each has a test):
   that no parent has is a change of its own, and is refused.
 
 In every environment, protected or not, a commit may not change the frozen fields of an
-experiment that is running before and after it (``experiments.FROZEN_FIELDS``: weights,
-arms, metrics...): the lifecycle commands refuse that edit, and a hand edit or a
-rollback must not get it past review.
+experiment that is running before it (``experiments.FROZEN_FIELDS``: weights, arms,
+metrics...), even if it also stops the experiment: the lifecycle commands refuse that
+edit, and a hand edit or a rollback must not get it past review.
 """
 
 from __future__ import annotations

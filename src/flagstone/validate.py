@@ -72,8 +72,9 @@ def validate_repository(
 ) -> list[Problem]:
     """Load and check the working tree, or the git revision ``rev`` as it was committed
     (its own settings and config schema); problems sorted, with file:line:col. With
-    ``base``, an experiment running at that revision and still running must keep its
-    frozen fields (weights, arms, metrics...), as ``verify`` holds each commit to."""
+    ``base``, an experiment running at that revision must keep its frozen fields
+    (weights, arms, metrics...), even if the change also stops it, as ``verify`` holds
+    each commit to."""
     selected = list(envs) if envs is not None else None
     if rev is None:
         repo, load_problems = load_repository(root, _with_previous(root, selected))
