@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -178,6 +179,39 @@ def test_sql__postgres_dialect__gives_the_same_rows_as_duckdb(tmp_path) -> None:
         nan = float("nan")
         numbers = [[nan if x is None else x for x in r[5:]] for r in (a, b)]
         assert numbers[0] == pytest.approx(numbers[1], rel=1e-9, nan_ok=True)
+
+
+def test_sql__consent_counts__one_excluded_row_of_this_experiment_and_environment(
+    tmp_path,
+) -> None:
+    exposures, events = simulate(200, seed=5)
+    con = duckdb.connect()
+    _relations(con, tmp_path, exposures, events)
+    con.execute(
+        "CREATE TABLE consent_counts (experiment VARCHAR, environment VARCHAR, units BIGINT)"
+    )
+    con.execute(
+        "INSERT INTO consent_counts VALUES ('onboarding-length', 'prod', 7), "
+        "('onboarding-length', NULL, 2), ('onboarding-length', 'dev', 100), ('other', 'prod', 50)"
+    )
+    plan = dataclasses.replace(PLAN, consent_counts=True)
+    for dialect in ("duckdb", "postgres"):
+        cursor = con.execute(aggregation_sql(plan, dialect))  # type: ignore[arg-type]
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        (row,) = [r for r in rows if r["metric"] == "consent_not_given"]
+        assert (row["kind"], row["n"], row["arm"]) == ("excluded", 9.0, None), dialect
+        agg = rows_to_aggregates(rows, plan.metrics, cuped=True)
+        assert agg.consent_not_given == 9 and sum(agg.units.values()) > 0, dialect
+        without = con.execute(aggregation_sql(PLAN, dialect)).fetchall()  # type: ignore[arg-type]
+        assert len(without) == len(rows) - 1, dialect
+    con.execute("DELETE FROM consent_counts")
+    (row,) = [
+        r for r in con.execute(aggregation_sql(plan)).fetchall() if r[4] == "consent_not_given"
+    ]
+    assert row[5] == 0.0  # a source without records: none left out, not unknown
+    for dialect in DIALECTS:
+        assert aggregation_sql(plan, dialect).count("FROM consent_counts") == 1, dialect
 
 
 def test_sql__each_dialect__uses_its_own_quantile_and_inline_table() -> None:

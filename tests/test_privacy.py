@@ -4,11 +4,13 @@ person's rows, retention deletes what is old, and pseudonyms join across process
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import shutil
 from pathlib import Path
 
+import duckdb
 import git
 import pytest
 from pyrage import x25519
@@ -457,13 +459,12 @@ def test_runtime__experiment_without_consent_requirement__writes_no_counts(cli, 
     assert len([r for r in sink.records if r["type"] == "exposure"]) == 20
 
 
-def test_analyze__reports_units_left_out_for_lacking_consent__text_json_markdown(
-    cli, repo: Path, tmp_path: Path
-) -> None:
+def _consent_data(cli, repo: Path, tmp_path: Path) -> list[str]:
+    """The runtime's records from two processes (the second serves user-0 … user-9 again,
+    five of them without consent) and conversions; the analyze arguments that read them."""
     assert cli(["build", "--env", "prod", "--out", "dist"], cwd=repo).exit_code == 0
     data = tmp_path / "data"
     bundle = repo / "dist" / "prod.json"
-    # two processes: the second serves user-0 … user-9 again (five without consent)
     for name, units in (("a.jsonl", UNITS), ("b.jsonl", UNITS[:10])):
         with Client.from_file(bundle, analytics_file=data / name, pseudonym_key=KEY) as client:
             _serve(client, units, times=2)
@@ -476,8 +477,13 @@ def test_analyze__reports_units_left_out_for_lacking_consent__text_json_markdown
             for i in range(0, 20, 4)
         )
     )
-    args = ["analyze", "checkout-test", "--env", "prod", "--exposures", str(data)]
-    args += ["--metrics", str(metrics)]
+    return ["--exposures", str(data), "--metrics", str(metrics)]
+
+
+def test_analyze__reports_units_left_out_for_lacking_consent__text_json_markdown(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    args = ["analyze", "checkout-test", "--env", "prod", *_consent_data(cli, repo, tmp_path)]
     result = cli([*args, "--format", "json"], cwd=repo)
     assert result.exit_code in (0, 1), result.stdout + result.stderr
     doc = check_output("analyze", result.stdout)
@@ -500,6 +506,51 @@ def test_analyze__reports_units_left_out_for_lacking_consent__text_json_markdown
         ["analyze", "checkout-test", "--env", "prod", "--stats", str(stats), "-f", "json"], cwd=repo
     )
     assert check_output("analyze", from_stats.stdout)["excluded"]["consent_not_given"] == 7
+
+
+def test_analyze_printed_sql__counts_units_left_out_for_lacking_consent__as_the_built_in_path(
+    cli, repo: Path, tmp_path: Path
+) -> None:
+    data = _consent_data(cli, repo, tmp_path)
+    args = ["analyze", "checkout-test", "--env", "prod"]
+    printed = cli([*args, "--print-sql", *data], cwd=repo)
+    assert printed.exit_code == 0, printed.stderr
+    assert "CREATE OR REPLACE TEMP VIEW consent_counts" in printed.stdout
+    cursor = duckdb.connect().execute(printed.stdout)  # the printed text as it is
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    assert [r["n"] for r in rows if r["metric"] == "consent_not_given"] == [15.0]
+    stats = tmp_path / "stats.csv"
+    with stats.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(rows)
+    built_in = check_output("analyze", cli([*args, *data, "-f", "json"], cwd=repo).stdout)
+    from_sql = check_output(
+        "analyze", cli([*args, "--stats", str(stats), "-f", "json"], cwd=repo).stdout
+    )
+    assert from_sql["excluded"] == built_in["excluded"]
+    assert built_in["excluded"]["consent_not_given"] == 15
+    assert from_sql["units"] == built_in["units"]
+    # every warehouse dialect reads the counts from the relation the header names
+    for dialect in ("postgres", "snowflake", "bigquery"):
+        text = cli([*args, "--print-sql", "--dialect", dialect], cwd=repo).stdout
+        assert "--   consent_counts(experiment, environment, units)" in text, dialect
+        assert text.count("FROM consent_counts") == 1, dialect
+
+
+def test_analyze_printed_sql__experiment_without_consent_requirement__reads_no_counts(
+    cli, repo: Path
+) -> None:
+    (repo / "environments" / "prod" / "experiments.yaml").write_text(
+        EXPERIMENT.replace("  consent: required\n", "")
+    )
+    for dialect in ("duckdb", "postgres", "snowflake", "bigquery"):
+        text = cli(
+            ["analyze", "checkout-test", "--env", "prod", "--print-sql", "--dialect", dialect],
+            cwd=repo,
+        ).stdout
+        assert "WITH exposed AS (" in text and "consent_counts" not in text, dialect
 
 
 def test_runtime__a_bundle_listing_pii_as_a_dimension__still_never_logs_it(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from flagstone.analysis.sources import (
     InputError,
     Source,
-    consent_count_sql,
+    consent_view,
     exposures_view,
     metrics_view,
 )
@@ -59,7 +60,9 @@ class Aggregates:
 
 @dataclass(frozen=True, slots=True)
 class Statements:
-    """What runs, in order: the two views, then the query (``--print-sql`` prints them)."""
+    """What runs, in order: the views (exposures, metric events and, for an experiment
+    with ``consent: required``, the consent counts), then the query (``--print-sql``
+    prints them)."""
 
     views: tuple[str, ...]
     query: str
@@ -96,47 +99,36 @@ def connect(memory_limit: str | None = None) -> Iterator[Any]:
 def statements(con: Any, plan: QueryPlan, exposures: Source, metrics: Source) -> Statements:
     experiments = [plan.experiment, *([plan.interaction] if plan.interaction else [])]
     dims = list(dict.fromkeys([*plan.dimensions, *([plan.by] if plan.by else [])]))
-    return Statements(
-        (exposures_view(con, exposures, experiments, dims), metrics_view(con, metrics)),
-        aggregation_sql(plan, "duckdb"),
-    )
+    views = [exposures_view(con, exposures, experiments, dims), metrics_view(con, metrics)]
+    if plan.consent_counts:
+        consent = consent_view(con, exposures)
+        if consent is None:  # exposures that cannot hold the counts: none reported, not 0
+            plan = dataclasses.replace(plan, consent_counts=False)
+        else:
+            views.append(consent)
+    return Statements(tuple(views), aggregation_sql(plan, "duckdb"))
 
 
 def aggregate(
-    plan: QueryPlan,
-    exposures: Source,
-    metrics: Source,
-    memory_limit: str | None = None,
-    *,
-    consent_counts: bool = False,
+    plan: QueryPlan, exposures: Source, metrics: Source, memory_limit: str | None = None
 ) -> tuple[Aggregates, Statements]:
-    """``consent_counts`` (an experiment with ``consent: required``) also sums the
-    runtime's ``consent_not_given`` records: one more pass over the exposures, so only
-    for experiments that can have them."""
+    """The sufficient statistics of ``plan`` over the files, and the statements that made
+    them. With ``plan.consent_counts`` the query also sums the runtime's
+    ``consent_not_given`` records: one more read of the exposures, so only for
+    experiments that can have them."""
     import duckdb
 
     with connect(memory_limit) as con:
         stmts = statements(con, plan, exposures, metrics)
-        refused: int | None = None
         try:
             for view in stmts.views:
                 con.execute(view)
             cursor = con.execute(stmts.query)
             names = [d[0] for d in cursor.description]
             rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-            count = (
-                consent_count_sql(con, exposures, plan.experiment, plan.environment)
-                if consent_counts
-                else None
-            )
-            if count is not None:
-                refused = int(con.execute(count).fetchone()[0])
         except duckdb.Error as e:
             raise InputError(_duckdb_message(e, exposures, metrics)) from None
-    agg = rows_to_aggregates(rows, plan.metrics, plan.looks, cuped=plan.cuped)
-    if refused is not None:
-        agg.consent_not_given = (agg.consent_not_given or 0) + refused
-    return agg, stmts
+    return rows_to_aggregates(rows, plan.metrics, plan.looks, cuped=plan.cuped), stmts
 
 
 def _duckdb_message(error: BaseException, *sources: Source) -> str:

@@ -162,8 +162,18 @@ def query_plan(
     *,
     by: str | None = None,
     interaction: str | None = None,
+    consent_counts: bool = False,
 ) -> QueryPlan:
-    return _plan(spec.key, shape_of(spec), env, inputs, looks, by=by, interaction=interaction)
+    return _plan(
+        spec.key,
+        shape_of(spec),
+        env,
+        inputs,
+        looks,
+        by=by,
+        interaction=interaction,
+        consent_counts=consent_counts,
+    )
 
 
 def _plan(
@@ -175,6 +185,7 @@ def _plan(
     *,
     by: str | None = None,
     interaction: str | None = None,
+    consent_counts: bool = False,
 ) -> QueryPlan:
     return QueryPlan(
         experiment=key,
@@ -186,6 +197,7 @@ def _plan(
         dimensions=shape.dimensions,
         looks=tuple(looks),
         interaction=interaction,
+        consent_counts=consent_counts,
     )
 
 
@@ -270,10 +282,16 @@ def gather(
     def run(shape: QueryShape) -> Aggregates:
         cuts = look_cuts(experiment.raw.get("started_at"), now, daily=shape.sequential)
         agg, _ = aggregate(
-            _plan(experiment.key, shape, env.name, inputs, cuts),
+            _plan(
+                experiment.key,
+                shape,
+                env.name,
+                inputs,
+                cuts,
+                consent_counts=experiment.consent_required,
+            ),
             exposures,
             metrics,
-            consent_counts=experiment.consent_required,
         )
         return agg
 

@@ -194,28 +194,24 @@ COUNT_JSON_COLUMNS = (
 )
 
 
-def consent_count_sql(
-    con: duckdb.DuckDBPyConnection, source: Source, experiment: str, environment: str | None
-) -> str | None:
-    """The units the runtime left out of ``experiment`` for lacking consent: the sum of
-    its ``consent_not_given`` count records (they carry no unit) in the exposures
+def consent_view(con: duckdb.DuckDBPyConnection, source: Source) -> str | None:
+    """``CREATE TEMP VIEW consent_counts`` over the runtime's ``consent_not_given`` count
+    records (units left out for lacking consent; they carry no unit) in the exposures
     ``source``. None when the source cannot hold them (CSV or Parquet without ``type``,
     ``experiment`` and ``units`` columns)."""
     reader = _reader(source, COUNT_JSON_COLUMNS)
-    if (
-        source.format != "json"
-        and not {"type", "experiment", "units"} <= _columns(con, reader, source).keys()
-    ):
-        return None
-    where = f"CAST(type AS VARCHAR) = 'consent_not_given' AND CAST(experiment AS VARCHAR) = {quote_literal(experiment, 'duckdb')}"
-    if environment is not None:
-        env_column = "CAST(environment AS VARCHAR)"
-        if source.format != "json" and "environment" not in _columns(con, reader, source):
-            env_column = "NULL"
-        where += (
-            f" AND ({env_column} IS NULL OR {env_column} = {quote_literal(environment, 'duckdb')})"
-        )
-    return f"SELECT COALESCE(SUM(CAST(units AS BIGINT)), 0) AS units\nFROM {reader}\nWHERE {where}"
+    environment = "environment"
+    if source.format != "json":
+        columns = _columns(con, reader, source)
+        if not {"type", "experiment", "units"} <= columns.keys():
+            return None
+        if "environment" not in columns:
+            environment = "NULL"
+    return (
+        "CREATE OR REPLACE TEMP VIEW consent_counts AS\nSELECT CAST(experiment AS VARCHAR) AS experiment, "
+        f"CAST({environment} AS VARCHAR) AS environment, CAST(units AS BIGINT) AS units\n"
+        f"FROM {reader}\nWHERE CAST(type AS VARCHAR) = 'consent_not_given'"
+    )
 
 
 def metrics_view(con: duckdb.DuckDBPyConnection, source: Source) -> str:

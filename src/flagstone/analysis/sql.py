@@ -6,6 +6,10 @@ relations with fixed columns (locally they are views over the files, see ``sourc
 
     exposures(experiment, unit, arm, ts, environment, consent, <dimension>…)
     metric_events(unit, metric, value, ts)          ts: epoch seconds (DOUBLE)
+    consent_counts(experiment, environment, units)  only with ``consent_counts``
+
+``consent_counts`` holds the runtime's ``consent_not_given`` records: units it left out
+for lacking consent, counted without ids (an experiment with ``consent: required``).
 
 and returns long rows, one per (kind, arm, slice, look, metric):
 
@@ -15,6 +19,8 @@ and returns long rows, one per (kind, arm, slice, look, metric):
 - ``dimension``: units per arm and value of one declared dimension (balance checks);
 - ``excluded``: units seen in more than one arm (``metric = 'multiple_arms'``) and units
   whose exposure says consent was refused (``metric = 'consent_refused'``), in ``n``;
+  with ``consent_counts``, one more row: the sum of the runtime's counts of units never
+  enrolled for lacking consent (``metric = 'consent_not_given'``);
 - ``span``: the earliest (``sum``) and latest (``sum_sq``) first exposure of ``n`` units.
 
 Balance, excluded and span counts may come in several rows (one per arm and slice); a
@@ -88,6 +94,7 @@ class QueryPlan:
     dimensions: tuple[str, ...] = ()  # balance counts for each
     looks: tuple[float, ...] = ()  # cumulative cuts (epoch seconds) for sequential looks
     interaction: str | None = None  # slice by the arm of this other experiment instead
+    consent_counts: bool = False  # also sum consent_counts' units (consent: required)
 
 
 def quote_literal(text: str, dialect: Dialect) -> str:
@@ -464,11 +471,36 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
         output_from = f"FROM stats s CROSS JOIN {table} AS k"
     else:
         output_from = f"FROM stats s CROSS JOIN {table.replace(') AS t(', ') AS k(')}"
-    return (
+    query = (
         "WITH "
         + ",\n".join(ctes)
         + "\nSELECT "
         + ",\n  ".join(out)
         + f"\n{output_from}\nWHERE "
         + "\n  OR ".join(conditions)
+    )
+    if plan.consent_counts:
+        query += "\nUNION ALL\n" + _consent_rows(plan, dialect)
+    return query
+
+
+def _consent_rows(plan: QueryPlan, dialect: Dialect) -> str:
+    """The one ``excluded`` row of units never enrolled for lacking consent: the sum of
+    the runtime's counts (an empty relation sums to 0, a row all the same)."""
+    double, text = _double(dialect), _text(dialect)
+    where = [f"experiment = {quote_literal(plan.experiment, dialect)}"]
+    if plan.environment is not None:
+        env = quote_literal(plan.environment, dialect)
+        where.append(f"(environment IS NULL OR environment = {env})")
+    values = {
+        "kind": quote_literal("excluded", dialect),
+        "metric": quote_literal("consent_not_given", dialect),
+        "n": "COALESCE(SUM(units), 0)",
+    }
+    columns = [
+        f"CAST({values.get(col, 'NULL')} AS {text if col in _TEXT_COLUMNS else double}) AS {col}"
+        for col in OUTPUT_COLUMNS
+    ]
+    return (
+        "SELECT " + ",\n  ".join(columns) + "\nFROM consent_counts\nWHERE " + "\n  AND ".join(where)
     )

@@ -50,11 +50,15 @@ Root = Annotated[Path | None, typer.Option("--root", help="Repository root.")]
 
 SQL_HEADER = """\
 -- flagstone analyze {key} ({dialect}): sufficient statistics per arm and metric.
--- Reads two relations; create them as views over your event tables:
+-- Reads these relations; create them as views over your event tables:
 --   exposures(experiment, unit, arm, ts, environment, consent{dims})
 --   metric_events(unit, metric, value, ts)        -- ts in epoch seconds
--- Save the result as CSV or JSON and run:
+{consent}-- Save the result as CSV or JSON and run:
 --   flagstone analyze {key} --env {env} --stats result.csv
+"""
+CONSENT_HEADER = """\
+--   consent_counts(experiment, environment, units) -- the runtime's consent_not_given
+--     records (type = 'consent_not_given'): units never enrolled for lacking consent
 """
 
 
@@ -143,10 +147,21 @@ def printed_sql(env: Environment, key: str, inputs: object, dialect: str, now: f
     cuts = look_cuts(
         experiment.raw.get("started_at"), now, daily=spec.analysis.method == "sequential"
     )
-    plan = query_plan(spec, env.name, inputs, () if inputs.by else cuts, by=inputs.by)
+    plan = query_plan(
+        spec,
+        env.name,
+        inputs,
+        () if inputs.by else cuts,
+        by=inputs.by,
+        consent_counts=experiment.consent_required,
+    )
     dims = list(dict.fromkeys([*plan.dimensions, *([plan.by] if plan.by else [])]))
     header = SQL_HEADER.format(
-        key=key, dialect=dialect, env=env.name, dims="".join(f", {d}" for d in dims)
+        key=key,
+        dialect=dialect,
+        env=env.name,
+        dims="".join(f", {d}" for d in dims),
+        consent=CONSENT_HEADER if plan.consent_counts else "",
     )
     if dialect == "duckdb" and inputs.exposures and inputs.metrics:
         with connect() as con:
