@@ -1,6 +1,7 @@
-"""A running experiment's weights, arms and metrics stay as they were when it started:
-`verify` flags a commit that changes them by hand, and `rollback`/`revert` refuse to,
-unless --force. Real git repositories, the real CLI."""
+"""A started experiment's weights, arms and metrics stay as they were when it started until
+it is concluded, its status only moves forward and its traffic only up while it runs:
+`verify` flags a commit that breaks this by hand, `validate --base` a working tree, and
+`rollback`/`revert` refuse to, unless --force. Real git repositories, the real CLI."""
 
 from __future__ import annotations
 
@@ -53,6 +54,14 @@ def position(repo: Path, needle: str) -> str:
     return f"environments/prod/experiments.yaml:{line}:{col}"
 
 
+def value_position(repo: Path, needle: str) -> str:
+    """file:line:col of the scalar value after ``needle`` (e.g. "status: ")."""
+    lines = experiments_file(repo).read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if needle in text)
+    col = lines[line - 1].index(needle) + len(needle) + 1
+    return f"environments/prod/experiments.yaml:{line}:{col}"
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     root = make_repo(tmp_path / "repo", RUNNING)
@@ -77,23 +86,65 @@ def test_verify__a_hand_edit_of_a_running_experiments_weights__is_refused_with_i
     assert violation["reason"].startswith(position(repo, "weights:") + ": ")
     assert "'onboarding-length' is running in prod" in violation["reason"]
     assert (
-        "its weights" in violation["reason"] and "stop the experiment first" in violation["reason"]
+        "its weights" in violation["reason"]
+        and "conclude the experiment first" in violation["reason"]
     )
 
 
 def test_verify__changed_metrics_are_refused_but_a_ramp_and_a_stop_pass(cli, repo) -> None:
     edit(repo, "traffic: 20", "traffic: 50", "ramp")
     edit(repo, "status: running", "status: stopped", "stop")
-    edit(repo, "{classic: 50, short: 50}", "{classic: 40, short: 60}", "re-plan while stopped")
     assert verify(cli, repo) == (0, {"ok": True, "range": "base..HEAD", "violations": []})
-    git(repo, "branch", "-f", "base", "HEAD")
-    edit(repo, "status: stopped", "status: running", "run again")
+    git(repo, "reset", "-q", "--hard", "base")
     edit(repo, "name: converted", "name: activated", "switch the primary metric")
     code, doc = verify(cli, repo)
     assert code == 1
     (violation,) = doc["violations"]
     assert violation["reason"].startswith(position(repo, "metrics:") + ": ")
     assert "its metrics" in violation["reason"]
+
+
+def test_verify__a_stopped_experiment__keeps_its_design_until_concluded_and_never_runs_again(
+    cli, repo
+) -> None:
+    # conclude analyses the units enrolled under the design: re-planning before it would
+    # test other weights (SRM) or other metrics than those the units ran under
+    edit(repo, "status: running", "status: stopped", "stop")
+    git(repo, "branch", "-f", "base", "HEAD")
+    replan = edit(repo, "{classic: 50, short: 50}", "{classic: 40, short: 60}", "re-plan")
+    code, doc = verify(cli, repo)
+    assert code == 1
+    (violation,) = doc["violations"]
+    assert violation["commit"] == replan and violation["rule"] == "frozen"
+    assert violation["reason"].startswith(position(repo, "weights:") + ": ")
+    assert "'onboarding-length' is stopped in prod" in violation["reason"]
+    assert "stay fixed until it is concluded" in violation["reason"]
+    git(repo, "reset", "-q", "--hard", "base")
+    restart = edit(repo, "status: stopped", "status: running", "run again")
+    code, doc = verify(cli, repo)
+    assert code == 1
+    (violation,) = doc["violations"]
+    assert violation["commit"] == restart
+    assert violation["reason"].startswith(value_position(repo, "status: ") + ": ")
+    assert "would set its status to running, which no lifecycle step does" in violation["reason"]
+    assert "create a new experiment" in violation["reason"]
+    # concluding it (as `experiment conclude` would) passes, and then the design is free
+    git(repo, "reset", "-q", "--hard", "base")
+    edit(repo, "status: stopped", "status: concluded", "conclude")
+    edit(repo, "{classic: 50, short: 50}", "{classic: 40, short: 60}", "next design")
+    assert verify(cli, repo)[0] == 0
+
+
+def test_verify__lowering_a_running_experiments_traffic_by_hand__is_refused(cli, repo) -> None:
+    edit(repo, "traffic: 20", "traffic: 50", "ramp")
+    assert verify(cli, repo)[0] == 0
+    lower = edit(repo, "traffic: 50", "traffic: 30", "ramp down")
+    code, doc = verify(cli, repo)
+    assert code == 1
+    (violation,) = doc["violations"]
+    assert violation["commit"] == lower
+    assert violation["reason"].startswith(value_position(repo, "traffic: ") + ": ")
+    assert "would lower its traffic (50% → 30%)" in violation["reason"]
 
 
 def test_verify__a_merge_is_not_blamed_for_its_branchs_commit_but_the_commit_is(cli, repo) -> None:
@@ -121,7 +172,7 @@ def test_revert__of_a_running_experiments_weights_change__is_refused_unless_forc
     assert not doc["ok"]
     problem = next(p for p in doc["problems"] if p["code"] == "experiment-frozen")
     assert f"{problem['file']}:{problem['line']}:{problem['column']}" == position(repo, "weights:")
-    assert "--force" in problem["hint"] and "stop the experiment first" in problem["hint"]
+    assert "--force" in problem["hint"] and "conclude the experiment first" in problem["hint"]
     assert experiments_file(repo).read_bytes() == before  # nothing was written
     forced = cli(["revert", change, "--yes", "--force"], cwd=repo)
     assert forced.exit_code == 0, forced.stdout + forced.stderr
@@ -145,10 +196,43 @@ def test_rollback__that_would_change_a_running_experiments_weights__is_refused_u
 
 
 def test_rollback__of_keys_a_running_experiment_does_not_freeze__passes(cli, repo) -> None:
-    edit(repo, "traffic: 20", "traffic: 50", "ramp")
+    edit(repo, "  traffic: 20\n", "  traffic: 20\n  hypothesis: shorter converts more\n", "why")
     result = cli(["rollback", "prod", "--to", "base", "--yes"], cwd=repo)
     assert result.exit_code == 0, result.stdout + result.stderr
+    assert b"hypothesis" not in experiments_file(repo).read_bytes()
+
+
+def test_rollback__of_a_running_experiments_ramp__is_refused_unless_forced(cli, repo) -> None:
+    # undoing a ramp lowers the traffic: units enrolled since would drop out
+    edit(repo, "traffic: 20", "traffic: 50", "ramp")
+    result = cli(["rollback", "prod", "--to", "base", "--yes"], cwd=repo)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "would lower its traffic (50% → 20%)" in " ".join(
+        (result.stdout + result.stderr).split()
+    )
+    assert b"traffic: 50" in experiments_file(repo).read_bytes()
+    forced = cli(["rollback", "prod", "--to", "base", "--yes", "--force"], cwd=repo)
+    assert forced.exit_code == 0, forced.stdout + forced.stderr
     assert b"traffic: 20" in experiments_file(repo).read_bytes()
+
+
+def test_validate_base__refuses_a_stopped_experiment_set_running_again_in_the_tree(
+    cli, repo
+) -> None:
+    edit(repo, "status: running", "status: stopped", "stop")
+    git(repo, "branch", "-f", "base", "HEAD")
+    path = experiments_file(repo)
+    path.write_text(path.read_text().replace("status: stopped", "status: running"))
+    assert cli(["validate"], cwd=repo).exit_code == 0  # alone, the file is valid
+    result = cli(["validate", "--base", "base", "-f", "json"], cwd=repo)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    doc = check_output("validate", result.stdout)
+    (problem,) = [p for p in doc["problems"] if p["code"] == "experiment-lifecycle"]
+    assert f"{problem['file']}:{problem['line']}:{problem['column']}" == value_position(
+        repo, "status: "
+    )
+    assert "is stopped in prod" in problem["message"]
+    assert "flagstone experiment start, stop and conclude" in problem["hint"]
 
 
 def test_validate_base__refuses_a_running_experiments_changed_weights__in_the_tree_and_at_a_rev(
@@ -165,7 +249,7 @@ def test_validate_base__refuses_a_running_experiments_changed_weights__in_the_tr
     doc = check_output("validate", result.stdout)
     (problem,) = [p for p in doc["problems"] if p["code"] == "experiment-frozen"]
     assert f"{problem['file']}:{problem['line']}:{problem['column']}" == position(repo, "weights:")
-    assert "since base" in problem["message"] and "stop the experiment first" in problem["hint"]
+    assert "since base" in problem["message"] and "conclude the experiment first" in problem["hint"]
     git(repo, "commit", "-qam", "rebalance", "--no-gpg-sign")
     path.write_text(
         path.read_text().replace("{classic: 40, short: 60}", "{classic: 50, short: 50}")

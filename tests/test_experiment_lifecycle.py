@@ -566,6 +566,23 @@ def test_promote__refuses_to_change_what_a_running_experiment_rests_on(cli, tmp_
     assert problem["code"] == "experiment-frozen" and "weights" in problem["message"]
     assert problem["line"] > 0 and problem["file"] == "environments/staging/experiments.yaml"
     assert experiments_file(repo, "staging").read_bytes() == before
+    # stopped, it keeps its design until concluded and never runs again
     run(cli, repo, "experiment", "stop", "onboarding-length", "-e", "staging", "--commit")
-    run(cli, repo, "promote", "dev", "staging", "--yes", "--commit")  # once stopped, it may change
-    assert experiment(repo, env="staging")["weights"] == {"classic": 30, "short": 70}
+    stopped = experiments_file(repo, "staging").read_bytes()
+    result = cli(["promote", "dev", "staging", "--yes", "-f", "json"], cwd=repo)
+    assert result.exit_code == 1
+    codes = {p["code"] for p in check_output("promote", result.stdout)["problems"]}
+    assert codes == {"experiment-frozen", "experiment-lifecycle"}
+    assert experiments_file(repo, "staging").read_bytes() == stopped
+    # concluded, its design is free, but the promotion may not reopen it
+    staging = experiments_file(repo, "staging")
+    staging.write_text(staging.read_text().replace("status: stopped", "status: concluded"))
+    git(repo, "commit", "-qam", "concluded in staging", "--no-gpg-sign")
+    result = cli(["promote", "dev", "staging", "--yes", "-f", "json"], cwd=repo)
+    assert result.exit_code == 1
+    (problem,) = check_output("promote", result.stdout)["problems"]
+    assert problem["code"] == "experiment-lifecycle"
+    assert (
+        "is concluded in staging: the promotion would set its status to running"
+        in (problem["message"])
+    )

@@ -7,8 +7,10 @@ loads, validates and writes (all or nothing) around them.
 
 Rules: ``start`` takes a draft; ``stop`` a running experiment; ``conclude`` a running or
 stopped one; ``ramp`` changes traffic of a draft freely and of a running experiment only
-upward (lowering it would un-enroll units mid-experiment). While an experiment runs, what
-decides assignment and analysis is frozen: ``FROZEN_FIELDS``.
+upward (lowering it would un-enroll units mid-experiment). From start until it is
+concluded, what decides assignment and analysis is frozen: ``FROZEN_FIELDS``.
+``frozen_problems`` holds a hand edit (verify, validate --base, rollback, revert,
+promote) to the same rules, the status changes included.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ ALLOWED_FROM = {
     "conclude": ("running", "stopped"),
     "ramp": ("draft", "running"),
 }
+STATUS_AFTER = {"start": "running", "stop": "stopped", "conclude": "concluded"}
+# The status changes the commands make; any other (stopped → running, concluded → draft…)
+# would enroll units again under a design already analysed, or rewrite a decision.
+TRANSITIONS = frozenset(
+    (before, after) for action, after in STATUS_AFTER.items() for before in ALLOWED_FROM[action]
+)
+# Units were enrolled under the design and the analysis (conclude) still reads it.
+FROZEN_STATUSES = ("running", "stopped")
 # Changing any of these while units are enrolled moves units between arms or changes what
 # the analysis compares; the flag's variants are the arms when there are no weights.
 FROZEN_FIELDS = ("flag", "unit", "salt", "weights", "control", "metrics", "layer", "audience")
@@ -262,25 +272,62 @@ def frozen_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
 
 
 STOP_FIRST = (
-    "stop the experiment first (flagstone experiment stop KEY --env ENV), then change it; "
-    "or start a new experiment with the new design"
+    "conclude the experiment first (flagstone experiment conclude KEY --env ENV --winner ARM "
+    '--reason "..."), then change it; or start a new experiment with the new design'
+)
+LIFECYCLE_HINT = (
+    "change an experiment's status with flagstone experiment start, stop and conclude "
+    f"({' → '.join(LIFECYCLE)}); to run it again, create a new experiment"
 )
 
 
 def frozen_problems(
     before: Environment | None, after: Environment | None, change: str, hint: str = STOP_FIRST
 ) -> list[Problem]:
-    """A problem, without line:col yet, for each experiment running in ``before`` whose
-    ``FROZEN_FIELDS`` differ in ``after``; ``change`` names what changes them ("this
-    commit", "the rollback"). Stopping it in the same change does not excuse it: the units
-    enrolled so far were assigned, and are analysed, under the old design."""
+    """A problem, without line:col yet, for each experiment running or stopped (not yet
+    concluded) in ``before`` whose ``FROZEN_FIELDS`` differ in ``after``, whose status
+    goes other than forward through ``TRANSITIONS``, or whose traffic drops while it runs;
+    ``change`` names what changes them ("this commit", "the rollback"). Stopping or
+    concluding it in the same change does not excuse a frozen field: the units enrolled so
+    far were assigned, and are analysed, under the old design."""
     if before is None or after is None:
         return []
     problems = []
     for key, old in before.experiments.items():
         new = after.experiments.get(key)
-        if old.status != "running" or new is None:
+        if new is None:
             continue
+        where = f"experiment {key!r} is {old.status} in {before.name}: {change}"
+        if old.status != new.status and (old.status, new.status) not in TRANSITIONS:
+            problems.append(
+                Problem(
+                    new.file,
+                    0,
+                    0,
+                    f"{where} would set its status to {new.status}, which no lifecycle "
+                    f"step does ({' → '.join(LIFECYCLE)})",
+                    "experiment-lifecycle",
+                    path=(key, "status") if "status" in new.raw else (key,),
+                    hint=LIFECYCLE_HINT,
+                )
+            )
+        if old.status not in FROZEN_STATUSES:
+            continue
+        if old.status == new.status == "running" and new.traffic < old.traffic:
+            problems.append(
+                Problem(
+                    new.file,
+                    0,
+                    0,
+                    f"{where} would lower its traffic ({old.traffic:g}% → {new.traffic:g}%), "
+                    "which only ramps up while it runs: lowering it drops enrolled units "
+                    "mid-experiment",
+                    "experiment-frozen",
+                    path=(key, "traffic") if "traffic" in new.raw else (key,),
+                    hint="keep the traffic, or stop the experiment (flagstone experiment stop)",
+                )
+            )
+        fixed = "while it runs" if old.status == "running" else "until it is concluded"
         changed = frozen_changes(old.raw, new.raw)
         if changed:
             problems.append(
@@ -288,8 +335,7 @@ def frozen_problems(
                     new.file,
                     0,
                     0,
-                    f"experiment {key!r} is running in {before.name}: {change} would change "
-                    f"its {', '.join(changed)}, which stay fixed while it runs",
+                    f"{where} would change its {', '.join(changed)}, which stay fixed {fixed}",
                     "experiment-frozen",
                     path=(key, changed[0]) if changed[0] in new.raw else (key,),
                     hint=hint,
@@ -305,8 +351,8 @@ def frozen_problems(
                         flag.file,
                         0,
                         0,
-                        f"experiment {key!r} is running in {before.name} on the variants of "
-                        f"flag {new.flag!r} as its arms (it declares no weights): {change} "
+                        f"{where.removesuffix(': ' + change)} on the variants of flag "
+                        f"{new.flag!r} as its arms (it declares no weights): {change} "
                         f"would change them ({', '.join(arms)} → "
                         f"{', '.join(_variant_names(after, new.flag))})",
                         "experiment-frozen",

@@ -781,7 +781,7 @@ def plan_rollback(
     repo: Repository, env: str, rev: str, only: Sequence[str] = (), *, force: bool = False
 ) -> Restoration:
     """Restore ``env`` (or only some keys of it) as it was at ``rev``; refuses to change a
-    running experiment's frozen fields unless ``force``."""
+    started experiment's frozen fields or status unless ``force``."""
     current = repo.env(env)
     sha = gitio.resolve(repo.root, rev)
     old_env, old_files = _env_at(repo.root, sha, env)
@@ -835,7 +835,7 @@ def _refuse_frozen(
         on_disk = read_worktree_text(repo.root)
         raise RestorationInvalid(
             attach_positions(problems, lambda rel: files.get(rel) or on_disk(rel)),
-            f"{change} would change a running experiment's design; nothing was written",
+            f"{change} would change a started experiment's design or status; nothing was written",
         )
 
 
@@ -887,7 +887,7 @@ def plan_revert(
 ) -> list[Restoration]:
     """Undo one commit's changes to flagstone objects, key by key: later changes to other
     keys of the same files stay; a key that changed again since is a conflict. Refuses to
-    change a running experiment's frozen fields unless ``force``."""
+    change a started experiment's frozen fields or status unless ``force``."""
     root = repo.root
     sha = gitio.resolve(root, rev)
     info, files = gitio.log(root, f"{sha}^!", raw=True)[0]

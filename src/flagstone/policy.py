@@ -276,7 +276,7 @@ class _Gate:
                 return
 
     def _frozen(self, info: gitio.CommitInfo, env: str) -> None:
-        """A running experiment's frozen fields changed against the parent (for a merge,
+        """A started experiment's frozen fields or status changed against the parent (for a merge,
         against every parent: bringing in a branch's commit is that commit's finding)."""
         from flagstone.experiments import frozen_problems
         from flagstone.load import attach_positions

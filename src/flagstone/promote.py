@@ -126,7 +126,7 @@ def plan_promotion(
     frozen = frozen_experiment_changes(repo, target, checked.after)
     if frozen:
         raise PromotionInvalid(
-            frozen, "the promotion would change a running experiment; nothing was written"
+            frozen, "the promotion would change a started experiment's design or status; nothing was written"
         )
     changes = diff_environments(target, checked.after, dst, repo.secrets)
     return Promotion(
@@ -155,8 +155,9 @@ def _refuse_unreadable(repo: Repository, *envs: str) -> None:
 def frozen_experiment_changes(
     repo: Repository, before: Environment, after: Environment
 ) -> list[Problem]:
-    """A promotion may not change what a running experiment's assignment and analysis rest
-    on (``experiments.FROZEN_FIELDS``): it would move enrolled units between arms."""
+    """A promotion may not change what a running or stopped experiment's assignment and
+    analysis rest on (``experiments.FROZEN_FIELDS``): it would move enrolled units between
+    arms or change what the conclusion compares; nor move its status backwards."""
     from flagstone.experiments import frozen_problems
     from flagstone.load import attach_positions, read_worktree_text
 
@@ -164,7 +165,7 @@ def frozen_experiment_changes(
         before,
         after,
         "the promotion",
-        "stop or conclude it there first (flagstone experiment stop), "
+        "conclude it there first (flagstone experiment conclude), "
         "or leave the experiment out of the promotion",
     )
     return attach_positions(problems, read_worktree_text(repo.root)) if problems else []

@@ -116,7 +116,7 @@ def rollback(
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Change a running experiment's weights, arms or metrics anyway."
+            "--force", help="Change a started experiment's weights, arms, metrics, traffic or status anyway."
         ),
     ] = False,
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
@@ -154,7 +154,7 @@ def revert(
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Change a running experiment's weights, arms or metrics anyway."
+            "--force", help="Change a started experiment's weights, arms, metrics, traffic or status anyway."
         ),
     ] = False,
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,

@@ -17,7 +17,7 @@ def verify(
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
-    """The policy gate: commits touching protected environments need allowed signers/authors and real promotions; no commit may change a running experiment's weights, arms or metrics."""
+    """The policy gate: commits touching protected environments need allowed signers/authors and real promotions; no commit may change a started experiment's weights, arms or metrics before it is concluded, lower a running one's traffic or set its status back."""
     from flagstone.load import find_root
     from flagstone.policy import default_range, verify_range
     from flagstone.report import VerifyResult
