@@ -151,8 +151,9 @@ print(len(out))
 
 def timed(
     args: list[str], cwd: Path | None = None, ok: tuple[int, ...] = (0,)
-) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one fresh process; a failed run stops the benchmark."""
+) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MB, user + system CPU seconds) of one fresh process; a failed
+    run stops the benchmark."""
     import tempfile
 
     with tempfile.TemporaryFile("w+") as stderr:
@@ -164,7 +165,13 @@ def timed(
         if code not in ok:
             stderr.seek(0)
             raise SystemExit(f"{' '.join(args[:3])[:80]} failed ({code}): {stderr.read()[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def duckdb_version() -> str:
+    import duckdb
+
+    return str(duckdb.__version__)
 
 
 def main() -> None:
@@ -200,6 +207,7 @@ def main() -> None:
             # exit 1: findings (an SRM, a harmed guardrail), still a full run
             ours.append(timed(command, cwd=repo, ok=(0, 1)))
             floor.append(timed([python, "-c", prelude + FLOOR, ext, DEFAULT_MEMORY_LIMIT]))
+            print(ext, "flagstone", ours[-1], "floor", floor[-1], flush=True)
         pandas = None if args.no_pandas else timed([python, "-c", prelude + PANDAS, ext])
         results[ext] = (min(ours), min(floor), pandas)
         print(ext, results[ext], flush=True)
@@ -211,27 +219,27 @@ def main() -> None:
         "## Analyze",
         "",
         f"Command: `.venv/bin/python bench/analyze.py` (run by `make bench`). Measured {today} on "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}; best of {args.repeats} fresh "
-        f"processes (start-up included), each flagstone run followed by a floor run. Workload: {args.rows:,} exposure rows ({args.rows // 2:,} units "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, DuckDB {duckdb_version()}; best of {args.repeats} fresh "
+        f"processes (start-up included, wall time; user + system CPU seconds of that run in brackets), each flagstone run followed by a floor run. Workload: {args.rows:,} exposure rows ({args.rows // 2:,} units "
         f"logged twice, 4 arms) + {args.rows:,} metric events (4 metrics), as Parquet and as JSON lines. "
         f"Floor: the bare DuckDB join and aggregation written by hand on the same files, under the same {DEFAULT_MEMORY_LIMIT} DuckDB memory limit, "
         "keeping units in one arm by MIN(arm) = MAX(arm) as analyze does (COUNT(DISTINCT arm) = 1 costs DuckDB a second grouping, about 3 s of 8 here). pandas: the "
         "same join and aggregation in pandas (one run). "
         f"Load average {load} (start to end of the timed runs) on a shared machine.",
         "",
-        "| input | `flagstone analyze` | floor (bare DuckDB) | × floor (goal ≤ 1.3) | pandas | pandas ÷ flagstone (goal ≥ 5) | peak RSS flagstone / floor / pandas (goal < 1 GB) |",
+        "| input | `flagstone analyze` (CPU) | floor, bare DuckDB (CPU) | × floor (goal ≤ 1.3) | pandas | pandas ÷ flagstone (goal ≥ 5) | peak RSS flagstone / floor / pandas (goal < 1 GB) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for ext, ((t, rss), (ft, frss), pandas) in results.items():
+    for ext, ((t, rss, cpu), (ft, frss, fcpu), pandas) in results.items():
         name = "Parquet" if ext == "parquet" else "JSON lines"
         pt = f"{pandas[0]:.1f} s" if pandas else "—"
         ratio = f"{pandas[0] / t:.1f}" if pandas else "—"
         prss = f"{pandas[1]:,.0f} MB" if pandas else "—"
         lines.append(
-            f"| {name} | {t:.2f} s | {ft:.2f} s | {t / ft:.2f} | {pt} | {ratio} | {rss:,.0f} MB / {frss:,.0f} MB / {prss} |"
+            f"| {name} | {t:.2f} s ({cpu:.1f} s) | {ft:.2f} s ({fcpu:.1f} s) | {t / ft:.2f} | {pt} | {ratio} | {rss:,.0f} MB / {frss:,.0f} MB / {prss} |"
         )
     missed = []
-    for ext, ((t, rss), (ft, _), pandas) in results.items():
+    for ext, ((t, rss, _), (ft, _, _), pandas) in results.items():
         name = "Parquet" if ext == "parquet" else "JSON lines"
         if t / ft > 1.3:
             missed.append(f"{name}: {t / ft:.2f}× the floor (goal ≤ 1.3)")
