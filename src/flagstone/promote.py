@@ -126,7 +126,8 @@ def plan_promotion(
     frozen = frozen_experiment_changes(repo, target, checked.after)
     if frozen:
         raise PromotionInvalid(
-            frozen, "the promotion would change a started experiment's design or status; nothing was written"
+            frozen,
+            "the promotion would change a started experiment's design or status; nothing was written",
         )
     changes = diff_environments(target, checked.after, dst, repo.secrets)
     return Promotion(

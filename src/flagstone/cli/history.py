@@ -116,7 +116,8 @@ def rollback(
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Change a started experiment's weights, arms, metrics, traffic or status anyway."
+            "--force",
+            help="Change a started experiment's weights, arms, metrics, traffic or status anyway.",
         ),
     ] = False,
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
@@ -154,7 +155,8 @@ def revert(
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Change a started experiment's weights, arms, metrics, traffic or status anyway."
+            "--force",
+            help="Change a started experiment's weights, arms, metrics, traffic or status anyway.",
         ),
     ] = False,
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
