@@ -119,13 +119,29 @@ def check_references(
     """Check the names ``flags`` (the changed ones) and the bundle's segments and
     experiments refer to; ``all_flag_keys`` are every flag in the new bundle."""
     flag_keys = all_flag_keys if isinstance(all_flag_keys, Mapping | set) else set(all_flag_keys)
+    check_context(bundle, flags, flag_keys)
+    check_flags(bundle, flags, flag_keys)
+
+
+def check_context(
+    bundle: Mapping[str, Any], flags: Mapping[str, Mapping[str, Any]], flag_keys: Any
+) -> None:
+    """The segments and experiments part of ``check_references``."""
     segments: Mapping[str, Any] = bundle["segments"]
-    experiments: Mapping[str, Any] = bundle["experiments"]
     for key, segment in segments.items():
         _check_condition(segment["when"], segments, "segment", key, "when", 0)
     _check_segment_cycles(segments)
-    for key, experiment in experiments.items():
+    for key, experiment in bundle["experiments"].items():
         _check_experiment(key, experiment, flags, flag_keys, segments)
+
+
+def check_flags(
+    bundle: Mapping[str, Any], flags: Mapping[str, Mapping[str, Any]], flag_keys: Any
+) -> None:
+    """The flags part of ``check_references``: any subset of the changed flags, in any
+    order (a reload checks them in batches)."""
+    segments: Mapping[str, Any] = bundle["segments"]
+    experiments: Mapping[str, Any] = bundle["experiments"]
     for key, flag in flags.items():
         if not _flag_is_sound(flag, flag_keys, segments, experiments, key):
             # Something needs a closer look (or is wrong): the full check names the field.

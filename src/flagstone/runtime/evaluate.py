@@ -398,8 +398,9 @@ def compile_experiment(
 # --- flags -------------------------------------------------------------------------------
 
 # A flag's source: its JSON text (bundles read from bytes keep only this, not the parsed
-# objects) or the parsed mapping (bundles built in-process).
-Source = str | Mapping[str, Any]
+# objects: UTF-8 bytes, or a str when the file needed the standard library's reader) or
+# the parsed mapping (bundles built in-process).
+Source = bytes | str | Mapping[str, Any]
 
 
 @dataclass(slots=True)
@@ -423,7 +424,7 @@ class CompiledFlag:
 
 
 def parse_source(source: Source) -> Mapping[str, Any]:
-    if isinstance(source, str):
+    if isinstance(source, str | bytes):  # json.loads: what the load-time checks saw
         parsed: Mapping[str, Any] = json.loads(source)
         return parsed
     return source
@@ -558,51 +559,78 @@ def build_bundle(
     With ``previous`` (the bundle being replaced), a flag whose source is unchanged keeps
     its compiled form when segments and experiments are unchanged too, and skips the
     checks when additionally no flag was removed: a reload that ramps one rollout checks
-    and compiles one flag.
+    and compiles one flag. (``loader.LoadTask`` runs the same steps in batches.)
     """
     check_format(meta)
     try:
-        same_context = (
-            previous is not None
-            and previous.meta.get("segments") == meta.get("segments")
-            and previous.meta.get("experiments") == meta.get("experiments")
-            and previous.meta.get("pii") == meta.get("pii")
-        )
-        old_sources = previous.flags.sources if previous is not None and same_context else {}
-        if old_sources:
-            nothing_removed = old_sources.keys() <= sources.keys()
-            for key, source in sources.items():
-                old = old_sources.get(key)
-                if old is not None and old == source:
-                    sources[key] = old  # share one copy of the text across reloads
-            changed = {
-                k: f
-                for k, f in parsed.items()
-                if not nothing_removed or old_sources.get(k) is not sources[k]
-            }
-        else:
-            changed = dict(parsed)
+        changed_keys, same_context = share_unchanged(meta, sources, previous)
+        changed = {k: parsed[k] for k in changed_keys}
         check_shape({**meta, "flags": changed})
         check_references(meta, changed, sources)
-        if same_context:
-            assert previous is not None
-            segments, experiments = previous.segments, previous.experiments
-        else:
-            segments = compile_segments(meta["segments"])
-            pii = frozenset(meta.get("pii", ()))
-            experiments = {
-                k: compile_experiment(k, e, segments, pii) for k, e in meta["experiments"].items()
-            }
-        table = FlagTable(sources, segments, experiments)
-        if old_sources:
-            assert previous is not None
-            for key, compiled in dict.items(previous.flags):
-                if sources.get(key) is compiled.source:
-                    dict.__setitem__(table, key, compiled)
+        return assemble_bundle(meta, sources, previous, same_context)
     except BundleError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
-        raise BundleError(f"malformed bundle: {type(e).__name__}: {e}") from None
+    except MALFORMED as e:
+        raise malformed(e) from None
+
+
+# What a bundle that passed its checks cannot raise while it is assembled or compiled.
+MALFORMED = (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError)
+
+
+def malformed(error: BaseException) -> BundleError:
+    return BundleError(f"malformed bundle: {type(error).__name__}: {error}")
+
+
+def share_unchanged(
+    meta: Mapping[str, Any], sources: dict[str, Source], previous: CompiledBundle | None
+) -> tuple[list[str], bool]:
+    """(the keys of the flags to check, whether segments, experiments and pii are the
+    previous bundle's). Each unchanged text in ``sources`` is replaced by the previous
+    bundle's copy, which is how ``assemble_bundle`` recognises what it may reuse; when a
+    flag was removed, every flag is checked (a prerequisite may name it)."""
+    same_context = (
+        previous is not None
+        and previous.meta.get("segments") == meta.get("segments")
+        and previous.meta.get("experiments") == meta.get("experiments")
+        and previous.meta.get("pii") == meta.get("pii")
+    )
+    old_sources = previous.flags.sources if previous is not None and same_context else {}
+    if not old_sources:
+        return list(sources), same_context
+    old_get = old_sources.get
+    for key, source in sources.items():
+        old = old_get(key)
+        if old is not None and old == source:
+            sources[key] = old  # share one copy of the text across reloads
+    if not old_sources.keys() <= sources.keys():
+        return list(sources), same_context
+    return [k for k, source in sources.items() if old_get(k) is not source], same_context
+
+
+def assemble_bundle(
+    meta: Mapping[str, Any],
+    sources: dict[str, Source],
+    previous: CompiledBundle | None,
+    same_context: bool,
+) -> CompiledBundle:
+    """The bundle of checked parts: segments and experiments compiled (or the previous
+    bundle's), flags compiled on first use except those reused from ``previous``."""
+    if same_context:
+        assert previous is not None
+        segments, experiments = previous.segments, previous.experiments
+    else:
+        segments = compile_segments(meta["segments"])
+        pii = frozenset(meta.get("pii", ()))
+        experiments = {
+            k: compile_experiment(k, e, segments, pii) for k, e in meta["experiments"].items()
+        }
+    table = FlagTable(sources, segments, experiments)
+    if same_context:
+        assert previous is not None
+        for key, compiled in dict.items(previous.flags):
+            if sources.get(key) is compiled.source:
+                dict.__setitem__(table, key, compiled)
     return CompiledBundle(
         table, experiments, segments, meta["config"], meta, frozenset(meta.get("pii", ()))
     )

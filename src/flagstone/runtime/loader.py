@@ -10,6 +10,7 @@ fingerprint that lets a reload reuse what did not change.
 from __future__ import annotations
 
 import base64
+import functools
 import gc
 import json
 import os
@@ -20,9 +21,16 @@ from pathlib import Path
 from typing import Any, cast
 
 from flagstone.runtime.canonical import bundle_hash, signed_message
-from flagstone.runtime.check import check_format, check_shape
+from flagstone.runtime.check import check_context, check_flags, check_format, check_shape
 from flagstone.runtime.errors import BundleError
-from flagstone.runtime.evaluate import CompiledBundle, Source, build_bundle
+from flagstone.runtime.evaluate import (
+    MALFORMED,
+    CompiledBundle,
+    Source,
+    assemble_bundle,
+    malformed,
+    share_unchanged,
+)
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 # The C scanner and string decoder json.loads itself uses (untyped in typeshed).
@@ -149,27 +157,272 @@ def load_bundle_bytes(
     """Parse, verify (hash, signature), open sealed secrets (with ``identity``), check and
     compile; raise BundleError when unusable. ``free_later``: keep the parsed flags in
     the bundle's ``leftovers``, for the caller to drop once the bundle is live."""
-    # Building thousands of objects would trigger full collections mid-load and double
-    # the reload time; collect once afterwards instead.
-    was_enabled = gc.isenabled()
-    gc.disable()
+    task = LoadTask(data, public_key, previous, identity, free_later=free_later)
+    task.run()
+    return task.result()
+
+
+Step = Callable[[], None]
+_PARSE_BATCH = 250  # flags per decoding step: one C call, ~1 ms
+_CHECK_BATCH = 100  # flags per cross-reference step: Python, ~0.5 ms
+
+
+class LoadTask:
+    """One load split into short steps that any thread may run, in any interleaving.
+
+    Under threads that evaluate without pause, a thread that is time-sliced out of the
+    GIL waits for every other thread's turn (5 ms each) before it runs again, so a load
+    done by one thread takes several times its CPU. Here whichever thread holds the GIL
+    advances the load: ``run()`` takes the next step nobody has started (or, when all are
+    started, one not yet finished), and a thread sliced out mid-step leaves the rest to
+    the others. Steps are idempotent and store what they produce with single atomic
+    operations, so a step run twice is only work done twice. The costly steps are single
+    C calls, which hold the GIL: the top-level scan (msgspec, with each flag kept as its
+    raw bytes), the decoding of changed flags in batches, the Rust schema check. Then
+    the cross-references in batches of ``_CHECK_BATCH`` flags and the assembly.
+
+    Stages run in order; the steps of one stage are independent. A refusal is the
+    ``BundleError`` of the first failing step of its stage, whichever thread ran it.
+    """
+
+    def __init__(
+        self,
+        data: bytes,
+        public_key: bytes | None = None,
+        previous: CompiledBundle | None = None,
+        identity: Any = None,
+        *,
+        free_later: bool = False,
+    ) -> None:
+        self.data = data
+        self.public_key = public_key
+        self.previous = previous
+        self.identity = identity
+        self.free_later = free_later
+        self._stage = 0
+        self._plans: dict[int, list[Step]] = {}
+        self._started: set[tuple[int, int]] = set()
+        self._finished: set[tuple[int, int]] = set()
+        self._refusals: dict[tuple[int, int], BundleError] = {}
+        self._outcome: list[CompiledBundle | BaseException] = []  # first one counts
+        # Filled by the stages:
+        self.meta: dict[str, Any] = {}
+        self.sources: dict[str, Source] = {}
+        self.parsed: dict[str, Mapping[str, Any]] = {}
+        self.to_decode: list[str] = []
+        self.changed: list[str] = []
+        self.same_context = False
+
+    @property
+    def done(self) -> bool:
+        return bool(self._outcome)
+
+    def result(self) -> CompiledBundle:
+        """The prepared bundle; raises the refusal (or failure) if the load ended in one."""
+        if not self._outcome:
+            raise RuntimeError("the load has not finished")
+        outcome = self._outcome[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def run(self) -> None:
+        """Run steps until the load has finished (by this thread or others)."""
+        # Building thousands of objects would trigger full collections mid-load and double
+        # its time; collect once afterwards instead.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            while not self._outcome:
+                self._step()
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _step(self) -> None:
+        stage = self._stage
+        if stage >= len(_STAGES):
+            return  # the last step is storing the outcome
+        plan = self._plans.get(stage)
+        if plan is None:
+            try:
+                built = _STAGES[stage](self)
+            except Exception as e:
+                self._end(e)
+                return
+            plan = self._plans.setdefault(stage, built)
+        index = self._pick(stage, len(plan))
+        if index is None:  # every step of the stage has finished
+            refusals = [e for (s, i), e in sorted(self._refusals.items()) if s == stage]
+            if refusals:
+                self._end(refusals[0])
+            elif self._stage == stage:
+                self._stage = stage + 1
+            return
+        self._started.add((stage, index))
+        try:
+            plan[index]()
+        except BundleError as e:
+            self._refusals.setdefault((stage, index), e)
+        except Exception as e:
+            self._end(e)
+            return
+        self._finished.add((stage, index))
+
+    def _pick(self, stage: int, count: int) -> int | None:
+        fallback = None
+        for index in range(count):
+            if (stage, index) not in self._finished:
+                if (stage, index) not in self._started:
+                    return index
+                if fallback is None:
+                    fallback = index
+        return fallback
+
+    def _end(self, outcome: CompiledBundle | BaseException) -> None:
+        if isinstance(outcome, RecursionError):
+            outcome = BundleError("not a usable bundle: nested too deeply")
+        elif isinstance(outcome, MALFORMED) and not isinstance(outcome, BundleError):
+            outcome = malformed(outcome)
+        if not self._outcome:
+            self._outcome.append(outcome)
+            # The steps refer to the task: drop them (and the input) so that nothing but
+            # the outcome outlives the load, without waiting for the garbage collector.
+            self._plans.clear()
+            self.data, self.parsed = b"", {}
+
+    # --- the stages ----------------------------------------------------------------
+
+    def _split_stage(self) -> list[Step]:
+        return [self._split]
+
+    def _split(self) -> None:
+        parts = _split_fast(self.data)
+        if parts is None:
+            meta, parsed, sources = _parse_stdlib(self.data)
+        else:
+            meta, sources = parts
+            parsed = {}
+        check_format(meta)
+        if parsed is None:
+            check_shape(meta)  # names what is wrong with "flags"
+            raise BundleError("flags must be an object", field="flags")
+        if self.identity is not None and "secrets" in meta:
+            meta = _with_secrets(meta, self.identity)
+        changed, same_context = share_unchanged(meta, sources, self.previous)
+        # A signature covers every flag: all are decoded, though only the changed checked.
+        wanted = list(sources) if self.public_key is not None else changed
+        self.meta, self.sources, self.parsed = meta, sources, parsed
+        self.changed, self.same_context = changed, same_context
+        self.to_decode = [k for k in wanted if k not in parsed]
+
+    def _decode_stage(self) -> list[Step]:
+        keys = self.to_decode
+        return [
+            functools.partial(self._decode, keys[i : i + _PARSE_BATCH])
+            for i in range(0, len(keys), _PARSE_BATCH)
+        ]
+
+    def _decode(self, keys: list[str]) -> None:
+        texts = list(map(self.sources.__getitem__, keys))
+        try:
+            values = list(map(_msgspec_decode(), texts))
+        except Exception:
+            # Numbers out of a double's range, or bytes that are not UTF-8: the standard
+            # library decides, exactly as when the whole file is read with it.
+            _meta, everything, _sources = _parse_stdlib(self.data)
+            assert everything is not None  # the fast split found an object of flags
+            values = [everything[k] for k in keys]
+        self.parsed.update(zip(keys, values, strict=True))
+
+    def _shape_stage(self) -> list[Step]:
+        steps = [self._check_shape]
+        if self.public_key is not None:
+            steps.append(self._verify_signature)
+        return steps
+
+    def _check_shape(self) -> None:
+        check_shape({**self.meta, "flags": {k: self.parsed[k] for k in self.changed}})
+
+    def _verify_signature(self) -> None:
+        assert self.public_key is not None
+        flags = {k: self.parsed[k] for k in self.sources}
+        verify_signature({**_sealed(self.meta, self.data), "flags": flags}, self.public_key)
+
+    def _reference_stage(self) -> list[Step]:
+        changed = {k: self.parsed[k] for k in self.changed}
+        keys = list(changed)
+        steps: list[Step] = [functools.partial(check_context, self.meta, changed, self.sources)]
+        for i in range(0, len(keys), _CHECK_BATCH):
+            batch = {k: changed[k] for k in keys[i : i + _CHECK_BATCH]}
+            steps.append(functools.partial(check_flags, self.meta, batch, self.sources))
+        return steps
+
+    def _assemble_stage(self) -> list[Step]:
+        return [self._assemble]
+
+    def _assemble(self) -> None:
+        bundle = assemble_bundle(self.meta, self.sources, self.previous, self.same_context)
+        if self.free_later:
+            bundle.leftovers.append(self.parsed)
+        self._end(bundle)
+
+
+_STAGES: list[Callable[[LoadTask], list[Step]]] = [
+    LoadTask._split_stage,
+    LoadTask._decode_stage,
+    LoadTask._shape_stage,
+    LoadTask._reference_stage,
+    LoadTask._assemble_stage,
+]
+
+
+def _sealed(meta: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """The bundle's members as signed: with secrets still sealed (they are opened into
+    ``config`` after the split, and the signature covers the sealed form)."""
+    if "secrets" not in meta:
+        return meta
+    parts = _split_fast(data)
+    return parts[0] if parts is not None else _parse_stdlib(data)[0]
+
+
+@functools.cache
+def _msgspec_decode() -> Callable[[Any], Any]:
+    import msgspec
+
+    return msgspec.json.decode
+
+
+@functools.cache
+def _raw_members() -> Callable[[Any], dict[str, Any]]:
+    import msgspec
+
+    decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+    return decoder.decode
+
+
+def _split_fast(data: bytes) -> tuple[dict[str, Any], dict[str, Source]] | None:
+    """(the bundle without its flags, each flag's JSON bytes), in a few C calls; None
+    when the standard library must read the file (not an object of objects, a BOM,
+    NaN, lone surrogates...: msgspec refuses some JSON that json.loads accepts)."""
     try:
-        return _load(data, public_key, previous, identity, free_later)
-    finally:
-        if was_enabled:
-            gc.enable()
+        members = _raw_members()(data)
+        raw_flags = members.pop("flags")
+        decode = _msgspec_decode()
+        meta = {key: decode(raw) for key, raw in members.items()}
+        flags = _raw_members()(raw_flags)
+    except Exception:
+        return None
+    # Copies: a slice would keep the whole file alive for as long as one flag is reused.
+    return meta, dict(zip(flags, map(bytes, flags.values()), strict=True))
 
 
-def _load(
+def _parse_stdlib(
     data: bytes,
-    public_key: bytes | None,
-    previous: CompiledBundle | None,
-    identity: Any,
-    free_later: bool = False,
-) -> CompiledBundle:
+) -> tuple[dict[str, Any], dict[str, Mapping[str, Any]] | None, dict[str, Source]]:
     try:
         text = data.decode("utf-8-sig")
-        meta, parsed, sources = parse_bundle_text(text)
+        return parse_bundle_text(text)
     except UnicodeDecodeError as e:
         raise BundleError(f"not UTF-8 JSON (truncated or corrupt): {e}", incomplete=True) from None
     except BundleError:
@@ -180,22 +433,6 @@ def _load(
         raise BundleError(
             "not a usable bundle: JSON nested too deeply to read (truncated, corrupt or hostile)"
         ) from None
-    del text
-    check_format(meta)
-    if parsed is None:
-        check_shape(meta)  # names what is wrong with "flags"
-        raise BundleError("flags must be an object", field="flags")
-    if public_key is not None:
-        verify_signature({**meta, "flags": parsed}, public_key)
-    if identity is not None and "secrets" in meta:
-        meta = _with_secrets(meta, identity)
-    try:
-        bundle = build_bundle(meta, parsed, sources, previous)
-    except RecursionError:
-        raise BundleError("not a usable bundle: nested too deeply") from None
-    if free_later:
-        bundle.leftovers.append(parsed)
-    return bundle
 
 
 def verify_signature(raw: Mapping[str, Any], public_key: bytes) -> None:
