@@ -255,7 +255,7 @@ def test_watch__every_exception_in_the_loop__is_survived(
     path = tmp_path / "prod.json"
     path.write_bytes(bundles["one"][0])
     with Client.from_file(path, watch=True) as client:
-        original = client.load
+        original = client.load_task
         calls = []
 
         def broken(data: bytes):
@@ -264,7 +264,7 @@ def test_watch__every_exception_in_the_loop__is_survived(
                 raise MemoryError("a surprise")
             return original(data)
 
-        monkeypatch.setattr(client, "load", broken)
+        monkeypatch.setattr(client, "load_task", broken)
         write_atomically(path, bundles["two"][0])
         assert wait_for(lambda: "MemoryError: a surprise" in (client.last_error or ""))
         write_atomically(path, bundles["three"][0])

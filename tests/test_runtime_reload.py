@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -266,3 +267,178 @@ def test_reload__parsed_objects_are_freed_once_the_bundle_is_live(tmp_path: Path
     assert new.leftovers == []
     assert sys.getrefcount(parsed) == 2  # this name and the call's argument: nothing else
     assert client.value("f", {}) == "two"
+
+
+# --- reloads under evaluating threads ----------------------------------------------------
+
+
+def consistent_pair(version: int, padding: int = 0) -> str:
+    """Flag b serves "on" only when flag a, of the same bundle, serves this version: an
+    evaluation that mixed two bundles would see b fail its prerequisite."""
+    extra = "".join(
+        f"pad-{i}:\n  variants: {{x: {version}}}\n  default: x\n" for i in range(padding)
+    )
+    return (
+        f"a:\n  variants: {{v{version}: {version}, other: -1}}\n  default: v{version}\n"
+        f"b:\n  variants: {{on: {version}, off: 0}}\n"
+        f"  prerequisites: [{{flag: a, variant: v{version}}}]\n  off_variant: off\n  default: on\n"
+        + extra
+    )
+
+
+def test_reload__four_threads_evaluating__never_torn_listeners_once_per_swap(
+    tmp_path: Path,
+) -> None:
+    versions = [
+        dump_bundle(bundle_from_yaml(tmp_path, consistent_pair(v, padding=300))) for v in range(9)
+    ]
+    path = tmp_path / "prod.json"
+    path.write_bytes(versions[0])
+    client = Client.from_file(path, watch=True)
+    swaps: list[tuple[str | None, str]] = []
+    client.on_change(lambda new, old: swaps.append((new.hash, threading.current_thread().name)))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def evaluate_in_a_loop() -> None:
+        try:
+            while not stop.is_set():
+                resolution = client.details("b", {"user_id": "u"})
+                assert resolution.variant == "on", resolution  # never PREREQUISITE_FAILED
+        except BaseException as e:
+            errors.append(e)
+
+    readers = [threading.Thread(target=evaluate_in_a_loop, name=f"reader-{i}") for i in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        for version in range(1, 9):
+            write_atomically(path, versions[version])
+            assert wait_for(lambda v=version: client.value("b", {}) == v), f"v{version} never live"
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+        client.close()
+    assert errors == []
+    assert [hash_ for hash_, _ in swaps] == [json.loads(v)["hash"] for v in versions[1:]]
+    # With four threads evaluating, they (not the watcher's thread) do most reloads.
+    assert any(name.startswith("reader-") for _, name in swaps), swaps
+
+
+def test_reload__bad_bundle_under_four_threads__never_live_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "prod.json"
+    path.write_bytes(dump_bundle(bundle_from_yaml(tmp_path, consistent_pair(1, padding=300))))
+    bad = json.loads(dump_bundle(bundle_from_yaml(tmp_path, consistent_pair(2, padding=300))))
+    bad["flags"]["pad-250"]["default"] = {"variant": "missing"}
+    client = Client.from_file(path, watch=True)
+    served: set[object] = set()
+    stop = threading.Event()
+
+    def evaluate_in_a_loop() -> None:
+        while not stop.is_set():
+            served.add(client.value("pad-250", {}))
+
+    readers = [threading.Thread(target=evaluate_in_a_loop) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        write_atomically(path, json.dumps(bad).encode())
+        assert wait_for(lambda: client.status.state == "ERROR")
+        assert "flag 'pad-250': default.variant: serves unknown variant 'missing'" in (
+            client.last_error or ""
+        )
+        assert client.status.refusals == 1
+        write_atomically(
+            path, dump_bundle(bundle_from_yaml(tmp_path, consistent_pair(3, padding=300)))
+        )
+        assert wait_for(lambda: client.value("pad-250", {}) == 3)
+        assert client.status.state == "READY" and client.last_error is None
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+        client.close()
+    assert served == {1, 3}  # the refused bundle's flags were never served
+
+
+def test_reload__evaluating_threads_notice_and_load__without_the_watcher_thread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "prod.json"
+    path.write_bytes(dump_bundle(bundle_from_yaml(tmp_path, flags_with("one"))))
+    newer = dump_bundle(bundle_from_yaml(tmp_path, flags_with("two")))
+    # The watcher's thread polls once an hour: only evaluating threads can see the change.
+    with Client.from_file(path, watch=True, poll_interval=3600) as client:
+        write_atomically(path, newer)
+        values = [client.value("f", {}) for _ in range(3 * 1024)]
+        assert values[-1] == "two"
+        assert values.index("two") <= 1024 + 1  # at the first look after the change
+    with Client.from_file(path, watch=True, poll_interval=3600, cooperative_reload=False) as client:
+        write_atomically(path, dump_bundle(bundle_from_yaml(tmp_path, flags_with("three"))))
+        assert {client.value("f", {}) for _ in range(3 * 1024)} == {"two"}
+
+
+def test_reload__refusal_names_the_first_bad_flag_whichever_batch_fails() -> None:
+    from flagstone.runtime.loader import LoadTask
+
+    flags = {
+        f"f{i:03d}": {
+            "variants": {"a": 1},
+            "enabled": True,
+            "unit": "user_id",
+            "salt": f"f{i:03d}",
+            "prerequisites": [],
+            "targets": {},
+            "rules": [],
+            "default": {"variant": "a" if i not in (30, 260) else "zz"},
+        }
+        for i in range(300)
+    }
+    bundle = {
+        "format": "flagstone-bundle",
+        "version": 1,
+        "environment": "prod",
+        "source": {"commit": None, "dirty": False},
+        "default_unit": "user_id",
+        "flags": flags,
+        "segments": {},
+        "experiments": {},
+        "config": {},
+    }
+    task = LoadTask(json.dumps(bundle).encode())
+    # As if threads sliced out of the GIL had started every step of every stage: run()
+    # takes them over, and of the batches that fail, the first one's refusal counts.
+    for stage in range(5):
+        task._started.update((stage, index) for index in range(10))
+    task.run()
+    with pytest.raises(BundleError, match=r"flag 'f030': default\.variant"):
+        task.result()
+    assert task._finished >= {(3, 1), (3, 3)}  # the batches holding f030 and f260 ran
+
+
+def test_gil_keeping_file__agrees_with_os_stat_and_reads_only_the_expected_file(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    from flagstone.runtime.reload import GilKeepingFile, read_whole
+
+    file = GilKeepingFile.available()
+    if file is None:
+        assert not sys.platform.startswith("linux")  # on Linux it must be there
+        return
+    target = tmp_path / "v1" / "prod.json"
+    target.parent.mkdir()
+    target.write_bytes(b"x" * 70_000)
+    link = tmp_path / "prod.json"
+    link.symlink_to(target)
+    for path in (target, link):
+        st = path.stat()
+        expected = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+        assert file.signature(os.fsencode(path)) == expected
+        assert file.read(os.fsencode(path), expected) == b"x" * 70_000 == read_whole(path, expected)
+    assert file.signature(os.fsencode(tmp_path / "absent")) is None
+    assert file.read(os.fsencode(tmp_path / "absent"), expected) is None
+    stale = (expected[0], expected[1], expected[2] - 1, expected[3])  # not the file it was
+    assert file.read(os.fsencode(link), stale) is None

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from flagstone.runtime.errors import BundleError, BundleUnavailable
 from flagstone.runtime.evaluate import (
@@ -39,8 +39,11 @@ from flagstone.runtime.format import (
     PREREQUISITE_FAILED,
     TARGET_MATCH,
 )
-from flagstone.runtime.loader import load_bundle_bytes, load_identity
+from flagstone.runtime.loader import LoadTask, load_bundle_bytes, load_identity
 from flagstone.runtime.sinks import Analytics, JsonLinesSink, Sink
+
+if TYPE_CHECKING:
+    from flagstone.runtime.reload import FileWatcher
 
 logger = logging.getLogger("flagstone")
 Listener = Callable[["CompiledBundle", "CompiledBundle | None"], None]
@@ -48,6 +51,9 @@ StatusListener = Callable[["Status"], None]
 State = Literal["READY", "STALE", "ERROR"]
 _MISSING: Any = object()
 _dict_get = dict.get  # the compiled entries of a FlagTable, at C speed (see FlagTable)
+# Evaluations between two looks at a watched file from an evaluating thread: about a
+# millisecond of evaluation; a look is a stat that keeps the GIL (reload.GilKeepingFile).
+CHECK_EVERY = 1024
 # Answers decided before the flag's experiment is consulted: no consent was asked for.
 _BEFORE_EXPERIMENT = frozenset((DISABLED, PREREQUISITE_FAILED, TARGET_MATCH, FLAG_NOT_FOUND))
 
@@ -114,6 +120,9 @@ class Client:
         self._logged_cause: str | None = None
         self._loaded_at = time.time()
         self._reloads = self._refusals = self._source_errors = 0
+        # Evaluations left before one of them calls _tick (racy decrements lose a few: harmless).
+        self._ticks = CHECK_EVERY
+        self._watcher: FileWatcher | None = None  # when evaluating threads take part
 
     # --- construction --------------------------------------------------------------
 
@@ -135,6 +144,7 @@ class Client:
         watch: bool = False,
         poll_interval: float = 0.002,
         settle: float = 0.25,
+        cooperative_reload: bool = True,
         public_key: bytes | None = None,
         identity: str | os.PathLike[str] | None = None,
         **options: Any,
@@ -145,6 +155,11 @@ class Client:
         each), following symlinks, so in-place writes, atomic renames and Kubernetes
         ConfigMap symlink swaps are all seen within milliseconds. A file read half-written
         is retried quietly for ``settle`` seconds before it counts as refused.
+
+        ``cooperative_reload`` (Linux): the threads that evaluate flags also look at the
+        file, every ``CHECK_EVERY`` evaluations, and advance a load under way, so that a
+        reload does not wait for their GIL turns; the thread that completes the load swaps
+        it in and calls the ``on_change`` listeners. False: the watcher's thread alone.
 
         ``identity`` (an age secret key, or a file holding one) decrypts the secrets a
         server bundle carries sealed (``build --include-secrets --recipient``) into
@@ -167,7 +182,9 @@ class Client:
         if watch:
             from flagstone.runtime.reload import FileWatcher
 
-            watcher = FileWatcher(path, client, poll_interval, settle)
+            watcher = FileWatcher(
+                path, client, poll_interval, settle, cooperative=cooperative_reload
+            )
             client._closers.append(watcher.stop)
         return client
 
@@ -208,6 +225,27 @@ class Client:
         return load_bundle_bytes(
             data, self._public_key, self._bundle, self._identity, free_later=True
         )
+
+    def load_task(self, data: bytes) -> LoadTask:
+        """``load`` as steps that any thread may advance (``LoadTask.run``)."""
+        return LoadTask(data, self._public_key, self._bundle, self._identity, free_later=True)
+
+    def _tick(self) -> None:
+        """Every ``CHECK_EVERY`` evaluations (every evaluation while a load is under way):
+        let the file watcher look from this thread. Never raises."""
+        watcher = self._watcher
+        if watcher is None:
+            self._ticks = CHECK_EVERY
+            return
+        try:
+            watcher.look()
+        except Exception as e:
+            try:
+                watcher.failed(e)
+            except Exception:
+                logger.debug("flagstone: reporting a reload failure failed", exc_info=True)
+        finally:
+            self._ticks = 0 if watcher.loading else CHECK_EVERY
 
     def reload_bytes(self, data: bytes) -> bool:
         """Load ``data`` and make it live; on refusal keep the current bundle and say why."""
@@ -328,6 +366,9 @@ class Client:
     def variant(
         self, flag: str, context: Mapping[str, Any], default: str | None = None
     ) -> str | None:
+        self._ticks -= 1
+        if self._ticks < 0:
+            self._tick()
         bundle = self._bundle
         try:
             compiled = _dict_get(bundle.flags, flag)
@@ -347,6 +388,9 @@ class Client:
         return variant if variant is not None else default
 
     def value(self, flag: str, context: Mapping[str, Any], default: Any = None) -> Any:
+        self._ticks -= 1
+        if self._ticks < 0:
+            self._tick()
         bundle = self._bundle
         try:
             compiled = _dict_get(bundle.flags, flag)
@@ -371,6 +415,9 @@ class Client:
         return default if value is _MISSING else value is True
 
     def details(self, flag: str, context: Mapping[str, Any], default: Any = None) -> Resolution:
+        self._ticks -= 1
+        if self._ticks < 0:
+            self._tick()
         bundle = self._bundle
         resolution = resolve(bundle, flag, context, default)
         analytics = self._analytics
@@ -403,6 +450,9 @@ class Client:
 
         An arm returned logs an exposure (once per unit and experiment in this process).
         """
+        self._ticks -= 1
+        if self._ticks < 0:
+            self._tick()
         bundle = self._bundle
         try:
             compiled = bundle.experiments.get(experiment)
