@@ -27,6 +27,7 @@ RUNTIME_ALLOWED = {
     "openfeature",
     "pyrage",
     "jsonschema_rs",
+    "msgspec",  # splits a bundle into raw flag texts in C (runtime/loader.py)
     "re2",
 }
 
