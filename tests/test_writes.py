@@ -205,7 +205,7 @@ def test_promote__sigint_before_the_commit__restores_everything(
         None if step == "hook" else step,
         marker if step == "hook" else None,
     )
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 130, result.stderr
     assert "interrupted by SIGINT: nothing was written, every file is as it was" in result.stderr
     assert state(repo) == before
     assert git(repo, "status", "--porcelain") == ""
@@ -225,7 +225,7 @@ def test_promote__ctrl_c_at_the_terminal_while_the_hook_runs__restores_everythin
     before = state(repo)
     started = time.monotonic()
     result = interrupt_at(repo, WRITERS["promote"], None, marker, whole_group=True)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 130, result.stderr
     assert "interrupted by SIGINT: nothing was written, every file is as it was" in result.stderr
     assert "Traceback" not in result.stderr
     assert time.monotonic() - started < 4  # it did not wait for the hook to finish
@@ -252,7 +252,7 @@ def test_signal_tests__the_writer_starts_with_default_handlers(tmp_path: Path) -
 def test_promote__sigint_after_the_commit__leaves_the_commit_complete(repo: Path) -> None:
     head = git(repo, "rev-parse", "HEAD")
     result = interrupt_at(repo, WRITERS["promote"], "committed")
-    assert result.returncode == 2
+    assert result.returncode == 130
     assert "interrupted by SIGINT: the commit was already complete" in result.stderr
     assert git(repo, "rev-parse", "HEAD~1") == head
     assert "Flagstone-Promote: dev -> staging" in git(repo, "log", "-1", "--format=%B")
@@ -263,7 +263,7 @@ def test_promote__sigint_after_the_commit__leaves_the_commit_complete(repo: Path
 def test_writer__sigint_once_staged__restores_everything(repo: Path, writer: str) -> None:
     before = state(repo)
     result = interrupt_at(repo, WRITERS[writer], "staged")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 130, result.stderr
     assert "nothing was written" in result.stderr
     assert state(repo) == before
 
@@ -271,7 +271,7 @@ def test_writer__sigint_once_staged__restores_everything(repo: Path, writer: str
 def test_init__sigint_while_writing__removes_everything_it_created(tmp_path: Path) -> None:
     target = tmp_path / "new" / "config"
     result = interrupt_at(tmp_path, ["init", str(target)], "written")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 130, result.stderr
     assert "nothing was written" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -279,7 +279,7 @@ def test_init__sigint_while_writing__removes_everything_it_created(tmp_path: Pat
 def test_init__inside_a_repository__sigint__leaves_it_untouched(repo: Path) -> None:
     before = state(repo)
     result = interrupt_at(repo, ["init", "more"], "snapshot")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 130, result.stderr
     assert state(repo) == before
 
 
@@ -363,7 +363,7 @@ def test_edit__sigterm_or_sighup_while_written__restores_everything(
 ) -> None:
     before = state(repo)
     result = interrupt_at(repo, WRITERS["edit"], "written", signum=signum)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 128 + signum, result.stderr
     assert f"interrupted by {signal.Signals(signum).name}: nothing was written" in result.stderr
     assert state(repo) == before
 

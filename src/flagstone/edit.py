@@ -211,7 +211,11 @@ STEPS = ("snapshot", "written", "staged", "committed")
 
 class WriteInterrupted(FlagstoneError):
     """A signal stopped a write; every file (and the index) is as it was, or the commit
-    is complete."""
+    is complete. The command exits 128 + ``signum``, as a shell reports a stopped job."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +254,7 @@ class _Interruptions:
     def check(self) -> None:
         if self.received is not None:
             name = signal.Signals(self.received).name
-            raise WriteInterrupted(f"interrupted by {name}")
+            raise WriteInterrupted(f"interrupted by {name}", self.received)
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
@@ -448,14 +452,15 @@ def apply_files(
                 if index is not None:
                     gitio.restore_index(root, index)
             if interruptions.received is not None or isinstance(error, WriteInterrupted):
-                name = signal.Signals(interruptions.received or signal.SIGINT).name
+                signum = interruptions.received or signal.SIGINT
                 raise WriteInterrupted(
-                    f"interrupted by {name}: "
+                    f"interrupted by {signal.Signals(signum).name}: "
                     + (
                         "the commit was already complete"
                         if committed
                         else "nothing was written, every file is as it was"
-                    )
+                    ),
+                    signum,
                 ) from None
             raise
 

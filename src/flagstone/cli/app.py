@@ -52,6 +52,7 @@ class ExitCode(IntEnum):
     OK = 0
     FINDINGS = 1  # invalid, drift, unauthorized, failing spec
     ERROR = 2  # usage or environment; click uses 2 for usage errors too
+    INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, what a shell reports for a job it stopped
 
 
 class TextJson(StrEnum):
@@ -140,15 +141,39 @@ class FlagstoneGroup(TyperGroup):
         except typer.Abort:
             err.print("aborted")
             code = ExitCode.FINDINGS
+        except KeyboardInterrupt:
+            code = report_interrupt()
         except BrokenPipeError:
             # `flagstone flag list | head`: the reader left; say nothing more.
             abandon_stdout()
             code = ExitCode.FINDINGS
         except Exception as e:
             code = internal_error(e, wants_json=_wants_json(argv))
+        if code == ExitCode.INTERRUPTED and not _interrupt_reported:
+            # typer turns a Ctrl-C while parsing into a silent Exit(130)
+            report_interrupt()
         if not standalone_mode:
             return code
         sys.exit(code or 0)
+
+
+_interrupt_reported = False
+
+
+def _mark_interrupt_reported() -> None:
+    global _interrupt_reported
+    _interrupt_reported = True
+
+
+def report_interrupt() -> ExitCode:
+    """Ctrl-C, from any command at any point: one line, once, and exit 130."""
+    global _interrupt_reported
+    if not _interrupt_reported:
+        _interrupt_reported = True
+        with contextlib.suppress(OSError, ValueError):  # plain: rich may not be imported yet
+            sys.stderr.write("aborted\n")
+            sys.stderr.flush()
+    return ExitCode.INTERRUPTED
 
 
 def internal_error(exc: BaseException, *, wants_json: bool | None = None) -> ExitCode:
@@ -363,8 +388,15 @@ def command(
             token = _current_format.set(None if fmt is None else str(fmt))
             try:
                 return fn(*args, **kwargs)
+            except KeyboardInterrupt:
+                raise typer.Exit(report_interrupt()) from None
             except FlagstoneError as e:
                 report_error(e)
+                # a write stopped by a signal says what it kept, and exits as the shell would
+                signum = getattr(e, "signum", None)
+                if signum is not None:
+                    _mark_interrupt_reported()
+                    raise typer.Exit(128 + signum) from None
                 raise typer.Exit(ExitCode.ERROR) from None
             except Exception as e:
                 if type(e).__module__.startswith(("typer", "click")):
@@ -454,7 +486,13 @@ def main() -> None:
     import gc
 
     gc.set_threshold(100_000, 50, 100)
-    argv = sys.argv[1:]
+    try:
+        _run(sys.argv[1:])
+    except KeyboardInterrupt:  # before or after typer's own handling (imports, exit)
+        _exit_now(report_interrupt())
+
+
+def _run(argv: list[str]) -> None:
     name = _invoked(argv)
     # shell completion needs every command; so does anything else than a plain command line
     if name is None or "_FLAGSTONE_COMPLETE" in os.environ:
