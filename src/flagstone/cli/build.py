@@ -20,7 +20,6 @@ from flagstone.cli.app import TextJson, command, finish, keep_until_exit
 from flagstone.errors import FlagstoneError, Problem, UsageError
 
 if TYPE_CHECKING:
-    from flagstone.load import WorktreeFiles
     from flagstone.model import Repository
 
 
@@ -140,7 +139,6 @@ def build(
     from flagstone.load import assemble_worktree, find_root, read_worktree
     from flagstone.model import check_environments
     from flagstone.report import BuildResult, BuiltBundle
-    from flagstone.validate import validate_loaded
 
     if all_envs and env:
         raise UsageError("pass --env or --all, not both")
@@ -158,16 +156,18 @@ def build(
         names = env or list(worktree.settings.environments)
         check_environments(names, worktree.settings.environments)
         flagstone_bundles = bundle_format is BundleFormat.flagstone
-        # A second process parses the same bytes and validates while this one compiles;
-        # not when sealing secrets, which decrypts only once the repository is valid.
+        repo, load_problems = assemble_worktree(worktree)
+        # A forked copy validates what this process parsed while this one compiles; not
+        # when sealing secrets, which decrypts only once the repository is valid.
         checking = (
-            validation_beside(worktree, names)
+            validation_beside(repo, load_problems, names)
             if flagstone_bundles and not include_secrets
             else None
         )
-        repo, load_problems = assemble_worktree(worktree)
         compiled: dict[str, tuple[dict[str, Any], bytes, bool]] = {}
         if checking is None:
+            from flagstone.validate import validate_loaded
+
             _refuse_errors(validate_loaded(repo, load_problems, envs=names), fmt)
             key = read_signing_key(sign) if sign is not None else None
             if flagstone_bundles:
@@ -264,7 +264,7 @@ def _compile_bundles(
 
 
 class ValidationBeside:
-    """A forked copy of this process parsing the files and validating them: ``result``
+    """A forked copy of this process validating the repository it parsed: ``result``
     waits for its problems, or validates here when the copy died (killed, out of memory)."""
 
     def __init__(self, pid: int, fd: int, names: Sequence[str]) -> None:
@@ -305,10 +305,14 @@ class ValidationBeside:
         return status
 
 
-def validation_beside(worktree: WorktreeFiles, names: Sequence[str]) -> ValidationBeside | None:
-    """Start parsing and validating in a forked child, or None where that would not help:
+def validation_beside(
+    repo: Repository, load_problems: list[Problem], names: Sequence[str]
+) -> ValidationBeside | None:
+    """Start validating ``repo`` in a forked child, or None where that would not help:
     one usable core, no fork (Windows), other threads running (a fork copies only this
-    one), or ``FLAGSTONE_JOBS=1``."""
+    one), or ``FLAGSTONE_JOBS=1``. The child shares the parsed repository with this
+    process (copy-on-write, the collector paused) instead of parsing the files again:
+    a second parse cost as much CPU as the checks, which a loaded machine pays for."""
     if (
         not hasattr(os, "fork")
         or os.environ.get("FLAGSTONE_JOBS") == "1"
@@ -316,9 +320,6 @@ def validation_beside(worktree: WorktreeFiles, names: Sequence[str]) -> Validati
         or threading.active_count() > 1
     ):
         return None
-    from flagstone.load import assemble_worktree
-    from flagstone.validate import validate_loaded
-
     sys.stdout.flush()
     sys.stderr.flush()
     read_fd, write_fd = os.pipe()
@@ -328,7 +329,9 @@ def validation_beside(worktree: WorktreeFiles, names: Sequence[str]) -> Validati
         try:
             os.close(read_fd)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent reports it
-            repo, load_problems = assemble_worktree(worktree)
+            # imported here: the parent only compiles, unless this child fails
+            from flagstone.validate import validate_loaded
+
             problems = validate_loaded(repo, load_problems, envs=names)
             data = memoryview(pickle.dumps(problems))
             while data:
