@@ -273,9 +273,7 @@ class ValidationBeside:
         self.names = names
 
     def result(self, repo: Repository, load_problems: list[Problem]) -> list[Problem]:
-        """The problems of ``validate_loaded`` (``repo``: this process's parse of the same files)."""
-        from flagstone.validate import validate_loaded
-
+        """The problems of ``validate_loaded`` on ``repo`` and ``load_problems``."""
         chunks = []
         try:
             while chunk := os.read(self.fd, 1 << 20):
@@ -290,6 +288,8 @@ class ValidationBeside:
             with contextlib.suppress(Exception):
                 problems: list[Problem] = pickle.loads(b"".join(chunks))
                 return problems
+        from flagstone.validate import validate_loaded
+
         return validate_loaded(repo, load_problems, envs=self.names)
 
     def cancel(self) -> None:

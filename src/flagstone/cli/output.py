@@ -17,7 +17,6 @@ from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.text import Text
 
 from flagstone import report
 from flagstone.cli.app import (
@@ -32,6 +31,8 @@ from flagstone.cli.app import (
 from flagstone.errors import FlagstoneError, Problem
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from flagstone.diff import Change
 
 _TEXT = TEXT_RENDERERS
@@ -83,6 +84,8 @@ def default_validate_format() -> ValidateFormat:
 
 def render_problem(p: Problem, *, strict: bool = False) -> Text:
     # Text.assemble, not markup: messages may contain "[...]".
+    from rich.text import Text
+
     fails = p.is_error or strict
     text = Text.assemble(
         (f"{p.file}:{p.line}:{p.col}", "bold"),
@@ -102,6 +105,8 @@ def print_problems(problems: Sequence[Problem], *, strict: bool = False) -> None
 
 
 def summary(ok: bool, text: str) -> Text:
+    from rich.text import Text
+
     return Text.assemble(("✓ " if ok else "✗ ", "bold green" if ok else "bold red"), text)
 
 
@@ -122,6 +127,8 @@ def emit_problems(problems: Sequence[Problem], fmt: str, *, checked: str = "") -
 
 def refused(problems: Sequence[Problem], message: str) -> None:
     """The findings that stopped a writer, and one line saying nothing was written."""
+    from rich.text import Text
+
     print_problems([p for p in problems if p.is_error])
     err.print(Text.assemble(("error: ", "bold red"), message))
 
@@ -131,6 +138,8 @@ def refused(problems: Sequence[Problem], message: str) -> None:
 
 @text_renderer(report.SpecRun)
 def _spec_run(run: report.SpecRun) -> None:
+    from rich.text import Text
+
     r = run.report
     print_problems(r.problems)
     for c in r.failed:
@@ -156,6 +165,8 @@ def _spec_run(run: report.SpecRun) -> None:
 
 @text_renderer(report.Evaluation)
 def _evaluation(e: report.Evaluation) -> None:
+    from rich.text import Text
+
     for item in e.results:
         r = item.resolution
         detail = f" rule {r.rule_index + 1}" if r.rule_index is not None else ""
@@ -189,21 +200,27 @@ def _build(b: report.BuildResult) -> None:
         return
     print_problems(b.problems)
     verb = "would write" if b.dry_run else "wrote"
+    lines = []
     for bundle in b.bundles:
         if bundle.format == "flagd":
-            out.print(f"{verb} {bundle.path} (flagd)")
+            lines.append(f"{verb} {bundle.path} (flagd)\n")
             continue
         note = " from uncommitted changes" if bundle.dirty else ""
-        out.print(
+        lines.append(
             f"{verb} {bundle.path}  {(bundle.hash or '')[:19]}  {bundle.flags} flags{note}"
             + ("  signed" if bundle.signed else "")
+            + "\n"
         )
+    # Unstyled lines, written as they are: rich would only add ~25 ms of imports (and
+    # read "[...]" in a path as markup).
+    sys.stdout.write("".join(lines))
 
 
 # --- diff, promote, drift -------------------------------------------------------------
 
 
 def print_changes(changes: Sequence[Change], title: str) -> None:
+    from rich.text import Text
     from rich.tree import Tree
 
     from flagstone.diff import describe, plain, review_warnings
@@ -264,6 +281,8 @@ def _promotion(p: report.PromotionResult) -> None:
 
 @text_renderer(report.DriftResult)
 def _drift(d: report.DriftResult) -> None:
+    from rich.text import Text
+
     for item in d.found:
         out.print(
             Text.assemble(
@@ -284,6 +303,8 @@ def _drift(d: report.DriftResult) -> None:
 
 @text_renderer(report.HistoryResult)
 def _history(h: report.HistoryResult) -> None:
+    from rich.text import Text
+
     for e in h.entries:
         promotion = e.commit.trailers.get("Flagstone-Promote")
         where = f"{e.env}: " if e.env else ""
@@ -334,6 +355,8 @@ def _restoration(r: report.RestorationResult) -> None:
 
 @text_renderer(report.VerifyResult)
 def _verify(v: report.VerifyResult) -> None:
+    from rich.text import Text
+
     for item in v.violations:
         out.print(
             Text.assemble(
@@ -358,6 +381,8 @@ def _verify(v: report.VerifyResult) -> None:
 
 @text_renderer(report.InitReport)
 def _init(i: report.InitReport) -> None:
+    from rich.text import Text
+
     where = f" in {i.result.root.resolve()}:"
     if i.result.dry_run:
         out.print(Text.assemble(("dry run:", "bold"), " init would write", where))
@@ -375,6 +400,8 @@ def _init(i: report.InitReport) -> None:
 
 @text_renderer(report.EditResult)
 def _edit(e: report.EditResult) -> None:
+    from rich.text import Text
+
     if not e.ok:
         files = ", ".join(e.files)
         default = f"the edit would leave {e.env} invalid; {files} not changed"
@@ -401,8 +428,6 @@ def _config_value(c: report.ConfigValue) -> None:
 
 # --- list and show ---------------------------------------------------------------------
 
-ABSENT = Text("—", style="dim")
-
 
 def _side_by_side(first: str, envs: Sequence[str]) -> Any:
     from rich import box
@@ -417,12 +442,19 @@ def _side_by_side(first: str, envs: Sequence[str]) -> Any:
 
 def _row(values: Sequence[str | None]) -> list[Text]:
     # a value that differs between environments stands out
+    from rich.text import Text
+
     differs = len({v for v in values}) > 1
-    return [ABSENT if v is None else Text(v, style="yellow" if differs else "") for v in values]
+    return [
+        Text("—", style="dim") if v is None else Text(v, style="yellow" if differs else "")
+        for v in values
+    ]
 
 
 @text_renderer(report.Listing)
 def _listing(listing: report.Listing) -> None:
+    from rich.text import Text
+
     if not listing.items:
         err.print(f"no {listing.kind} in {', '.join(listing.envs)}")
         return
@@ -437,6 +469,8 @@ def _listing(listing: report.Listing) -> None:
 
 @text_renderer(report.ObjectView)
 def _object_view(view: report.ObjectView) -> None:
+    from rich.text import Text
+
     table = _side_by_side(f"{report.kind_word(view.kind)} {view.key}", view.envs)
     for label, values in view.rows():
         table.add_row(Text(label), *_row(values))
@@ -445,6 +479,8 @@ def _object_view(view: report.ObjectView) -> None:
 
 @text_renderer(report.ConfigListing)
 def _config_listing(listing: report.ConfigListing) -> None:
+    from rich.text import Text
+
     if not listing.entries:
         err.print(f"no config values in {', '.join(listing.envs)}")
         return
