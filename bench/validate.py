@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,19 +60,25 @@ def prepare() -> tuple[Path, Path, Path]:
     return fs_dir, fv_dir, binary
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, int]:
-    """(wall seconds, peak RSS in MB) of one run, through /usr/bin/time when present."""
+def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds: user + system of the run and every
+    process it started) of one run, through /usr/bin/time when present."""
     time_bin = Path("/usr/bin/time")
     prefix = [str(time_bin), "-f", "%M"] if time_bin.exists() else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run([*prefix, *cmd], cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(
+        [*prefix, *cmd], cwd=cwd, capture_output=True, text=True, env=env and {**os.environ, **env}
+    )
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if result.returncode not in (0,):
         raise SystemExit(
             f"{' '.join(cmd)} failed in {cwd}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         )
     rss = int(result.stderr.strip().splitlines()[-1]) // 1024 if prefix else 0
-    return elapsed, rss
+    return elapsed, rss, cpu
 
 
 def main() -> None:
@@ -81,21 +88,25 @@ def main() -> None:
     args = parser.parse_args()
     fs_dir, fv_dir, fv = prepare()
     flagstone = str(Path(sys.executable).parent / "flagstone")
-    pairs = {
-        "validate / lint": ([flagstone, "validate"], [str(fv), "lint"]),
-        "build (all environments)": (
-            [flagstone, "build", "--all", "--out", "dist"],
+    build_cmd = [flagstone, "build", "--all", "--out", "dist"]
+    # task -> (flagstone's command, its environment, Featurevisor's command)
+    pairs: dict[str, tuple[list[str], dict[str, str] | None, list[str]]] = {
+        "validate / lint": ([flagstone, "validate"], None, [str(fv), "lint"]),
+        "build (all environments)": (build_cmd, None, [str(fv), "build"]),
+        "build, one process (FLAGSTONE_JOBS=1)": (
+            build_cmd,
+            {"FLAGSTONE_JOBS": "1"},
             [str(fv), "build"],
         ),
     }
-    results: dict[str, dict[str, list[tuple[float, int]]]] = {
+    results: dict[str, dict[str, list[tuple[float, int, float]]]] = {
         k: {"flagstone": [], "featurevisor": []} for k in pairs
     }
     startup: list[float] = []
     load_before = os.getloadavg()[0]
     for _ in range(args.runs):
-        for name, (ours, theirs) in pairs.items():
-            results[name]["flagstone"].append(timed(ours, fs_dir))
+        for name, (ours, env, theirs) in pairs.items():
+            results[name]["flagstone"].append(timed(ours, fs_dir, env))
             results[name]["featurevisor"].append(timed(theirs, fv_dir))
         startup.append(timed([flagstone, "--help"], fs_dir)[0])
     load = f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
@@ -106,22 +117,26 @@ def main() -> None:
         f"{os.cpu_count()} cores, Python {platform.python_version()}, Node {node_version()}; median of {args.runs} "
         f"alternating runs each ({load}). Workload: the anchor (2,000 features, 200 segments, 50 attributes, three "
         "environments; flagstone's copy adds 50 experiments) — `bench/workload.py` writes it in flagstone's format "
-        f"from the anchor generator's own draws; Featurevisor is `{FV_CLI}` on the v1 dialect.",
+        f"from the anchor generator's own draws; Featurevisor is `{FV_CLI}` on the v1 dialect. CPU is user + "
+        "system time of the run and every process it started.",
         "",
-        "| task | flagstone | Featurevisor | flagstone ÷ Featurevisor | peak RSS flagstone / Featurevisor |",
-        "|---|---:|---:|---:|---:|",
+        "| task | flagstone | Featurevisor | flagstone ÷ Featurevisor | CPU flagstone / Featurevisor | peak RSS flagstone / Featurevisor |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, by_tool in results.items():
-        ours_t = statistics.median(t for t, _ in by_tool["flagstone"])
-        theirs_t = statistics.median(t for t, _ in by_tool["featurevisor"])
-        ours_m = max(m for _, m in by_tool["flagstone"])
-        theirs_m = max(m for _, m in by_tool["featurevisor"])
+        ours_t = statistics.median(t for t, _, _ in by_tool["flagstone"])
+        theirs_t = statistics.median(t for t, _, _ in by_tool["featurevisor"])
+        ours_c = statistics.median(c for _, _, c in by_tool["flagstone"])
+        theirs_c = statistics.median(c for _, _, c in by_tool["featurevisor"])
+        ours_m = max(m for _, m, _ in by_tool["flagstone"])
+        theirs_m = max(m for _, m, _ in by_tool["featurevisor"])
         lines.append(
-            f"| {name} | {ours_t:.2f} s | {theirs_t:.2f} s | {ours_t / theirs_t:.2f} | {ours_m} MB / {theirs_m} MB |"
+            f"| {name} | {ours_t:.2f} s | {theirs_t:.2f} s | {ours_t / theirs_t:.2f} | "
+            f"{ours_c:.2f} s / {theirs_c:.2f} s | {ours_m} MB / {theirs_m} MB |"
         )
     build = results["build (all environments)"]
-    ratio = statistics.median(t for t, _ in build["flagstone"]) / statistics.median(
-        t for t, _ in build["featurevisor"]
+    ratio = statistics.median(t for t, _, _ in build["flagstone"]) / statistics.median(
+        t for t, _, _ in build["featurevisor"]
     )
     lines += [
         "",

@@ -58,6 +58,7 @@ __all__ = [
     "compile_condition",
     "content_hash",
     "dump_bundle",
+    "encode_bundle",
     "sign_bundle",
 ]
 
@@ -311,10 +312,16 @@ def build_bundle_bytes(
         hashed=False,
         memo=memo,
     )
+    return bundle, encode_bundle(bundle)
+
+
+def encode_bundle(bundle: dict[str, Any]) -> bytes:
+    """Set an unhashed bundle's ``hash`` and return its canonical bytes, encoding each
+    part once for both."""
     parts = _parts(bundle)
     bundle["hash"] = _hash(parts)
     parts["hash"] = canonical_json(bundle["hash"])
-    return bundle, _join(parts, parts) + b"\n"
+    return _join(parts, parts) + b"\n"
 
 
 def _without_secrets(node: Any) -> Any:

@@ -246,20 +246,37 @@ def _compile_bundles(
     """Each environment's bundle, its canonical bytes and whether its files are uncommitted;
     ``recipients``: seal the secrets for them."""
     from flagstone import gitio
-    from flagstone.bundle import CompileMemo, build_bundle_bytes
+    from flagstone.bundle import CompileMemo, build_bundle, encode_bundle
 
-    revisions = gitio.revisions(
-        repo.root, {n: [repo.settings.file, f"environments/{n}"] for n in names}
-    )
+    # git status runs beside the compiling (the source commit is filled in before encoding)
+    revisions: dict[str, gitio.Revision] = {}
+    failure: list[BaseException] = []
+
+    def read_revisions() -> None:
+        try:
+            revisions.update(
+                gitio.revisions(
+                    repo.root, {n: [repo.settings.file, f"environments/{n}"] for n in names}
+                )
+            )
+        except BaseException as e:  # re-raised in the compiling thread
+            failure.append(e)
+
+    git_status = threading.Thread(target=read_revisions, daemon=True)
+    git_status.start()
     memo: CompileMemo = {}  # an object identical across environments compiles once
-    out = {}
+    bundles = {}
     for name in names:
-        revision = revisions[name]
         sealed = _sealed_secrets(repo, name, recipients) if recipients is not None else None
-        bundle, data = build_bundle_bytes(
-            repo, name, commit=revision.sha, dirty=revision.dirty, sealed_secrets=sealed, memo=memo
-        )
-        out[name] = (bundle, data, revision.dirty)
+        bundles[name] = build_bundle(repo, name, sealed_secrets=sealed, hashed=False, memo=memo)
+    git_status.join()
+    if failure:
+        raise failure[0]
+    out = {}
+    for name, bundle in bundles.items():
+        revision = revisions[name]
+        bundle["source"] = {"commit": revision.sha, "dirty": revision.dirty}
+        out[name] = (bundle, encode_bundle(bundle), revision.dirty)
     return out
 
 
