@@ -442,3 +442,22 @@ def test_gil_keeping_file__agrees_with_os_stat_and_reads_only_the_expected_file(
     assert file.read(os.fsencode(tmp_path / "absent"), expected) is None
     stale = (expected[0], expected[1], expected[2] - 1, expected[3])  # not the file it was
     assert file.read(os.fsencode(link), stale) is None
+
+
+def test_load_task__a_step_finished_late_by_a_sliced_out_thread__changes_nothing(
+    tmp_path: Path,
+) -> None:
+    from flagstone.runtime.loader import LoadTask
+
+    data = dump_bundle(bundle_from_yaml(tmp_path, consistent_pair(1, padding=600)))
+    task = LoadTask(data)
+    while task._stage < 2:  # split and decode done, as another thread did them
+        task._step()
+    # The thread that started the split first, sliced out of the GIL, finishes it now;
+    # then a decoding batch finishes late the same way.
+    task._split()
+    task._decode(task.split.to_decode[:250])
+    task.run()
+    bundle = task.result()
+    assert len(bundle.flags) == 602
+    assert Client(bundle).details("b", {}).variant == "on"

@@ -13,11 +13,12 @@ and age, and counters.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -54,6 +55,13 @@ _dict_get = dict.get  # the compiled entries of a FlagTable, at C speed (see Fla
 # Evaluations between two looks at a watched file from an evaluating thread: about a
 # millisecond of evaluation; a look is a stat that keeps the GIL (reload.GilKeepingFile).
 CHECK_EVERY = 1024
+EVERY_EVALUATION: Iterator[int] = itertools.repeat(0)
+
+
+def beat() -> Iterator[int]:
+    return itertools.cycle((1,) * (CHECK_EVERY - 1) + (0,))
+
+
 # Answers decided before the flag's experiment is consulted: no consent was asked for.
 _BEFORE_EXPERIMENT = frozenset((DISABLED, PREREQUISITE_FAILED, TARGET_MATCH, FLAG_NOT_FOUND))
 
@@ -120,8 +128,9 @@ class Client:
         self._logged_cause: str | None = None
         self._loaded_at = time.time()
         self._reloads = self._refusals = self._source_errors = 0
-        # Evaluations left before one of them calls _tick (racy decrements lose a few: harmless).
-        self._ticks = CHECK_EVERY
+        # 0 once every CHECK_EVERY evaluations (every evaluation while a load is under way):
+        # then the evaluation calls _tick. One C call, the cheapest such counter (~20 ns).
+        self._beat: Iterator[int] = beat()
         self._watcher: FileWatcher | None = None  # when evaluating threads take part
 
     # --- construction --------------------------------------------------------------
@@ -235,7 +244,6 @@ class Client:
         let the file watcher look from this thread. Never raises."""
         watcher = self._watcher
         if watcher is None:
-            self._ticks = CHECK_EVERY
             return
         try:
             watcher.look()
@@ -245,7 +253,7 @@ class Client:
             except Exception:
                 logger.debug("flagstone: reporting a reload failure failed", exc_info=True)
         finally:
-            self._ticks = 0 if watcher.loading else CHECK_EVERY
+            self._beat = EVERY_EVALUATION if watcher.loading else beat()
 
     def reload_bytes(self, data: bytes) -> bool:
         """Load ``data`` and make it live; on refusal keep the current bundle and say why."""
@@ -366,8 +374,7 @@ class Client:
     def variant(
         self, flag: str, context: Mapping[str, Any], default: str | None = None
     ) -> str | None:
-        self._ticks -= 1
-        if self._ticks < 0:
+        if not next(self._beat):
             self._tick()
         bundle = self._bundle
         try:
@@ -388,8 +395,7 @@ class Client:
         return variant if variant is not None else default
 
     def value(self, flag: str, context: Mapping[str, Any], default: Any = None) -> Any:
-        self._ticks -= 1
-        if self._ticks < 0:
+        if not next(self._beat):
             self._tick()
         bundle = self._bundle
         try:
@@ -415,8 +421,7 @@ class Client:
         return default if value is _MISSING else value is True
 
     def details(self, flag: str, context: Mapping[str, Any], default: Any = None) -> Resolution:
-        self._ticks -= 1
-        if self._ticks < 0:
+        if not next(self._beat):
             self._tick()
         bundle = self._bundle
         resolution = resolve(bundle, flag, context, default)
@@ -450,8 +455,7 @@ class Client:
 
         An arm returned logs an exposure (once per unit and experiment in this process).
         """
-        self._ticks -= 1
-        if self._ticks < 0:
+        if not next(self._beat):
             self._tick()
         bundle = self._bundle
         try:

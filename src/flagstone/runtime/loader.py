@@ -16,6 +16,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from json import decoder as _json_decoder
 from pathlib import Path
 from typing import Any, cast
@@ -163,6 +164,22 @@ def load_bundle_bytes(
 
 
 Step = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """The first step's product: the bundle without its flags, each flag's text (sharing
+    the previous bundle's copy when unchanged), the flags decoded so far, the keys of
+    those to check and to decode, and whether segments and experiments are unchanged."""
+
+    meta: dict[str, Any]
+    sources: dict[str, Source]
+    parsed: dict[str, Mapping[str, Any]]
+    changed: list[str]
+    to_decode: list[str]
+    same_context: bool
+
+
 _PARSE_BATCH = 250  # flags per decoding step: one C call, ~1 ms
 _CHECK_BATCH = 100  # flags per cross-reference step: Python, ~0.5 ms
 
@@ -205,13 +222,9 @@ class LoadTask:
         self._finished: set[tuple[int, int]] = set()
         self._refusals: dict[tuple[int, int], BundleError] = {}
         self._outcome: list[CompiledBundle | BaseException] = []  # first one counts
-        # Filled by the stages:
-        self.meta: dict[str, Any] = {}
-        self.sources: dict[str, Source] = {}
-        self.parsed: dict[str, Mapping[str, Any]] = {}
-        self.to_decode: list[str] = []
-        self.changed: list[str] = []
-        self.same_context = False
+        # What the split produced, published once (setdefault): a thread sliced out of the
+        # GIL mid-split, finishing after another thread redid it, must not replace it.
+        self._products: dict[str, Split] = {}
 
     @property
     def done(self) -> bool:
@@ -289,12 +302,17 @@ class LoadTask:
             # The steps refer to the task: drop them (and the input) so that nothing but
             # the outcome outlives the load, without waiting for the garbage collector.
             self._plans.clear()
-            self.data, self.parsed = b"", {}
+            self._products.clear()
+            self.data = b""
 
     # --- the stages ----------------------------------------------------------------
 
     def _split_stage(self) -> list[Step]:
         return [self._split]
+
+    @property
+    def split(self) -> Split:
+        return self._products["split"]
 
     def _split(self) -> None:
         parts = _split_fast(self.data)
@@ -312,19 +330,21 @@ class LoadTask:
         changed, same_context = share_unchanged(meta, sources, self.previous)
         # A signature covers every flag: all are decoded, though only the changed checked.
         wanted = list(sources) if self.public_key is not None else changed
-        self.meta, self.sources, self.parsed = meta, sources, parsed
-        self.changed, self.same_context = changed, same_context
-        self.to_decode = [k for k in wanted if k not in parsed]
+        to_decode = [k for k in wanted if k not in parsed]
+        self._products.setdefault(
+            "split", Split(meta, sources, parsed, changed, to_decode, same_context)
+        )
 
     def _decode_stage(self) -> list[Step]:
-        keys = self.to_decode
+        keys = self.split.to_decode
         return [
             functools.partial(self._decode, keys[i : i + _PARSE_BATCH])
             for i in range(0, len(keys), _PARSE_BATCH)
         ]
 
     def _decode(self, keys: list[str]) -> None:
-        texts = list(map(self.sources.__getitem__, keys))
+        split = self.split
+        texts = list(map(split.sources.__getitem__, keys))
         try:
             values = list(map(_msgspec_decode(), texts))
         except Exception:
@@ -333,7 +353,8 @@ class LoadTask:
             _meta, everything, _sources = _parse_stdlib(self.data)
             assert everything is not None  # the fast split found an object of flags
             values = [everything[k] for k in keys]
-        self.parsed.update(zip(keys, values, strict=True))
+        # A batch decoded twice stores equal values twice: harmless.
+        split.parsed.update(zip(keys, values, strict=True))
 
     def _shape_stage(self) -> list[Step]:
         steps = [self._check_shape]
@@ -342,29 +363,34 @@ class LoadTask:
         return steps
 
     def _check_shape(self) -> None:
-        check_shape({**self.meta, "flags": {k: self.parsed[k] for k in self.changed}})
+        split = self.split
+        check_shape({**split.meta, "flags": {k: split.parsed[k] for k in split.changed}})
 
     def _verify_signature(self) -> None:
         assert self.public_key is not None
-        flags = {k: self.parsed[k] for k in self.sources}
-        verify_signature({**_sealed(self.meta, self.data), "flags": flags}, self.public_key)
+        split = self.split
+        flags = {k: split.parsed[k] for k in split.sources}
+        verify_signature({**_sealed(split.meta, self.data), "flags": flags}, self.public_key)
 
     def _reference_stage(self) -> list[Step]:
-        changed = {k: self.parsed[k] for k in self.changed}
+        split = self.split
+        changed = {k: split.parsed[k] for k in split.changed}
         keys = list(changed)
-        steps: list[Step] = [functools.partial(check_context, self.meta, changed, self.sources)]
+        meta, sources = split.meta, split.sources
+        steps: list[Step] = [functools.partial(check_context, meta, changed, sources)]
         for i in range(0, len(keys), _CHECK_BATCH):
             batch = {k: changed[k] for k in keys[i : i + _CHECK_BATCH]}
-            steps.append(functools.partial(check_flags, self.meta, batch, self.sources))
+            steps.append(functools.partial(check_flags, meta, batch, sources))
         return steps
 
     def _assemble_stage(self) -> list[Step]:
         return [self._assemble]
 
     def _assemble(self) -> None:
-        bundle = assemble_bundle(self.meta, self.sources, self.previous, self.same_context)
+        split = self.split
+        bundle = assemble_bundle(split.meta, split.sources, self.previous, split.same_context)
         if self.free_later:
-            bundle.leftovers.append(self.parsed)
+            bundle.leftovers.append(split.parsed)
         self._end(bundle)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flagstone.runtime.client import EVERY_EVALUATION
 from flagstone.runtime.errors import BundleError
 
 if TYPE_CHECKING:
@@ -279,7 +280,7 @@ class FileWatcher:
         task = self.client.load_task(data)
         if self._task is None:
             self._task = task
-        self.client._ticks = 0  # the next evaluation on any thread takes part
+        self.client._beat = EVERY_EVALUATION  # the next evaluation on any thread takes part
         self._advance(self._task or task)
 
     def _advance(self, task: LoadTask) -> None:
