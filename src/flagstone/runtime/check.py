@@ -53,6 +53,11 @@ def _validator() -> Any:
     return jsonschema_rs.validator_for(json.loads(schema_path().read_text(encoding="utf-8")))
 
 
+def shape_validator() -> Any:
+    """The compiled schema (``is_valid`` is one call into Rust)."""
+    return _validator()
+
+
 def check_format(bundle: Mapping[str, Any]) -> None:
     """Refuse what is not a bundle this runtime reads, before looking any further."""
     if bundle.get("format") != FORMAT:

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from flagstone.runtime.canonical import bundle_hash, signed_message
-from flagstone.runtime.check import check_context, check_flags, check_format, check_shape
+from flagstone.runtime.check import (
+    check_context,
+    check_flags,
+    check_format,
+    check_shape,
+    shape_validator,
+)
 from flagstone.runtime.errors import BundleError
 from flagstone.runtime.evaluate import (
     MALFORMED,
@@ -225,6 +231,7 @@ class LoadTask:
         # What the split produced, published once (setdefault): a thread sliced out of the
         # GIL mid-split, finishing after another thread redid it, must not replace it.
         self._products: dict[str, Split] = {}
+        self._memo: dict[str, Any] = {}  # what the C calls of the steps computed
 
     @property
     def done(self) -> bool:
@@ -303,6 +310,7 @@ class LoadTask:
             # the outcome outlives the load, without waiting for the garbage collector.
             self._plans.clear()
             self._products.clear()
+            self._memo.clear()
             self.data = b""
 
     # --- the stages ----------------------------------------------------------------
@@ -315,7 +323,7 @@ class LoadTask:
         return self._products["split"]
 
     def _split(self) -> None:
-        parts = _split_fast(self.data)
+        parts = _split_fast(self.data, self._memo)
         if parts is None:
             meta, parsed, sources = _parse_stdlib(self.data)
         else:
@@ -343,18 +351,19 @@ class LoadTask:
         ]
 
     def _decode(self, keys: list[str]) -> None:
-        split = self.split
-        texts = list(map(split.sources.__getitem__, keys))
+        parsed = self.split.parsed
+        if keys[-1] in parsed:
+            return  # done, by a thread sliced out before it could say so
+        texts = list(map(self.split.sources.__getitem__, keys))
         try:
-            values = list(map(_msgspec_decode(), texts))
+            # Decoded and stored in one C call (see _store); twice stores equal values.
+            parsed.update(zip(keys, map(_msgspec_decode(), texts), strict=True))
         except Exception:
             # Numbers out of a double's range, or bytes that are not UTF-8: the standard
             # library decides, exactly as when the whole file is read with it.
             _meta, everything, _sources = _parse_stdlib(self.data)
             assert everything is not None  # the fast split found an object of flags
-            values = [everything[k] for k in keys]
-        # A batch decoded twice stores equal values twice: harmless.
-        split.parsed.update(zip(keys, values, strict=True))
+            parsed.update((k, everything[k]) for k in keys)
 
     def _shape_stage(self) -> list[Step]:
         steps = [self._check_shape]
@@ -364,7 +373,11 @@ class LoadTask:
 
     def _check_shape(self) -> None:
         split = self.split
-        check_shape({**split.meta, "flags": {k: split.parsed[k] for k in split.changed}})
+        bundle = {**split.meta, "flags": {k: split.parsed[k] for k in split.changed}}
+        if "shape" not in self._memo:
+            _store(self._memo, "shape", shape_validator().is_valid, bundle)
+        if not self._memo["shape"]:
+            check_shape(bundle)  # raises, naming what is wrong
 
     def _verify_signature(self) -> None:
         assert self.public_key is not None
@@ -427,20 +440,37 @@ def _raw_members() -> Callable[[Any], dict[str, Any]]:
     return decoder.decode
 
 
-def _split_fast(data: bytes) -> tuple[dict[str, Any], dict[str, Source]] | None:
+def _split_fast(
+    data: bytes, memo: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Source]] | None:
     """(the bundle without its flags, each flag's JSON bytes), in a few C calls; None
     when the standard library must read the file (not an object of objects, a BOM,
-    NaN, lone surrogates...: msgspec refuses some JSON that json.loads accepts)."""
+    NaN, lone surrogates...: msgspec refuses some JSON that json.loads accepts).
+
+    ``memo`` keeps the two scans' results for a thread that redoes the split after the
+    one that began it was sliced out of the GIL."""
+    memo = {} if memo is None else memo
     try:
-        members = _raw_members()(data)
+        if "members" not in memo:
+            _store(memo, "members", _raw_members(), data)
+        members = dict(memo["members"])
         raw_flags = members.pop("flags")
         decode = _msgspec_decode()
         meta = {key: decode(raw) for key, raw in members.items()}
-        flags = _raw_members()(raw_flags)
+        if "flags" not in memo:
+            _store(memo, "flags", _raw_members(), raw_flags)
+        flags = memo["flags"]
     except Exception:
         return None
     # Copies: a slice would keep the whole file alive for as long as one flag is reused.
     return meta, dict(zip(flags, map(bytes, flags.values()), strict=True))
+
+
+def _store(memo: dict[str, Any], key: str, function: Callable[[Any], Any], argument: Any) -> None:
+    """``memo[key] = function(argument)``, stored by the same C call that makes the call:
+    a thread may be sliced out of the GIL as soon as a long C call returns to Python,
+    and what it computed must not be lost (and computed again) meanwhile."""
+    memo.update(zip((key,), map(function, (argument,)), strict=True))
 
 
 def _parse_stdlib(
