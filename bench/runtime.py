@@ -451,16 +451,9 @@ def time_per_call(fn: Evaluator, contexts: list[dict[str, Any]], calls: int) -> 
     return (time.perf_counter_ns() - started) / calls
 
 
-def reload_latency(
-    tmp: Path, samples: int, *, threads: int, every_flag: bool, floor: bool = False
-) -> list[float]:
-    """Milliseconds from the atomic rename of a new 1,000-flag bundle to its swap into the
-    client (timestamped by an on_change listener). ``every_flag``: each new bundle changes
-    all 1,000 flags (nothing can be reused); otherwise one flag's rollout, as a typical
-    ramp does. ``threads``: that many other threads evaluate flags the whole time.
-    ``floor``: time instead a thread that polls the file's stat as the watcher does (every
-    2 ms) and only notes the change: what waking up and taking the GIL back costs."""
-    import threading
+def reload_bundles(tmp: Path, every_flag: bool) -> list[bytes]:
+    """Two 1,000-flag bundles to alternate. ``every_flag``: the second changes all 1,000
+    flags (nothing can be reused); otherwise one flag's rollout, as a typical ramp does."""
 
     def flags(version: int) -> str:
         plan = f"pro-{version}" if every_flag else "pro"
@@ -472,11 +465,29 @@ def reload_latency(
             for i in range(1000)
         )
 
-    variants = [flags(v) for v in range(2)]
-    bundles = [dump_bundle(flagstone_bundle(tmp, text)) for text in variants]
+    return [dump_bundle(flagstone_bundle(tmp, flags(v))) for v in range(2)]
+
+
+def reload_latency(
+    tmp: Path,
+    bundles: list[bytes],
+    samples: int,
+    *,
+    threads: int,
+    floor: bool = False,
+    cooperative: bool = True,
+) -> list[float]:
+    """Milliseconds from the atomic rename of a new 1,000-flag bundle to its swap into the
+    client (timestamped by an on_change listener). ``threads``: that many other threads
+    evaluate flags the whole time. ``cooperative``: the client's default, evaluating
+    threads take part in the reload; False: the watcher's thread alone (the design before).
+    ``floor``: time instead a thread that polls the file's stat as the watcher does (every
+    2 ms) and only notes the change: what waking up and taking the GIL back costs."""
+    import threading
+
     path = tmp / "prod.json"
     path.write_bytes(bundles[0])
-    client = Client.from_file(path, watch=not floor)
+    client = Client.from_file(path, watch=not floor, cooperative_reload=cooperative)
     swapped = threading.Event()
     swapped_at = [0.0]
 
@@ -522,14 +533,46 @@ def reload_latency(
                 status = client.status
                 raise SystemExit(
                     f"a reload did not happen within 30 s (floor={floor}, threads={threads}, "
-                    f"every_flag={every_flag}, sample {i}): {status.state} {status.last_error}"
+                    f"sample {i}): {status.state} {status.last_error}"
                 )
             latencies.append((swapped_at[0] - started) * 1000)
             time.sleep(0.02)
     finally:
         stop.set()
+        for worker in workers:
+            worker.join()
         client.close()
     return latencies
+
+
+# (label, threads, floor, cooperative), measured in interleaved rounds.
+RELOAD_ROWS: list[tuple[str, int, bool, bool]] = [
+    (kind, threads, kind == "floor", kind != "watcher")
+    for threads in (0, 1, 4)
+    for kind in ("every", "watcher", "one", "floor")
+    if not (kind == "one" and threads == 1)
+]
+
+
+def reload_rows(tmp: Path, samples: int, rounds: int) -> dict[tuple[str, int], list[float]]:
+    """Every row's samples, taken ``samples // rounds`` at a time, row after row, round
+    after round: the machine's noise reaches each row alike."""
+    bundles = {True: reload_bundles(tmp, True), False: reload_bundles(tmp, False)}
+    kinds = ["every", "watcher", "one", "floor"]
+    rows = sorted(RELOAD_ROWS, key=lambda row: (kinds.index(row[0]), row[1]))
+    out: dict[tuple[str, int], list[float]] = {(kind, t): [] for kind, t, *_ in rows}
+    per_round = max(1, samples // rounds)
+    for _ in range(rounds):
+        for kind, threads, floor, cooperative in RELOAD_ROWS:
+            out[(kind, threads)] += reload_latency(
+                tmp,
+                bundles[kind != "one"],
+                per_round,
+                threads=threads,
+                floor=floor,
+                cooperative=cooperative,
+            )
+    return out
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -545,7 +588,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
-    calls, rounds, samples = (2_000, 2, 5) if args.quick else (20_000, 5, 40)
+    calls, rounds, samples = (2_000, 2, 8) if args.quick else (20_000, 5, 40)
     load_before = os.getloadavg()[0]
     contexts = make_contexts(1000)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -568,13 +611,7 @@ def main() -> None:
             for name, flag, arm, _share in sdks:
                 results[name]["flag"].append(time_per_call(flag, contexts, calls))
                 results[name]["assign"].append(time_per_call(arm, contexts, calls))
-        reloads = {
-            (kind, threads): reload_latency(
-                tmp, samples, threads=threads, every_flag=kind != "one", floor=kind == "floor"
-            )
-            for kind in ("every", "one", "floor")
-            for threads in ((0, 4) if kind == "one" else (0, 1, 4))
-        }
+        reloads = reload_rows(tmp, samples, 4)
         analytics_rows = assignment_with_analytics(tmp, contexts, calls, rounds)
     table = render(
         sdks, results, reloads, calls, rounds, analytics_rows, (load_before, os.getloadavg()[0])
@@ -669,6 +706,7 @@ def render(
     ]
     labels = {
         "every": "every flag changed",
+        "watcher": "every flag changed, `cooperative_reload=False` (the watcher's thread alone)",
         "one": "one flag changed",
         "floor": "floor: a thread polling the file's stat, no load",
     }
