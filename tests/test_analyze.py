@@ -357,6 +357,39 @@ def test_sql__winsorization_cap__is_the_pooled_percentile_of_per_unit_values(tmp
     assert sum(s.sum for s in agg.data["revenue"].values()) == pytest.approx(total, rel=1e-12)  # type: ignore[union-attr]
 
 
+def test_analyze__winsorized_metric__reports_its_cap_in_every_format(
+    cli, planted, tmp_path
+) -> None:
+    from tests.analyze_data import EXPERIMENT
+
+    _, exposures, metrics = planted
+    repo = make_repo(
+        tmp_path / "repo",
+        EXPERIMENT.replace(
+            "{name: revenue, kind: mean}", "{name: revenue, kind: mean, winsorize: 95}"
+        ),
+    )
+    doc = analyze_json(cli, repo, "--exposures", str(exposures), "--metrics", str(metrics))
+    (revenue,) = [m for m in doc["result"]["metrics"] if m["name"] == "revenue"]
+    first: dict[str, float] = {}
+    for line in exposures.read_text().splitlines():
+        e = json.loads(line)
+        first[e["unit"]] = min(e["ts"], first.get(e["unit"], e["ts"]))
+    per_unit = dict.fromkeys(first, 0.0)
+    for line in metrics.read_text().splitlines():
+        m = json.loads(line)
+        if m["metric"] == "revenue" and m["ts"] >= first[m["unit"]]:
+            per_unit[m["unit"]] += m["value"]
+    cap = cap_at_percentile(list(per_unit.values()), 95)
+    assert revenue["winsorized_at"] == pytest.approx(cap, rel=1e-12)
+    assert max(per_unit.values()) > cap  # the cap is doing something here
+    args = ["analyze", "onboarding-length", "-e", "prod", "--at", AT]
+    args += ["--exposures", str(exposures), "--metrics", str(metrics)]
+    for fmt in ("text", "markdown"):
+        shown = cli([*args, "--format", fmt], cwd=repo)
+        assert f"winsorized at {cap:.4g}" in shown.stdout, (fmt, shown.stdout)
+
+
 def test_analyze__csv_and_parquet_inputs__give_the_json_lines_statistics(
     cli, planted, tmp_path
 ) -> None:

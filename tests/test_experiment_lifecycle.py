@@ -463,6 +463,29 @@ def test_status__guardrail_harm__alerts(cli, tmp_path) -> None:
     assert "HARMED: crashed:short" in result.stdout
 
 
+def test_status__sequential__reports_the_decision_so_far(cli, tmp_path) -> None:
+    running = DRAFT.replace(
+        "status: draft", "status: running\n  started_at: '2026-01-01T00:00:00Z'"
+    ).replace("method: frequentist, mde: 0.02", "method: sequential, mde: 0.02")
+    repo = make_repo(tmp_path / "r", running)
+    args = ["experiment", "status", "--env", "prod", "--at", "2026-01-08T00:00:00Z", "-f", "json"]
+
+    def entry(rates: dict[str, float]) -> dict:
+        exposures, events = simulate(6000, rates=rates)
+        exp = write_jsonl(tmp_path / "e.jsonl", exposures)
+        met = write_jsonl(tmp_path / "m.jsonl", events)
+        result = cli([*args, "--exposures", str(exp), "--metrics", str(met)], cwd=repo)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        (found,) = check_output("experiment status", result.stdout)["experiments"]
+        assert found["method"] == "sequential"
+        return found
+
+    planted = entry({"classic": 0.10, "short": 0.16})
+    assert planted["decided"] and planted["primary"].startswith("short better (p ")
+    same = entry({"classic": 0.10, "short": 0.10})
+    assert not same["decided"] and "short better" not in same["primary"]
+
+
 def test_lifecycle__parsers__refuse_bad_text() -> None:
     assert parse_metric("guardrail:crash:proportion:worse=increase:margin=0.01").options == {
         "worse": "increase",
