@@ -17,6 +17,7 @@ from tests.analyze_data import START, make_repo, simulate, write_jsonl
 from tests.cli_schemas import check_output
 
 AT = "2026-02-01T00:00:00Z"
+METRIC_COLUMNS = "{unit: 'VARCHAR', metric: 'VARCHAR', value: 'DOUBLE', ts: 'DOUBLE'}"
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +213,117 @@ def test_sql__consent_counts__one_excluded_row_of_this_experiment_and_environmen
     assert row[5] == 0.0  # a source without records: none left out, not unknown
     for dialect in DIALECTS:
         assert aggregation_sql(plan, dialect).count("FROM consent_counts") == 1, dialect
+
+
+def _parquet(con: duckdb.DuckDBPyConnection, path: Path, records: list[dict], columns: str) -> Path:
+    source = write_jsonl(path.with_suffix(".jsonl"), records)
+    con.execute(
+        f"COPY (SELECT * FROM read_json('{source}', format = 'newline_delimited', "
+        f"columns = {columns})) TO '{path}' (FORMAT parquet)"
+    )
+    return path
+
+
+def test_aggregate__in_parts__gives_the_numbers_of_one_query(tmp_path) -> None:
+    """Over more units than DuckDB's memory holds, the query runs once per hash part of
+    the units: exclusions, balance, looks, CUPED and the consent count add up the same."""
+    from flagstone.analysis.ingest import aggregate
+    from flagstone.analysis.sources import resolve
+
+    exposures, events = simulate(3000, seed=9)
+    other, _ = simulate(3000, seed=4, experiment="second", arms=("a", "b"))
+    rows = [
+        {**{k: e.get(k) for k in ("type", "experiment", "unit", "arm", "ts", "environment")},
+         "consent": None, "country": e["dimensions"]["country"], "units": None}
+        for e in exposures + other
+    ]  # fmt: skip
+    assert rows[0]["unit"] == rows[1]["unit"]  # its repeat exposure, now in the other arm
+    rows[0]["arm"], rows[1]["arm"] = "classic", "short"
+    rows[7]["consent"] = False
+    rows.append({"type": "consent_not_given", "experiment": "onboarding-length",
+                 "environment": "prod", "units": 11})  # fmt: skip
+    con = duckdb.connect()
+    exposure_file = _parquet(
+        con,
+        tmp_path / "exposures.parquet",
+        rows,
+        "{type: 'VARCHAR', experiment: 'VARCHAR', unit: 'VARCHAR', arm: 'VARCHAR', ts: 'DOUBLE', "
+        "environment: 'VARCHAR', consent: 'BOOLEAN', country: 'VARCHAR', units: 'BIGINT'}",
+    )
+    metric_file = _parquet(
+        con,
+        tmp_path / "metrics.parquet",
+        [*events, *({**m, "ts": m["ts"] - 7200} for m in events[::5])],  # some before exposure
+        "{unit: 'VARCHAR', metric: 'VARCHAR', value: 'DOUBLE', ts: 'DOUBLE'}",
+    )
+    sources = resolve(str(exposure_file), "exposures"), resolve(str(metric_file), "metrics")
+    metrics = (
+        MetricQuery("converted", "proportion"),
+        MetricQuery("revenue", "mean"),
+        MetricQuery("rps", "ratio", numerator="revenue", denominator="converted"),
+    )
+    plans = [
+        QueryPlan(
+            "onboarding-length",
+            metrics,
+            environment="prod",
+            window=86400.0,
+            cuped=True,
+            dimensions=("country",),
+            looks=(START + 8000, START + 20000, START + 1e6),
+            consent_counts=True,
+        ),
+        QueryPlan("onboarding-length", metrics[:2], environment="prod", interaction="second"),
+        QueryPlan("onboarding-length", metrics[:1], by="country"),
+    ]
+    for plan in plans:
+        whole, _ = aggregate(plan, *sources, parts=1)
+        split, _ = aggregate(plan, *sources, parts=3)
+        assert whole.multiple_arms == 1, plan
+        assert_close(_plain(split), _plain(whole), repr(plan))
+    assert whole.slices and whole.units  # the --by slices were compared, not two empties
+    first, _ = aggregate(plans[0], *sources, parts=1)
+    assert (first.consent_refused, first.consent_not_given) == (1, 11)
+    assert len(first.looks) == 2 and first.dimensions["country"]
+
+
+def _plain(agg: object) -> object:
+    return json.loads(json.dumps(dataclasses.asdict(agg)))  # type: ignore[call-overload]
+
+
+def test_parts_needed__only_for_parquet_over_the_memory_limit_without_winsorize(tmp_path) -> None:
+    from flagstone.analysis.ingest import connect, parts_needed, statements
+    from flagstone.analysis.sources import resolve
+
+    exposures, events = simulate(2000)
+    con = duckdb.connect()
+    columns = "{experiment: 'VARCHAR', unit: 'VARCHAR', arm: 'VARCHAR', ts: 'DOUBLE'}"
+    parquet = (
+        resolve(str(_parquet(con, tmp_path / "e.parquet", exposures, columns)), "exposures"),
+        resolve(str(_parquet(con, tmp_path / "m.parquet", events, str(METRIC_COLUMNS))), "metrics"),
+    )
+    jsonl = (
+        resolve(str(tmp_path / "e.jsonl"), "exposures"),
+        resolve(str(tmp_path / "m.jsonl"), "metrics"),
+    )
+    plain = QueryPlan("onboarding-length", (MetricQuery("converted", "proportion"),))
+    capped = QueryPlan("onboarding-length", (MetricQuery("revenue", "mean", winsorize=99),))
+
+    def parts(plan: QueryPlan, sources: tuple, limit: str) -> int:
+        with connect() as c:  # the limit the parts are sized for, not this connection's
+            for view in statements(c, plan, *sources).views:
+                c.execute(view)
+            return parts_needed(c, plan, *sources, limit)
+
+    # 2,000 units at ~330 bytes each: 0.66 MB, so parts of 0.2 MB (of a 0.3 MB limit)
+    assert 2 < parts(plain, parquet, "0.3MB") <= 8
+    assert parts(plain, parquet, "700MB") == 1
+    assert parts(capped, parquet, "0.3MB") == 1
+    assert parts(plain, jsonl, "0.3MB") == 1
+    with pytest.raises(ValueError, match="DuckDB's"):
+        aggregation_sql(dataclasses.replace(plain, partition=(0, 2)), "postgres")
+    with pytest.raises(ValueError, match="winsorize"):
+        aggregation_sql(dataclasses.replace(capped, partition=(0, 2)))
 
 
 def test_sql__each_dialect__uses_its_own_quantile_and_inline_table() -> None:

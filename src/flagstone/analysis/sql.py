@@ -26,6 +26,10 @@ and returns long rows, one per (kind, arm, slice, look, metric):
 Balance, excluded and span counts may come in several rows (one per arm and slice); a
 reader adds them up (the span: the earliest and the latest).
 
+A local DuckDB run over more units than its memory holds may run the query once per
+``partition`` of the units (``hash(unit) % parts``) and add the rows up; the printed
+query is the whole.
+
 The rules, in SQL: a unit's first exposure starts its attribution (first exposure wins);
 a unit exposed to two arms is excluded and counted; metric events before the first
 exposure are ignored (with CUPED they are the pre-period covariate); ``window`` keeps
@@ -95,6 +99,9 @@ class QueryPlan:
     looks: tuple[float, ...] = ()  # cumulative cuts (epoch seconds) for sequential looks
     interaction: str | None = None  # slice by the arm of this other experiment instead
     consent_counts: bool = False  # also sum consent_counts' units (consent: required)
+    # (p, of): only the units with hash(unit) % of = p. DuckDB only: a local run over more
+    # units than its memory holds at once runs the query once per part (``ingest.py``).
+    partition: tuple[int, int] | None = None
 
 
 def quote_literal(text: str, dialect: Dialect) -> str:
@@ -200,6 +207,14 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
     where = [f"experiment = {lit(plan.experiment)}"]
     if plan.environment is not None:
         where.append(f"(environment IS NULL OR environment = {lit(plan.environment)})")
+    part = ""
+    if plan.partition is not None:
+        if dialect != "duckdb" or any(m.winsorize is not None for m in plan.metrics):
+            # A percentile cap is over every unit; other engines hash differently.
+            raise ValueError("a partitioned query is DuckDB's, for metrics without winsorize")
+        index, parts = plan.partition
+        part = f"% {int(parts)} = {int(index)}"
+        where.append(f"hash(unit) {part}")
     dim_select = "".join(f",\n    MIN({ident(d)}) AS {dim_cols[d]}" for d in dims)
     # status: 0 enrolled, 1 exposed to more than one arm, 2 consent refused, 3 not in the
     # interaction's other experiment; NULL without an arm (counted nowhere). A unit is in
@@ -253,6 +268,8 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
         keys.append("t.look")
     events = sorted({name for m in plan.metrics for name in m.events})
     join = ["m.unit = e.unit"]
+    if part:
+        join.append(f"hash(m.unit) {part}")  # the other parts' events, dropped before the join
     if dialect != "duckdb":
         join.append("m.metric IN (" + ", ".join(lit(n) for n in events) + ")")
     # Not in DuckDB: it guesses an IN list keeps a few percent of the events and builds
