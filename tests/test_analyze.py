@@ -735,6 +735,11 @@ def test_analyze__sequential__reports_the_running_looks(tmp_path, cli) -> None:
     assert (
         page.count("<svg") == 2
     )  # the metric's CI chart and its confidence sequence over the looks
+    stated = "sequential (asymptotic confidence sequences, Waudby-Smith et al. 2024, tuned at 4,000 units; 6 looks)"
+    assert stated in page
+    args = ["analyze", "onboarding-length", "-e", "prod", "--at", "2026-01-06T00:00:00Z"]
+    text = cli([*args, "--exposures", str(exp), "--metrics", str(met)], cwd=repo)
+    assert stated in " ".join(text.stdout.split())  # the method and its tuning, stated
     assert "fill" in page and "look" in page
 
 

@@ -137,8 +137,16 @@ def headline(a: Analysis) -> str:
     r = a.result
     sides = "two-sided" if r.sides == 2 else "one-sided"
     units = sum(a.aggregates.units.values())
+    method = str(r.method)
+    tunings = {c.sequential.tuning for m in r.metrics for c in m.comparisons if c.sequential}
+    if r.method == "sequential" and tunings:
+        # which always-valid method, and the sample size it is tightest at
+        method += (
+            " (asymptotic confidence sequences, Waudby-Smith et al. 2024, tuned at "
+            f"{min(tunings):,.0f} units; {r.looks} looks)"
+        )
     return (
-        f"{a.key} in {a.env} ({a.status}): {units:,} units, {r.method}, α = {r.alpha:g} "
+        f"{a.key} in {a.env} ({a.status}): {units:,} units, {method}, α = {r.alpha:g} "
         f"{sides}, correction {r.correction}; SRM p = {r.srm.p_value:.3g}"
     )
 
