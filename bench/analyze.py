@@ -225,6 +225,8 @@ def main() -> None:
         f"Floor: the bare DuckDB join and aggregation written by hand on the same files, under the same {DEFAULT_MEMORY_LIMIT} DuckDB memory limit, "
         "keeping units in one arm by MIN(arm) = MAX(arm) as analyze does (COUNT(DISTINCT arm) = 1 costs DuckDB a second grouping, about 3 s of 8 here). pandas: the "
         "same join and aggregation in pandas (one run). "
+        "On Parquet analyze runs its query once per hash part of the units, 4 here, each within the memory limit, "
+        "where the floor, one query, spills its grouping by unit (about 1.3 GB) to disk. "
         f"Load average {load} (start to end of the timed runs) on a shared machine.",
         "",
         "| input | `flagstone analyze` (CPU) | floor, bare DuckDB (CPU) | × floor (goal ≤ 1.3) | pandas | pandas ÷ flagstone (goal ≥ 5) | peak RSS flagstone / floor / pandas (goal < 1 GB) |",
