@@ -78,9 +78,9 @@ const requireString = (o: unknown): string => {
 
 // --- semver (semver.org §11 precedence) ---------------------------------------------------
 
-// Python's str.strip(): the characters str.isspace() accepts.
-const SPACE = "[\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+";
-const STRIP = new RegExp(`^${SPACE}|${SPACE}$`, "g");
+// Python's str.strip(): the characters str.isspace() accepts, which are ECMAScript's \s
+// without U+FEFF and with U+001C-U+001F and U+0085.
+const STRIP = /^(?:[^\S\ufeff]|[\x1c-\x1f\x85])+|(?:[^\S\ufeff]|[\x1c-\x1f\x85])+$/g;
 const SEMVER = /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$/;
 
 /** [major, minor, patch, pre-release identifiers or null], or null. */
