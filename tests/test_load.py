@@ -34,7 +34,7 @@ def test_parse_yaml__billion_laughs__fails_fast_with_position() -> None:
     started = time.perf_counter()
     with pytest.raises(LoadError) as info:
         parse_yaml("\n".join(lines) + "\n", "bomb.yaml")
-    assert time.perf_counter() - started < 2  # a generous bound: the point is "not minutes"
+    assert time.perf_counter() - started < 20  # a generous bound: the point is "not minutes"
     problem = info.value.problem
     assert problem.code == "alias-bomb"
     assert (problem.line, problem.col) == (2, 8)

@@ -271,11 +271,14 @@ class Client:
         """Make ``new`` the live bundle and notify listeners; False if it is the same."""
         old = self._bundle
         changed = new.hash is None or new.hash != old.hash
+        # READY first: a thread that already evaluates on the new bundle must not read
+        # the status (or last_error) of the refusal it replaces.
+        was = self._mark_ready()
         if changed:
             self._bundle = new  # one reference assignment: atomic for readers
             self._loaded_at = time.time()
             self._reloads += 1
-        self._recovered()
+        self._announce_recovery(was)
         if changed:
             for listener in list(self._listeners):
                 try:
@@ -313,10 +316,17 @@ class Client:
             self._notify_status()
 
     def _recovered(self) -> None:
+        self._announce_recovery(self._mark_ready())
+
+    def _mark_ready(self) -> State:
+        """Set status READY and clear the last error; returns the state it replaced."""
         with self._health_lock:
             was = self._state
             self._state, self._last_error, self._last_error_at = "READY", None, None
             self._logged_cause = None
+        return was
+
+    def _announce_recovery(self, was: State) -> None:
         if was != "READY":
             logger.warning("flagstone: recovered; bundle %s is live", self._bundle.hash)
             self._notify_status()
