@@ -5,9 +5,10 @@
 Same two workloads and the same 1,000 contexts as bench/runtime.py (the flag with an
 ends_with rule, a `country in [...] and plan == pro` rule and a 30 % rollout; a 3-arm
 assignment), in Node, against @growthbook/growthbook, @featurevisor/sdk and
-@openfeature/flagd-core; rounds interleaved, medians reported with each peer's ratio.
-Sizes are esbuild's minified output, gzipped (bench/js/build.mjs). The bench-only npm
-packages live in bench/js/, apart from the test install.
+@openfeature/flagd-core; rounds interleaved, CPU time per call (process.cpuUsage),
+medians reported with each peer's ratio. Sizes are esbuild's minified output, gzipped
+(bench/js/build.mjs). The bench-only npm packages live in bench/js/, apart from the test
+install.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def render(result: dict, sizes: list[dict], load: tuple[float, float] = (0.0, 0.
         "",
         f"Command: `.venv/bin/python bench/js_runtime.py` (run by `make bench`). Measured {time.strftime('%Y-%m-%d')} on "
         f"{os.cpu_count()} cores, Node {result['node']}; median of {result['rounds']} interleaved rounds of "
-        f"{result['calls']:,} calls over bench/runtime.py's 1,000 contexts, after a JIT warm-up; "
+        f"{result['calls']:,} calls over bench/runtime.py's 1,000 contexts, after a JIT warm-up, timed as the Node "
+        "process's CPU time (user + system, `process.cpuUsage`); "
         f"load average {load[0]:.1f} before and {load[1]:.1f} after (other work on the machine).",
         "",
         "| SDK | flag evaluation (ns) | × flagstone | 3-arm assignment (ns) | × flagstone | share served `on` | arms a/b/c |",
