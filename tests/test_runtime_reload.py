@@ -269,6 +269,31 @@ def test_reload__parsed_objects_are_freed_once_the_bundle_is_live(tmp_path: Path
     assert client.value("f", {}) == "two"
 
 
+def test_reload__collector_is_off_until_the_parsed_objects_are_freed_then_as_the_app_set_it(
+    tmp_path: Path,
+) -> None:
+    import gc
+
+    path = tmp_path / "prod.json"
+    path.write_bytes(dump_bundle(bundle_from_yaml(tmp_path, flags_with("one"))))
+    seen: list[tuple[str, bool]] = []
+    with Client.from_file(path, watch=True) as client:
+        client.on_change(lambda new, old: seen.append((client.value("f", {}), gc.isenabled())))
+        assert client.reload_bytes(dump_bundle(bundle_from_yaml(tmp_path, flags_with("two"))))
+        assert seen == [("two", False)]  # the swap, before the load's objects are freed
+        assert gc.isenabled()
+        write_atomically(path, dump_bundle(bundle_from_yaml(tmp_path, flags_with("three"))))
+        assert wait_for(lambda: len(seen) == 2)
+        assert seen[1] == ("three", False)
+        assert wait_for(gc.isenabled)  # the watcher's thread switched it back on
+        gc.disable()  # the app's own choice is kept
+        try:
+            assert client.reload_bytes(dump_bundle(bundle_from_yaml(tmp_path, flags_with("x"))))
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+
+
 # --- reloads under evaluating threads ----------------------------------------------------
 
 

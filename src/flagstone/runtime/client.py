@@ -40,7 +40,7 @@ from flagstone.runtime.format import (
     PREREQUISITE_FAILED,
     TARGET_MATCH,
 )
-from flagstone.runtime.loader import LoadTask, load_bundle_bytes, load_identity
+from flagstone.runtime.loader import LoadTask, collector_paused, load_bundle_bytes, load_identity
 from flagstone.runtime.sinks import Analytics, JsonLinesSink, Sink
 
 if TYPE_CHECKING:
@@ -257,12 +257,13 @@ class Client:
 
     def reload_bytes(self, data: bytes) -> bool:
         """Load ``data`` and make it live; on refusal keep the current bundle and say why."""
-        try:
-            new = self.load(data)
-        except BundleError as e:
-            self.refused(e)
-            return False
-        self.swap(new)
+        with collector_paused():  # until the load's parsed objects are freed by swap
+            try:
+                new = self.load(data)
+            except BundleError as e:
+                self.refused(e)
+                return False
+            self.swap(new)
         return True
 
     _reload_bytes = reload_bytes  # the name earlier releases used

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from flagstone.runtime.client import EVERY_EVALUATION
 from flagstone.runtime.errors import BundleError
+from flagstone.runtime.loader import collector_paused
 
 if TYPE_CHECKING:
     from flagstone.runtime.client import Client
@@ -284,8 +285,11 @@ class FileWatcher:
         self._advance(self._task or task)
 
     def _advance(self, task: LoadTask) -> None:
-        task.run()
-        self._finish(task)
+        # The collector stays off until the load's parsed objects are freed (after the
+        # swap): see collector_paused.
+        with collector_paused():
+            task.run()
+            self._finish(task)
 
     def _finish(self, task: LoadTask) -> None:
         """Make the outcome of ``task`` known, once: the thread that gets here first with
@@ -391,12 +395,13 @@ class UrlPoller:
             client.source_unchanged()
             return
         body, etag = fetched
-        try:
-            bundle = client.load(body)
-        except BundleError as e:
-            client.refused(e)
-            return
-        client.swap(bundle)
+        with collector_paused():
+            try:
+                bundle = client.load(body)
+            except BundleError as e:
+                client.refused(e)
+                return
+            client.swap(bundle)
         self.etag = etag
 
     def stop(self) -> None:
