@@ -271,3 +271,15 @@ def test_build__ctrl_c_while_the_worker_validates__one_line_nothing_written_no_w
     assert not (root / "dist").exists()
     with pytest.raises(ProcessLookupError):  # the worker went with it
         os.killpg(build.pid, 0)
+
+
+def test_build__in_process__leaves_the_collector_enabled(cli, repo_from_case) -> None:
+    # Only a run that ends with os._exit may leave the garbage collector off.
+    import gc
+
+    root = repo_from_case("valid/base")
+    result = cli(["build", "--out", "d1"], cwd=root)
+    assert result.exit_code == 0, result.stderr
+    assert gc.isenabled()
+    cli(["build", "--out", "d2"], cwd=root)
+    assert gc.isenabled()

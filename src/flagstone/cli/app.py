@@ -493,6 +493,8 @@ def main() -> None:
 
 
 def _run(argv: list[str]) -> None:
+    global _exits_after_command
+    _exits_after_command = True  # a command that keeps its objects ends with os._exit below
     name = _invoked(argv)
     # shell completion needs every command; so does anything else than a plain command line
     if name is None or "_FLAGSTONE_COMPLETE" in os.environ:
@@ -513,6 +515,8 @@ def _run(argv: list[str]) -> None:
 
 # What a command asked to hold until the process ends (``keep_until_exit``).
 _kept_until_exit: list[object] = []
+# Whether this process runs one command and ends (``main``), not a test's in-process runner.
+_exits_after_command = False
 
 
 def keep_until_exit(*objects: object) -> None:
@@ -520,6 +524,12 @@ def keep_until_exit(*objects: object) -> None:
     is flushed: freeing a build's repository and bundles one object at a time, as leaving
     the command and then the interpreter's shutdown do, took ~50 ms of a 0.3 s build."""
     _kept_until_exit[:] = objects
+
+
+def ends_with_os_exit() -> bool:
+    """Whether the process ends with ``os._exit`` once the command returns: it held its
+    objects (``keep_until_exit``) and runs under ``main``, so nothing is freed after it."""
+    return _exits_after_command and bool(_kept_until_exit)
 
 
 def _exit_now(code: object) -> NoReturn:

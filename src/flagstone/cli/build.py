@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flagstone.cli.app import TextJson, command, finish, keep_until_exit
+from flagstone.cli.app import TextJson, command, ends_with_os_exit, finish, keep_until_exit
 from flagstone.errors import FlagstoneError, Problem, UsageError
 
 if TYPE_CHECKING:
@@ -228,7 +228,9 @@ def _collector_paused() -> Iterator[None]:
     try:
         yield
     finally:
-        if enabled:
+        # A run that ends with os._exit frees nothing: the collector, enabled again, would
+        # only walk everything the build read once more (60 ms of 1.04 s CPU at load ~2).
+        if enabled and not ends_with_os_exit():
             gc.enable()
 
 
