@@ -120,12 +120,14 @@ def scipy_baseline(data: dict) -> Callable[[], object]:
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median CPU milliseconds of the process (every thread, so BLAS threads count too):
+    wall time on a shared 2-core machine swings with the other processes' load."""
     fn()  # warm caches and lazy imports
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        times.append((time.perf_counter() - start) * 1000)
+        times.append((time.process_time() - start) * 1000)
     return statistics.median(times)
 
 
@@ -165,13 +167,16 @@ def main() -> None:
             frequentist.to_dict,
         ),
     ]
+    loads = [os.getloadavg()[0]]
     baseline = median_ms(scipy_baseline(data), repeats)
     rows = [(name, median_ms(fn, repeats)) for name, fn in cases]
+    loads.append(os.getloadavg()[0])
     lines = [
         "## Statistics",
         "",
         f"Command: `.venv/bin/python bench/stats.py` (run by `make bench`). Measured {time.strftime('%Y-%m-%d')} on "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}; median of {repeats} runs. Workload: 20 metrics "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, load average "
+        f"{loads[0]:.1f} to {loads[1]:.1f}; median CPU time (user + system, all threads) of {repeats} runs. Workload: 20 metrics "
         "(7 proportions, 3 ratios, 10 means; 3 guardrails) × 4 arms from sufficient statistics, 250,000 units per arm. "
         "Baseline in the same run: scipy `ttest_ind_from_stats` per metric and arm + statsmodels `multipletests` "
         f"(Holm) — {baseline:.2f} ms; it computes a fraction of what `analyze_experiment` reports.",
