@@ -36,7 +36,13 @@ def miller_prob_b_beats_a(a_a: int, b_a: int, a_b: int, b_b: int) -> float:
 
 
 @pytest.mark.parametrize(
-    "c, t", [((100, 49), (100, 51)), ((40, 2), (35, 6)), ((5000, 600), (5000, 660))]
+    "c, t",
+    [
+        ((100, 49), (100, 51)),
+        ((40, 2), (35, 6)),
+        ((5000, 600), (5000, 660)),
+        ((462_215, 151_846), (1603, 550)),  # a 0.3% treatment: the control's posterior is narrow
+    ],
 )
 def test_beta_binomial__chance_to_beat__equals_the_closed_form(
     c: tuple[int, int], t: tuple[int, int]
@@ -64,6 +70,31 @@ def test_beta_binomial__intervals_and_loss__agree_with_posterior_draws() -> None
         tuple(np.quantile(t - c, [0.025, 0.975])), abs=1e-3
     )
     assert r.relative_low == pytest.approx(np.quantile(t / c - 1, 0.025), abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "c, t", [((1603, 550), (462_215, 151_846)), ((462_215, 151_846), (1603, 550))]
+)
+def test_beta_binomial__unbalanced_arms__agree_with_posterior_draws(
+    c: tuple[int, int], t: tuple[int, int]
+) -> None:
+    # One arm with 0.3% of the units: its posterior is 17 times wider than the other's,
+    # whose CDF a quadrature over the wide one's nodes cannot resolve.
+    rng = np.random.default_rng(11)
+    r = beta_binomial(Proportion(*c), Proportion(*t))
+    draws = 4_000_000
+    diff = rng.beta(1 + t[1], 1 + t[0] - t[1], draws) - (
+        control := rng.beta(1 + c[1], 1 + c[0] - c[1], draws)
+    )
+    # Tolerances are 4-6 Monte-Carlo standard errors of each quantity at this many draws.
+    assert r.expected_loss == pytest.approx(np.maximum(-diff, 0).mean(), rel=0.005)
+    assert r.expected_loss_control == pytest.approx(np.maximum(diff, 0).mean(), rel=0.005)
+    assert (r.absolute_low, r.absolute_high) == pytest.approx(
+        tuple(np.quantile(diff, [0.025, 0.975])), abs=1e-4
+    )
+    assert (r.relative_low, r.relative_high) == pytest.approx(
+        tuple(np.quantile(diff / control, [0.025, 0.975])), abs=3e-4
+    )
 
 
 def test_beta_binomial__lower_is_better__flips_the_chance() -> None:

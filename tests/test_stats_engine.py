@@ -249,6 +249,54 @@ def test_analyze__sequential__reports_the_running_minimum_and_intersection() -> 
     assert seq.looks[-1].at == "2026-01-07"
 
 
+@pytest.mark.parametrize("cuped", [False, True])
+def test_analyze__sequential_look__uses_the_fixed_horizon_lift_of_that_look(cuped: bool) -> None:
+    raw = {
+        **RAW,
+        "weights": {"control": 34, "short": 33, "long": 33},
+        "metrics": {
+            "primary": {"name": "revenue", "kind": "mean"},
+            "guardrails": [{"name": "latency", "kind": "mean", "worse": "increase"}],
+        },
+        "analysis": {"method": "sequential", "relative": True, "cuped": cuped},
+    }
+    spec = ExperimentSpec.from_mapping("three-arms", raw)
+    fixed_spec = ExperimentSpec.from_mapping(
+        "three-arms", {**raw, "analysis": {**raw["analysis"], "method": "frequentist"}}
+    )
+    rng = np.random.default_rng(4)
+    looks = []
+    for day, n in enumerate((1, 400, 1600, 3200), start=1):  # the first look is degenerate
+        look_data: dict = {}
+        for metric in ("revenue", "latency"):
+            look_data[metric] = {}
+            for k, arm in enumerate(("control", "short", "long")):
+                pre = rng.normal(10, 3, n)
+                post = 0.8 * pre + rng.normal(0.1 * k, 2, n)
+                post_mean = Mean.of(list(post))
+                look_data[metric][arm] = (
+                    Cuped(post_mean, Mean.of(list(pre)), float((post * pre).sum()))
+                    if cuped
+                    else post_mean
+                )
+        looks.append(Look(f"2026-01-0{day}", look_data))
+    *earlier, last = looks
+    result = analyze_experiment(spec, last.data, earlier, at=last.at)
+    for metric in ("revenue", "latency"):
+        for comparison in result.metric(metric).comparisons:
+            seq = comparison.sequential
+            assert seq is not None and len(seq.looks) == len(looks)
+            for look, seq_look in zip(looks, seq.looks, strict=True):
+                alone = analyze_experiment(fixed_spec, look.data).metric(metric)
+                fixed = next(c for c in alone.comparisons if c.arm == comparison.arm)
+                assert (seq_look.estimate, seq_look.stderr) == (
+                    fixed.estimate.value,
+                    fixed.estimate.stderr,
+                )
+    guard = result.metric("latency").comparisons[0].guardrail
+    assert guard is not None and 0 <= guard.harm_p_value <= 1
+
+
 def test_analyze__cuped__uses_pooled_theta_and_reports_the_reduction() -> None:
     rng = np.random.default_rng(9)
     summaries = {}

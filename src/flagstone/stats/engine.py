@@ -377,22 +377,37 @@ def _guardrail(
     return GuardrailResult(metric.worse, metric.margin, harm_p, ni_p, verdict)
 
 
-def _sequential(
-    spec: ExperimentSpec,
-    metric: MetricSpec,
-    looks: Sequence[Look],
-    arm: str,
-    alternative: frequentist.Alternative,
-) -> sequential.SequentialResult:
-    estimates = []
+def _look_estimates(
+    spec: ExperimentSpec, metric: MetricSpec, looks: Sequence[Look]
+) -> dict[str, list[sequential.LookEstimate]]:
+    """Per treatment arm, the lift on the reported scale at every look (oldest first).
+
+    Each look's moments (CUPED-adjusted with θ pooled over that look's arms) are computed
+    once for all arms; a sequential read needs only the estimate and its standard error.
+    """
+    estimates: dict[str, list[sequential.LookEstimate]] = {arm: [] for arm in spec.treatments}
     for look in looks:
         by_arm = look.data.get(metric.name, {})
-        if spec.control not in by_arm or arm not in by_arm:
+        if spec.control not in by_arm:
             continue
-        moments, adjustment = _moments(spec, metric, by_arm)
-        r = _frequentist(spec, metric, moments, by_arm, arm, "two-sided", adjustment is not None)
-        n = by_arm[spec.control].n + by_arm[arm].n
-        estimates.append(sequential.LookEstimate(look.at, n, r.estimate.value, r.estimate.stderr))
+        moments, _ = _moments(spec, metric, by_arm)
+        control = moments[spec.control]
+        for arm, out in estimates.items():
+            if arm not in by_arm:
+                continue
+            value, stderr = frequentist.reported_lift(
+                control, moments[arm], relative=spec.analysis.relative
+            )
+            n = by_arm[spec.control].n + by_arm[arm].n
+            out.append(sequential.LookEstimate(look.at, n, value, stderr))
+    return estimates
+
+
+def _sequential(
+    spec: ExperimentSpec,
+    estimates: Sequence[sequential.LookEstimate],
+    alternative: frequentist.Alternative,
+) -> sequential.SequentialResult:
     return sequential.confidence_sequence(
         estimates,
         alpha=spec.analysis.alpha,
@@ -515,11 +530,16 @@ def analyze_experiment(
         )
         rows: list[dict[str, Any]] = []
         if spec.control in by_arm:
+            look_estimates = (
+                _look_estimates(spec, metric, all_looks) if a.method == "sequential" else {}
+            )
             for arm in spec.treatments:
                 if arm not in by_arm:
                     continue
                 rows.append(
-                    _compare(spec, metric, moments, adjustment, by_arm, arm, all_looks, notices)
+                    _compare(
+                        spec, metric, moments, adjustment, by_arm, arm, look_estimates.get(arm, [])
+                    )
                 )
                 if metric.role != "guardrail" and a.method != "bayesian":
                     family.append((len(pending), len(rows) - 1))
@@ -646,8 +666,7 @@ def _compare(
     adjustment: cuped.CupedAdjustment | None,
     by_arm: Mapping[str, Summary],
     arm: str,
-    looks: Sequence[Look],
-    notices: list[Notice],
+    look_estimates: Sequence[sequential.LookEstimate],
 ) -> dict[str, Any]:
     a = spec.analysis
     alternative = _alternative(a, metric)
@@ -675,7 +694,7 @@ def _compare(
     )
     row["estimate"] = result.estimate
     if a.method == "sequential":
-        seq = _sequential(spec, metric, looks, arm, alternative)
+        seq = _sequential(spec, look_estimates, alternative)
         row["sequential"] = seq
         decision_p = seq.p_value
         row["estimate"] = frequentist.Estimate(
@@ -697,7 +716,7 @@ def _compare(
     if metric.role == "guardrail":
         if a.method == "sequential":
             harm_alt: frequentist.Alternative = "less" if metric.higher_is_better else "greater"
-            harm_seq = _sequential(spec, metric, looks, arm, harm_alt)
+            harm_seq = _sequential(spec, look_estimates, harm_alt)
             harm_p, ni_p = harm_seq.p_value, _harm_p(result, metric)[1]
         else:
             two_sided = (

@@ -51,9 +51,16 @@ def halfwidth(
     return stderr * math.sqrt(2 * (rho2n + 1) / rho2n * math.log(math.sqrt(rho2n + 1) / alpha))
 
 
-def always_valid_p(z: float, n: float, alpha: float, tuning: float = DEFAULT_TUNING) -> float:
+def always_valid_p(
+    z: float,
+    n: float,
+    alpha: float,
+    tuning: float = DEFAULT_TUNING,
+    *,
+    rho: float | None = None,
+) -> float:
     """The smallest level at which the sequence excludes 0 (ρ tuned at ``alpha``)."""
-    rho2n = n * mixing_rho(alpha, tuning) ** 2
+    rho2n = n * (rho if rho is not None else mixing_rho(alpha, tuning)) ** 2
     if math.isinf(z):
         return 0.0
     log_p = 0.5 * math.log(rho2n + 1) - z * z * rho2n / (2 * (rho2n + 1))
@@ -110,13 +117,14 @@ def confidence_sequence(
     """
     out: list[SequentialLook] = []
     running_p, low, high = 1.0, -math.inf, math.inf
+    rho = mixing_rho(alpha, tuning)
     for look in looks:
         if look.stderr <= 0 or look.n < 2:
             p, lo, hi = 1.0, -math.inf, math.inf
         else:
-            half = halfwidth(look.stderr, look.n, alpha, tuning)
+            half = halfwidth(look.stderr, look.n, alpha, rho=rho)
             lo, hi = look.estimate - half, look.estimate + half
-            p = always_valid_p(look.estimate / look.stderr, look.n, alpha, tuning)
+            p = always_valid_p(look.estimate / look.stderr, look.n, alpha, rho=rho)
             if alternative == "greater":
                 hi = math.inf
                 p = p if look.estimate > 0 else 1.0
