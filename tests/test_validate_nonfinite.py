@@ -12,7 +12,7 @@ import yaml_rs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagstone.schema import may_hold_non_finite
+from flagstone.schema import may_hold_unsafe_number
 from flagstone.validate import validate_repository
 
 NAN_FLAGS = """\
@@ -271,15 +271,15 @@ def test_source_scan__every_literal_that_parses_to_nan_or_infinity_is_flagged(li
     except (yaml_rs.YAMLDecodeError, TypeError, KeyError):
         return
     if isinstance(value, float) and not math.isfinite(value):
-        assert may_hold_non_finite(source)
+        assert may_hold_unsafe_number(source)
 
 
 def test_source_scan__ordinary_flags_pass_and_unknown_sources_do_not() -> None:
     ordinary = b"banner:\n  variants: {a: 1.5, b: 2e10, c: 'text 1.0', d: seg_0111}\n  default: a\n"
-    assert not may_hold_non_finite(ordinary)
-    assert may_hold_non_finite(None)
-    assert may_hold_non_finite(b"x: 1e4_00\n")
-    assert may_hold_non_finite(b"x: " + b"9" * 215 + b"e99\n")
+    assert not may_hold_unsafe_number(ordinary)
+    assert may_hold_unsafe_number(None)
+    assert may_hold_unsafe_number(b"x: 1e4_00\n")
+    assert may_hold_unsafe_number(b"x: " + b"9" * 215 + b"e99\n")
 
 
 def test_validate__infinity_spelled_with_digit_separators__refused(repo_from_case, commit) -> None:

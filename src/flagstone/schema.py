@@ -20,6 +20,7 @@ import jsonschema_rs
 
 from flagstone.errors import DocPath, FlagstoneError, Problem, format_path
 from flagstone.paths import leaves
+from flagstone.runtime.format import MAX_SAFE_INTEGER
 from flagstone.secrets import NO_SECRETS, SECRET, Secrets, is_encrypted
 
 BASE_URI = "https://flagstone.dev/schemas/"
@@ -85,21 +86,26 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def check_document(kind: str, data: Any, file: str, *, finite: bool = False) -> list[Problem]:
+def check_document(kind: str, data: Any, file: str, *, safe_numbers: bool = False) -> list[Problem]:
     """Schema findings for one document of a flagstone kind (line:col attached later);
-    ``finite``: its source cannot hold NaN or an infinity (``may_hold_non_finite``)."""
-    return check_against(KIND_SCHEMAS[kind], data, file, finite=finite)
+    ``safe_numbers``: its source cannot spell a number JSON cannot hold
+    (``may_hold_unsafe_number``)."""
+    return check_against(KIND_SCHEMAS[kind], data, file, safe_numbers=safe_numbers)
 
 
-def check_against(schema_name: str, data: Any, file: str, *, finite: bool = False) -> list[Problem]:
-    found = [] if finite else non_finite_numbers(data)
+def check_against(
+    schema_name: str, data: Any, file: str, *, safe_numbers: bool = False
+) -> list[Problem]:
+    found = [] if safe_numbers else unsafe_numbers(data)
     if found:
-        return _with_non_finite(found, file, check_against(schema_name, _finite(data), file))
+        return _with_unsafe_numbers(
+            found, file, check_against(schema_name, _safe_numbers(data), file)
+        )
     try:
-        if _fast_validator(schema_name).is_valid(data):
+        if _json_values().is_valid(data) and _fast_validator(schema_name).is_valid(data):
             return []
     except ValueError:
-        return list(_non_json_keys(data, file))
+        return list(_non_json_values(data, file))
     from jsonschema import Draft202012Validator
 
     schema = builtin_schemas()[schema_name]
@@ -120,10 +126,13 @@ def check_app_config(
     (a required key they provide still counts as given), and a finding about a secret
     path never quotes the value.
     """
-    found = non_finite_numbers(data)
+    found = unsafe_numbers(data)
     if found:
-        checked = check_app_config(schema, _finite(data), file, schema_file, secrets)
-        return _with_non_finite(found, file, checked, secrets)
+        checked = check_app_config(schema, _safe_numbers(data), file, schema_file, secrets)
+        return _with_unsafe_numbers(found, file, checked, secrets)
+    non_json = check_json_values(data, file)
+    if non_json:
+        return non_json
     encrypted = {p for p, v in leaves(data) if p and is_encrypted(v)}
     if encrypted:
         data = _without_paths(data, encrypted)
@@ -132,8 +141,6 @@ def check_app_config(
             json.dumps(schema, sort_keys=True)
         ).is_valid(data):
             return []
-    except ValueError:
-        return list(_non_json_keys(data, file))
     except Exception:  # jsonschema-rs refuses something the Python validator accepts
         pass
     from jsonschema import Draft202012Validator
@@ -319,8 +326,33 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _non_json_keys(data: Any, file: str, path: DocPath = ()) -> Iterator[Problem]:
-    """YAML allows keys JSON cannot hold (numbers, lists); say where they are."""
+# Descends into every value, where the kinds' schemas leave some free (a variant's value,
+# config without a schema): jsonschema-rs raises ValueError on a value or key JSON has
+# no form for (a set, a number as a key), in ~1 ms for 650 kB of flags.
+_JSON_VALUES_SCHEMA = {
+    "$defs": {"v": {"additionalProperties": {"$ref": "#/$defs/v"}, "items": {"$ref": "#/$defs/v"}}},
+    "$ref": "#/$defs/v",
+}
+
+
+@functools.cache
+def _json_values() -> Any:
+    return jsonschema_rs.validator_for(_JSON_VALUES_SCHEMA)
+
+
+def check_json_values(data: Any, file: str) -> list[Problem]:
+    """Findings for the keys and values of a document that JSON cannot hold (numbers
+    aside: ``unsafe_numbers``)."""
+    try:
+        _json_values().is_valid(data)
+        return []
+    except ValueError:
+        return list(_non_json_values(data, file))
+
+
+def _non_json_values(data: Any, file: str, path: DocPath = ()) -> Iterator[Problem]:
+    """YAML allows keys JSON cannot hold (numbers, lists) and values it cannot (a
+    ``!!set``); say where they are."""
     if isinstance(data, dict):
         for key, value in data.items():
             if not isinstance(key, str):
@@ -333,10 +365,10 @@ def _non_json_keys(data: Any, file: str, path: DocPath = ()) -> Iterator[Problem
                     path=(*path, key),
                 )
             else:
-                yield from _non_json_keys(value, file, (*path, key))
+                yield from _non_json_values(value, file, (*path, key))
     elif isinstance(data, list):
         for i, value in enumerate(data):
-            yield from _non_json_keys(value, file, (*path, i))
+            yield from _non_json_values(value, file, (*path, i))
     elif isinstance(data, float) and not math.isfinite(data):
         yield Problem(
             file,
@@ -346,11 +378,32 @@ def _non_json_keys(data: Any, file: str, path: DocPath = ()) -> Iterator[Problem
             "non-json-value",
             path=path,
         )
+    elif isinstance(data, set | frozenset):
+        yield Problem(
+            file,
+            0,
+            0,
+            f"{format_path(path)}: a YAML !!set is not a JSON value",
+            "non-json-value",
+            path=path,
+            hint="write a list instead: [a, b]",
+        )
+    elif not (data is None or isinstance(data, str | int | float)):
+        yield Problem(
+            file,
+            0,
+            0,
+            f"{format_path(path)}: a {type(data).__name__} is not a JSON value",
+            "non-json-value",
+            path=path,
+            hint="write a string, number, boolean, null, list or mapping",
+        )
 
 
-# --- NaN and Infinity -----------------------------------------------------------------
+# --- NaN, Infinity and long integers -------------------------------------------------
 # YAML has .nan and .inf; JSON has neither, and no strict parser (Node's included)
-# accepts the NaN Python would write. They are refused where they are written, and the
+# accepts the NaN Python would write. Nor can a JSON number (an IEEE double, RFC 8785)
+# hold an integer beyond 2**53 exactly. They are refused where they are written, and the
 # schema checks run on a copy that holds 0 in their place (jsonschema's multipleOf
 # raises on NaN), keeping only the findings elsewhere in the document.
 
@@ -359,57 +412,90 @@ def _non_json_keys(data: Any, file: str, path: DocPath = ()) -> Iterator[Problem
 # in any case, a float tag (`!!float infinity`), an exponent of three digits (`1e400`,
 # `1e4_00`) or a run of 200 digits (with an exponent of two digits at most, a double
 # overflows only past 210 digits before the point); underscores are digit separators.
+# An integer beyond 2**53 needs a run of 16 digits, or hexadecimal (`0x`, folded `9x`).
 # Folding the case and every digit to 9 leaves substring searches: ~3 ms for 650 kB of
 # flags, against ~9 ms to encode the parsed document.
 _FOLD_CASE_AND_DIGITS = bytes.maketrans(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345678", b"abcdefghijklmnopqrstuvwxyz999999999"
 )
-_NON_FINITE_SPELLINGS = (b".nan", b".inf", b"float", b"e999", b"e+999", b"e-999", b"9" * 200)
+_UNSAFE_NUMBER_SPELLINGS = (
+    b".nan",
+    b".inf",
+    b"float",
+    b"e999",
+    b"e+999",
+    b"e-999",
+    b"9" * 16,
+    b"9x",
+)
+_DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")
 
 
-def may_hold_non_finite(source: object) -> bool:
-    """Whether YAML source bytes may parse to NaN or an infinity (anything else: it may)."""
+def may_hold_unsafe_number(source: object) -> bool:
+    """Whether YAML source bytes may parse to NaN, an infinity or an integer beyond
+    2**53 (anything else: it may)."""
     if not isinstance(source, bytes):
         return True
     folded = source.translate(_FOLD_CASE_AND_DIGITS, b"_")
-    return any(spelling in folded for spelling in _NON_FINITE_SPELLINGS)
+    return any(spelling in folded for spelling in _UNSAFE_NUMBER_SPELLINGS)
 
 
-def non_finite_numbers(data: Any, path: DocPath = ()) -> list[tuple[DocPath, float]]:
-    """Every NaN or infinite number in a document, with its path."""
+def unsafe_numbers(data: Any, path: DocPath = ()) -> list[tuple[DocPath, float | int]]:
+    """Every NaN, infinite number or integer beyond 2**53 in a document, with its path."""
     if not path:
-        # The C encoder answers "none" for a whole document in a fraction of the walk's time.
+        # The C encoder answers "none" for a whole document in a fraction of the walk's
+        # time (a long integer needs 16 digits in a row).
         try:
-            json.dumps(data, allow_nan=False, default=str)
-            return []
+            text = json.dumps(data, allow_nan=False, default=str).encode()
+            if b"9" * 16 not in text.translate(_DIGITS_AS_NINES):
+                return []
         except (ValueError, TypeError):
             pass
     if isinstance(data, float):
         return [] if math.isfinite(data) else [(path, data)]
+    if isinstance(data, int) and not isinstance(data, bool):
+        return [(path, data)] if abs(data) > MAX_SAFE_INTEGER else []
     if isinstance(data, Mapping):
-        return [f for k, v in data.items() for f in non_finite_numbers(v, (*path, k))]
+        return [f for k, v in data.items() for f in unsafe_numbers(v, (*path, k))]
     if isinstance(data, list):
-        return [f for i, v in enumerate(data) for f in non_finite_numbers(v, (*path, i))]
+        return [f for i, v in enumerate(data) for f in unsafe_numbers(v, (*path, i))]
     return []
 
 
-def non_finite_problems(
-    found: list[tuple[DocPath, float]], file: str, secrets: Secrets = NO_SECRETS
+def unsafe_number_problems(
+    found: list[tuple[DocPath, float | int]], file: str, secrets: Secrets = NO_SECRETS
 ) -> list[Problem]:
-    return [
-        Problem(
+    return [_unsafe_number_problem(path, value, file, secrets) for path, value in found]
+
+
+def _unsafe_number_problem(
+    path: DocPath, value: float | int, file: str, secrets: Secrets
+) -> Problem:
+    hidden = secrets.is_secret(path)
+    if isinstance(value, float):
+        return Problem(
             file,
             0,
             0,
             f"{format_path(path)}: "
-            + (SECRET if secrets.is_secret(path) else _spelled(value))
+            + (SECRET if hidden else _spelled(value))
             + " is not a number JSON can hold",
             "non-finite-number",
             path=path,
             hint="write a finite number: YAML's .nan and .inf have no JSON equivalent",
         )
-        for path, value in found
-    ]
+    digits = str(value)
+    return Problem(
+        file,
+        0,
+        0,
+        f"{format_path(path)}: "
+        + (SECRET if hidden else digits if len(digits) <= 24 else digits[:21] + "...")
+        + " is an integer beyond 2**53, which a JSON number cannot hold exactly",
+        "unsafe-integer",
+        path=path,
+        hint="quote it to keep it as a string, or write a smaller number",
+    )
 
 
 def _spelled(value: float) -> str:
@@ -418,22 +504,24 @@ def _spelled(value: float) -> str:
     return ".inf (Infinity)" if value > 0 else "-.inf (-Infinity)"
 
 
-def _finite(data: Any) -> Any:
+def _safe_numbers(data: Any) -> Any:
     if isinstance(data, float) and not math.isfinite(data):
         return 0.0
+    if isinstance(data, int) and not isinstance(data, bool) and abs(data) > MAX_SAFE_INTEGER:
+        return 0
     if isinstance(data, Mapping):
-        return {k: _finite(v) for k, v in data.items()}
+        return {k: _safe_numbers(v) for k, v in data.items()}
     if isinstance(data, list):
-        return [_finite(v) for v in data]
+        return [_safe_numbers(v) for v in data]
     return data
 
 
-def _with_non_finite(
-    found: list[tuple[DocPath, float]],
+def _with_unsafe_numbers(
+    found: list[tuple[DocPath, float | int]],
     file: str,
     checked: list[Problem],
     secrets: Secrets = NO_SECRETS,
 ) -> list[Problem]:
     bad = [path for path, _ in found]
     elsewhere = [p for p in checked if not any(p.path[: len(b)] == b for b in bad)]
-    return non_finite_problems(found, file, secrets) + elsewhere
+    return unsafe_number_problems(found, file, secrets) + elsewhere

@@ -45,9 +45,10 @@ from flagstone.schema import (
     check_against,
     check_app_config,
     check_document,
-    may_hold_non_finite,
-    non_finite_numbers,
-    non_finite_problems,
+    check_json_values,
+    may_hold_unsafe_number,
+    unsafe_number_problems,
+    unsafe_numbers,
 )
 from flagstone.secrets import credential_kind, marked_paths
 
@@ -279,8 +280,8 @@ def check_environment(
     invalid: set[tuple[str, str | int]] = set()  # (kind, key) that failed the schema
     for kind in KEYED_KINDS:
         for file, doc in _documents(env, kind).items():
-            finite = not may_hold_non_finite(repo.sources.get(file))
-            found = check_document(kind, doc, file, finite=finite)
+            safe_numbers = not may_hold_unsafe_number(repo.sources.get(file))
+            found = check_document(kind, doc, file, safe_numbers=safe_numbers)
             problems += found
             invalid.update((kind, p.path[0]) for p in found if p.path)
     flags = {k: f for k, f in env.flags.items() if ("flags", k) not in invalid}
@@ -870,7 +871,9 @@ def check_config(repo: Repository, env: Environment) -> list[Problem]:
             schema, dict(env.config.values), file, repo.settings.config_schema or "", secrets
         )
     else:
-        problems += non_finite_problems(non_finite_numbers(dict(env.config.values)), file, secrets)
+        values = dict(env.config.values)
+        problems += unsafe_number_problems(unsafe_numbers(values), file, secrets)
+        problems += check_json_values(values, file)
     for path, value in leaves(env.config.values):
         dotted = ".".join(str(p) for p in path)
         is_literal = isinstance(value, str) and value and not NOT_A_LITERAL.match(value)
