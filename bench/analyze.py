@@ -223,7 +223,7 @@ def main() -> None:
         f"processes (start-up included, wall time; user + system CPU seconds of that run in brackets), each flagstone run followed by a floor run. Workload: {args.rows:,} exposure rows ({args.rows // 2:,} units "
         f"logged twice, 4 arms) + {args.rows:,} metric events (4 metrics), as Parquet and as JSON lines. "
         f"Floor: the bare DuckDB join and aggregation written by hand on the same files, under the same {DEFAULT_MEMORY_LIMIT} DuckDB memory limit, "
-        "keeping units in one arm by MIN(arm) = MAX(arm) as analyze does (COUNT(DISTINCT arm) = 1 costs DuckDB a second grouping, about 3 s of 8 here). pandas: the "
+        "keeping units in one arm by MIN(arm) = MAX(arm) as analyze does (COUNT(DISTINCT arm) = 1 would cost DuckDB a second grouping by unit). pandas: the "
         "same join and aggregation in pandas (one run). "
         "On Parquet analyze runs its query once per hash part of the units, 4 here, each within the memory limit, "
         "where the floor, one query, spills its grouping by unit (about 1.3 GB) to disk. "
