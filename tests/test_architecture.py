@@ -27,7 +27,7 @@ RUNTIME_ALLOWED = {
     "openfeature",
     "pyrage",
     "jsonschema_rs",
-    "msgspec",  # splits a bundle into raw flag texts in C (runtime/loader.py)
+    "msgspec",  # splits a bundle into flag texts and decodes them typed, in C (loader, flag_shape)
     "re2",
 }
 

@@ -373,3 +373,127 @@ def test_shape_check__held_equal_to_the_reference_jsonschema(path, value) -> Non
     except BundleError:
         accepted = False
     assert accepted == expected
+
+
+# --- the typed decoding of a load from bytes decides exactly as the schema path ----------
+
+# Values the typed shape treats differently from JSON Schema: whole floats (an "integer"
+# to the schema, not an int to msgspec), true against numbers, null against absent.
+TYPED_EDGES = st.sampled_from([None, True, False, 0, 1, 10_000, 10_000.0, 2.5, "", "on", [], {}])
+
+
+def decisions(bundle: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(refusal of the dict path or None, refusal of the bytes path or None)."""
+    out: list[str | None] = []
+    for load in (Client.from_dict, lambda b: Client.from_bytes(json.dumps(b).encode())):
+        try:
+            client = load(bundle)
+        except BundleError as e:
+            out.append(str(e))
+            continue
+        out.append(None)
+        flags = client.bundle.flags
+        for key in list(flags):
+            flags[key]  # every flag compiles: lazily compiled flags cannot fail later
+        exercise(client, CONTEXTS[1])
+    return out[0], out[1]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([p for p in SMALL_NODES if p[0] == "flags"]),
+            MUTATIONS,
+            JSON | TYPED_EDGES,
+        ),
+        min_size=1,
+        max_size=2,
+    )
+)
+def test_fuzz__mutated_flag__bytes_load_decides_as_the_dict_load(mutations) -> None:
+    bundle = copy.deepcopy(SMALL)
+    for path, how, value in mutations:
+        parent, last = bundle, path[-1]
+        try:
+            for part in path[:-1]:
+                parent = parent[part]
+            if how == "delete" and isinstance(parent, dict):
+                del parent[last]
+            elif how == "wrong-type":
+                parent[last] = [parent[last]] if not isinstance(parent[last], list) else "x"
+            else:
+                parent[last] = value
+        except (KeyError, IndexError, TypeError):
+            continue
+    by_dict, by_bytes = decisions(bundle)
+    assert (by_dict is None) == (by_bytes is None), (by_dict, by_bytes)
+
+
+def first_flag_with(predicate: Any) -> str:
+    return next(k for k, f in BASE["flags"].items() if predicate(f))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # The schema accepts these and msgspec's types do not: the load takes the schema path.
+        lambda f: f["default"].update(
+            rollout=[{"variant": next(iter(f["variants"])), "end": 10000.0}]
+        ),
+        lambda f: f["default"].update(rollout=[{"variant": next(iter(f["variants"])), "end": 1e4}]),
+        # Refused, by the typed pass or by the schema when a type cannot tell.
+        lambda f: f["rules"].append(
+            {
+                "when": {"attr": "a", "op": "gt", "value": True},
+                "serve": {"variant": next(iter(f["variants"]))},
+            }
+        ),
+        lambda f: f["rules"].append(
+            {
+                "when": {"attr": "a", "op": "in", "value": "DE"},
+                "serve": {"variant": next(iter(f["variants"]))},
+            }
+        ),
+        lambda f: f["rules"].append(
+            {
+                "when": {"attr": "a", "op": "eq", "value": 1, "segment": "x"},
+                "serve": {"variant": next(iter(f["variants"]))},
+            }
+        ),
+        lambda f: f["rules"].append(
+            {"when": {"all": [], "any": []}, "serve": {"variant": next(iter(f["variants"]))}}
+        ),
+        lambda f: f["rules"].append(
+            {"when": {"attr": "a", "op": "exists"}, "serve": {"variant": next(iter(f["variants"]))}}
+        ),
+        lambda f: f["rules"].append(
+            {
+                "when": {"attr": "a", "op": "exists", "value": None},
+                "serve": {"variant": next(iter(f["variants"]))},
+            }
+        ),
+        lambda f: f["rules"].append(
+            {
+                "when": {"segment": "x", "ecmascript": None},
+                "serve": {"variant": next(iter(f["variants"]))},
+            }
+        ),
+        lambda f: f.update(default={"variant": next(iter(f["variants"])), "by": "org_id"}),
+        lambda f: f.update(
+            default={
+                "variant": next(iter(f["variants"])),
+                "rollout": [{"variant": next(iter(f["variants"])), "end": 10000}],
+            }
+        ),
+        lambda f: f.update(default={}),
+        lambda f: f.update(off_variant=None),
+        lambda f: f.update(variants={}),
+        lambda f: f.update(enabled=1),
+    ],
+)
+def test_typed_shape_edges__bytes_load_decides_and_names_as_the_dict_load(change) -> None:
+    bundle = copy.deepcopy(BASE)
+    change(bundle["flags"][first_flag_with(lambda f: "experiment" not in f)])
+    by_dict, by_bytes = decisions(bundle)
+    assert by_dict == by_bytes

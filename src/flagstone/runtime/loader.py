@@ -26,7 +26,6 @@ from typing import Any, cast
 from flagstone.runtime.canonical import bundle_hash, signed_message
 from flagstone.runtime.check import (
     check_context,
-    check_flags,
     check_format,
     check_shape,
     shape_validator,
@@ -38,6 +37,7 @@ from flagstone.runtime.evaluate import (
     Source,
     assemble_bundle,
     malformed,
+    parse_source,
     share_unchanged,
 )
 
@@ -367,7 +367,8 @@ class LoadTask:
         if self.identity is not None and "secrets" in meta:
             meta = _with_secrets(meta, self.identity)
         changed, same_context = share_unchanged(meta, sources, self.previous)
-        # A signature covers every flag: all are decoded, though only the changed checked.
+        # A signature covers every flag: all are decoded (to dicts, for the hash), though
+        # only the changed checked.
         wanted = list(sources) if self.public_key is not None else changed
         to_decode = [k for k in wanted if k not in parsed]
         self._products.setdefault(
@@ -386,15 +387,38 @@ class LoadTask:
         if keys[-1] in parsed:
             return  # done, by a thread sliced out before it could say so
         texts = list(map(self.split.sources.__getitem__, keys))
+        if self.public_key is None:
+            typed = _typed_decode()
+            try:
+                # Decoded, shape-checked and stored in one C call (see _store); twice
+                # stores equal values.
+                parsed.update(zip(keys, map(typed, texts), strict=True))
+                return
+            except Exception:
+                pass
+            # Some flag is not of the typed shape: those go to dicts and the schema check.
+            decode = _msgspec_decode()
+            for key, text in zip(keys, texts, strict=True):
+                try:
+                    parsed[key] = typed(text)
+                except Exception:
+                    try:
+                        parsed[key] = decode(text)
+                    except Exception:
+                        self._decode_stdlib([key])
+            return
         try:
             # Decoded and stored in one C call (see _store); twice stores equal values.
             parsed.update(zip(keys, map(_msgspec_decode(), texts), strict=True))
         except Exception:
-            # Numbers out of a double's range, or bytes that are not UTF-8: the standard
-            # library decides, exactly as when the whole file is read with it.
-            _meta, everything, _sources = _parse_stdlib(self.data)
-            assert everything is not None  # the fast split found an object of flags
-            parsed.update((k, everything[k]) for k in keys)
+            self._decode_stdlib(keys)
+
+    def _decode_stdlib(self, keys: list[str]) -> None:
+        # Numbers out of a double's range, or bytes that are not UTF-8: the standard
+        # library decides, exactly as when the whole file is read with it.
+        _meta, everything, _sources = _parse_stdlib(self.data)
+        assert everything is not None  # the fast split found an object of flags
+        self.split.parsed.update((k, everything[k]) for k in keys)
 
     def _shape_stage(self) -> list[Step]:
         steps = [self._check_shape]
@@ -403,8 +427,12 @@ class LoadTask:
         return steps
 
     def _check_shape(self) -> None:
+        # Flags decoded to the typed shape are checked in the reference stage
+        # (flag_shape.check_flag_sources); the rest of the bundle here.
         split = self.split
-        bundle = {**split.meta, "flags": {k: split.parsed[k] for k in split.changed}}
+        parsed = split.parsed
+        untyped = {k: parsed[k] for k in split.changed if isinstance(parsed[k], Mapping)}
+        bundle = {**split.meta, "flags": untyped}
         if "shape" not in self._memo:
             _store(self._memo, "shape", shape_validator().is_valid, bundle)
         if not self._memo["shape"]:
@@ -417,14 +445,19 @@ class LoadTask:
         verify_signature({**_sealed(split.meta, self.data), "flags": flags}, self.public_key)
 
     def _reference_stage(self) -> list[Step]:
+        from flagstone.runtime.flag_shape import check_flag_sources, variants_of
+
         split = self.split
         changed = {k: split.parsed[k] for k in split.changed}
         keys = list(changed)
         meta, sources = split.meta, split.sources
-        steps: list[Step] = [functools.partial(check_context, meta, changed, sources)]
+        # What check_context reads of a changed flag: the variants of experiments' flags.
+        run_on = {e["flag"] for e in meta["experiments"].values()}
+        context_flags = {k: {"variants": variants_of(changed[k])} for k in run_on & changed.keys()}
+        steps: list[Step] = [functools.partial(check_context, meta, context_flags, sources)]
         for i in range(0, len(keys), _CHECK_BATCH):
             batch = {k: changed[k] for k in keys[i : i + _CHECK_BATCH]}
-            steps.append(functools.partial(check_flags, meta, batch, sources))
+            steps.append(functools.partial(check_flag_sources, meta, batch, sources, parse_source))
         return steps
 
     def _assemble_stage(self) -> list[Step]:
@@ -461,6 +494,13 @@ def _msgspec_decode() -> Callable[[Any], Any]:
     import msgspec
 
     return msgspec.json.decode
+
+
+@functools.cache
+def _typed_decode() -> Callable[[Any], Any]:
+    from flagstone.runtime.flag_shape import decode_flag
+
+    return decode_flag
 
 
 @functools.cache
