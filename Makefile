@@ -4,22 +4,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-js js-suite lint bench clean system-deps
+.PHONY: demo test test-js js-deps js-suite lint bench clean system-deps
 JS := clients/js
 JS_STAMP := $(JS)/node_modules/.installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e . --group dev
+# uv resolves, downloads and byte-compiles in parallel: the dev install takes about a fifth
+# of pip's time on a fresh machine. Byte-compiling at install keeps every test process from
+# compiling the dependencies again where PYTHONDONTWRITEBYTECODE is set.
+UV := $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode
+$(BIN)/uv: $(BIN)/python
+	$(BIN)/python -m pip install --quiet "uv>=0.8"
+
+$(STAMP): $(BIN)/uv pyproject.toml
+	$(UV) -e . --group dev
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m flagstone.demo
 
-test: lint system-deps
+# The Python install and lint overlap the Debian packages and npm ci (network and disk
+# bound); the package is byte-compiled once for the hundreds of CLI processes the tests run.
+test:
+	@$(MAKE) --no-print-directory -j2 lint js-deps
+	$(BIN)/python -m compileall -q src
 	$(BIN)/python -m pytest -q -n auto
 	@$(MAKE) --no-print-directory test-js
 
@@ -28,6 +38,9 @@ test: lint system-deps
 $(JS_STAMP): $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+js-deps: system-deps
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(JS_STAMP); fi
 
 test-js: $(STAMP)
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory js-suite; \
@@ -45,7 +58,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e . --group dev --group bench
+	$(UV) -e . --group dev --group bench
 	$(BIN)/python bench/run.py
 
 system-deps:
