@@ -27,10 +27,12 @@ demo: $(STAMP)
 
 # The Python install and lint overlap the Debian packages and npm ci (network and disk
 # bound); the package is byte-compiled once for the hundreds of CLI processes the tests run.
+# Tests marked slow start first (tests/conftest.py) and an idle worker takes half of the
+# other's queue (worksteal), so both workers finish together.
 test:
 	@$(MAKE) --no-print-directory -j2 lint js-deps
 	$(BIN)/python -m compileall -q src
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 	@$(MAKE) --no-print-directory test-js
 
 # The TypeScript runtime: npm ci when node_modules is missing or stale, then Vitest (the

@@ -20,7 +20,8 @@ AT = "2026-02-01T00:00:00Z"
 METRIC_COLUMNS = "{unit: 'VARCHAR', metric: 'VARCHAR', value: 'DOUBLE', ts: 'DOUBLE'}"
 
 
-@pytest.fixture(scope="module")
+# Session-wide: slow tests run first (conftest.py), so this module's tests do not run together.
+@pytest.fixture(scope="session")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """A repository and 6,000 simulated users: short converts 10% → 13%."""
     base = tmp_path_factory.mktemp("planted")
@@ -41,6 +42,7 @@ def analyze_json(cli, repo: Path, *args: str) -> dict:
     return check_output("analyze", result.stdout)
 
 
+@pytest.mark.slow
 def test_analyze__planted_effect__is_found_with_a_clean_srm(cli, planted) -> None:
     repo, exposures, metrics = planted
     doc = analyze_json(cli, repo, "--exposures", str(exposures), "--metrics", str(metrics))
@@ -58,6 +60,7 @@ def test_analyze__planted_effect__is_found_with_a_clean_srm(cli, planted) -> Non
     assert balance["dimension"] == "country" and set(balance["counts"]) == {"DE", "FR", "US"}
 
 
+@pytest.mark.slow
 def test_analyze__text_and_markdown__show_each_metric_and_its_verdict(cli, planted) -> None:
     repo, exposures, metrics = planted
     args = ["analyze", "onboarding-length", "-e", "prod", "--at", AT]
@@ -686,6 +689,7 @@ def test_analyze__interaction__of_two_experiments_on_the_same_units(tmp_path, cl
     assert ix["verdict"]
 
 
+@pytest.mark.slow
 def test_analyze__sequential__reports_the_running_looks(tmp_path, cli) -> None:
     experiments = """
     onboarding-length:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parent.parent / "src" / "flagstone"
 
 # third-party package -> the only modules allowed to import it
@@ -42,6 +44,7 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
+@pytest.mark.slow
 def test_heavy_libraries__are_imported_only_by_their_owning_modules() -> None:
     offenders = []
     for path in SRC.rglob("*.py"):

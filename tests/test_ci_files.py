@@ -65,6 +65,7 @@ def test_comment_workflow__finds_its_comment_by_the_diff_marker() -> None:
     )  # never runs the PR's code
 
 
+@pytest.mark.slow
 def test_workflows__pass_actionlint(actionlint: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "repo"
     (workdir / ".github" / "workflows").mkdir(parents=True)
@@ -77,6 +78,7 @@ def test_workflows__pass_actionlint(actionlint: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_actionlint__catches_a_broken_workflow(actionlint: Path, tmp_path: Path) -> None:
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     (tmp_path / ".github" / "workflows" / "bad.yml").write_text(

@@ -82,6 +82,7 @@ def interrupt_when(process: subprocess.Popen[str], marker: Path) -> tuple[str, s
     return process.communicate(timeout=30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["before", "inside"])
 def test_ctrl_c__every_command__aborted_and_130(repo_from_case, tmp_path: Path, where: str) -> None:
     root = repo_from_case("valid/base")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def test_each_top_level_command__is_registered_once_by_the_module_it_is_found_in() -> None:
     from flagstone.cli.app import _command_modules, _load_commands, app, command_name
@@ -40,6 +42,7 @@ def test_build__imports_its_own_command_module_only() -> None:
     assert "'flagstone.cli.edit_commands'" not in loaded
 
 
+@pytest.mark.slow
 def test_a_command_defined_in_another_module__still_runs() -> None:
     # rollback lives in flagstone.cli.history, flag in edit_commands: both need the full load
     for args, usage in (

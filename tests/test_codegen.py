@@ -87,6 +87,7 @@ def mypy(app_dir: Path, *files: str) -> tuple[str, int]:
     return stdout, status
 
 
+@pytest.mark.slow
 def test_codegen_python__sample_app_type_checks__and_removing_a_flag_breaks_it(tmp_path):
     repo = copy_example(tmp_path)
     app = tmp_path / "app"
@@ -110,6 +111,7 @@ def test_codegen_python__sample_app_type_checks__and_removing_a_flag_breaks_it(t
     assert '"type[Flags]" has no attribute "GRAPH_RENDERER"' in out
 
 
+@pytest.mark.slow
 def test_codegen__stdout_is_the_code_and_is_deterministic(tmp_path):
     repo = copy_example(tmp_path)
     first = run_cli("codegen", "--lang", "ts", cwd=repo)
@@ -127,6 +129,7 @@ def test_codegen__stdout_is_the_code_and_is_deterministic(tmp_path):
     assert '"onboarding-length": "classic" | "short";' in first.stdout
 
 
+@pytest.mark.slow
 def test_codegen__dry_run__prints_what_out_would_hold_and_writes_nothing(tmp_path):
     repo = copy_example(tmp_path)
     target = tmp_path / "flags.ts"

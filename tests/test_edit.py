@@ -86,6 +86,7 @@ def documents(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(documents())
 def test_round_trip__any_valid_document__is_byte_for_byte_identical(text: str) -> None:

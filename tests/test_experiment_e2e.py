@@ -60,6 +60,7 @@ def client_pseudonym(unit: str) -> str:
     return Pseudonymizer("test-key")(unit)
 
 
+@pytest.mark.slow
 def test_e2e__create_start_assign_analyze_conclude(flagstone_exe, tmp_path) -> None:
     repo = make_repo(tmp_path / "repo", EMPTY)
 
@@ -140,6 +141,7 @@ def test_e2e__create_start_assign_analyze_conclude(flagstone_exe, tmp_path) -> N
     assert "concluded" in history or "decision" in history
 
 
+@pytest.mark.slow
 def test_e2e__a_45_55_split__is_caught_by_srm_and_blocks_conclude(flagstone_exe, tmp_path) -> None:
     repo = make_repo(tmp_path / "repo", EMPTY)
     fs = lambda *a, code=0: _run(flagstone_exe, repo, list(a), code)  # noqa: E731
@@ -236,6 +238,7 @@ def png_size_and_ink(data: bytes) -> tuple[int, int, float]:
     return width, height, ink / sampled
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
     reason="needs Chromium: sudo apt-get install chromium",

@@ -469,6 +469,7 @@ def differential(tmp_path: Path) -> Differential:
     )
 
 
+@pytest.mark.slow
 def test_flagd_export__python_flagd_provider__every_disagreement_is_explained_and_warned(
     differential: Differential,
 ) -> None:
@@ -500,6 +501,7 @@ def test_flagd_export__python_flagd_provider__every_disagreement_is_explained_an
             assert len(served[key]) > 1, (key, served[key])
 
 
+@pytest.mark.slow
 def test_flagd_export__npm_flagd_core__same_answers_where_it_does_not_bucket(
     differential: Differential,
     node_flagd_core: NodeEvaluate,  # noqa: F811 -- the fixture imported above

@@ -90,6 +90,7 @@ def test_node_flagd_core__is_the_locked_version() -> None:
     assert _locked_version("@openfeature/flagd-core") == "4.0.1"
 
 
+@pytest.mark.slow
 def test_flagd_buckets__python_flagd_core_same__npm_flagd_core_4_0_1_not(
     tmp_path: Path, node_flagd_core: NodeEvaluate
 ) -> None:
@@ -129,6 +130,7 @@ def test_flagd_buckets__python_flagd_core_same__npm_flagd_core_4_0_1_not(
     assert same_node < 150  # chance agreement is 1 % (50 ids): a different hash input
 
 
+@pytest.mark.slow
 def test_flagd_export__every_operator_and_experiment__is_valid_under_flagds_schemas(
     tmp_path: Path, node_flagd_core: NodeEvaluate
 ) -> None:

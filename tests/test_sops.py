@@ -149,6 +149,7 @@ def test_sops__mac_only_encrypted_and_encrypted_regex__interoperate(
     }
 
 
+@pytest.mark.slow
 @needs_sops
 def test_sops__passphrase_recipient__sops_still_opens_with_its_age_key(
     tmp_path, identity, key_file

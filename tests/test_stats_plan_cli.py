@@ -171,6 +171,7 @@ def test_plan__text_error__is_one_red_line_without_traceback(cli) -> None:  # ty
     assert "error:" in result.stderr and "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_plan__installed_entry_point__writes_one_json_object(flagstone_exe, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proc = flagstone_exe(
         ["experiment", "plan", "--baseline", "0.3", "--mde", "0.02", "--format", "json"],

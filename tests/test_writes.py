@@ -316,6 +316,7 @@ def thousands(git_repo, commit) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_promote__3000_changed_flags__commits_every_file_in_one_commit(thousands: Path) -> None:
     """Paths and message reach git through stdin and a file: no 'Argument list too long'."""
     root = thousands
@@ -329,6 +330,7 @@ def test_promote__3000_changed_flags__commits_every_file_in_one_commit(thousands
     assert "Flagstone-Keys: flags.checkout-experiment-flag-with-a-long-name-0000, " in message
 
 
+@pytest.mark.slow
 def test_edits__run_at_once__every_update_lands(repo: Path) -> None:
     """Each edit reads the file under the repository's lock: none overwrites another."""
     flags = repo / "environments" / "dev" / "flags.yaml"
@@ -368,6 +370,7 @@ def test_edit__sigterm_or_sighup_while_written__restores_everything(
     assert state(repo) == before
 
 
+@pytest.mark.slow
 def test_promote__3000_changed_flags_and_a_failing_signer__leaves_the_tree_byte_identical(
     thousands: Path, tmp_path: Path
 ) -> None:
