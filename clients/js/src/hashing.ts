@@ -14,23 +14,19 @@ export const BUCKETS = 10_000;
 function writeUtf8(text: string, out: Uint8Array, at: number): number {
   for (let i = 0; i < text.length; i++) {
     let c = text.charCodeAt(i);
-    if (c < 0x80) out[at++] = c;
-    else if (c < 0x800) {
-      out[at++] = 0xc0 | (c >> 6);
-      out[at++] = 0x80 | (c & 63);
-    } else if (c >= 0xd800 && c < 0xe000) {
+    if (c < 0x80) {
+      out[at++] = c;
+      continue;
+    }
+    if (c >= 0xd800 && c < 0xe000) {
       const d = text.charCodeAt(++i);
       if (c >= 0xdc00 || !(d >= 0xdc00 && d < 0xe000)) throw new TypeError("unit id has a lone surrogate");
       c = 0x10000 + ((c & 0x3ff) << 10) + (d & 0x3ff);
-      out[at++] = 0xf0 | (c >> 18);
-      out[at++] = 0x80 | ((c >> 12) & 63);
-      out[at++] = 0x80 | ((c >> 6) & 63);
-      out[at++] = 0x80 | (c & 63);
-    } else {
-      out[at++] = 0xe0 | (c >> 12);
-      out[at++] = 0x80 | ((c >> 6) & 63);
-      out[at++] = 0x80 | (c & 63);
     }
+    // A lead byte of 110, 1110 or 11110 and n bits of payload, then n continuation bytes.
+    let n = c < 0x800 ? 1 : c < 0x10000 ? 2 : 3;
+    out[at++] = ((0xff80 >> n) & 255) | (c >> (6 * n));
+    while (n--) out[at++] = 0x80 | ((c >> (6 * n)) & 63);
   }
   return at;
 }
@@ -106,8 +102,7 @@ export function bucketer(prefix: string): (unit: string) => number {
         end = writeUtf8(unit, buf, from);
         break;
       }
-    const n = end - 5;
-    return Math.floor((murmur3(buf, n < 24 ? ((buf[4] = 0x60 + n), 4) : header(buf, n), end) * BUCKETS) / 4294967296);
+    return Math.floor((murmur3(buf, header(buf, end - 5), end) * BUCKETS) / 4294967296);
   };
 }
 
