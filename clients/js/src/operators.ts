@@ -141,29 +141,34 @@ function parseDate(s: string): number | null {
   return +m < 1 || +m > 12 || +d < 1 || days >= civil(+y, +m + 1, 1) ? null : days;
 }
 
-/**
- * HH[:?MM[:?SS[{.,}f+]]] as CPython 3.11's parse_hh_mm_ss_ff reads it (each line a path
- * through its loop): [hour, minute, second, microseconds] or null. `lenient` is for a
- * time followed by an offset, where CPython ignores one stray character after a field
- * and anything after six fraction digits.
- */
-const clock = (lenient: boolean): RegExp => {
-  const any = lenient ? "|[^]" : "";
-  const f = lenient ? "(\\d{6}[^]*|\\d{1,5})" : "(\\d+)";
-  return new RegExp(
-    `^(\\d\\d)(?:${any}` +
-      `|:(\\d\\d)(?:${any}|:(\\d\\d)(?:${any}|[:.,]${f})?|[.,]${f})?` +
-      `|[.,]${f}` +
-      `|(\\d\\d)(?:${any}|[.,]${f}|(\\d\\d)(?:${any}|[.,]${f}|(?=[^]{2})${f})?)?)?$`,
-  );
-};
-const CLOCK = [clock(false), clock(true)];
+const DIGITS = /^\d+$/;
 
+/**
+ * HH[:?MM[:?SS[{.,}f+]]] as CPython 3.11's parse_hh_mm_ss_ff reads it, step for step:
+ * [hour, minute, second, microseconds] or null. `lenient` is for a time followed by an
+ * offset, where CPython accepts its "trailing characters" answer: one stray character after
+ * a field, and anything after six fraction digits.
+ */
 function parseClock(text: string, lenient = false): number[] | null {
-  const m = CLOCK[+lenient].exec(text);
-  if (!m) return null;
-  const f = m[4] ?? m[5] ?? m[6] ?? m[8] ?? m[10] ?? m[11] ?? "";
-  return [+m[1], +(m[2] ?? m[7] ?? 0), +(m[3] ?? m[9] ?? 0), +f.slice(0, 6).padEnd(6, "0")];
+  const clock = [0, 0, 0, 0];
+  let at = 0;
+  let colons = false;
+  for (let i = 0; i < 3; i++) {
+    const field = text.slice(at, (at += 2));
+    if (!DIGITS.test(field) || field.length < 2) return null;
+    clock[i] = +field;
+    const c = text[at++];
+    if (!i) colons = c === ":";
+    if (at >= text.length) return lenient || c === undefined ? clock : null;
+    if (colons && c === ":") continue;
+    if (c === "." || c === ",") break;
+    if (colons) return null;
+    at--;
+  }
+  const fraction = text.slice(at);
+  if (!DIGITS.test(fraction.slice(0, 6)) || !(lenient || DIGITS.test(fraction))) return null;
+  clock[3] = +fraction.slice(0, 6).padEnd(6, "0");
+  return clock;
 }
 
 /** Epoch seconds of an ISO 8601 string as Python's fromisoformat reads it (naive means UTC), or null. */
