@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-js js-deps js-suite lint bench clean system-deps
+.PHONY: demo test py-tests test-js js-deps js-suite lint ruff mypy bench clean system-deps
 JS := clients/js
 JS_STAMP := $(JS)/node_modules/.installed
 
@@ -25,15 +25,20 @@ $(STAMP): $(BIN)/uv pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m flagstone.demo
 
-# The Python install and lint overlap the Debian packages and npm ci (network and disk
-# bound); the package is byte-compiled once for the hundreds of CLI processes the tests run.
+# The Python install and ruff run beside the Debian packages and npm ci (network and disk
+# bound); mypy (one core, ~20 s without a cache) runs beside pytest. The TypeScript suite
+# runs alone: its browser and polling tests wait on real timers.
+test:
+	@$(MAKE) --no-print-directory -j2 ruff js-deps
+	@$(MAKE) --no-print-directory -j2 --output-sync=target mypy py-tests
+	@$(MAKE) --no-print-directory test-js
+
+# The package is byte-compiled once for the hundreds of CLI processes the tests start.
 # Tests marked slow start first (tests/conftest.py) and an idle worker takes half of the
 # other's queue (worksteal), so both workers finish together.
-test:
-	@$(MAKE) --no-print-directory -j2 lint js-deps
+py-tests: $(STAMP)
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python -m pytest -q -n auto --dist worksteal
-	@$(MAKE) --no-print-directory test-js
 
 # The TypeScript runtime: npm ci when node_modules is missing or stale, then Vitest (the
 # shared conformance vectors, React, OpenFeature, codegen type checks, a real browser).
@@ -54,9 +59,13 @@ js-suite: $(JS_STAMP)
 	cd $(JS) && FLAGSTONE_PYTHON=$(CURDIR)/$(BIN)/python npx vitest run
 	cd $(JS) && npm run --silent build >/dev/null && node test/package-smoke.mjs
 
-lint: $(STAMP)
+lint: ruff mypy
+
+ruff: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check --quiet src tests bench
+
+mypy: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
