@@ -11,10 +11,11 @@ JS_STAMP := $(JS)/node_modules/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# uv resolves, downloads and byte-compiles in parallel: the dev install takes about a fifth
-# of pip's time on a fresh machine. Byte-compiling at install keeps every test process from
-# compiling the dependencies again where PYTHONDONTWRITEBYTECODE is set.
-UV := $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode
+# uv resolves and downloads in parallel: the dev install takes about a fifth of pip's time on
+# a fresh machine. Where PYTHONDONTWRITEBYTECODE is set it byte-compiles everything at
+# install, or every test process would compile its imports again; elsewhere each module is
+# compiled on first import (the suite imports a fraction of what is installed).
+UV := $(BIN)/uv pip install --quiet --python $(BIN)/python $(if $(PYTHONDONTWRITEBYTECODE),--compile-bytecode)
 $(BIN)/uv: $(BIN)/python
 	$(BIN)/python -m pip install --quiet "uv>=0.8"
 
