@@ -109,6 +109,7 @@ def main() -> None:
             results[name]["flagstone"].append(timed(ours, fs_dir, env))
             results[name]["featurevisor"].append(timed(theirs, fv_dir))
         startup.append(timed([flagstone, "--help"], fs_dir)[0])
+    check_bundles(fs_dir / "dist")
     load = f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
     lines = [
         "## Validate and build",
@@ -170,6 +171,27 @@ def main() -> None:
         from runtime import write_section
 
         write_section(section)
+
+
+def check_bundles(dist: Path) -> None:
+    """Every bundle built is byte for byte what the exact encoder and the independent
+    ``rfc8785`` package write for it: the fast encoder may not change a byte."""
+    import json
+
+    import rfc8785
+
+    from flagstone.runtime.canonical import exact_canonical_json
+
+    bundles = sorted(dist.glob("*.json"))
+    if not bundles:
+        raise SystemExit(f"no bundle was built in {dist}")
+    for path in bundles:
+        data = path.read_bytes()
+        value = json.loads(data)
+        exact = exact_canonical_json(value) + b"\n"
+        if not data == exact == rfc8785.dumps(value) + b"\n":
+            raise SystemExit(f"{path}: the bundle's bytes differ from RFC 8785's")
+    print(f"{len(bundles)} bundles: the same bytes as the exact encoder and rfc8785")
 
 
 def node_version() -> str:

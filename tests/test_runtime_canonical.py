@@ -15,12 +15,20 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flagstone.bundle import fast_canonical_json
 from flagstone.runtime.canonical import (
     CanonicalJSONError,
     bundle_hash,
     canonical_json,
     ecmascript_number,
+    exact_canonical_json,
     signed_message,
+)
+
+# The runtime's encoder (Python's C json first) and the build's (msgspec first): each must
+# write RFC 8785 exactly, or refuse.
+ENCODERS = pytest.mark.parametrize(
+    "encode", [canonical_json, fast_canonical_json], ids=["runtime", "build"]
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,9 +41,10 @@ def independent_hash(bundle: dict) -> str:
 
 
 @pytest.mark.parametrize("vector", HASH_VECTORS["canonical"], ids=lambda v: v["name"])
-def test_canonical_vector__reproduced_by_flagstone_and_by_rfc8785(vector) -> None:
+@ENCODERS
+def test_canonical_vector__reproduced_by_flagstone_and_by_rfc8785(vector, encode) -> None:
     value = json.loads(vector["json"])
-    ours = canonical_json(value)
+    ours = encode(value)
     assert ours.decode() == vector["canonical"]
     assert rfc8785.dumps(value) == ours
     assert hashlib.sha256(ours).hexdigest() == vector["sha256"]
@@ -142,10 +151,12 @@ def assert_agrees_with_rfc8785(value: object) -> None:
     try:
         expected = rfc8785.dumps(value)
     except rfc8785.CanonicalizationError:
-        with pytest.raises(CanonicalJSONError):
-            canonical_json(value)
+        for encode in (canonical_json, fast_canonical_json):
+            with pytest.raises(CanonicalJSONError):
+                encode(value)
         return
     assert canonical_json(value) == expected
+    assert fast_canonical_json(value) == expected
 
 
 @settings(max_examples=400, deadline=None)
@@ -192,15 +203,17 @@ def test_canonical_json__equals_rfc8785_for_numbers_and_number_like_text(value) 
         {"\U0001f600": 1, "\ufb33": 2},
     ],
 )
-def test_canonical_json__rewrites_what_python_writes_differently(value) -> None:
-    assert canonical_json(value) == rfc8785.dumps(value)
+@ENCODERS
+def test_canonical_json__rewrites_what_python_writes_differently(value, encode) -> None:
+    assert encode(value) == rfc8785.dumps(value)
 
 
-def test_canonical_json__refuses_a_value_that_contains_itself() -> None:
+@ENCODERS
+def test_canonical_json__refuses_a_value_that_contains_itself(encode) -> None:
     looped: list[object] = []
     looped.append(looped)
     with pytest.raises(CanonicalJSONError, match="contains itself"):
-        canonical_json({"a": looped})
+        encode({"a": looped})
 
 
 @settings(max_examples=2000, deadline=None)
@@ -223,10 +236,111 @@ def test_ecmascript_number__equals_rfc8785_for_every_double(x: float) -> None:
     ],
     ids=["nan", "inf", "-inf", "2**53", "-2**53", "2**64", "lone-surrogate", "set"],
 )
-def test_canonical_json__refuses_what_json_cannot_carry_exactly(value) -> None:
+@ENCODERS
+def test_canonical_json__refuses_what_json_cannot_carry_exactly(value, encode) -> None:
     with pytest.raises(CanonicalJSONError):
-        canonical_json(value)
+        encode(value)
 
 
 def test_signed_message__is_the_context_then_the_ascii_hash() -> None:
     assert signed_message("sha256:ab") == b"flagstone-bundle:sha256:ab"
+
+
+def _large_bundle(seed: int) -> dict[str, object]:
+    """A bundle shaped like the anchor workload's (2,000 flags, JSON variants, rollouts,
+    conditions with numbers, hex salts), with the odd values a real one holds."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["spring", "Grüße", "ключ", "naïve", "tab\there", 'quote"d', "back\\slash", "\u2028"]
+    flags = {}
+    for i in range(2000):
+        variants: dict[str, object] = {
+            "on": {"text": rng.choice(words), "ratio": rng.random(), "n": rng.randrange(10**9)},
+            "off": rng.choice([False, None, 0, 1.5, -3.25, "off"]),
+        }
+        flags[f"feat-{i:05d}"] = {
+            "variants": variants,
+            "salt": f"{rng.getrandbits(128):032x}",
+            "rules": [
+                {
+                    "when": {
+                        "attribute": f"attr-{rng.randrange(50)}",
+                        "op": "gt",
+                        "value": rng.uniform(-1e6, 1e6),
+                    },
+                    "serve": {"rollout": [{"variant": "on", "end": rng.randrange(10001)}]},
+                }
+            ],
+            "enabled": rng.random() < 0.9,
+        }
+    return {"format": "flagstone-bundle", "version": 1, "flags": flags, "config": {"ratio": 0.5}}
+
+
+@ENCODERS
+@pytest.mark.parametrize("seed", [1, 2])
+def test_canonical_json__large_bundle__same_bytes_as_the_exact_encoder_and_rfc8785(
+    seed, encode
+) -> None:
+    bundle = _large_bundle(seed)
+    assert encode(bundle) == exact_canonical_json(bundle) == rfc8785.dumps(bundle)
+
+
+@ENCODERS
+def test_canonical_json__the_fast_encoder_takes_plain_values_and_sends_the_rest_the_exact_way(
+    encode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flagstone.runtime import canonical
+
+    exact_calls: list[object] = []  # the values the exact encoder was called for
+    real_exact = canonical._encode
+
+    def counting(value: object, out: list[str]) -> list[str]:
+        if not out:
+            exact_calls.append(value)
+        return real_exact(value, out)
+
+    monkeypatch.setattr(canonical, "_encode", counting)
+    plain = {"a": [1, 2.5, "x", None, True], "b": {"c": "Grüße"}, "salt": "0e4a9e91"}
+    assert encode(plain) == rfc8785.dumps(plain)
+    assert exact_calls == []  # hex salts hold "9e9" but no number in exponent form
+    for value in (1.0, {"x": 1e16}, [1e21], {"\U0001f600": 1, "\ufb33": 2}, [9007199254740991]):
+        assert encode(value) == rfc8785.dumps(value)
+    assert len(exact_calls) == 5
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"a": [{"b": {1, 2}}]}, "not a JSON value"),
+        ({"a": frozenset()}, "not a JSON value"),
+        ({"a": b"bytes"}, "not a JSON value"),
+        ({(1, 2): "tuple key"}, "not a JSON value"),
+        ({"when": __import__("datetime").date(2026, 1, 1)}, "not a JSON value"),
+        ({"a": object()}, "not a JSON value"),
+        ({"a": [1, math.nan]}, "NaN or Infinity"),
+        ({"a": {"b": -math.inf}}, "NaN or Infinity"),
+        ({"a": "\udc00"}, "lone UTF-16 surrogate"),
+    ],
+    ids=["set", "frozenset", "bytes", "tuple-key", "date", "object", "nan", "-inf", "surrogate"],
+)
+@ENCODERS
+def test_canonical_json__not_a_json_value__refused_not_written(value, message, encode) -> None:
+    with pytest.raises(CanonicalJSONError, match=message):
+        encode(value)
+
+
+@pytest.mark.parametrize("module", ["flagstone.runtime.canonical", "flagstone.bundle"])
+def test_canonical_json__nested_200000_deep__refused_without_a_crash(module) -> None:
+    encoder = "canonical_json" if module.endswith("canonical") else "fast_canonical_json"
+    code = (
+        f"from {module} import {encoder} as encode\n"
+        "from flagstone.runtime.canonical import CanonicalJSONError\n"
+        "x = []\n"
+        "for _ in range(200_000): x = [x]\n"
+        "try:\n    encode({'a': x})\n"
+        "except CanonicalJSONError as e:\n    print('refused:', e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("refused: the value is nested too deeply")

@@ -14,6 +14,8 @@ and integers beyond 2**53 (JavaScript cannot hold them; RFC 8785 refuses them). 
 encoder runs first, and only a text that might contain one of those goes through the
 exact Python encoder below: most bundles hash at C speed, and every bundle hashes right.
 Held equal to the independent ``rfc8785`` package by tests (vectors and hypothesis).
+The build encodes with msgspec where it can (``flagstone.bundle``), screened by the
+same ``may_differ_from_jcs``; this module stays on the standard library.
 """
 
 from __future__ import annotations
@@ -32,16 +34,23 @@ from flagstone.runtime.format import (
     SIGNATURE_CONTEXT,
 )
 
-# Anything Python's encoder may write differently from JCS: an integral float ("1.0",
-# "-0.0"), an exponent ("1e+16", "5e-324"), a long integer (possibly beyond 2**53).
+# Anything the fast encoders may write differently from JCS: an integral float ("1.0",
+# "-0.0"), an exponent ("1e+16" from json, "1e16" from msgspec, "5e-324"), a long
+# integer (possibly beyond 2**53).
 # Matches inside strings are harmless: they only send the text the exact way. The
 # scan runs on the UTF-8 bytes (where no multi-byte character holds an ASCII byte):
 # each pattern starts with a literal the engine finds at memchr speed and looks back
 # for the digit before it; digit runs are a run of one byte in a translated copy; a
 # character beyond the Basic Multilingual Plane is a 4-byte sequence, lead byte
-# F0..F4. ~1 ms for a 700 kB bundle, where one pattern starting with \d took ~6 ms.
+# F0..F4. ~4 ms for a 700 kB bundle, where one pattern starting with \d took ~6 ms
+# (at load average 5).
 _INTEGRAL_FLOAT = re.compile(rb"\.0(?=[,\]}]|$)(?<=\d\.0)")
-_EXPONENT = re.compile(rb"e[+-](?<=\de[+-])")
+# An exponent ("1e16" from msgspec, "1e+16" from json): of the places "9e" is in the
+# copy with digits as nines (hex in salts has it too), only a number token, first or
+# after ":", "," or "[", sends the text the exact way. A mantissa has at most 17
+# digits, a point and a sign; a longer run before "e" counts as one (only slower).
+_NUMBER_BEFORE_EXPONENT = re.compile(rb"(?:^|[:,\[])-?\d+(?:\.\d+)?$")
+_MANTISSA_REACH = 24
 _DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")
 _LONG_INTEGER = b"9" * 15
 _ASTRAL_LEAD_BYTE = re.compile(rb"[\xf0-\xf4]")
@@ -82,8 +91,8 @@ def canonical_json(value: Any) -> bytes:
         ) from None
     try:
         data = text.encode("utf-8")
-        if _may_differ_from_jcs(data):
-            data = "".join(_encode(value, [])).encode("utf-8")
+        if may_differ_from_jcs(data):
+            data = exact_canonical_json(value)
     except UnicodeEncodeError:
         raise CanonicalJSONError(
             "a string holds a lone UTF-16 surrogate, which RFC 8785 cannot encode"
@@ -91,13 +100,31 @@ def canonical_json(value: Any) -> bytes:
     return data
 
 
-def _may_differ_from_jcs(data: bytes) -> bool:
+def may_differ_from_jcs(data: bytes) -> bool:
+    """Whether compact JSON with sorted keys, as Python's or msgspec's encoder writes it,
+    may differ from RFC 8785 (then ``exact_canonical_json`` says what it is)."""
+    as_nines = data.translate(_DIGITS_AS_NINES)
     return (
         _INTEGRAL_FLOAT.search(data) is not None
-        or _EXPONENT.search(data) is not None
-        or _LONG_INTEGER in data.translate(_DIGITS_AS_NINES)
+        or _has_exponent(data, as_nines)
+        or _LONG_INTEGER in as_nines
         or (not data.isascii() and _ASTRAL_LEAD_BYTE.search(data) is not None)
     )
+
+
+def _has_exponent(data: bytes, as_nines: bytes) -> bool:
+    at = as_nines.find(b"9e")
+    while at != -1:
+        # a slice: its start counts as "^", so a run longer than the reach counts too
+        if _NUMBER_BEFORE_EXPONENT.search(data[max(0, at + 1 - _MANTISSA_REACH) : at + 1]):
+            return True
+        at = as_nines.find(b"9e", at + 2)
+    return False
+
+
+def exact_canonical_json(value: Any) -> bytes:
+    """RFC 8785 written by the Python encoder below: the reference, slow."""
+    return "".join(_encode(value, [])).encode("utf-8")
 
 
 def bundle_hash(bundle: Mapping[str, Any]) -> str:
