@@ -497,3 +497,27 @@ def test_typed_shape_edges__bytes_load_decides_and_names_as_the_dict_load(change
     change(bundle["flags"][first_flag_with(lambda f: "experiment" not in f)])
     by_dict, by_bytes = decisions(bundle)
     assert by_dict == by_bytes
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda b: b.update(extra=1),  # an unknown member: the typed top level refuses it
+        lambda b: b.update(project=None),
+        lambda b: b.update(project=7),
+        lambda b: b.pop("flags"),
+        lambda b: b.update(flags=[]),
+        lambda b: b.pop("segments"),
+        lambda b: b.update(config=None),
+        lambda b: b.update(pii=["email", "email"]),
+    ],
+)
+def test_top_level_edges__bytes_load_decides_and_names_as_the_dict_load(change) -> None:
+    bundle = copy.deepcopy(BASE)
+    change(bundle)
+    by_dict, by_bytes = decisions(bundle)
+    assert by_dict == by_bytes
+    if by_dict is None:
+        assert Client.from_bytes(json.dumps(bundle).encode()).bundle.meta == {
+            k: v for k, v in bundle.items() if k != "flags"
+        }

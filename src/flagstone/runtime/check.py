@@ -5,7 +5,9 @@ Two passes, both before anything goes live:
 1. **Shape** against ``schemas/bundle.schema.json`` with jsonschema-rs: one call into
    Rust that holds the GIL for its few milliseconds, so evaluating threads cannot stretch
    it (a Python walk would be time-sliced with them). Imported on the first load, not at
-   ``import flagstone``.
+   ``import flagstone``. A load from bytes decodes each changed flag into the msgspec
+   types of ``flag_shape``, which check its shape in the same C call; the schema then
+   checks the rest of the bundle, and any flag those types do not accept.
 2. **Cross-references** in Python, which no schema can express: every variant a flag
    serves, targets or falls back to exists; rollouts end at 10,000 in order; segments,
    prerequisites and experiments named exist; experiment arms are the flag's variants;
@@ -51,6 +53,13 @@ def _validator() -> Any:
     import jsonschema_rs
 
     return jsonschema_rs.validator_for(json.loads(schema_path().read_text(encoding="utf-8")))
+
+
+@functools.cache
+def bundle_members() -> tuple[str, ...]:
+    """The members a bundle may have at its top level, as the schema lists them."""
+    schema = json.loads(schema_path().read_text(encoding="utf-8"))
+    return tuple(schema["properties"])
 
 
 def shape_validator() -> Any:

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 from flagstone.runtime.canonical import bundle_hash, signed_message
 from flagstone.runtime.check import (
+    bundle_members,
     check_context,
     check_format,
     check_shape,
@@ -239,8 +240,10 @@ class LoadTask:
     the others. Steps are idempotent and store what they produce with single atomic
     operations, so a step run twice is only work done twice. The costly steps are single
     C calls, which hold the GIL: the top-level scan (msgspec, with each flag kept as its
-    raw bytes), the decoding of changed flags in batches, the Rust schema check. Then
-    the cross-references in batches of ``_CHECK_BATCH`` flags and the assembly.
+    raw bytes), the decoding of changed flags in batches into the types of
+    ``flag_shape`` (which check their shape as they decode), the Rust schema check of
+    the rest. Then the cross-references, with the shape checks no type expresses, in
+    batches of ``_CHECK_BATCH`` flags, and the assembly.
 
     Stages run in order; the steps of one stage are independent. A refusal is the
     ``BundleError`` of the first failing step of its stage, whichever thread ran it.
@@ -431,7 +434,7 @@ class LoadTask:
         # (flag_shape.check_flag_sources); the rest of the bundle here.
         split = self.split
         parsed = split.parsed
-        untyped = {k: parsed[k] for k in split.changed if isinstance(parsed[k], Mapping)}
+        untyped = {k: parsed[k] for k in split.changed if type(parsed[k]) is dict}
         bundle = {**split.meta, "flags": untyped}
         if "shape" not in self._memo:
             _store(self._memo, "shape", shape_validator().is_valid, bundle)
@@ -504,37 +507,54 @@ def _typed_decode() -> Callable[[Any], Any]:
 
 
 @functools.cache
-def _raw_members() -> Callable[[Any], dict[str, Any]]:
+def _top_level() -> tuple[Callable[[Any], Any], tuple[str, ...]]:
+    """(a decoder of a bundle's top level, the members it reads besides ``flags``).
+
+    One C call over the file: each member the schema lists decoded (UNSET when absent),
+    the flags kept as raw texts. It refuses an unknown member and a missing or
+    non-object ``flags``: the standard library then reads the file, and the checks name
+    what is wrong."""
     import msgspec
 
-    decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
-    return decoder.decode
+    members = tuple(name for name in bundle_members() if name != "flags")
+    top = msgspec.defstruct(
+        "BundleTop",
+        [("flags", dict[str, msgspec.Raw]), *((name, Any, msgspec.UNSET) for name in members)],
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    return msgspec.json.Decoder(top).decode, members
 
 
 def _split_fast(
     data: bytes, memo: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, Source]] | None:
-    """(the bundle without its flags, each flag's JSON bytes), in a few C calls; None
-    when the standard library must read the file (not an object of objects, a BOM,
-    NaN, lone surrogates...: msgspec refuses some JSON that json.loads accepts).
+    """(the bundle without its flags, each flag's JSON bytes), in one C call; None when
+    the standard library must read the file (not an object of objects, a BOM, NaN, lone
+    surrogates...: msgspec refuses some JSON that json.loads accepts).
 
-    ``memo`` keeps the two scans' results for a thread that redoes the split after the
-    one that began it was sliced out of the GIL."""
+    ``memo`` keeps the scan's result for a thread that redoes the split after the one
+    that began it was sliced out of the GIL."""
     memo = {} if memo is None else memo
+    decode, members = _top_level()
     try:
-        if "members" not in memo:
-            _store(memo, "members", _raw_members(), data)
-        members = dict(memo["members"])
-        raw_flags = members.pop("flags")
-        decode = _msgspec_decode()
-        meta = {key: decode(raw) for key, raw in members.items()}
-        if "flags" not in memo:
-            _store(memo, "flags", _raw_members(), raw_flags)
-        flags = memo["flags"]
+        if "top" not in memo:
+            _store(memo, "top", decode, data)
     except Exception:
         return None
+    top = memo["top"]
+    absent = _unset()
+    meta = {name: value for name in members if (value := getattr(top, name)) is not absent}
+    flags = top.flags
     # Copies: a slice would keep the whole file alive for as long as one flag is reused.
     return meta, dict(zip(flags, map(bytes, flags.values()), strict=True))
+
+
+@functools.cache
+def _unset() -> Any:
+    import msgspec
+
+    return msgspec.UNSET
 
 
 def _store(memo: dict[str, Any], key: str, function: Callable[[Any], Any], argument: Any) -> None:
