@@ -486,3 +486,36 @@ def test_load_task__a_step_finished_late_by_a_sliced_out_thread__changes_nothing
     bundle = task.result()
     assert len(bundle.flags) == 602
     assert Client(bundle).details("b", {}).variant == "on"
+
+
+def test_watcher__a_read_overtaken_by_a_newer_load__never_goes_live(tmp_path: Path) -> None:
+    from flagstone.runtime.reload import FileWatcher, read_whole
+
+    path = tmp_path / "prod.json"
+    versions = [dump_bundle(bundle_from_yaml(tmp_path, flags_with(v))) for v in ("v0", "v1", "v2")]
+    path.write_bytes(versions[0])
+    client = Client.from_bytes(versions[0])
+    watcher = FileWatcher(path, client, interval=3600, cooperative=False)  # polled by hand
+    try:
+        # A thread reads v1, then is sliced out of the GIL before it starts the load...
+        write_atomically(path, versions[1])
+        looked_at = watcher._seen
+        signature = (
+            path.stat().st_ino,
+            path.stat().st_dev,
+            len(versions[1]),
+            path.stat().st_mtime_ns,
+        )
+        stale = read_whole(path, signature)
+        assert stale == versions[1]
+        # ...while v2 is written and loaded by another.
+        write_atomically(path, versions[2])
+        watcher.poll()
+        assert client.value("f", {}) == "v2"
+        watcher._begin(looked_at, signature, stale)  # the sliced-out thread resumes
+        assert client.value("f", {}) == "v2"
+        watcher.poll()
+        assert client.value("f", {}) == "v2"
+        assert client.status.reloads == 1
+    finally:
+        watcher.stop()

@@ -191,6 +191,7 @@ class FileWatcher:
         self._pending: tuple[BundleError, float] | None = None
         self._task: LoadTask | None = None
         self._finishing = threading.Lock()
+        self._starting = threading.Lock()
         self._file = GilKeepingFile.available() if cooperative else None
         self._path_bytes = os.fsencode(path)
         self._stop = threading.Event()
@@ -242,7 +243,8 @@ class FileWatcher:
                 self.client.source_failed(f"{self.path} is missing (deleted, or not written yet)")
             return
         self._missing_reported = False
-        if current == self._seen:
+        seen = self._seen
+        if current == seen:
             if self._pending is not None and time.monotonic() - self._pending[1] >= self.settle:
                 error, self._pending = self._pending[0], None
                 self.client.refused(error)
@@ -256,7 +258,7 @@ class FileWatcher:
             self.client.source_failed(f"cannot read {self.path}: {e.strerror or e}")
             return
         if data is not None:
-            self._begin(current, data)
+            self._begin(seen, current, data)
 
     def look(self) -> None:
         """One look from an evaluating thread, without letting go of the GIL: takes part
@@ -269,20 +271,30 @@ class FileWatcher:
         file = self._file
         if file is None:
             return
+        seen = self._seen
         current = file.signature(self._path_bytes)
-        if current is None or current == self._seen:
+        if current is None or current == seen:
             return
         data = file.read(self._path_bytes, current)
         if data is not None:
-            self._begin(current, data)
+            self._begin(seen, current, data)
 
-    def _begin(self, current: Signature, data: bytes) -> None:
-        self._seen = current
-        task = self.client.load_task(data)
-        if self._task is None:
-            self._task = task
+    def _begin(self, seen: Signature | None, current: Signature, data: bytes) -> None:
+        """Start loading ``data`` (the file as ``current`` describes it), unless another
+        thread began a load since this one looked (when ``self._seen`` was ``seen``): a
+        thread sliced out of the GIL between reading the file and getting here may hold
+        a version older than one loaded meanwhile, which must not go live after it."""
+        if not self._starting.acquire(blocking=False):  # keeps the GIL
+            return  # another thread is starting one: it takes part in that one next
+        try:
+            if self._seen is not seen or self._task is not None:
+                return
+            self._seen = current
+            task = self._task = self.client.load_task(data)
+        finally:
+            self._starting.release()
         self.client._beat = EVERY_EVALUATION  # the next evaluation on any thread takes part
-        self._advance(self._task or task)
+        self._advance(task)
 
     def _advance(self, task: LoadTask) -> None:
         # The collector stays off until the load's parsed objects are freed (after the
