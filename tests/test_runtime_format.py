@@ -5,9 +5,10 @@ from __future__ import annotations
 import ast
 import json
 import sys
+import typing
 from pathlib import Path
 
-from flagstone.runtime import format
+from flagstone.runtime import flag_shape, format
 from flagstone.runtime.operators import OPERATORS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +19,8 @@ def test_schema_operator_enum__equals_the_runtime_operators() -> None:
     leaf = next(b for b in SCHEMA["$defs"]["condition"]["oneOf"] if "op" in b["properties"])
     assert tuple(leaf["properties"]["op"]["enum"]) == format.OPERATORS
     assert set(OPERATORS) | {"exists"} == set(format.OPERATORS)
+    # The typed decoder spells them as a Literal (msgspec checks it in C): the same list.
+    assert typing.get_args(flag_shape.Operator) == format.OPERATORS
 
 
 def test_schema_statuses_format_and_version__equal_the_constants() -> None:

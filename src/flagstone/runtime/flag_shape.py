@@ -26,6 +26,8 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from flagstone.runtime.check import check_flags, check_shape
 from flagstone.runtime.format import BUCKETS
 
+# format.OPERATORS spelled as a type, for msgspec to check in C; tests/test_runtime_format.py
+# holds the two equal.
 Operator = Literal[
     "eq",
     "neq",
