@@ -314,10 +314,9 @@ SMALL = {
 SMALL_NODES = nodes(SMALL)[1:]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(SMALL_NODES), MUTATIONS, JSON), min_size=1, max_size=3))
-def test_fuzz__mutated_bundle__refused_at_load_or_never_raises(mutations) -> None:
-    bundle = copy.deepcopy(SMALL)
+def with_mutations(bundle: dict, mutations: Any) -> dict:
+    """A copy of ``bundle`` with each (path, how, value) applied where the path still exists."""
+    bundle = copy.deepcopy(bundle)
     for path, how, value in mutations:
         parent, last = bundle, path[-1]
         try:
@@ -333,6 +332,13 @@ def test_fuzz__mutated_bundle__refused_at_load_or_never_raises(mutations) -> Non
                 parent[last] = value
         except (KeyError, IndexError, TypeError):
             continue
+    return bundle
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(SMALL_NODES), MUTATIONS, JSON), min_size=1, max_size=3))
+def test_fuzz__mutated_bundle__refused_at_load_or_never_raises(mutations) -> None:
+    bundle = with_mutations(SMALL, mutations)
     try:
         client = Client.from_dict(bundle)
     except BundleError:
@@ -412,20 +418,7 @@ def decisions(bundle: dict[str, Any]) -> tuple[str | None, str | None]:
     )
 )
 def test_fuzz__mutated_flag__bytes_load_decides_as_the_dict_load(mutations) -> None:
-    bundle = copy.deepcopy(SMALL)
-    for path, how, value in mutations:
-        parent, last = bundle, path[-1]
-        try:
-            for part in path[:-1]:
-                parent = parent[part]
-            if how == "delete" and isinstance(parent, dict):
-                del parent[last]
-            elif how == "wrong-type":
-                parent[last] = [parent[last]] if not isinstance(parent[last], list) else "x"
-            else:
-                parent[last] = value
-        except (KeyError, IndexError, TypeError):
-            continue
+    bundle = with_mutations(SMALL, mutations)
     by_dict, by_bytes = decisions(bundle)
     assert (by_dict is None) == (by_bytes is None), (by_dict, by_bytes)
 
