@@ -129,7 +129,7 @@ export interface Client {
   assign<K extends ExperimentKey>(experiment: K, context: Context): ArmOf<K> | null;
   /** `assign` without logging an exposure. */
   arm<K extends ExperimentKey>(experiment: K, context: Context): ArmOf<K> | null;
-  /** The exposure record of `context`'s unit in `arm`, or null for an unknown experiment. */
+  /** The exposure record of `context`'s unit in `arm`, or null (an unknown experiment, a context that cannot be read). */
   exposure(experiment: string, arm: string, context: Context): Exposure | null;
   /** Log one exposure of `context`'s unit in `arm` (what `assign` does after assigning). */
   expose(experiment: string, arm: string, context: Context): void;
@@ -229,13 +229,30 @@ export const Client = function (options: ClientOptions = {}): Client {
     return apply(bundle);
   };
 
+  // May throw on a context whose getters throw: the answer that logs it is then the default.
+  const exposure = (experiment: string, arm: string, context: Context): Exposure | null => {
+    const raw = live?.experiments.has(experiment) && live.raw.experiments[experiment];
+    if (!raw) return null;
+    const dimensions: Record<string, unknown> = {};
+    for (const attr of Array.isArray(raw.dimensions) ? raw.dimensions : []) {
+      const v = get(context, attr);
+      if (v != null) dimensions[attr] = v;
+    }
+    const unit = unitString(get(context, raw.unit)) ?? "";
+    return { type: "exposure", experiment, arm, unit, flag: raw.flag, environment: live!.environment, ts: Date.now() / 1000, dimensions };
+  };
+  const expose = (experiment: string, arm: string, context: Context): void => {
+    const record = onExposure && exposure(experiment, arm, context);
+    if (record) call(onExposure!, record);
+  };
+
   // The hot path of variant() and value(): no Resolution is built.
   const answer = (flag: string, context: Context, fallback: unknown, value?: boolean): any => {
     const compiled = live?.flags.get(flag);
     try {
       const variant = compiled ? compiled.evaluate(context) : null;
       if (variant === null) return fallback;
-      if (outcome.experiment !== null) client.expose(outcome.experiment, variant, context);
+      if (outcome.experiment !== null) expose(outcome.experiment, variant, context);
       return value ? compiled!.variants.get(variant) : variant;
     } catch {
       return fallback;
@@ -285,16 +302,16 @@ export const Client = function (options: ClientOptions = {}): Client {
       const value = answer(flag, context, undefined, true);
       return value === undefined ? fallback : value === true;
     },
-    details(flag: string, context: Context, fallback?: unknown) {
-      const r = resolve(live, flag, context, fallback);
-      if (r.experiment !== null) client.expose(r.experiment, r.variant!, context);
-      return r as any;
-    },
+    details: (flag: string, context: Context, fallback?: unknown) => resolve(live, flag, context, fallback, expose) as any,
     resolve: (flag, context, fallback) => resolve(live, flag, context, fallback) as any,
     assign(experiment, context) {
-      const arm = client.arm(experiment, context);
-      if (arm !== null) client.expose(experiment, arm, context);
-      return arm;
+      try {
+        const arm = client.arm(experiment, context);
+        if (arm !== null) expose(experiment, arm, context);
+        return arm;
+      } catch {
+        return null;
+      }
     },
     arm(experiment, context) {
       try {
@@ -304,19 +321,18 @@ export const Client = function (options: ClientOptions = {}): Client {
       }
     },
     exposure(experiment, arm, context) {
-      const raw = live?.experiments.has(experiment) && live.raw.experiments[experiment];
-      if (!raw) return null;
-      const dimensions: Record<string, unknown> = {};
-      for (const attr of Array.isArray(raw.dimensions) ? raw.dimensions : []) {
-        const v = get(context, attr);
-        if (v != null) dimensions[attr] = v;
+      try {
+        return exposure(experiment, arm, context);
+      } catch {
+        return null;
       }
-      const unit = unitString(get(context, raw.unit)) ?? "";
-      return { type: "exposure", experiment, arm, unit, flag: raw.flag, environment: live!.environment, ts: Date.now() / 1000, dimensions };
     },
     expose(experiment, arm, context) {
-      const record = onExposure && client.exposure(experiment, arm, context);
-      if (record) call(onExposure!, record);
+      try {
+        expose(experiment, arm, context);
+      } catch {
+        // a context whose getters throw has no exposure record
+      }
     },
     config(key: string, fallback?: unknown): any {
       let node: unknown = live?.config;

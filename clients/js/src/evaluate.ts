@@ -257,13 +257,15 @@ function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: 
   return { variants: new Map(entries(raw.variants)), evaluate };
 }
 
-/** Evaluate to a full Resolution; never throws. */
-export function resolve<V = Json>(bundle: CompiledBundle | null, key: string, ctx: Context, fallback?: V): Resolution<V> {
+/** Evaluate to a full Resolution, telling `expose` of an experiment arm served; never throws. */
+export function resolve<V = Json>(bundle: CompiledBundle | null, key: string, ctx: Context, fallback?: V, expose?: (experiment: string, arm: string, ctx: Context) => void): Resolution<V> {
   const flag = bundle?.flags.get(key);
   let variant: string | null = null;
   try {
     variant = flag ? flag.evaluate(ctx) : done(null, "FLAG_NOT_FOUND", bundle ? `no flag '${key}' in the bundle` : "no bundle loaded yet");
+    if (outcome.experiment !== null) expose?.(outcome.experiment, variant!, ctx);
   } catch (e: any) {
+    variant = null;
     done(null, "ERROR", `${e?.name}: ${e?.message}`);
   }
   return { value: variant === null ? fallback : (flag!.variants.get(variant) as any), variant, ...outcome };
