@@ -174,7 +174,7 @@ def in_child(*args, **kwargs):
         time.sleep(60)
     return real(*args, **kwargs)
 validate.validate_loaded = in_child
-from flagstone.cli.app import main
+from flagstone.cli.entry import main
 sys.argv = ["flagstone", "build", *sys.argv[2:]]
 main()
 """

@@ -16,15 +16,20 @@ import pytest
 
 EXE = str(Path(sys.executable).parent / "flagstone")
 
-# Runs flagstone with one function replaced by a wait: the test knows the run is there
-# (the marker file) and interrupts it at that point.
+# Runs flagstone as the console script does with one function replaced by a wait: the
+# test knows the run is there (the marker file) and interrupts it at that point. Before
+# the command runs is, for a plain build, its options being read (it never loads typer).
 PAUSED = """
 import sys, time
 from pathlib import Path
 import flagstone.cli.app as app
+import flagstone.cli.entry as entry
 import flagstone.load as load
 marker, where, *argv = sys.argv[1:]
-module, name = (app, "_only") if where == "before" else (load, "find_root")
+if where == "before":
+    module, name = (entry, "read_build_args") if argv == ["build"] else (app, "_only")
+else:
+    module, name = (load, "find_root")
 real = getattr(module, name)
 def paused(*args, **kwargs):
     Path(marker).touch()
@@ -32,7 +37,7 @@ def paused(*args, **kwargs):
     return real(*args, **kwargs)
 setattr(module, name, paused)
 sys.argv = ["flagstone", *argv]
-app.main()
+entry.main()
 """
 
 COMMANDS = {

@@ -1,3 +1,3 @@
-from flagstone.cli.app import main
+from flagstone.cli.entry import main
 
 main()

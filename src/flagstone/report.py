@@ -312,6 +312,22 @@ class BuildResult:
     def ok(self) -> bool:
         return not any(p.is_error for p in self.problems)
 
+    def built_lines(self) -> str:
+        """One line per bundle written (or that would be, ``dry_run``): its text output."""
+        verb = "would write" if self.dry_run else "wrote"
+        lines = []
+        for bundle in self.bundles:
+            if bundle.format == "flagd":
+                lines.append(f"{verb} {bundle.path} (flagd)\n")
+                continue
+            note = " from uncommitted changes" if bundle.dirty else ""
+            lines.append(
+                f"{verb} {bundle.path}  {(bundle.hash or '')[:19]}  {bundle.flags} flags{note}"
+                + ("  signed" if bundle.signed else "")
+                + "\n"
+            )
+        return "".join(lines)
+
     def payload(self) -> dict[str, Any]:
         return {
             "bundles": [

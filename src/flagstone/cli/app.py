@@ -28,6 +28,14 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, overload
 import typer
 from typer.core import TyperGroup
 
+from flagstone.cli.entry import (
+    ends_with_os_exit,
+    exit_now,
+    interrupt_reported,
+    mark_interrupt_reported,
+    report_interrupt,
+    runs_one_command,
+)
 from flagstone.errors import FlagstoneError, Problem
 
 if TYPE_CHECKING:
@@ -149,31 +157,12 @@ class FlagstoneGroup(TyperGroup):
             code = ExitCode.FINDINGS
         except Exception as e:
             code = internal_error(e, wants_json=_wants_json(argv))
-        if code == ExitCode.INTERRUPTED and not _interrupt_reported:
+        if code == ExitCode.INTERRUPTED and not interrupt_reported():
             # typer turns a Ctrl-C while parsing into a silent Exit(130)
             report_interrupt()
         if not standalone_mode:
             return code
         sys.exit(code or 0)
-
-
-_interrupt_reported = False
-
-
-def _mark_interrupt_reported() -> None:
-    global _interrupt_reported
-    _interrupt_reported = True
-
-
-def report_interrupt() -> ExitCode:
-    """Ctrl-C, from any command at any point: one line, once, and exit 130."""
-    global _interrupt_reported
-    if not _interrupt_reported:
-        _interrupt_reported = True
-        with contextlib.suppress(OSError, ValueError):  # plain: rich may not be imported yet
-            sys.stderr.write("aborted\n")
-            sys.stderr.flush()
-    return ExitCode.INTERRUPTED
 
 
 def internal_error(exc: BaseException, *, wants_json: bool | None = None) -> ExitCode:
@@ -388,20 +377,10 @@ def command(
             token = _current_format.set(None if fmt is None else str(fmt))
             try:
                 return fn(*args, **kwargs)
-            except KeyboardInterrupt:
-                raise typer.Exit(report_interrupt()) from None
-            except FlagstoneError as e:
-                report_error(e)
-                # a write stopped by a signal says what it kept, and exits as the shell would
-                signum = getattr(e, "signum", None)
-                if signum is not None:
-                    _mark_interrupt_reported()
-                    raise typer.Exit(128 + signum) from None
-                raise typer.Exit(ExitCode.ERROR) from None
-            except Exception as e:
+            except (Exception, KeyboardInterrupt) as e:
                 if type(e).__module__.startswith(("typer", "click")):
                     raise  # Exit, Abort, usage errors: the CLI framework's own
-                raise typer.Exit(internal_error(e)) from None
+                raise typer.Exit(_report_failure(e)) from None
             finally:
                 _current_format.reset(token)
 
@@ -409,6 +388,34 @@ def command(
         return fn
 
     return register(fn) if fn is not None else register
+
+
+def _report_failure(exc: Exception | KeyboardInterrupt) -> int:
+    if isinstance(exc, KeyboardInterrupt):
+        return report_interrupt()
+    if isinstance(exc, FlagstoneError):
+        report_error(exc)
+        # a write stopped by a signal says what it kept, and exits as the shell would
+        signum = getattr(exc, "signum", None)
+        if signum is not None:
+            mark_interrupt_reported()
+            return 128 + int(signum)
+        return ExitCode.ERROR
+    return internal_error(exc)
+
+
+def exit_code_after(exc: Exception | KeyboardInterrupt, fmt: str) -> int:
+    """The exit code of a command run outside typer (cli/entry.py's build) that raised
+    ``exc``, reported as ``command`` reports it: an Exit keeps its code."""
+    if isinstance(exc, typer.Exit):
+        return int(exc.exit_code)
+    if type(exc).__module__.startswith(("typer", "click")):
+        raise exc
+    token = _current_format.set(fmt)
+    try:
+        return _report_failure(exc)
+    finally:
+        _current_format.reset(token)
 
 
 # The order `flagstone --help` lists commands in: a user's path through the tool.
@@ -426,13 +433,17 @@ HELP_ORDER = (
 )
 
 
+# Modules of flagstone.cli that register no command.
+NOT_COMMANDS = ("app", "building", "entry", "output")
+
+
 def _command_modules() -> list[str]:
     import flagstone.cli as package
 
     return [
         i.name
         for i in pkgutil.iter_modules(package.__path__)
-        if i.name not in ("app", "output") and not i.name.startswith("_")
+        if i.name not in NOT_COMMANDS and not i.name.startswith("_")
     ]
 
 
@@ -480,6 +491,8 @@ def _only(name: str, *, groups_too: bool = True) -> typer.Typer | None:
 
 
 def main() -> None:
+    """Run the command line through the Typer app (the console script, cli/entry.py,
+    sends here everything but a plain build)."""
     # A run reads a whole repository into long-lived objects: collecting them again and
     # again finds nothing and cost build ~15 % of its time on 6,000 flags. A larger first
     # generation keeps the collector for what a short process does create and drop.
@@ -489,12 +502,11 @@ def main() -> None:
     try:
         _run(sys.argv[1:])
     except KeyboardInterrupt:  # before or after typer's own handling (imports, exit)
-        _exit_now(report_interrupt())
+        exit_now(report_interrupt())
 
 
 def _run(argv: list[str]) -> None:
-    global _exits_after_command
-    _exits_after_command = True  # a command that keeps its objects ends with os._exit below
+    runs_one_command()  # a command that keeps its objects ends with os._exit below
     name = _invoked(argv)
     # shell completion needs every command; so does anything else than a plain command line
     if name is None or "_FLAGSTONE_COMPLETE" in os.environ:
@@ -508,35 +520,9 @@ def _run(argv: list[str]) -> None:
     try:
         (trimmed or app)()
     except SystemExit as e:
-        if not _kept_until_exit:
+        if not ends_with_os_exit():
             raise
-        _exit_now(e.code)
-
-
-# What a command asked to hold until the process ends (``keep_until_exit``).
-_kept_until_exit: list[object] = []
-# Whether this process runs one command and ends (``main``), not a test's in-process runner.
-_exits_after_command = False
-
-
-def keep_until_exit(*objects: object) -> None:
-    """Hold ``objects`` to the end of the run and end it with ``os._exit`` once the output
-    is flushed: freeing a build's repository and bundles one object at a time, as leaving
-    the command and then the interpreter's shutdown do, took ~50 ms of a 0.3 s build."""
-    _kept_until_exit[:] = objects
-
-
-def ends_with_os_exit() -> bool:
-    """Whether the process ends with ``os._exit`` once the command returns: it held its
-    objects (``keep_until_exit``) and runs under ``main``, so nothing is freed after it."""
-    return _exits_after_command and bool(_kept_until_exit)
-
-
-def _exit_now(code: object) -> NoReturn:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+        exit_now(e.code)
 
 
 def _only_from_its_module(name: str) -> typer.Typer | None:

@@ -1,26 +1,12 @@
 from __future__ import annotations
 
-import contextlib
-import errno
-import gc
-import os
-import pickle
-import signal
-import sys
-import tempfile
-import threading
-from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
-from flagstone.cli.app import TextJson, command, ends_with_os_exit, finish, keep_until_exit
-from flagstone.errors import FlagstoneError, Problem, UsageError
-
-if TYPE_CHECKING:
-    from flagstone.model import Repository
+from flagstone.cli.app import TextJson, command, finish
 
 
 class BundleFormat(StrEnum):
@@ -28,66 +14,8 @@ class BundleFormat(StrEnum):
     flagd = "flagd"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, then rename: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_bundles(files: Sequence[tuple[Path, bytes]]) -> None:
-    """Write every bundle or none: on a failure the ones already written are put back."""
-    done: list[tuple[Path, bytes | None]] = []
-    try:
-        for path, data in files:
-            if path.is_dir():
-                raise FlagstoneError(f"cannot write {path}: a directory is in the way")
-            before = path.read_bytes() if path.is_file() else None
-            write_atomically(path, data)
-            done.append((path, before))
-    except OSError as e:
-        for path, before in reversed(done):
-            if before is None:
-                path.unlink(missing_ok=True)
-            else:
-                write_atomically(path, before)
-        raise FlagstoneError(_write_failure(e)) from None
-
-
-def _write_failure(e: OSError) -> str:
-    where = e.filename or "the output directory"
-    if e.errno == errno.ENOSPC:
-        return f"cannot write {where}: no space left on the device; free some space or pass --out elsewhere; nothing was written"
-    if e.errno in (errno.ENOTDIR, errno.EEXIST):
-        return f"cannot write into {where}: a file is in the way; pass --out a directory; nothing was written"
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"cannot write {where}: permission denied; pass --out a writable directory; nothing was written"
-    return f"cannot write {where}: {e.strerror or e}; nothing was written"
-
-
-def read_signing_key(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise FlagstoneError(
-            f"--sign {path}: no such key file; create one with "
-            "`openssl genpkey -algorithm ed25519 -out signing.pem`"
-        ) from None
-    except IsADirectoryError:
-        raise FlagstoneError(f"--sign {path}: is a directory, not a PEM key file") from None
-    except OSError as e:
-        raise FlagstoneError(f"--sign {path}: {e.strerror}") from None
-
-
+# cli/entry.py reads a plain `flagstone build ...` without typer: it knows these options
+# by the same names (a test holds the two readers to the same options and results).
 @command
 def build(
     env: Annotated[
@@ -135,257 +63,19 @@ def build(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Write one deterministic JSON bundle per environment (dist/<env>.json)."""
-    from flagstone.bundle import dump_bundle, sign_bundle
-    from flagstone.load import assemble_worktree, find_root, read_worktree
-    from flagstone.model import check_environments
-    from flagstone.report import BuildResult, BuiltBundle
+    from flagstone.cli.building import BuildOptions
+    from flagstone.cli.building import build as run_build
 
-    if all_envs and env:
-        raise UsageError("pass --env or --all, not both")
-    if recipients and not include_secrets:
-        raise UsageError("--recipient seals secrets into the bundle: pass --include-secrets too")
-    if include_secrets and not recipients:
-        raise UsageError(
-            "--include-secrets needs the service's age public key: pass --recipient age1… "
-            "(the bundle carries the secrets encrypted to it, never in plain text)"
-        )
-    # What a build reads lives until it is written: the collector would only walk it.
-    with _collector_paused():
-        repo_root = find_root(root or Path.cwd())
-        worktree = read_worktree(repo_root)
-        names = env or list(worktree.settings.environments)
-        check_environments(names, worktree.settings.environments)
-        flagstone_bundles = bundle_format is BundleFormat.flagstone
-        repo, load_problems = assemble_worktree(worktree)
-        # A forked copy validates what this process parsed while this one compiles; not
-        # when sealing secrets, which decrypts only once the repository is valid.
-        checking = (
-            validation_beside(repo, load_problems, names)
-            if flagstone_bundles and not include_secrets
-            else None
-        )
-        compiled: dict[str, tuple[dict[str, Any], bytes, bool]] = {}
-        if checking is None:
-            from flagstone.validate import validate_loaded
-
-            _refuse_errors(validate_loaded(repo, load_problems, envs=names), fmt)
-            key = read_signing_key(sign) if sign is not None else None
-            if flagstone_bundles:
-                compiled = _compile_bundles(repo, names, recipients if include_secrets else None)
-        else:
-            failure: Exception | None = None
-            try:
-                compiled = _compile_bundles(repo, names)
-            except Exception as e:  # invalid input: validation's findings come first
-                failure = e
-            except BaseException:
-                checking.cancel()
-                raise
-            _refuse_errors(checking.result(repo, load_problems), fmt)
-            key = read_signing_key(sign) if sign is not None else None
-            if failure is not None:
-                raise failure
-        target = repo_root / "dist" if out_dir is None else Path.cwd() / out_dir
-        files: list[tuple[Path, bytes]] = []
-        built: list[BuiltBundle] = []
-        warnings: list[Problem] = []
-        if bundle_format is BundleFormat.flagd:
-            from flagstone.flagd import dump_export, export_environment
-
-            for name in names:
-                document, found = export_environment(repo, name)
-                warnings += found
-                path = target / f"{name}.flagd.json"
-                files.append((path, dump_export(document)))
-                built.append(BuiltBundle(name, str(path), "flagd"))
-        for name, (bundle, data, dirty) in compiled.items():
-            if key is not None:
-                bundle = sign_bundle(bundle, key)
-                data = dump_bundle(bundle)
-            path = target / f"{name}.json"
-            files.append((path, data))
-            built.append(
-                BuiltBundle(
-                    name,
-                    str(path),
-                    "flagstone",
-                    hash=bundle["hash"],
-                    flags=len(bundle["flags"]),
-                    dirty=dirty,
-                    signed=key is not None,
-                )
-            )
-        if not dry_run:
-            write_bundles(files)
-        keep_until_exit(repo, compiled, files)
-        finish(BuildResult(built, warnings, dry_run=dry_run), fmt)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        # A run that ends with os._exit frees nothing: the collector, enabled again, would
-        # only walk everything the build read once more (60 ms of 1.04 s CPU at load ~2).
-        if enabled and not ends_with_os_exit():
-            gc.enable()
-
-
-def _refuse_errors(problems: Sequence[Problem], fmt: TextJson) -> None:
-    errors = [p for p in problems if p.is_error]
-    if errors:
-        from flagstone.report import BuildResult
-
-        finish(BuildResult(problems=errors), fmt)
-
-
-def _compile_bundles(
-    repo: Repository, names: Sequence[str], recipients: list[str] | None = None
-) -> dict[str, tuple[dict[str, Any], bytes, bool]]:
-    """Each environment's bundle, its canonical bytes and whether its files are uncommitted;
-    ``recipients``: seal the secrets for them."""
-    from flagstone import gitio
-    from flagstone.bundle import CompileMemo, build_bundle, encode_bundle
-
-    # git status runs beside the compiling (the source commit is filled in before encoding)
-    revisions: dict[str, gitio.Revision] = {}
-    failure: list[BaseException] = []
-
-    def read_revisions() -> None:
-        try:
-            revisions.update(
-                gitio.revisions(
-                    repo.root, {n: [repo.settings.file, f"environments/{n}"] for n in names}
-                )
-            )
-        except BaseException as e:  # re-raised in the compiling thread
-            failure.append(e)
-
-    git_status = threading.Thread(target=read_revisions, daemon=True)
-    git_status.start()
-    memo: CompileMemo = {}  # an object identical across environments compiles once
-    bundles = {}
-    for name in names:
-        sealed = _sealed_secrets(repo, name, recipients) if recipients is not None else None
-        bundles[name] = build_bundle(repo, name, sealed_secrets=sealed, hashed=False, memo=memo)
-    git_status.join()
-    if failure:
-        raise failure[0]
-    out = {}
-    for name, bundle in bundles.items():
-        revision = revisions[name]
-        bundle["source"] = {"commit": revision.sha, "dirty": revision.dirty}
-        out[name] = (bundle, encode_bundle(bundle), revision.dirty)
-    return out
-
-
-class ValidationBeside:
-    """A forked copy of this process validating the repository it parsed: ``result``
-    waits for its problems, or validates here when the copy died (killed, out of memory)."""
-
-    def __init__(self, pid: int, fd: int, names: Sequence[str]) -> None:
-        self.pid: int | None = pid
-        self.fd = fd
-        self.names = names
-
-    def result(self, repo: Repository, load_problems: list[Problem]) -> list[Problem]:
-        """The problems of ``validate_loaded`` on ``repo`` and ``load_problems``."""
-        chunks = []
-        try:
-            while chunk := os.read(self.fd, 1 << 20):
-                chunks.append(chunk)
-            status = self._reap()
-        except BaseException:
-            self.cancel()
-            raise
-        finally:
-            os.close(self.fd)
-        if status == 0:
-            with contextlib.suppress(Exception):
-                problems: list[Problem] = pickle.loads(b"".join(chunks))
-                return problems
-        from flagstone.validate import validate_loaded
-
-        return validate_loaded(repo, load_problems, envs=self.names)
-
-    def cancel(self) -> None:
-        if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            self._reap()
-
-    def _reap(self) -> int:
-        assert self.pid is not None
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = None
-        return status
-
-
-def validation_beside(
-    repo: Repository, load_problems: list[Problem], names: Sequence[str]
-) -> ValidationBeside | None:
-    """Start validating ``repo`` in a forked child, or None where that would not help:
-    one usable core, no fork (Windows), other threads running (a fork copies only this
-    one), or ``FLAGSTONE_JOBS=1``. The child shares the parsed repository with this
-    process (copy-on-write, the collector paused) instead of parsing the files again:
-    a second parse cost as much CPU as the checks, which a loaded machine pays for."""
-    if (
-        not hasattr(os, "fork")
-        or os.environ.get("FLAGSTONE_JOBS") == "1"
-        or _usable_cores() < 2
-        or threading.active_count() > 1
-    ):
-        return None
-    sys.stdout.flush()
-    sys.stderr.flush()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: validate, send the problems, exit without cleanup of its own
-        status = 1
-        try:
-            os.close(read_fd)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent reports it
-            # imported here: the parent only compiles, unless this child fails
-            from flagstone.validate import validate_loaded
-
-            problems = validate_loaded(repo, load_problems, envs=names)
-            data = memoryview(pickle.dumps(problems))
-            while data:
-                data = data[os.write(write_fd, data) :]
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    return ValidationBeside(pid, read_fd, names)
-
-
-def _usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _sealed_secrets(repo: Any, env: str, recipients: list[str]) -> dict[str, Any] | None:
-    """``env``'s secrets decrypted with the user's identity and sealed for the service."""
-    from flagstone.cli.app import ExitCode, report_error
-    from flagstone.paths import leaves
-    from flagstone.secrets import remember
-    from flagstone.sops import TamperedError, find_identities, open_env, seal_for_bundle
-
-    try:
-        opened = open_env(repo.root, env, find_identities(repo.root))
-    except TamperedError as e:  # a file that fails to verify is a finding, as in `secret`
-        report_error(e)
-        raise typer.Exit(ExitCode.FINDINGS) from None
-    if opened is None:
-        return None
-    # never into a message
-    remember(
-        str(v)
-        for _, v in leaves(opened.plain)
-        if isinstance(v, str | int | float) and not isinstance(v, bool)
+    options = BuildOptions(
+        envs=env,
+        all_envs=all_envs,
+        out_dir=out_dir,
+        bundle_format=bundle_format.value,
+        sign=sign,
+        include_secrets=include_secrets,
+        dry_run=dry_run,
+        recipients=recipients,
+        output_format=fmt.value,
+        root=root,
     )
-    return seal_for_bundle(opened.plain, recipients, opened.key)
+    finish(run_build(options), fmt)

@@ -36,7 +36,7 @@ def codegen(
     root: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Typed accessors for every flag, variant, experiment arm and config key."""
-    from flagstone.cli.build import write_atomically
+    from flagstone.cli.building import write_atomically
     from flagstone.cli.output import render_problem
     from flagstone.codegen import CodegenResult, codegen_model, render_python, render_ts
     from flagstone.load import find_root, load_repository

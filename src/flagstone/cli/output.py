@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from itertools import groupby
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -61,15 +61,19 @@ def emit(result: Any, fmt: str) -> None:
         else:
             _TEXT[type(result)](result)
         sys.stdout.flush()
-    except BrokenPipeError:
-        abandon_stdout()  # the reader left (`| head`): nothing more to say
-        raise typer.Exit(ExitCode.FINDINGS) from None
     except OSError as e:
-        abandon_stdout()
-        raise FlagstoneError(
-            f"cannot write the output: {e.strerror or e}; "
-            "free some space or send it elsewhere (> file)"
-        ) from None
+        output_failed(e)
+
+
+def output_failed(e: OSError) -> NoReturn:
+    """Stdout took no more: a reader that left (`| head`) ends the run with nothing more
+    to say (exit 1); a full disk or the like is an error (exit 2)."""
+    abandon_stdout()
+    if isinstance(e, BrokenPipeError):
+        raise typer.Exit(ExitCode.FINDINGS) from None
+    raise FlagstoneError(
+        f"cannot write the output: {e.strerror or e}; free some space or send it elsewhere (> file)"
+    ) from None
 
 
 def default_validate_format() -> ValidateFormat:
@@ -199,21 +203,9 @@ def _build(b: report.BuildResult) -> None:
         )
         return
     print_problems(b.problems)
-    verb = "would write" if b.dry_run else "wrote"
-    lines = []
-    for bundle in b.bundles:
-        if bundle.format == "flagd":
-            lines.append(f"{verb} {bundle.path} (flagd)\n")
-            continue
-        note = " from uncommitted changes" if bundle.dirty else ""
-        lines.append(
-            f"{verb} {bundle.path}  {(bundle.hash or '')[:19]}  {bundle.flags} flags{note}"
-            + ("  signed" if bundle.signed else "")
-            + "\n"
-        )
     # Unstyled lines, written as they are: rich would only add ~25 ms of imports (and
     # read "[...]" in a path as markup).
-    sys.stdout.write("".join(lines))
+    sys.stdout.write(b.built_lines())
 
 
 # --- diff, promote, drift -------------------------------------------------------------
