@@ -9,7 +9,7 @@
  */
 import { type CompiledBundle, type Resolution, BundleError, compileBundle, outcome, resolve, unitString } from "./evaluate.js";
 import { type Context, type Json, get } from "./operators.js";
-import type { PublicKey } from "./verify.js";
+import type { PublicKey } from "./signature.js";
 
 /**
  * Augmented by `flagstone codegen --lang ts`, so that flag keys, variants, values,
@@ -174,15 +174,17 @@ export const Client = function (options: ClientOptions = {}): Client {
   // Units left out for lacking consent, counted once per experiment; who was counted stays
   // in memory only (at most 100,000 units, then it starts over), the counts carry no id.
   let counted = new Set<string>();
-  let counts = new Map<string, ConsentNotGiven>();
+  let counts: Record<string, Omit<ConsentNotGiven, "from" | "to">> = {};
   let since = Date.now() / 1000;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const flush = (): void => {
     clearTimeout(timer);
     timer = undefined;
     const to = Date.now() / 1000;
-    const batch = [...counts.keys()].sort().map((k) => ({ ...counts.get(k)!, from: since, to }));
-    counts = new Map();
+    const batch = Object.keys(counts)
+      .sort()
+      .map((k) => ({ ...counts[k], from: since, to }));
+    counts = {};
     since = to;
     if (batch.length) call(onConsentNotGiven!, batch);
   };
@@ -193,8 +195,7 @@ export const Client = function (options: ClientOptions = {}): Client {
     if (!onConsentNotGiven || counted.has(key + unit)) return;
     if (counted.size >= 100_000) counted = new Set();
     counted.add(key + unit);
-    const count = counts.get(key) ?? counts.set(key, { type: "consent_not_given", experiment, flag, environment, units: 0, from: 0, to: 0 }).get(key)!;
-    count.units++;
+    (counts[key] ??= { type: "consent_not_given", experiment, flag, environment, units: 0 }).units++;
     // unref: a pending batch does not keep a Node process alive (close() hands it over).
     (timer ??= setTimeout(flush, options.flushInterval ?? 10_000) as any).unref?.();
   };
@@ -222,7 +223,7 @@ export const Client = function (options: ClientOptions = {}): Client {
       try {
         bundle = typeof bundle === "string" ? parseJson(bundle) : bundle;
         // Loaded on first use: apps without signed bundles never download it.
-        await (await import("./verify.js")).verifyBundle(bundle, key);
+        await (await import("./signature.js")).signatures(BundleError).verifyBundle(bundle, key);
       } catch (e) {
         return refuse(e);
       }

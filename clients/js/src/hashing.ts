@@ -61,18 +61,12 @@ export function murmur3(data: Uint8Array, start = 0, end = data.length): number 
     h = (h << 13) | (h >>> 19);
     h = (Math.imul(h, 5) + 0xe6546b64) | 0;
   }
+  // The 1 to 3 bytes left, little-endian.
   let k = 0;
-  switch (n & 3) {
-    case 3:
-      k ^= data[i + 2] << 16;
-    // falls through
-    case 2:
-      k ^= data[i + 1] << 8;
-    // falls through
-    case 1:
-      k ^= data[i];
-      k = Math.imul(k, 0xcc9e2d51);
-      h ^= Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+  for (let j = n & 3; j; ) k = (k << 8) | data[i + --j];
+  if (n & 3) {
+    k = Math.imul(k, 0xcc9e2d51);
+    h ^= Math.imul((k << 15) | (k >>> 17), 0x1b873593);
   }
   h ^= n;
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);

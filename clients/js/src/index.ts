@@ -16,4 +16,4 @@ export type {
 export { BundleError, compileBundle, resolve, type CompiledBundle, type Reason, type Resolution } from "./evaluate.js";
 export { bucket, cborText, murmur3 } from "./hashing.js";
 export type { Context, Json } from "./operators.js";
-export type { PublicKey } from "./verify.js";
+export type { PublicKey } from "./signature.js";

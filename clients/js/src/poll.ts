@@ -5,7 +5,6 @@
  * A failed, truncated, invalid or unanswered fetch is refused and the last good bundle stays.
  */
 import type { Client } from "./client.js";
-import { BundleError } from "./errors.js";
 
 const hidden = (): boolean => typeof document !== "undefined" && document.visibilityState === "hidden";
 
@@ -19,14 +18,14 @@ export function poll(client: Client, url: string, interval: number, refuse: (e: 
   const run = async (): Promise<void> => {
     // A server that accepts and never answers must not stop the polling.
     const abort = new AbortController();
-    const deadline = setTimeout(() => abort.abort(new BundleError(`${url} did not answer within ${timeout} ms`)), timeout);
+    const deadline = setTimeout(() => abort.abort(`${url} did not answer within ${timeout} ms`), timeout);
     try {
       const response = await fetchFn(url, { headers: etag ? { ...headers, "If-None-Match": etag } : headers, signal: abort.signal });
-      if (response.status !== 304) {
-        if (!response.ok) throw new BundleError(`${url} answered HTTP ${response.status}`);
-        // Remember the ETag only of a bundle that went live: a truncated transfer is fetched again.
-        if (await client.load(await response.text())) etag = response.headers.get("ETag");
-      }
+      if (response.status === 304) return;
+      // A refusal is a message (the client makes it a BundleError): this chunk shares no module with the core.
+      if (!response.ok) return void refuse(`${url} answered HTTP ${response.status}`);
+      // Remember the ETag only of a bundle that went live: a truncated transfer is fetched again.
+      if (await client.load(await response.text())) etag = response.headers.get("ETag");
     } catch (e) {
       refuse(abort.signal.aborted ? abort.signal.reason : e);
     } finally {
