@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +201,8 @@ def _record(line: bytes) -> Mapping[str, Any] | None:
 
 def _replace(path: Path, content: bytes) -> None:
     mode = path.stat().st_mode & 0o777
+    import tempfile  # only a rewrite needs it: validate and build import this module
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flagstone.cli.entry import ends_with_os_exit, keep_until_exit
+from flagstone.cli.entry import ends_with_os_exit, exits_after_command, keep_until_exit
 from flagstone.errors import FlagstoneError, Problem, UsageError
 
 if TYPE_CHECKING:
     from flagstone.model import Repository
-    from flagstone.report import BuildResult
+    from flagstone.report_build import BuildResult
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -135,7 +135,7 @@ def build(options: BuildOptions) -> BuildResult:
             else None
         )
         from flagstone.bundle import dump_bundle, sign_bundle
-        from flagstone.report import BuildResult, BuiltBundle
+        from flagstone.report_build import BuildResult, BuiltBundle
 
         compiled: dict[str, tuple[dict[str, Any], bytes, bool]] = {}
         if checking is None:
@@ -276,22 +276,27 @@ class ValidationBeside:
 
     def result(self, repo: Repository, load_problems: list[Problem]) -> list[Problem]:
         """The problems of ``validate_loaded`` on ``repo`` and ``load_problems``."""
+        import pickle
+
         chunks = []
         try:
             while chunk := os.read(self.fd, 1 << 20):
                 chunks.append(chunk)
-            status = self._reap()
         except BaseException:
             self.cancel()
             raise
         finally:
             os.close(self.fd)
-        if status == 0:
-            import pickle
-
-            with contextlib.suppress(Exception):
-                problems: list[Problem] = pickle.loads(b"".join(chunks))
-                return problems
+        try:  # a copy that died before it wrote them all sent no complete pickle
+            problems: list[Problem] = pickle.loads(b"".join(chunks))
+        except Exception:
+            self._reap()
+        else:
+            # The copy closed the pipe before exiting: waiting while the kernel frees its
+            # memory took 15-50 ms. A process that ends after this command leaves the
+            # exit to init (it inherits the copy when this process ends).
+            self._reap(wait=not exits_after_command())
+            return problems
         from flagstone.validate import validate_loaded
 
         return validate_loaded(repo, load_problems, envs=self.names)
@@ -302,11 +307,10 @@ class ValidationBeside:
                 os.kill(self.pid, signal.SIGKILL)
             self._reap()
 
-    def _reap(self) -> int:
+    def _reap(self, *, wait: bool = True) -> None:
         assert self.pid is not None
-        _, status = os.waitpid(self.pid, 0)
+        os.waitpid(self.pid, 0 if wait else os.WNOHANG)
         self.pid = None
-        return status
 
 
 def validation_beside(
@@ -342,6 +346,7 @@ def validation_beside(
             data = memoryview(pickle.dumps(problems))
             while data:
                 data = data[os.write(write_fd, data) :]
+            os.close(write_fd)  # the parent reads to the end now, not once this exits
             status = 0
         finally:
             os._exit(status)

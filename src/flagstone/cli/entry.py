@@ -141,6 +141,11 @@ def runs_one_command() -> None:
     _exits_after_command = True
 
 
+def exits_after_command() -> bool:
+    """Whether this process ends once its command returns (a test's runner goes on)."""
+    return _exits_after_command
+
+
 def keep_until_exit(*objects: object) -> None:
     """Hold ``objects`` to the end of the run and end it with ``os._exit`` once the output
     is flushed: freeing a build's repository and bundles one object at a time, as leaving
