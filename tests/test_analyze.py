@@ -227,10 +227,9 @@ def _parquet(con: duckdb.DuckDBPyConnection, path: Path, records: list[dict], co
     return path
 
 
-def test_aggregate__in_parts__gives_the_numbers_of_one_query(tmp_path) -> None:
-    """Over more units than DuckDB's memory holds, the query runs once per hash part of
-    the units: exclusions, balance, looks, CUPED and the consent count add up the same."""
-    from flagstone.analysis.ingest import aggregate
+def _plan_shapes(tmp_path: Path) -> tuple[tuple, list[QueryPlan]]:
+    """Parquet files with every structure (two arms, consent refused, events before
+    exposure, a dimension, a second experiment, consent counts) and plans across shapes."""
     from flagstone.analysis.sources import resolve
 
     exposures, events = simulate(3000, seed=9)
@@ -279,6 +278,15 @@ def test_aggregate__in_parts__gives_the_numbers_of_one_query(tmp_path) -> None:
         QueryPlan("onboarding-length", metrics[:2], environment="prod", interaction="second"),
         QueryPlan("onboarding-length", metrics[:1], by="country"),
     ]
+    return sources, plans
+
+
+def test_aggregate__in_parts__gives_the_numbers_of_one_query(tmp_path) -> None:
+    """Over more units than DuckDB's memory holds, the query runs once per hash part of
+    the units: exclusions, balance, looks, CUPED and the consent count add up the same."""
+    from flagstone.analysis.ingest import aggregate
+
+    sources, plans = _plan_shapes(tmp_path)
     for plan in plans:
         whole, _ = aggregate(plan, *sources, parts=1)
         split, _ = aggregate(plan, *sources, parts=3)
@@ -288,6 +296,83 @@ def test_aggregate__in_parts__gives_the_numbers_of_one_query(tmp_path) -> None:
     first, _ = aggregate(plans[0], *sources, parts=1)
     assert (first.consent_refused, first.consent_not_given) == (1, 11)
     assert len(first.looks) == 2 and first.dimensions["country"]
+
+
+def test_aggregate__keyed_by_hash__gives_the_numbers_keyed_by_the_unit_strings(tmp_path) -> None:
+    """Units keyed by hash(unit): every plan shape (two arms, consent, dimensions, looks,
+    windows, CUPED, interactions, --by, winsorize), whole and in parts, as the strings."""
+    from flagstone.analysis.ingest import aggregate
+
+    sources, plans = _plan_shapes(tmp_path)
+    capped = QueryPlan(
+        "onboarding-length", (MetricQuery("revenue", "mean", winsorize=95),), environment="prod"
+    )
+    for plan in [*plans, capped]:
+        exact, _ = aggregate(plan, *sources, parts=1, unit_keys="text")
+        hashed, _ = aggregate(plan, *sources, parts=1)
+        assert hashed.exact_reruns == 0 and exact.units, plan
+        assert_close(_plain(hashed), _plain(exact), repr(plan))
+        if plan is not capped:
+            split, _ = aggregate(plan, *sources, parts=3)
+            assert_close(_plain(split), _plain(exact), repr(plan))
+
+
+def test_aggregate__units_sharing_a_hash_key__rerun_keyed_by_the_strings(tmp_path) -> None:
+    """A deliberately weak key (key_bits=0: every unit shares key 0) makes two exposed
+    units share a key in every plan shape: the hashed query sees it and the numbers are
+    those of the string-keyed query, rerun once."""
+    from flagstone.analysis.ingest import aggregate
+
+    sources, plans = _plan_shapes(tmp_path)
+    for plan in plans:
+        exact, _ = aggregate(plan, *sources, parts=1, unit_keys="text")
+        for parts in (1, 3):
+            weak, _ = aggregate(dataclasses.replace(plan, key_bits=0), *sources, parts=parts)
+            assert weak.exact_reruns == 1, plan
+            assert_close(
+                _plain(weak), _plain(dataclasses.replace(exact, exact_reruns=1)), repr(plan)
+            )
+
+
+def test_aggregate__events_of_an_unexposed_unit_sharing_the_key__are_left_out(tmp_path) -> None:
+    """One exposed unit, events of many others, every key the same (key_bits=0): the
+    second fingerprint keeps the other units' events out of the join, with no rerun; in
+    an interaction, the other experiment's key holding this unit and another is seen."""
+    from flagstone.analysis.ingest import aggregate
+    from flagstone.analysis.sources import resolve
+
+    exposures, events = simulate(200, seed=3)
+    first = exposures[0]
+    mine = [e for e in exposures if e["unit"] == first["unit"]]
+    assert any(m["unit"] == first["unit"] for m in events)
+    metrics = resolve(str(write_jsonl(tmp_path / "m.jsonl", events)), "metrics")
+    plan = QueryPlan(
+        "onboarding-length",
+        (MetricQuery("converted", "proportion"), MetricQuery("revenue", "mean")),
+        environment="prod",
+    )
+    alone = resolve(str(write_jsonl(tmp_path / "alone.jsonl", mine)), "exposures")
+    exact, _ = aggregate(plan, alone, metrics, unit_keys="text")
+    weak, _ = aggregate(dataclasses.replace(plan, key_bits=0), alone, metrics)
+    assert weak.exact_reruns == 0 and sum(exact.units.values()) == 1
+    assert_close(_plain(weak), _plain(exact))
+    assert weak.data["revenue"][first["arm"]].sum == exact.data["revenue"][first["arm"]].sum > 0
+
+    other = {**first, "experiment": "second", "arm": "b"}
+    stranger = {**other, "unit": exposures[-1]["unit"]}
+    assert stranger["unit"] != first["unit"]
+    paired = dataclasses.replace(plan, interaction="second")
+    for extra, reruns in (([other, stranger], 1), ([stranger], 0)):
+        both = resolve(
+            str(write_jsonl(tmp_path / f"both{reruns}.jsonl", mine + extra)), "exposures"
+        )
+        exact, _ = aggregate(paired, both, metrics, unit_keys="text")
+        weak, _ = aggregate(dataclasses.replace(paired, key_bits=0), both, metrics)
+        assert weak.exact_reruns == reruns, extra
+        assert_close(
+            _plain(weak), _plain(dataclasses.replace(exact, exact_reruns=reruns)), repr(extra)
+        )
+    assert exact.slices == {} and weak.slices == {}  # the stranger alone: not in both
 
 
 def _plain(agg: object) -> object:

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from flagstone.analysis.sources import (
     InputError,
@@ -62,6 +62,8 @@ class Aggregates:
     )
     first_exposure: float | None = None
     last_exposure: float | None = None
+    # Runs of the string-keyed query because two units shared a hash key (``aggregate``).
+    exact_reruns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +133,10 @@ def statements(con: Any, plan: QueryPlan, exposures: Source, metrics: Source) ->
 
 
 # DuckDB's grouping by unit (after the join) holds about this much per unit, and per
-# event column summed (measured: 2.1 GB for 5M units and 4 metrics, Parquet, DuckDB 2.0).
+# event column summed (measured: 2.1 GB for 5M units and 4 metrics, Parquet, DuckDB 2.0,
+# keyed by the unit string; BYTES_PER_HASHED_UNIT keyed by hash(unit)).
 BYTES_PER_UNIT = 300
+BYTES_PER_HASHED_UNIT = 220
 BYTES_PER_EVENT_COLUMN = 30
 MAX_PARTS = 8
 
@@ -149,7 +153,8 @@ def parts_needed(
     if any(m.winsorize is not None for m in plan.metrics):
         return 1
     columns = len({name for m in plan.metrics for name in m.events}) * (2 if plan.cuped else 1)
-    per_unit = (BYTES_PER_UNIT + BYTES_PER_EVENT_COLUMN * columns) * max(1, len(plan.looks))
+    base = BYTES_PER_UNIT if plan.key_bits is None else BYTES_PER_HASHED_UNIT
+    per_unit = (base + BYTES_PER_EVENT_COLUMN * columns) * max(1, len(plan.looks))
     budget = 0.75 * _bytes(memory_limit)
     files = "[" + ", ".join(quote_literal(f, "duckdb") for f in exposures.files) + "]"
     rows = con.execute(f"SELECT SUM(num_rows) FROM parquet_file_metadata({files})").fetchone()[0]
@@ -193,12 +198,16 @@ def aggregate(
     memory_limit: str | None = None,
     *,
     parts: int | None = None,
+    unit_keys: Literal["hash", "text"] = "hash",
 ) -> tuple[Aggregates, Statements]:
     """The sufficient statistics of ``plan`` over the files, and the statements that made
     them. With ``plan.consent_counts`` the query also sums the runtime's
     ``consent_not_given`` records: one more read of the exposures, so only for
     experiments that can have them. ``parts``: run the query once per part of the units
-    (default: ``parts_needed``); the numbers are the same."""
+    (default: ``parts_needed``); the numbers are the same. ``unit_keys``: the query keys
+    units by hash(unit) (``plan.key_bits`` bits, default 64), smaller and faster to group
+    and join than the strings, and runs again keyed by the strings if two units shared a
+    key; ``text``: by the strings at once. The numbers are the same."""
     import duckdb
 
     limit = memory_limit_setting(memory_limit)
@@ -210,32 +219,54 @@ def aggregate(
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
 
+        def run(query_plan: QueryPlan) -> list[dict[str, Any]]:
+            count = parts
+            if count is None:
+                count = parts_needed(con, query_plan, exposures, metrics, limit)
+            if count <= 1:
+                return fetch(aggregation_sql(query_plan))
+            return merge_parts(
+                [
+                    fetch(
+                        aggregation_sql(
+                            dataclasses.replace(
+                                query_plan,
+                                partition=(i, count),
+                                # the counts carry no unit: the first part has them all
+                                consent_counts=query_plan.consent_counts and i == 0,
+                            )
+                        )
+                    )
+                    for i in range(count)
+                ]
+            )
+
+        reruns = 0
         try:
             for view in stmts.views:
                 con.execute(view)
-            if parts is None:
-                parts = parts_needed(con, stmts.plan, exposures, metrics, limit)
-            if parts <= 1:
-                rows = fetch(stmts.query)
+            if unit_keys == "text":
+                rows = run(dataclasses.replace(stmts.plan, key_bits=None))
             else:
-                rows = merge_parts(
-                    [
-                        fetch(
-                            aggregation_sql(
-                                dataclasses.replace(
-                                    stmts.plan,
-                                    partition=(i, parts),
-                                    # the counts carry no unit: the first part has them all
-                                    consent_counts=stmts.plan.consent_counts and i == 0,
-                                )
-                            )
-                        )
-                        for i in range(parts)
-                    ]
-                )
+                bits = 64 if stmts.plan.key_bits is None else stmts.plan.key_bits
+                rows = run(dataclasses.replace(stmts.plan, key_bits=bits))
+                if _shared_keys(rows):
+                    rows = run(dataclasses.replace(stmts.plan, key_bits=None))
+                    reruns = 1
         except duckdb.Error as e:
             raise InputError(_duckdb_message(e, exposures, metrics)) from None
-    return rows_to_aggregates(rows, plan.metrics, plan.looks, cuped=plan.cuped), stmts
+    agg = rows_to_aggregates(rows, plan.metrics, plan.looks, cuped=plan.cuped)
+    agg.exact_reruns = reruns
+    return agg, stmts
+
+
+def _shared_keys(rows: Iterable[Mapping[str, Any]]) -> int:
+    """Keys that two units shared in a hash-keyed query's rows."""
+    return sum(
+        round(_num(r.get("n")))
+        for r in rows
+        if r.get("kind") == "excluded" and r.get("metric") == "unit_hash_collisions"
+    )
 
 
 def _duckdb_message(error: BaseException, *sources: Source) -> str:

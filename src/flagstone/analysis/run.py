@@ -364,6 +364,11 @@ def analyze(
         analysis.warnings.append(
             f"{agg.consent_refused} unit(s) without consent are excluded from the analysis"
         )
+    if agg.exact_reruns:
+        analysis.notes.append(
+            "two units shared a 64-bit hash key, so the data was aggregated again keyed by "
+            "the unit strings (exact, slower)"
+        )
     if agg.consent_not_given is not None and experiment.consent_required:
         analysis.notes.append(
             f"{agg.consent_not_given:,} unit(s) were not enrolled for lacking consent "

@@ -26,9 +26,14 @@ and returns long rows, one per (kind, arm, slice, look, metric):
 Balance, excluded and span counts may come in several rows (one per arm and slice); a
 reader adds them up (the span: the earliest and the latest).
 
-A local DuckDB run over more units than its memory holds may run the query once per
+A local DuckDB run keys units by a 64-bit hash (``key_bits``) instead of the string,
+so its groupings and join hold integers, and it may run the query once per
 ``partition`` of the units (``hash(unit) % parts``) and add the rows up; the printed
-query is the whole.
+query is the whole, keyed by the string. A second, independent fingerprint of each unit
+(``hash(reverse(unit))``) makes the hashed query exact or say it is not: the join
+matches both, and a key whose exposures carry two fingerprints (two units shared the
+hash) is counted as ``excluded`` ``unit_hash_collisions``; a reader that sees any runs
+the string-keyed query instead (``ingest.aggregate``).
 
 The rules, in SQL: a unit's first exposure starts its attribution (first exposure wins);
 a unit exposed to two arms is excluded and counted; metric events before the first
@@ -102,6 +107,19 @@ class QueryPlan:
     # (p, of): only the units with hash(unit) % of = p. DuckDB only: a local run over more
     # units than its memory holds at once runs the query once per part (``ingest.py``).
     partition: tuple[int, int] | None = None
+    # DuckDB only: key each unit by the low ``key_bits`` bits of hash(unit) instead of the
+    # string (64 locally; fewer only to make units share keys in tests). None: the string.
+    key_bits: int | None = None
+
+
+UNIT_CHECK = "hash(reverse({}))"  # the second fingerprint: not a function of hash(unit)
+
+
+def unit_key(column: str, bits: int) -> str:
+    """The integer key of a unit under ``key_bits``."""
+    if bits >= 64:
+        return f"hash({column})"
+    return f"(hash({column}) % {2**bits})"
 
 
 def quote_literal(text: str, dialect: Dialect) -> str:
@@ -207,6 +225,14 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
     where = [f"experiment = {lit(plan.experiment)}"]
     if plan.environment is not None:
         where.append(f"(environment IS NULL OR environment = {lit(plan.environment)})")
+    hashed = plan.key_bits is not None
+    if hashed and dialect != "duckdb":
+        raise ValueError("a query keyed by hash(unit) is DuckDB's")
+    bits = 64 if plan.key_bits is None else plan.key_bits
+
+    def key(column: str) -> str:
+        return unit_key(column, bits) if hashed else column
+
     part = ""
     if plan.partition is not None:
         if dialect != "duckdb" or any(m.winsorize is not None for m in plan.metrics):
@@ -217,19 +243,24 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
         where.append(f"hash(unit) {part}")
     dim_select = "".join(f",\n    MIN({ident(d)}) AS {dim_cols[d]}" for d in dims)
     # status: 0 enrolled, 1 exposed to more than one arm, 2 consent refused, 3 not in the
-    # interaction's other experiment; NULL without an arm (counted nowhere). A unit is in
-    # one arm when its least and greatest arm agree: the same test as COUNT(DISTINCT arm)
-    # = 1 without a second grouping (by unit and arm).
+    # interaction's other experiment, 4 (hashed) a key two units shared (its exposures
+    # carry two fingerprints); NULL without an arm (counted nowhere). A unit is in one arm
+    # when its least and greatest arm agree: the same test as COUNT(DISTINCT arm) = 1
+    # without a second grouping (by unit and arm).
+    check = UNIT_CHECK.format("unit")
     exposed = (
         "exposed AS (\n"
-        "  SELECT unit, MIN(ts) AS first_ts, MIN(arm) AS arm,\n"
-        "    CASE WHEN MIN(arm) < MAX(arm) THEN 1\n"
+        f"  SELECT {key('unit')} AS unit, MIN(ts) AS first_ts, MIN(arm) AS arm,\n"
+        + (f"    MIN({check}) AS check_lo, MAX({check}) AS check_hi,\n" if hashed else "")
+        + "    CASE "
+        + (f"WHEN MIN({check}) < MAX({check}) THEN 4\n      " if hashed else "")
+        + "WHEN MIN(arm) < MAX(arm) THEN 1\n"
         "      WHEN MIN(arm) = MAX(arm) THEN MAX(CASE WHEN consent = FALSE THEN 2 ELSE 0 END)\n"
         "    END AS status"
         + dim_select
         + "\n  FROM exposures\n  WHERE "
         + "\n    AND ".join(where)
-        + "\n  GROUP BY unit\n)"
+        + f"\n  GROUP BY {key('unit')}\n)"
     )
     ctes = [exposed]
     units = "exposed"
@@ -238,19 +269,40 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
     if plan.interaction is not None:
         # Each cell is (arm of A, arm of B); units of A alone are status 3.
         other_where = [f"experiment = {lit(plan.interaction)}", *where[1:]]
-        ctes.append(
-            "other AS (\n  SELECT unit, MIN(arm) AS arm\n  FROM exposures\n  WHERE "
-            + "\n    AND ".join(other_where)
-            + "\n  GROUP BY unit\n  HAVING MIN(arm) = MAX(arm)\n)"
-        )
         paired_dims = "".join(f", x.{c}" for c in dim_cols.values())
-        ctes.append(
-            "paired AS (\n"
-            "  SELECT x.unit, x.arm, x.first_ts,\n"
-            "    CASE WHEN x.status = 0 AND o.unit IS NULL THEN 3 ELSE x.status END AS status"
-            f"{paired_dims}, o.arm AS ix\n"
-            "  FROM exposed x\n  LEFT JOIN other o ON o.unit = x.unit\n)"
-        )
+        if not hashed:
+            ctes.append(
+                "other AS (\n  SELECT unit, MIN(arm) AS arm\n  FROM exposures\n  WHERE "
+                + "\n    AND ".join(other_where)
+                + "\n  GROUP BY unit\n  HAVING MIN(arm) = MAX(arm)\n)"
+            )
+            ctes.append(
+                "paired AS (\n"
+                "  SELECT x.unit, x.arm, x.first_ts,\n"
+                "    CASE WHEN x.status = 0 AND o.unit IS NULL THEN 3 ELSE x.status END AS status"
+                f"{paired_dims}, o.arm AS ix\n"
+                "  FROM exposed x\n  LEFT JOIN other o ON o.unit = x.unit\n)"
+            )
+        else:
+            # The other experiment's key may hold this unit and another one (status 4) or
+            # only another one (its fingerprints leave this unit's out: not in it).
+            ctes.append(
+                f"other AS (\n  SELECT {key('unit')} AS unit, MIN(arm) AS arm,"
+                f" MIN(arm) < MAX(arm) AS two_arms,\n"
+                f"    MIN({check}) AS check_lo, MAX({check}) AS check_hi\n  FROM exposures\n  WHERE "
+                + "\n    AND ".join(other_where)
+                + f"\n  GROUP BY {key('unit')}\n)"
+            )
+            ctes.append(
+                "paired AS (\n"
+                "  SELECT x.unit, x.arm, x.first_ts, x.check_lo,\n"
+                "    CASE WHEN x.status = 0 AND o.check_lo < o.check_hi THEN 4\n"
+                "      WHEN x.status = 0 AND (o.unit IS NULL OR o.two_arms) THEN 3\n"
+                "      ELSE x.status END AS status"
+                f"{paired_dims}, o.arm AS ix\n"
+                "  FROM exposed x\n  LEFT JOIN other o\n"
+                "    ON o.unit = x.unit AND x.check_lo BETWEEN o.check_lo AND o.check_hi\n)"
+            )
         units, slice_col = "paired", "ix"
         carried.append("ix")
 
@@ -267,7 +319,11 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
         )
         keys.append("t.look")
     events = sorted({name for m in plan.metrics for name in m.events})
-    join = ["m.unit = e.unit"]
+    join = (
+        [f"{key('m.unit')} = e.unit", f"{UNIT_CHECK.format('m.unit')} = e.check_lo"]
+        if hashed
+        else ["m.unit = e.unit"]
+    )
     if part:
         join.append(f"hash(m.unit) {part}")  # the other parts' events, dropped before the join
     if dialect != "duckdb":
@@ -414,6 +470,8 @@ def aggregation_sql(plan: QueryPlan, dialect: Dialect = "duckdb") -> str:
         ("2", lit("excluded"), lit("consent_refused")),
         ("0", lit("span"), lit("first_exposure")),
     ]
+    if hashed:
+        outputs.append(("4", lit("excluded"), lit("unit_hash_collisions")))
     whole = [f"s.g{c} = 1" for c in dim_cols.values()]  # not a balance grouping set
     # The last look is everything: units are counted once, there.
     latest = [f"s.look = {len(plan.looks) - 1}"] if plan.looks else []
