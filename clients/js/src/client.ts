@@ -202,7 +202,7 @@ export const Client = function (options: ClientOptions = {}): Client {
 
   const apply = (bundle: unknown): boolean => {
     try {
-      const next = compileBundle(typeof bundle === "string" ? parseJson(bundle) : bundle, refused);
+      const next = compileBundle(parse(bundle), refused);
       const previous = live;
       lastError = null;
       if (next.hash === null || next.hash !== previous?.hash) {
@@ -221,7 +221,7 @@ export const Client = function (options: ClientOptions = {}): Client {
   const load = async (bundle: unknown): Promise<boolean> => {
     if (key)
       try {
-        bundle = typeof bundle === "string" ? parseJson(bundle) : bundle;
+        bundle = parse(bundle);
         // Loaded on first use: apps without signed bundles never download it.
         await (await import("./signature.js")).signatures(BundleError).verifyBundle(bundle, key);
       } catch (e) {
@@ -349,9 +349,10 @@ export const Client = function (options: ClientOptions = {}): Client {
   return client;
 } as unknown as new (options?: ClientOptions) => Client;
 
-function parseJson(text: string): unknown {
+/** A bundle given as JSON text, parsed; an object as it is. */
+function parse(bundle: unknown): unknown {
   try {
-    return JSON.parse(text);
+    return typeof bundle === "string" ? JSON.parse(bundle) : bundle;
   } catch (e) {
     throw new BundleError(`not valid JSON (truncated or corrupt): ${(e as Error).message}`);
   }

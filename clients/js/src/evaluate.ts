@@ -139,7 +139,7 @@ export type Assign = (ctx: Context) => string | null;
  * `consent.experiments`), or at a prefix of it, is exactly true: `consent: true` grants every
  * purpose. Nested objects only (not arrays, not a literal dotted key), as in the Python runtime.
  */
-export function hasConsent(ctx: Context, path: string[] = ["consent", "experiments"]): boolean {
+export function hasConsent(ctx: Context, path: string[]): boolean {
   let node: unknown = ctx;
   for (const part of path) if ((node = get(node, part)) === true) return true;
   return false;

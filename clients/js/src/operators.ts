@@ -89,6 +89,7 @@ export function semverKey(text: unknown): (string | string[] | null)[] | null {
   return m ? [m[1], m[2], m[3], m[4]?.split(".") ?? null] : null;
 }
 
+const DIGITS = /^\d+$/;
 const compareText = (a: any, b: any): number => (a < b ? -1 : a > b ? 1 : 0);
 // Integers of any size, as Python compares them.
 const compareInts = (a: string, b: string): number => compareText(BigInt(a), BigInt(b));
@@ -102,8 +103,8 @@ export function compareSemver(a: any[], b: any[]): number {
   const pb: string[] | null = b[3];
   if (!pa || !pb) return (pa ? -1 : 0) + (pb ? 1 : 0); // a release sorts after its pre-releases
   for (let i = 0; i < pa.length && i < pb.length; i++) {
-    const na = /^\d+$/.test(pa[i]);
-    const c = na === /^\d+$/.test(pb[i]) ? (na ? compareInts : compareText)(pa[i], pb[i]) : na ? -1 : 1;
+    const na = DIGITS.test(pa[i]);
+    const c = na === DIGITS.test(pb[i]) ? (na ? compareInts : compareText)(pa[i], pb[i]) : na ? -1 : 1;
     if (c) return c;
   }
   return pa.length - pb.length;
@@ -140,8 +141,6 @@ function parseDate(s: string): number | null {
   const days = civil(+y, +m, +d);
   return +m < 1 || +m > 12 || +d < 1 || days >= civil(+y, +m + 1, 1) ? null : days;
 }
-
-const DIGITS = /^\d+$/;
 
 /**
  * HH[:?MM[:?SS[{.,}f+]]] as CPython 3.11's parse_hh_mm_ss_ff reads it, step for step:
