@@ -495,6 +495,78 @@ def test_typed_shape_edges__bytes_load_decides_and_names_as_the_dict_load(change
 @pytest.mark.parametrize(
     "change",
     [
+        lambda f: f.update(variants=[]),
+        lambda f: f.update(variants={}),
+        lambda f: f.update(variants=None),
+    ],
+)
+def test_experiment_flag_variants_not_an_object__bytes_load_names_as_the_dict_load(change) -> None:
+    bundle = copy.deepcopy(BASE)
+    change(bundle["flags"][first_flag_with(lambda f: "experiment" in f)])
+    by_dict, by_bytes = decisions(bundle)
+    assert by_dict is not None
+    assert by_dict == by_bytes
+
+
+def twin_flags(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """BASE with two more flags, the second after the first."""
+    bundle = copy.deepcopy(BASE)
+    for key, changes in (("twin-a", first), ("twin-b", second)):
+        bundle["flags"][key] = {
+            "variants": {"on": True, "off": False},
+            "enabled": True,
+            "unit": "user_id",
+            "salt": key,
+            "prerequisites": [],
+            "targets": {},
+            "rules": [],
+            "default": {"variant": "off"},
+            **changes,
+        }
+    return bundle
+
+
+SHARED_RULE = {"when": {"attr": "country", "op": "in", "value": ["DE"]}, "serve": {"variant": "on"}}
+SHARED_ROLLOUT = {"rollout": [{"variant": "on", "end": 5000}, {"variant": "off", "end": 10000}]}
+
+
+@pytest.mark.parametrize(
+    ("second", "field"),
+    [
+        (
+            {"variants": {"yes": 1, "no": 0}, "default": {"variant": "no"}, "rules": [SHARED_RULE]},
+            "rules[0].serve.variant",
+        ),
+        ({"variants": {"on": 1, "no": 0}, "default": SHARED_ROLLOUT}, "default.rollout[1].variant"),
+        (
+            {"variants": {"on": 1, "no": 0}, "default": {"variant": "no"}, "off_variant": "off"},
+            "off_variant",
+        ),
+    ],
+)
+def test_parts_repeated_across_flags__each_flag_judged_against_its_own_variants(
+    second, field
+) -> None:
+    # A load from bytes judges each distinct rule list, serve and condition text once
+    # (flag_shape.References): the verdict on the first flag's text must not let the
+    # second flag, with the same text but other variants, through.
+    first = {"rules": [SHARED_RULE], "default": SHARED_ROLLOUT, "off_variant": "off"}
+    error = refusal(twin_flags(first, second))
+    assert (error.key, error.field) == ("twin-b", field)
+    assert "serves unknown variant" in str(error)
+
+
+def test_parts_repeated_across_flags__the_same_sound_texts_load() -> None:
+    flag = {"rules": [SHARED_RULE, SHARED_RULE], "default": SHARED_ROLLOUT, "off_variant": "off"}
+    data = json.dumps(twin_flags(flag, flag)).encode()
+    client = Client.from_bytes(data)
+    assert client.variant("twin-b", {"user_id": "u", "country": "DE"}) == "on"
+    assert client.variant("twin-a", {"user_id": "u", "country": "FR"}) in {"on", "off"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
         lambda b: b.update(extra=1),  # an unknown member: the typed top level refuses it
         lambda b: b.update(project=None),
         lambda b: b.update(project=7),
