@@ -133,11 +133,13 @@ def statements(con: Any, plan: QueryPlan, exposures: Source, metrics: Source) ->
 
 
 # DuckDB's grouping by unit (after the join) holds about this much per unit, and per
-# event column summed (measured: 2.1 GB for 5M units and 4 metrics, Parquet, DuckDB 2.0,
-# keyed by the unit string; BYTES_PER_HASHED_UNIT keyed by hash(unit)).
+# event column summed (measured, Parquet, 4 metrics, DuckDB 2.0: 2.1 GB for 5M units keyed
+# by the unit string; keyed by hash(unit), 1.67M units in a part peaked at 634 MB RSS
+# under a 700MB limit without spilling, 2.5M spilled). A part may use this share of it.
 BYTES_PER_UNIT = 300
-BYTES_PER_HASHED_UNIT = 220
+BYTES_PER_HASHED_UNIT = 200
 BYTES_PER_EVENT_COLUMN = 30
+PART_SHARE_OF_LIMIT = 0.85
 MAX_PARTS = 8
 
 
@@ -155,7 +157,7 @@ def parts_needed(
     columns = len({name for m in plan.metrics for name in m.events}) * (2 if plan.cuped else 1)
     base = BYTES_PER_UNIT if plan.key_bits is None else BYTES_PER_HASHED_UNIT
     per_unit = (base + BYTES_PER_EVENT_COLUMN * columns) * max(1, len(plan.looks))
-    budget = 0.75 * _bytes(memory_limit)
+    budget = PART_SHARE_OF_LIMIT * _bytes(memory_limit)
     files = "[" + ", ".join(quote_literal(f, "duckdb") for f in exposures.files) + "]"
     rows = con.execute(f"SELECT SUM(num_rows) FROM parquet_file_metadata({files})").fetchone()[0]
     if not rows or rows * per_unit <= budget:  # rows: at least the units, often more
