@@ -575,11 +575,11 @@ def reload_rows(tmp: Path, samples: int, rounds: int) -> dict[tuple[str, int], l
     return out
 
 
-LOAD_STEPS = (
+LOAD_STEPS = (  # the stages of LoadTask, in order
     "split into flag texts",
-    "decode (typed: shape checked)",
-    "schema check of the rest",
-    "cross-references",
+    "schema check without flags",
+    "segments and experiments",
+    "flags: typed decode and checks",
     "assembly",
 )
 

@@ -325,25 +325,25 @@ def check_flag_sources(
     parse: Callable[[Any], Mapping[str, Any]],
     references: References | None = None,
 ) -> None:
-    """``check_flags`` over flags decoded to ``Flag`` (or, where that refused, to dicts,
-    already through the schema check): a ``Flag`` that is not plainly sound is parsed
-    again from its source with ``parse`` for the schema check and the full check to
-    decide, naming the field. ``references``: the load's verdicts so far (one is made
-    when not given)."""
+    """Check changed flags decoded to ``Flag`` or, where that refused, to dicts, against
+    a bundle whose shape without flags was checked: a ``Flag`` plainly sound passes; the
+    dicts, and any ``Flag`` not plainly sound (parsed again from its source with
+    ``parse``), take the schema check and ``check_flags``, which decide and name the
+    field. ``references``: the load's verdicts so far (one is made when not given)."""
     if references is None:
         references = References(bundle["segments"], bundle["experiments"], sources)
     typed = [(key, flag) for key, flag in flags.items() if type(flag) is Flag]
     closer: dict[str, Mapping[str, Any]] = {}
+    if len(typed) < len(flags):
+        closer = {k: f for k, f in flags.items() if not isinstance(f, Flag)}
     if typed:
         for (key, _flag), sound in zip(typed, references.sound(typed), strict=True):
             if not sound:
-                parsed = parse(sources[key])
-                check_shape({**bundle, "flags": {key: parsed}})
-                closer[key] = parsed
-    if len(typed) < len(flags):
-        closer.update((k, f) for k, f in flags.items() if type(f) is not Flag)  # type: ignore[misc]
+                closer[key] = parse(sources[key])
     if closer:
-        check_flags(bundle, {k: closer[k] for k in flags if k in closer}, sources)
+        ordered = {k: closer[k] for k in flags if k in closer}
+        check_shape({**bundle, "flags": ordered})
+        check_flags(bundle, ordered, sources)
 
 
 def variants_of(flag: Flag | Mapping[str, Any]) -> Mapping[str, Any] | None:

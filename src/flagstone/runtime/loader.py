@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from json import decoder as _json_decoder
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from flagstone.runtime.canonical import bundle_hash, signed_message
 from flagstone.runtime.check import (
@@ -41,6 +41,9 @@ from flagstone.runtime.evaluate import (
     parse_source,
     share_unchanged,
 )
+
+if TYPE_CHECKING:
+    from flagstone.runtime.flag_shape import References
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 # The C scanner and string decoder json.loads itself uses (untyped in typeshed).
@@ -215,18 +218,18 @@ Step = Callable[[], None]
 class Split:
     """The first step's product: the bundle without its flags, each flag's text (sharing
     the previous bundle's copy when unchanged), the flags decoded so far, the keys of
-    those to check and to decode, and whether segments and experiments are unchanged."""
+    those to check, and whether segments and experiments are unchanged."""
 
     meta: dict[str, Any]
     sources: dict[str, Source]
     parsed: dict[str, Mapping[str, Any]]
     changed: list[str]
-    to_decode: list[str]
     same_context: bool
 
 
-_PARSE_BATCH = 250  # flags per decoding step: one C call, ~1 ms
-_CHECK_BATCH = 100  # flags per cross-reference step: Python, ~0.5 ms
+# Changed flags per step: decoded in one C call (each flag's variants, rules and default
+# kept raw), then judged (flag_shape.References): ~1 ms.
+_FLAG_BATCH = 250
 
 
 class LoadTask:
@@ -239,12 +242,14 @@ class LoadTask:
     started, one not yet finished), and a thread sliced out mid-step leaves the rest to
     the others. Steps are idempotent and store what they produce with single atomic
     operations, so a step run twice is only work done twice. The costly steps are single
-    C calls, which hold the GIL: the top-level scan (msgspec, with each flag kept as its
-    raw bytes), the decoding of changed flags in batches into the types of
-    ``flag_shape`` (which check their shape as they decode), the Rust schema check of
-    the rest. Then the cross-references, with the shape checks no type expresses, in
-    batches of ``_CHECK_BATCH`` flags (each distinct rule, serve and variants text
-    judged once per load: ``flag_shape.References``), and the assembly.
+    C calls, which hold the GIL, and short Python passes: the top-level scan (msgspec,
+    with each flag kept as its raw bytes), the Rust schema check of the bundle without
+    its flags, the segments and experiments, then the changed flags in batches of
+    ``_FLAG_BATCH``: decoded in one C call into the types of ``flag_shape`` (which check
+    their shape as they decode, leaving the parts flags repeat raw), then judged with
+    the cross-references and the shape checks no type expresses, each distinct
+    variants, rules and serve text once per load (``flag_shape.References``). Then the
+    assembly.
 
     Stages run in order; the steps of one stage are independent. A refusal is the
     ``BundleError`` of the first failing step of its stage, whichever thread ran it.
@@ -371,58 +376,7 @@ class LoadTask:
         if self.identity is not None and "secrets" in meta:
             meta = _with_secrets(meta, self.identity)
         changed, same_context = share_unchanged(meta, sources, self.previous)
-        # A signature covers every flag: all are decoded (to dicts, for the hash), though
-        # only the changed checked.
-        wanted = list(sources) if self.public_key is not None else changed
-        to_decode = [k for k in wanted if k not in parsed]
-        self._products.setdefault(
-            "split", Split(meta, sources, parsed, changed, to_decode, same_context)
-        )
-
-    def _decode_stage(self) -> list[Step]:
-        keys = self.split.to_decode
-        return [
-            functools.partial(self._decode, keys[i : i + _PARSE_BATCH])
-            for i in range(0, len(keys), _PARSE_BATCH)
-        ]
-
-    def _decode(self, keys: list[str]) -> None:
-        parsed = self.split.parsed
-        if keys[-1] in parsed:
-            return  # done, by a thread sliced out before it could say so
-        texts = list(map(self.split.sources.__getitem__, keys))
-        if self.public_key is None:
-            typed = _typed_decode()
-            try:
-                # Decoded, shape-checked and stored in one C call (see _store); twice
-                # stores equal values.
-                parsed.update(zip(keys, map(typed, texts), strict=True))
-                return
-            except Exception:
-                pass
-            # Some flag is not of the typed shape: those go to dicts and the schema check.
-            decode = _msgspec_decode()
-            for key, text in zip(keys, texts, strict=True):
-                try:
-                    parsed[key] = typed(text)
-                except Exception:
-                    try:
-                        parsed[key] = decode(text)
-                    except Exception:
-                        self._decode_stdlib([key])
-            return
-        try:
-            # Decoded and stored in one C call (see _store); twice stores equal values.
-            parsed.update(zip(keys, map(_msgspec_decode(), texts), strict=True))
-        except Exception:
-            self._decode_stdlib(keys)
-
-    def _decode_stdlib(self, keys: list[str]) -> None:
-        # Numbers out of a double's range, or bytes that are not UTF-8: the standard
-        # library decides, exactly as when the whole file is read with it.
-        _meta, everything, _sources = _parse_stdlib(self.data)
-        assert everything is not None  # the fast split found an object of flags
-        self.split.parsed.update((k, everything[k]) for k in keys)
+        self._products.setdefault("split", Split(meta, sources, parsed, changed, same_context))
 
     def _shape_stage(self) -> list[Step]:
         steps = [self._check_shape]
@@ -431,49 +385,107 @@ class LoadTask:
         return steps
 
     def _check_shape(self) -> None:
-        # Flags decoded to the typed shape are checked in the reference stage
-        # (flag_shape.check_flag_sources); the rest of the bundle here.
-        split = self.split
-        parsed = split.parsed
-        untyped = {k: parsed[k] for k in split.changed if type(parsed[k]) is dict}
-        bundle = {**split.meta, "flags": untyped}
+        # The bundle without its flags: each changed flag is checked in its batch (_check).
+        bundle = {**self.split.meta, "flags": {}}
         if "shape" not in self._memo:
             _store(self._memo, "shape", shape_validator().is_valid, bundle)
         if not self._memo["shape"]:
             check_shape(bundle)  # raises, naming what is wrong
 
     def _verify_signature(self) -> None:
+        # A signature covers every flag: all are decoded to dicts, for the hash.
         assert self.public_key is not None
         split = self.split
-        flags = {k: split.parsed[k] for k in split.sources}
+        try:
+            flags = {
+                k: split.parsed[k] if k in split.parsed else _msgspec_decode()(text)
+                for k, text in split.sources.items()
+            }
+        except Exception:
+            _meta, everything, _sources = _parse_stdlib(self.data)
+            assert everything is not None  # the fast split found an object of flags
+            flags = everything
         verify_signature({**_sealed(split.meta, self.data), "flags": flags}, self.public_key)
 
-    def _reference_stage(self) -> list[Step]:
-        from flagstone.runtime.flag_shape import References, check_flag_sources, variants_of
+    def _context_stage(self) -> list[Step]:
+        return [self._check_context]
 
+    def _check_context(self) -> None:
+        # Segments and experiments; of the changed flags, check_context reads the variants
+        # of those an experiment runs on.
         split = self.split
-        changed = {k: split.parsed[k] for k in split.changed}
-        keys = list(changed)
-        meta, sources = split.meta, split.sources
-        # What check_context reads of a changed flag: the variants of experiments' flags.
+        meta = split.meta
         run_on = {e["flag"] for e in meta["experiments"].values()}
         context_flags = {}
-        for key in run_on & changed.keys():
-            variants = variants_of(changed[key])
-            if variants is None:  # not an object of variants: the schema check names it
-                check_shape({**meta, "flags": {key: parse_source(sources[key])}})
-                raise BundleError("variants must be an object", kind="flag", key=key)
-            context_flags[key] = {"variants": variants}
-        steps: list[Step] = [functools.partial(check_context, meta, context_flags, sources)]
-        references = References(meta["segments"], meta["experiments"], sources)
-        for i in range(0, len(keys), _CHECK_BATCH):
-            batch = {k: changed[k] for k in keys[i : i + _CHECK_BATCH]}
-            steps.append(
-                functools.partial(
-                    check_flag_sources, meta, batch, sources, parse_source, references
-                )
-            )
-        return steps
+        for key in run_on.intersection(split.changed) if run_on else ():
+            context_flags[key] = {"variants": self._variants(key)}
+        check_context(meta, context_flags, split.sources)
+
+    def _variants(self, key: str) -> Mapping[str, Any]:
+        from flagstone.runtime.flag_shape import variants_of
+
+        self._decode([key])
+        split = self.split
+        flag = split.parsed[key]
+        variants = variants_of(flag)
+        if type(flag) is dict or variants is None:
+            # Not of the typed shape: the schema check names what is wrong.
+            check_shape({**split.meta, "flags": {key: parse_source(split.sources[key])}})
+        if variants is None:
+            raise BundleError("variants must be an object", kind="flag", key=key)
+        return variants
+
+    def _flag_stage(self) -> list[Step]:
+        from flagstone.runtime.flag_shape import References
+
+        split = self.split
+        meta, keys = split.meta, split.changed
+        references = References(meta["segments"], meta["experiments"], split.sources)
+        return [
+            functools.partial(self._check_flags, keys[i : i + _FLAG_BATCH], references)
+            for i in range(0, len(keys), _FLAG_BATCH)
+        ]
+
+    def _check_flags(self, keys: list[str], references: References) -> None:
+        from flagstone.runtime.flag_shape import check_flag_sources
+
+        self._decode(keys)
+        split = self.split
+        parsed = split.parsed
+        batch = {k: parsed[k] for k in keys}
+        check_flag_sources(split.meta, batch, split.sources, parse_source, references)
+
+    def _decode(self, keys: list[str]) -> None:
+        parsed = self.split.parsed
+        keys = [k for k in keys if k not in parsed]  # not done by a thread sliced out
+        if not keys:
+            return
+        texts = list(map(self.split.sources.__getitem__, keys))
+        typed = _typed_decode()
+        try:
+            # Decoded, shape-checked and stored in one C call (see _store); twice stores
+            # equal values.
+            parsed.update(zip(keys, map(typed, texts), strict=True))
+            return
+        except Exception:
+            pass
+        # Some flag is not of the typed shape: those go to dicts and the schema check.
+        decode = _msgspec_decode()
+        for key, text in zip(keys, texts, strict=True):
+            try:
+                parsed[key] = typed(text)
+            except Exception:
+                try:
+                    parsed[key] = decode(text)
+                except Exception:
+                    self._decode_stdlib([key])
+
+    def _decode_stdlib(self, keys: list[str]) -> None:
+        # Numbers out of a double's range, or bytes that are not UTF-8: the standard
+        # library decides, exactly as when the whole file is read with it.
+        _meta, everything, _sources = _parse_stdlib(self.data)
+        assert everything is not None  # the fast split found an object of flags
+        self.split.parsed.update((k, everything[k]) for k in keys)
 
     def _assemble_stage(self) -> list[Step]:
         return [self._assemble]
@@ -488,9 +500,9 @@ class LoadTask:
 
 _STAGES: list[Callable[[LoadTask], list[Step]]] = [
     LoadTask._split_stage,
-    LoadTask._decode_stage,
     LoadTask._shape_stage,
-    LoadTask._reference_stage,
+    LoadTask._context_stage,
+    LoadTask._flag_stage,
     LoadTask._assemble_stage,
 ]
 
