@@ -8,8 +8,16 @@
  * (poll.ts) and checking signatures (verify.ts) load on first use.
  */
 import { type CompiledBundle, type Resolution, BundleError, compileBundle, outcome, resolve, unitString } from "./evaluate.js";
-import { type Context, type Json, get } from "./operators.js";
+import { type Context, type Json, OPERATORS, get } from "./operators.js";
+import type { Counter, counter } from "./parts/consent.js";
 import type { PublicKey } from "./signature.js";
+
+/**
+ * The parts that are not the core's own, once imported: the consent counts (parts/consent.ts,
+ * by `@flagstone/client/consent` or by `load`). The operators of dates and semver go into
+ * the operator table itself.
+ */
+export const parts: { consent?: typeof counter } = {};
 
 /**
  * Augmented by `flagstone codegen --lang ts`, so that flag keys, variants, values,
@@ -171,38 +179,16 @@ export const Client = function (options: ClientOptions = {}): Client {
     }
   };
 
-  // Units left out for lacking consent, counted once per experiment; who was counted stays
-  // in memory only (at most 100,000 units, then it starts over), the counts carry no id.
-  let counted = new Set<string>();
-  let counts: Record<string, Omit<ConsentNotGiven, "from" | "to">> = {};
-  let since = Date.now() / 1000;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const flush = (): void => {
-    clearTimeout(timer);
-    timer = undefined;
-    const to = Date.now() / 1000;
-    const batch = Object.keys(counts)
-      .sort()
-      .map((k) => ({ ...counts[k], from: since, to }));
-    counts = {};
-    since = to;
-    if (batch.length) call(onConsentNotGiven!, batch);
-  };
-  const refused = (experiment: string, unit: string): void => {
-    const flag = live?.raw.experiments[experiment].flag;
-    const environment = live?.environment ?? null;
-    const key = JSON.stringify([experiment, flag, environment]);
-    if (!onConsentNotGiven || counted.has(key + unit)) return;
-    if (counted.size >= 100_000) counted = new Set();
-    counted.add(key + unit);
-    (counts[key] ??= { type: "consent_not_given", experiment, flag, environment, units: 0 }).units++;
-    // unref: a pending batch does not keep a Node process alive (close() hands it over).
-    (timer ??= setTimeout(flush, options.flushInterval ?? 10_000) as any).unref?.();
-  };
+  // The consent counts (parts/consent.ts), made on the first bundle after the part is imported.
+  let consent: Counter | undefined;
+  const flush = (): void => consent?.[1]();
+  const refused = (experiment: string, unit: string): void => consent![0](experiment, live!.raw.experiments[experiment].flag, live!.environment, unit);
 
   const apply = (bundle: unknown): boolean => {
     try {
-      const next = compileBundle(parse(bundle), refused);
+      consent ||= onConsentNotGiven && parts.consent?.((counts) => call(onConsentNotGiven, counts), options.flushInterval);
+      // Without the part, a bundle whose experiments require consent is refused (null), naming the import.
+      const next = compileBundle(parse(bundle), consent ? refused : onConsentNotGiven ? null : undefined);
       const previous = live;
       lastError = null;
       if (next.hash === null || next.hash !== previous?.hash) {
@@ -219,14 +205,12 @@ export const Client = function (options: ClientOptions = {}): Client {
   };
 
   const load = async (bundle: unknown): Promise<boolean> => {
-    if (key)
-      try {
-        bundle = parse(bundle);
-        // Loaded on first use: apps without signed bundles never download it.
-        await (await import("./signature.js")).signatures(BundleError).verifyBundle(bundle, key);
-      } catch (e) {
-        return refuse(e);
-      }
+    try {
+      // poll.ts imports the parts the bundle uses and checks its signature (loaded on first use).
+      await (await import("./poll.js")).prepare((bundle = parse(bundle)), key, !!onConsentNotGiven, OPERATORS, parts, BundleError);
+    } catch (e) {
+      return refuse(e);
+    }
     return apply(bundle);
   };
 

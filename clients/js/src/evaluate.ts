@@ -7,7 +7,7 @@
  */
 import { BundleError } from "./errors.js";
 import { BUCKETS, bucketer } from "./hashing.js";
-import { type Context, type Json, OPERATORS, get, getter, hasOwn, lookup, truthy } from "./operators.js";
+import { type Context, type Json, OPERATORS, get, getter, hasOwn, lookup, partOf, truthy } from "./operators.js";
 
 export type Reason = "DISABLED" | "PREREQUISITE_FAILED" | "TARGET_MATCH" | "RULE_MATCH" | "SPLIT" | "DEFAULT" | "FLAG_NOT_FOUND" | "ERROR";
 export const MAX_PREREQUISITE_DEPTH = 32;
@@ -48,6 +48,12 @@ const fail = (what: string): never => {
   throw new BundleError(what);
 };
 
+// What is being compiled ("flag 'x'", "segment 'y'", "experiment 'z'"), for the refusal of a part not imported.
+let where = "";
+/** The refusal of a bundle that uses a part (dates.ts, semver.ts, consent.ts) not imported. */
+const unregistered = (what: string, part: string): never =>
+  fail(`${where} uses ${what}, which needs import "@flagstone/client/${part}" (or "@flagstone/client/full"); Client.load and a url import it themselves`);
+
 // --- conditions ------------------------------------------------------------------------------
 
 function compileCondition(node: any, segments: (key: string) => Matcher): Matcher {
@@ -69,7 +75,8 @@ function compileLeaf({ attr, op, value, ecmascript }: any): Matcher {
     const want = truthy(value);
     return (ctx) => (read(ctx) != null) === want;
   }
-  const check = hasOwn(OPERATORS, op) ? OPERATORS[op] : fail(`unknown operator ${op}`);
+  const part = partOf(op);
+  const check = hasOwn(OPERATORS, op) ? OPERATORS[op] : part ? unregistered(`the operator '${op}'`, part) : fail(`unknown operator ${op}`);
   if (op === "matches")
     try {
       // flagstone build writes each pattern in ECMAScript form (src/flagstone/ecmascript.py).
@@ -148,7 +155,7 @@ export function hasConsent(ctx: Context, path: string[]): boolean {
 /** Told of each unit an experiment leaves out for lacking consent (counted, never logged). */
 export type OnRefusal = (experiment: string, unit: string) => void;
 
-function compileExperiment(key: string, raw: any, segments: (key: string) => Matcher, refused: OnRefusal): Assign {
+function compileExperiment(key: string, raw: any, segments: (key: string) => Matcher, refused: OnRefusal | null): Assign {
   const { unit, layer, salt, traffic, audience } = raw;
   const split = arms(raw.arms);
   const get = getter(unit);
@@ -160,10 +167,11 @@ function compileExperiment(key: string, raw: any, segments: (key: string) => Mat
   const [start, end] = raw.layer_range ?? [0, 0];
   const running = raw.status === "running";
   const consentRequired = raw.consent_required;
+  if (consentRequired && !refused) unregistered(`consent: required with onConsentNotGiven (flag '${raw.flag}')`, "consent");
   return (ctx) => {
     const u = running ? unitString(get(ctx)) : null;
     if (u === null) return null;
-    if (consentRequired && !hasConsent(ctx, consentPath)) return refused(key, u), null;
+    if (consentRequired && !hasConsent(ctx, consentPath)) return refused!(key, u), null;
     if (!inAudience(ctx)) return null;
     if (layer !== undefined) {
       const b = layerBucket(u);
@@ -193,8 +201,12 @@ export interface CompiledBundle {
 const entries = (o: unknown): [string, any][] => Object.entries(o ?? {});
 const text = (v: unknown): string | null => (typeof v === "string" ? v : null);
 
-/** Compile a parsed bundle; throws BundleError for anything malformed. */
-export function compileBundle(raw: any, refused: OnRefusal = () => {}): CompiledBundle {
+/**
+ * Compile a parsed bundle; throws BundleError for anything malformed. `refused` is told of
+ * the units left out for lacking consent; null refuses a bundle whose experiments require
+ * consent (a client asked to count them without the consent part).
+ */
+export function compileBundle(raw: any, refused: OnRefusal | null = () => {}): CompiledBundle {
   try {
     if (raw?.format !== "flagstone-bundle") fail("not a flagstone bundle (format field)");
     if (raw.version !== 1) fail(`unsupported bundle version ${JSON.stringify(raw.version)}`);
@@ -205,14 +217,17 @@ export function compileBundle(raw: any, refused: OnRefusal = () => {}): Compiled
       if (m === null) fail(`segment cycle through ${key}`);
       if (m) return m;
       segments.set(key, null);
+      const outer = where;
+      where = `segment '${key}'`;
       const compiled = compileCondition((hasOwn(raw.segments ?? {}, key) ? raw.segments[key] : fail(`unknown segment ${key}`)).when, segment);
       segments.set(key, compiled);
+      where = outer;
       return compiled;
     };
     for (const [key] of entries(raw.segments)) segment(key);
-    const experiments = new Map(entries(raw.experiments).map(([k, e]) => [k, compileExperiment(k, e, segment, refused)]));
+    const experiments = new Map(entries(raw.experiments).map(([k, e]) => [k, ((where = `experiment '${k}'`), compileExperiment(k, e, segment, refused))]));
     const flags = new Map<string, CompiledFlag>();
-    for (const [key, flag] of entries(raw.flags)) flags.set(key, compileFlag(flag, segment, experiments, flags));
+    for (const [key, flag] of entries(raw.flags)) flags.set(key, ((where = `flag '${key}'`), compileFlag(flag, segment, experiments, flags)));
     for (const [, flag] of entries(raw.flags)) for (const p of flag.prerequisites) flags.has(p.flag) || fail(`unknown prerequisite ${p.flag}`);
     return { flags, experiments, config: raw.config ?? {}, hash: text(raw.hash), environment: text(raw.environment), raw };
   } catch (e: any) {

@@ -1,10 +1,27 @@
 /**
- * Polling a bundle URL, loaded by `Client.watch` on first use (apps that pass a bundle
- * never download it). Each poll sends If-None-Match with the ETag of the live bundle (a
+ * The asynchronous paths, loaded on first use (apps that pass a bundle never download it):
+ * preparing a bundle for `Client.load` (importing the parts it uses, checking its
+ * signature) and polling a bundle URL, loaded by `Client.watch`. Each poll sends If-None-Match with the ETag of the live bundle (a
  * 304 costs nothing); while the page is hidden no poll runs, and showing it polls at once.
  * A failed, truncated, invalid or unanswered fetch is refused and the last good bundle stays.
  */
-import type { Client } from "./client.js";
+import type { Client, parts as Parts } from "./client.js";
+import type { BundleError } from "./errors.js";
+import type { Predicate } from "./operators.js";
+import type { PublicKey } from "./signature.js";
+
+/**
+ * Before `Client.load` compiles a parsed bundle: the parts its conditions and experiments use
+ * are imported and added (so the app needs no import of theirs on this path), and with `key`
+ * its signature is verified. Nothing of the core is imported: what it needs is handed in.
+ */
+export async function prepare(bundle: unknown, key: PublicKey | undefined, consent: boolean, operators: Record<string, Predicate>, parts: typeof Parts, error: typeof BundleError): Promise<void> {
+  const text = JSON.stringify(bundle) ?? "";
+  if (/"op":"(before|after)"/.test(text)) Object.assign(operators, (await import("./parts/dates.js")).operators);
+  if (/"op":"semver_/.test(text)) Object.assign(operators, (await import("./parts/semver.js")).operators);
+  if (consent && /"consent_required":true/.test(text)) parts.consent = (await import("./parts/consent.js")).counter;
+  if (key) await (await import("./signature.js")).signatures(error).verifyBundle(bundle, key);
+}
 
 const hidden = (): boolean => typeof document !== "undefined" && document.visibilityState === "hidden";
 

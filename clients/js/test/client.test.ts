@@ -4,7 +4,7 @@ import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { Client, type ChangeEvent } from "../src/index.js";
+import { Client, type ChangeEvent } from "../src/full.js";
 import { readVectors } from "./vectors.js";
 
 const bundle = readVectors("vectors.json").bundle;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Client } from "../src/index.js";
+import { Client } from "../src/full.js";
 import { BUCKETS, bucket, bucketer, cborText, murmur3 } from "../src/hashing.js";
 import { readVectors } from "./vectors.js";
 

@@ -6,7 +6,7 @@
  * exposure records, consent counts, config, refusals and their messages.
  */
 import { describe, expect, it } from "vitest";
-import { Client } from "../src/index.js";
+import { Client } from "../src/full.js";
 import { Client as ReferenceClient } from "./reference/client.js";
 import { bucket } from "./reference/hashing.js";
 import { readVectors } from "./vectors.js";

@@ -1,6 +1,6 @@
 import { OpenFeature, ProviderEvents, ProviderStatus } from "@openfeature/web-sdk";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { Client } from "../src/index.js";
+import { Client } from "../src/full.js";
 import { FlagstoneWebProvider } from "../src/openfeature.js";
 import { readVectors } from "./vectors.js";
 

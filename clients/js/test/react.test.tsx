@@ -4,7 +4,7 @@ import { act, cleanup, render, screen } from "@testing-library/react";
 import { hydrateRoot } from "react-dom/client";
 import { renderToString } from "react-dom/server";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { Client, type Exposure } from "../src/index.js";
+import { Client, type Exposure } from "../src/full.js";
 import { ABTestProvider, ConfigurationProvider, FeatureFlagProvider, useConfig, useExperiment, useFlag, useValue, useVariant } from "../src/react.js";
 import { readVectors } from "./vectors.js";
 
