@@ -129,6 +129,25 @@ def test_codegen__stdout_is_the_code_and_is_deterministic(tmp_path):
     assert '"onboarding-length": "classic" | "short";' in first.stdout
 
 
+PART_IMPORTS = re.compile(r'^import "@flagstone/client/(\w+)";$', re.M)
+
+
+@pytest.mark.slow
+def test_codegen_ts__imports_the_client_parts_the_bundles_use(tmp_path):
+    repo = copy_example(tmp_path)
+    generated = run_cli("codegen", "--lang", "ts", cwd=repo)
+    assert generated.returncode == 0, generated.stderr
+    # The example uses after (a segment), semver_gte (rules, a segment), consent: required.
+    assert PART_IMPORTS.findall(generated.stdout) == ["consent", "dates", "semver"]
+    for path in repo.glob("environments/*/experiments.yaml"):
+        path.write_text(re.sub(r"(?m)^\s*consent: required\n", "", path.read_text()))
+    for path in repo.glob("environments/*/segments.yaml"):
+        path.write_text(path.read_text().replace('{after: "2026-10-01"}', "{exists: true}"))
+    without = run_cli("codegen", "--lang", "ts", cwd=repo)
+    assert without.returncode == 0, without.stderr
+    assert PART_IMPORTS.findall(without.stdout) == ["semver"]
+
+
 @pytest.mark.slow
 def test_codegen__dry_run__prints_what_out_would_hold_and_writes_nothing(tmp_path):
     repo = copy_example(tmp_path)

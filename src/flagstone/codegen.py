@@ -8,6 +8,8 @@ config values when there is no schema. ``render_ts`` augments ``@flagstone/clien
 ``Register`` so ``client.variant``, ``useVariant`` and friends accept only known keys and
 return their variants; ``render_python`` writes constants and a ``TypedClient`` whose
 overloads mypy and pyright check. A removed flag or a mistyped key is a type error.
+The TypeScript file also imports the parts of ``@flagstone/client`` that the environments'
+bundles use (``bundle_parts``), so an app built on it loads those bundles synchronously.
 """
 
 from __future__ import annotations
@@ -50,6 +52,39 @@ class CodegenModel:
     flags: tuple[FlagSpec, ...]
     experiments: tuple[ExperimentSpec, ...]
     config: tuple[ConfigSpec, ...]
+    # The parts of @flagstone/client the bundles use ("consent", "dates", "semver").
+    parts: tuple[str, ...] = ()
+
+
+# The entry points of @flagstone/client's parts (clients/js/src/parts/) and what needs them.
+DATE_OPERATORS = frozenset({"before", "after"})
+SEMVER_OPERATORS = frozenset({"semver_eq", "semver_gt", "semver_gte", "semver_lt", "semver_lte"})
+
+
+def bundle_parts(bundle: Mapping[str, Any]) -> set[str]:
+    """The parts of the TypeScript client a bundle needs: ``dates`` for ``before``/``after``,
+    ``semver`` for ``semver_*``, ``consent`` for an experiment that requires consent (its
+    units left out are counted for ``onConsentNotGiven``)."""
+    parts: set[str] = set()
+    conditions: list[Any] = [
+        *(rule.get("when") for f in bundle.get("flags", {}).values() for rule in f.get("rules", ())),
+        *(s.get("when") for s in bundle.get("segments", {}).values()),
+        *(e.get("audience") for e in bundle.get("experiments", {}).values()),
+    ]
+    while conditions:
+        node = conditions.pop()
+        if isinstance(node, list):
+            conditions.extend(node)
+        elif isinstance(node, dict):
+            op = node.get("op")
+            if op in DATE_OPERATORS:
+                parts.add("dates")
+            elif op in SEMVER_OPERATORS:
+                parts.add("semver")
+            conditions.extend(v for k, v in node.items() if k in ("all", "any", "not"))
+    if any(e.get("consent_required") for e in bundle.get("experiments", {}).values()):
+        parts.add("consent")
+    return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +133,9 @@ def codegen_model(repo: Repository, envs: Sequence[str] | None = None) -> Codege
             arms = exp.weights or flags.get(exp.flag, {})
             seen = experiments.setdefault(key, (exp.flag, {}, exp.raw.get("hypothesis")))[1]
             seen.update(dict.fromkeys(str(a) for a in arms))
+    from flagstone.bundle import build_bundle
+
+    parts = set().union(*(bundle_parts(build_bundle(repo, n, hashed=False)) for n in names))
     return CodegenModel(
         project=repo.settings.project,
         flags=tuple(FlagSpec(k, flags[k], described[k]) for k in sorted(flags)),
@@ -105,6 +143,7 @@ def codegen_model(repo: Repository, envs: Sequence[str] | None = None) -> Codege
             ExperimentSpec(k, f, tuple(arms), d) for k, (f, arms, d) in sorted(experiments.items())
         ),
         config=tuple(_config_specs(repo, environments)),
+        parts=tuple(sorted(parts)),
     )
 
 
@@ -261,7 +300,11 @@ def _doc(text: str | None, indent: str) -> str:
 
 
 def render_ts(model: CodegenModel) -> str:
-    lines = [f"// {_header(model, 'ts')}", 'import type { Json } from "@flagstone/client";', ""]
+    lines = [f"// {_header(model, 'ts')}", 'import type { Json } from "@flagstone/client";']
+    if model.parts:
+        lines.append("// The parts of the client these bundles use (imported once, by this file).")
+        lines.extend(f'import "@flagstone/client/{part}";' for part in model.parts)
+    lines.append("")
 
     def constants(name: str, keys: Sequence[str], doc: str) -> None:
         lines.append(f"/** {doc} */")
