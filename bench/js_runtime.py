@@ -107,9 +107,11 @@ def render(result: dict, sizes: list[dict], load: tuple[float, float] = (0.0, 0.
         "Shares differ by a point or so because each SDK hashes units its own way; the flag and the split are the same.",
         "",
         "Bundle sizes (esbuild, minified for browsers, gzip -9; `bench/js/build.mjs`): what a page",
-        "downloads up front, and what a dynamic import fetches later (flagstone's URL poller on the",
-        "first `watch()`, its signature check only when a public key is set). The last row is the",
-        "whole client: every chunk a page polling a signed bundle ends up with.",
+        "downloads up front, and what a dynamic import fetches later (flagstone's async paths on the",
+        "first `watch()` or `load()`, the parts they import for a bundle that uses dates, semver or",
+        "consent counts, the signature check only when a public key is set). The core is",
+        "`import { Client }` without the parts; `/full` has every part up front. The last row is",
+        "the whole client: every chunk a page polling a signed bundle that uses every part ends up with.",
         "",
         "| package (entry) | minified | min + gzip | loaded later (gzip) |",
         "|---|---:|---:|---:|",
@@ -120,9 +122,10 @@ def render(result: dict, sizes: list[dict], load: tuple[float, float] = (0.0, 0.
         + " |"
         for s in sizes
     ]
-    core, react = sizes[0], sizes[1]
+    core = sizes[0]
+    react = next(s for s in sizes if s["name"].startswith("@flagstone/client/react"))
     lines.append(
-        f"| @flagstone/client, all of it (with the poller and the signature check) | "
+        f"| @flagstone/client, all of it (async paths, parts, signature check) | "
         f"{kb(core['minified'] + core['lazyMinified'])} | {kb(core['gzip'] + core['lazyGzip'])} | - |"
     )
     lines += [

@@ -8,8 +8,8 @@ await build({ entryPoints: ["runtime.ts"], bundle: true, packages: "external", p
 /**
  * What an app downloads for `contents`: minified for browsers, gzipped, `external` left out.
  * `initial` counts the chunks reached by static imports; `lazy` what a dynamic import
- * fetches later (flagstone's URL poller, loaded on the first watch(), and its signature
- * check, loaded only for signed bundles).
+ * fetches later (flagstone's async paths, loaded on the first watch() or load(), the parts
+ * they import for the bundle, and the signature check, loaded only for signed bundles).
  */
 async function size(name, contents, external = []) {
   const result = await build({
@@ -49,6 +49,7 @@ async function size(name, contents, external = []) {
 const core = "../../clients/js/src";
 const sizes = [
   await size("@flagstone/client (Client: every operator, exposures, config, bundles from objects)", `export { Client } from "${core}/index.ts";`),
+  await size("@flagstone/client/full (the core with dates, semver and the consent counts)", `export { Client } from "${core}/full.ts";`),
   await size("@flagstone/client/react (beyond the core and React)", `export * from "${core}/react.tsx";`, ["react", "*/client.js", "*/operators.js", "*/evaluate.js", "*/hashing.js", "*/errors.js"]),
   await size("@growthbook/growthbook (GrowthBookClient)", `export { GrowthBookClient } from "@growthbook/growthbook";`),
   await size("@growthbook/growthbook (GrowthBook)", `export { GrowthBook } from "@growthbook/growthbook";`),

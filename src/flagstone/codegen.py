@@ -67,7 +67,11 @@ def bundle_parts(bundle: Mapping[str, Any]) -> set[str]:
     units left out are counted for ``onConsentNotGiven``)."""
     parts: set[str] = set()
     conditions: list[Any] = [
-        *(rule.get("when") for f in bundle.get("flags", {}).values() for rule in f.get("rules", ())),
+        *(
+            rule.get("when")
+            for f in bundle.get("flags", {}).values()
+            for rule in f.get("rules", ())
+        ),
         *(s.get("when") for s in bundle.get("segments", {}).values()),
         *(e.get("audience") for e in bundle.get("experiments", {}).values()),
     ]

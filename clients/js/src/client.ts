@@ -182,13 +182,12 @@ export const Client = function (options: ClientOptions = {}): Client {
   // The consent counts (parts/consent.ts), made on the first bundle after the part is imported.
   let consent: Counter | undefined;
   const flush = (): void => consent?.[1]();
-  const refused = (experiment: string, unit: string): void => consent![0](experiment, live!.raw.experiments[experiment].flag, live!.environment, unit);
 
   const apply = (bundle: unknown): boolean => {
     try {
       consent ||= onConsentNotGiven && parts.consent?.((counts) => call(onConsentNotGiven, counts), options.flushInterval);
       // Without the part, a bundle whose experiments require consent is refused (null), naming the import.
-      const next = compileBundle(parse(bundle), consent ? refused : onConsentNotGiven ? null : undefined);
+      const next = compileBundle(parse(bundle), consent ? consent[0] : onConsentNotGiven ? null : undefined);
       const previous = live;
       lastError = null;
       if (next.hash === null || next.hash !== previous?.hash) {

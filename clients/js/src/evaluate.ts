@@ -152,10 +152,10 @@ export function hasConsent(ctx: Context, path: string[]): boolean {
   return false;
 }
 
-/** Told of each unit an experiment leaves out for lacking consent (counted, never logged). */
-export type OnRefusal = (experiment: string, unit: string) => void;
+/** Told of each unit an experiment leaves out for lacking consent (counted, never logged), with the experiment's flag and the bundle's environment. */
+export type OnRefusal = (experiment: string, unit: string, flag: string, environment: string | null) => void;
 
-function compileExperiment(key: string, raw: any, segments: (key: string) => Matcher, refused: OnRefusal | null): Assign {
+function compileExperiment(key: string, raw: any, segments: (key: string) => Matcher, refused: OnRefusal | null, environment: string | null): Assign {
   const { unit, layer, salt, traffic, audience } = raw;
   const split = arms(raw.arms);
   const get = getter(unit);
@@ -171,7 +171,7 @@ function compileExperiment(key: string, raw: any, segments: (key: string) => Mat
   return (ctx) => {
     const u = running ? unitString(get(ctx)) : null;
     if (u === null) return null;
-    if (consentRequired && !hasConsent(ctx, consentPath)) return refused!(key, u), null;
+    if (consentRequired && !hasConsent(ctx, consentPath)) return refused!(key, u, raw.flag, environment), null;
     if (!inAudience(ctx)) return null;
     if (layer !== undefined) {
       const b = layerBucket(u);
@@ -225,7 +225,7 @@ export function compileBundle(raw: any, refused: OnRefusal | null = () => {}): C
       return compiled;
     };
     for (const [key] of entries(raw.segments)) segment(key);
-    const experiments = new Map(entries(raw.experiments).map(([k, e]) => [k, ((where = `experiment '${k}'`), compileExperiment(k, e, segment, refused))]));
+    const experiments = new Map(entries(raw.experiments).map(([k, e]) => [k, ((where = `experiment '${k}'`), compileExperiment(k, e, segment, refused, text(raw.environment)))]));
     const flags = new Map<string, CompiledFlag>();
     for (const [key, flag] of entries(raw.flags)) flags.set(key, ((where = `flag '${key}'`), compileFlag(flag, segment, experiments, flags)));
     for (const [, flag] of entries(raw.flags)) for (const p of flag.prerequisites) flags.has(p.flag) || fail(`unknown prerequisite ${p.flag}`);

@@ -7,8 +7,8 @@
  */
 import type { ConsentNotGiven } from "../client.js";
 
-/** Count one unit (experiment, flag, environment, unit id), and hand the counts over now. */
-export type Counter = [count: (experiment: string, flag: string, environment: string | null, unit: string) => void, flush: () => void];
+/** Count one unit (the signature of evaluate.ts's OnRefusal), and hand the counts over now. */
+export type Counter = [count: (experiment: string, unit: string, flag: string, environment: string | null) => void, flush: () => void];
 
 /**
  * Units left out for lacking consent, counted once per experiment; who was counted stays in
@@ -31,7 +31,7 @@ export function counter(deliver: (counts: ConsentNotGiven[]) => void, flushInter
     since = to;
     if (batch.length) deliver(batch);
   };
-  const count = (experiment: string, flag: string, environment: string | null, unit: string): void => {
+  const count = (experiment: string, unit: string, flag: string, environment: string | null): void => {
     const key = JSON.stringify([experiment, flag, environment]);
     if (counted.has(key + unit)) return;
     if (counted.size >= 100_000) counted = new Set();
