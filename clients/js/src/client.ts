@@ -4,8 +4,10 @@
  * Nothing here throws into the app: a missing flag, a bad context or a broken bundle gives
  * the caller's default with a reason. A failed, truncated, invalid or wrongly signed bundle
  * is refused and the last good one stays live. A new bundle is compiled before it replaces
- * the old one in a single assignment. What evaluating needs is here; polling a URL
- * (poll.ts) and checking signatures (verify.ts) load on first use.
+ * the old one in a single assignment. What evaluating needs is here, but for the parts with
+ * entry points of their own (parts/: dates, semver, the consent counts); the async paths
+ * (poll.ts: polling a URL, preparing a bundle for `load`), the parts they import and
+ * checking signatures (signature.ts) load on first use.
  */
 import { type CompiledBundle, type Resolution, BundleError, compileBundle, outcome, resolve, unitString } from "./evaluate.js";
 import { type Context, type Json, OPERATORS, get } from "./operators.js";
@@ -113,7 +115,7 @@ export interface Client {
    * returns the function that stops polling. The poller (poll.ts) loads on first use.
    */
   watch(url: string, pollInterval?: number): () => void;
-  /** Verify (when a public key is set), compile and swap in a bundle; false when it was refused. */
+  /** Import the parts the bundle uses, verify it (when a public key is set), compile and swap it in; false when it was refused. */
   load(bundle: unknown): Promise<boolean>;
   /** Call `listener` after each bundle change; returns the unsubscribe function. */
   onChange(listener: (event: ChangeEvent) => void): () => void;
@@ -154,7 +156,8 @@ export const Client = function (options: ClientOptions = {}): Client {
   let halt = (): void => {};
   let settle!: (live: boolean) => void;
   const listeners = new Set<(event: ChangeEvent) => void>();
-  const ready = new Promise<boolean>((resolve) => (settle = (ok) => ((settle = () => {}), resolve(ok))));
+  // A promise settles once: later calls of its resolve function do nothing.
+  const ready = new Promise<boolean>((resolve) => (settle = resolve));
 
   const report = (error: Error): void => {
     if (!onError) return console.error(`flagstone: ${error.message}`);
