@@ -117,7 +117,7 @@ def test_build__an_object_identical_across_environments__compiles_once(tmp_path:
             + f"apart:\n  variants: {{a: 1, b: 2}}\n  default: {'a' if env == 'dev' else 'b'}\n"
         )
     repo = load_repository(root)[0]
-    memo: CompileMemo = {}
+    memo = CompileMemo()
     shared = {env: build_bundle_bytes(repo, env, memo=memo) for env in envs}
     alone = {env: build_bundle_bytes(repo, env) for env in envs}
     assert {e: b for e, (_, b) in shared.items()} == {e: b for e, (_, b) in alone.items()}
@@ -128,3 +128,6 @@ def test_build__an_object_identical_across_environments__compiles_once(tmp_path:
     bundles = {e: shared[e][0]["flags"] for e in envs}
     assert all(bundles["prod"][k] is bundles["dev"][k] for k in same)
     assert not any(bundles["prod"][k] is bundles["dev"][k] for k in differ)
+    # the variants written alike in both are one value after the load, compiled once
+    assert bundles["prod"]["apart"]["variants"] is bundles["dev"]["apart"]["variants"]
+    assert bundles["prod"]["apart"]["default"] != bundles["dev"]["apart"]["default"]

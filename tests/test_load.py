@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import operator
+import string
 import time
 from pathlib import Path
 
 import pytest
+import yaml_rs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flagstone.errors import LoadError, Problem, RepositoryNotFound
 from flagstone.load import (
     MAX_FILE_BYTES,
+    BlockCache,
     attach_positions,
     find_root,
     load_repository,
@@ -163,3 +169,249 @@ def test_classify__one_layout_rule_for_load_history_and_diff() -> None:
         assert classify(other, "dev") is None, other
     assert env_of("environments/prod/flags/x.yaml") == "prod"
     assert env_of("environments/prod") is None and env_of("schemas/a.json") is None
+
+
+DEV_FLAGS = """\
+# flags of dev
+alpha:
+  owner: web
+  variants: {on: true, off: false}
+  default: on
+beta:
+  owner: web
+  variants:
+    a: 1
+    b: 2
+  default: a
+"""
+
+
+@pytest.mark.parametrize(
+    ("prod", "expected"),
+    [
+        # a syntax error in an entry written as in dev, and in a new one
+        (DEV_FLAGS.replace("  default: a\n", "  default: [a\n"), ("yaml-syntax", 11, 12)),
+        (DEV_FLAGS.replace("    b: 2\n", "    b: 2\n\tc: 3\n"), ("yaml-syntax", 10, 8)),
+        (DEV_FLAGS + "alpha:\n  default: off\n", ("duplicate-key", 12, 1)),
+        (
+            DEV_FLAGS.replace("  default: a\n", "  default: a\n  owner: db\n"),
+            ("duplicate-key", 12, 3),
+        ),
+    ],
+)
+def test_load_repository__an_error_after_entries_met_before__is_the_whole_files_error(
+    tmp_path: Path, prod: str, expected: tuple[str, int, int]
+) -> None:
+    (tmp_path / "flagstone.yaml").write_text("environments: [dev, prod]\n")
+    for env, text in (("dev", DEV_FLAGS), ("prod", prod)):
+        (tmp_path / "environments" / env).mkdir(parents=True)
+        (tmp_path / "environments" / env / "flags.yaml").write_text(text)
+    repo, problems = load_repository(tmp_path)
+    with pytest.raises(LoadError) as info:
+        parse_yaml(prod, "environments/prod/flags.yaml")
+    assert problems == [info.value.problem]
+    assert (problems[0].code, problems[0].line, problems[0].col) == expected
+    assert list(repo.env("dev").flags) == ["alpha", "beta"]
+
+
+def test_load_repository__entries_written_alike__share_one_value(tmp_path: Path) -> None:
+    (tmp_path / "flagstone.yaml").write_text("environments: [dev, prod]\n")
+    for env, text in (("dev", DEV_FLAGS), ("prod", DEV_FLAGS.replace("default: a", "default: b"))):
+        (tmp_path / "environments" / env).mkdir(parents=True)
+        (tmp_path / "environments" / env / "flags.yaml").write_text(text)
+    repo, problems = load_repository(tmp_path)
+    assert problems == []
+    dev, prod = repo.env("dev").flags, repo.env("prod").flags
+    assert dict(prod["beta"].raw) == {"owner": "web", "variants": {"a": 1, "b": 2}, "default": "b"}
+    assert prod["beta"].raw["variants"] is dev["beta"].raw["variants"]
+    assert prod["alpha"].raw == dev["alpha"].raw
+
+
+# --- BlockCache: each distinct entry parsed once, the same value as the whole file ------
+
+LOWER = string.ascii_lowercase
+KEYS = st.builds(  # [a-z][a-z0-9-]{0,8}
+    operator.add, st.sampled_from(LOWER), st.text(LOWER + string.digits + "-", max_size=8)
+)
+
+
+def loads(text: str) -> object:
+    return yaml_rs.loads(text, parse_datetime=False)
+
+
+def whole(text: str) -> object:
+    """What the parser says of the whole file: its value, or that it refused it."""
+    try:
+        return ("value", loads(text))
+    except Exception:
+        return ("error", None)
+
+
+def same(a: object, b: object) -> bool:
+    """Equal, with the same types and key order all the way down (True is not 1)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)  # type: ignore[index]
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(same, a, b))  # type: ignore[arg-type]
+    return a == b or (a != a and b != b)  # NaN reads as NaN
+
+
+def assert_split_reads_as_whole(texts: list[str]) -> None:
+    cache = BlockCache()
+    for text in texts:
+        split = cache.parse(text, loads)
+        if split is None:
+            continue  # the caller parses the whole file: its value or its error
+        kind, value = whole(text)
+        assert kind == "value", f"the split read a file the parser refuses:\n{text}"
+        assert same(split, value), f"\n{text}\nsplit: {split!r}\nwhole: {value!r}"
+
+
+def test_block_cache__shares_entries_written_alike_and_parses_only_new_ones() -> None:
+    dev = "a:\n  owner: x\n  rules: [1, 2]\n  default: on\nb:\n  owner: x\n  default: off\n"
+    prod = dev.replace("default: on", "default: off")
+    documents: list[str] = []
+
+    def counting(text: str) -> object:
+        documents.append(text)
+        return loads(text)
+
+    cache = BlockCache()
+    first, second = cache.parse(dev, counting), cache.parse(prod, counting)
+    assert first == loads(dev) and second == loads(prod)
+    assert documents == [
+        "a:\n  owner: x\n  rules: [1, 2]\n  default: on\nb:\n  default: off\n",
+        "a:\nb:\n",  # every entry of prod was met in dev
+    ]
+    assert first is not None and second is not None
+    assert second["a"]["rules"] is first["a"]["rules"]  # one object for one text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a:\n  x: 1\n  x: 2\n",  # a key repeated in one mapping
+        "a:\n  x: 1\nb:\n  y: 2\n  -z: 3\n",  # a key the cut did not see (it skips "-")
+        "a:\n  x: 1\n  -z: 3\nb:\n  y: 2\n",
+        "a:\n  x: 1\n  y: 2\nb:\n  x: 1\n  x: 1\n",  # an entry met before, twice in a mapping
+        "a:\n  x: 1\na:\n  y: 2\n",  # a repeated top-level key
+        "a:\n  x: &v 1\n  y: *v\n",  # an anchor and its alias
+        "a:\n  x: !!set {1, 2}\n",  # a tag
+        'a:\n  x: "one\n  y: two"\n',  # a quoted scalar over a line that looks like a key
+        "a:\n  x: [1,\n  y: 2]\n",  # a flow sequence likewise
+        "a: 1\n  x: 2\n",  # a value on the key's line, then an entry
+        "a:\n  x: 1\nb: 1\n  x: 1\n",  # likewise, the entry met before
+        '"a":\n  x: 1\n',  # a quoted key: left to the whole file
+        "a:\n  1: x\n",  # a key the parser reads as a number
+        "a:\n  true: x\n",
+        "a:\n  x: 1\n y: 2\n",  # a line indented by one space
+        "---\na:\n  x: 1\n",  # document markers
+        "a:\n  x: 1\n...\n",
+        "%YAML 1.2\n---\na:\n  x: 1\n",
+        "a:\n\tx: 1\n",  # a tab
+        "a:\r\n  x: 1\r\n",  # CR line endings
+        "\ufeffa:\n  x: 1\n",  # a BOM
+        "a:\n  x: 1",  # no newline at the end
+        "  a: 1\n",  # indented content before any key
+        "- a\n- b\n",  # a sequence
+        "{a: 1}\n",  # a flow mapping
+        "? a\n: 1\n",  # a complex key
+    ],
+)
+def test_block_cache__leaves_to_the_whole_file_what_it_cannot_cut(text: str) -> None:
+    assert BlockCache().parse(text, loads) is None
+
+
+SCALARS = st.one_of(
+    st.integers(-99, 99).map(str),
+    st.sampled_from(
+        ["true", "off", "null", "~", "1.5", "0x1F", ".inf", ".nan", "'q'", '"d"', "''", "x y"]
+    ),
+    st.text(LOWER, min_size=1, max_size=5),
+)
+HOSTILE = st.sampled_from(
+    [
+        "",
+        "\n",
+        "# note\n",
+        "  # indented note\n",
+        "    # deeper note\n",
+        ' "a: b"\n',
+        "  x: 'one\n  y: two'\n",
+        '  x: "one\n  y: two"\n',
+        "  x: [1,\n  y]\n",
+        "  x: {a: 1,\n  y: 2}\n",
+        "  x: |\n    text\n  y: 2\n",
+        "  x: |+\n    kept\n\n",
+        "  x: >-\n    folded\n    text\n",
+        "  x:\n  - 1\n  - 2\n",
+        "  - item\n",
+        "  -x: 1\n",
+        "  ? k\n  : v\n",
+        "  x: 1\n",
+        "  x: 2\n",
+        " one: space\n",
+        "  'q': 1\n",
+        '  "d": 2\n',
+        "q: 'multi\ny: line'\n",
+        "z:\n",
+        "z: [1,\n2]\n",
+        "z: |\n  block\n",
+        "---\n",
+        "...\n",
+        "  x: a # c\n",
+        "  x:    \n",
+        "zz:  # about zz\n",
+    ]
+)
+
+
+def entry_text(key: str, value: str) -> str:
+    return f"  {key}: {value}\n"
+
+
+FILES = st.lists(
+    st.tuples(
+        KEYS,
+        st.lists(
+            st.one_of(st.tuples(KEYS, SCALARS).map(lambda kv: entry_text(*kv)), HOSTILE),
+            max_size=6,
+        ),
+    ),
+    min_size=1,
+    max_size=6,
+).map(lambda blocks: "".join(f"{k}:\n" + "".join(body) for k, body in blocks))
+
+
+@settings(max_examples=400, deadline=None)
+@given(texts=st.lists(FILES, min_size=1, max_size=3))
+def test_block_cache__reads_generated_and_hostile_files_as_the_whole_parse(texts) -> None:
+    assert_split_reads_as_whole(texts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=FILES, data=st.data())
+def test_block_cache__reads_environments_written_almost_alike_as_the_whole_parse(
+    base, data
+) -> None:
+    # the same file three times, a few lines changed in each: most entries come from the cache
+    lines = base.splitlines(keepends=True)
+    texts = [base]
+    for _ in range(2):
+        changed = list(lines)
+        for _ in range(data.draw(st.integers(0, 3))):
+            at = data.draw(st.integers(0, len(changed)))
+            changed.insert(
+                at, data.draw(HOSTILE | st.tuples(KEYS, SCALARS).map(lambda kv: entry_text(*kv)))
+            )
+        texts.append("".join(changed))
+    assert_split_reads_as_whole(texts)
+
+
+def test_block_cache__reads_the_example_repository_as_the_whole_parse() -> None:
+    root = Path(__file__).resolve().parent.parent / "environments"
+    texts = [p.read_text() for p in sorted(root.rglob("*.yaml"))]
+    cache = BlockCache()
+    assert all(same(cache.parse(t, loads) or loads(t), loads(t)) for t in texts)

@@ -20,21 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flagstone.load import NODE_PROPERTY
+
 if TYPE_CHECKING:
     from flagstone.edit import Document
 
 TOP_LEVEL_KEY = re.compile(
     r"""^(?:"((?:[^"\\]|\\.)*)"|'((?:[^']|'')*)'|([^\s#'"{\[\]}&*!|>%@`-][^:#]*?|-[^\s:#][^:#]*?))[ \t]*:(?:[ \t]|$)"""
 )
-_MARKERS = re.compile(r"^(?:---|\.\.\.)(?:\s|$)", re.M)
-_NODE_PROPERTY = re.compile(r"(?:^|[\s\[{,])[&*!][^\s]", re.M)  # anchors, aliases, tags
+_MARKERS = re.compile(r"\n(?:---|\.\.\.)(?=\s|\Z)")  # after a newline: a fast search
 
 
 def _unsafe(text: str) -> bool:
-    if "\t" in text or "\r" in text or text.startswith("\ufeff") or _MARKERS.search(text):
+    if "\t" in text or "\r" in text or text.startswith("\ufeff"):
+        return True
+    if ("\n---" in text or "\n..." in text) and _MARKERS.search(text):
+        return True
+    if text.startswith(("---", "...")) and _MARKERS.match("\n" + text[:4]):
         return True
     # the costly search only when one of its characters appears at all
-    return any(c in text for c in "&*!") and _NODE_PROPERTY.search(text) is not None
+    return any(c in text for c in "&*!") and NODE_PROPERTY.search(text) is not None
 
 
 def top_level_key(line: str) -> str | None:

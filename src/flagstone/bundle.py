@@ -16,7 +16,7 @@ import base64
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jsonschema_rs
@@ -99,14 +99,43 @@ def compile_serve(serve: Serve | Mapping[str, Any]) -> dict[str, Any]:
     return compiled
 
 
-def compile_flag(flag: Flag, default_unit: str, experiment: str | None) -> dict[str, Any]:
+def compile_flag(
+    flag: Flag, default_unit: str, experiment: str | None, memo: CompileMemo | None = None
+) -> dict[str, Any]:
     # Reads the raw mapping directly: this runs for every flag of every environment.
     raw = flag.raw
     targets = {
         str(unit_id): variant for variant, ids in raw.get("targets", {}).items() for unit_id in ids
     }
+    rules_source = raw.get("rules", ())
+    part = memo.part if memo is not None else _compile_now
+    out: dict[str, Any] = {
+        "variants": part(raw["variants"], dict),
+        "enabled": enabled_of(raw),
+        "unit": raw.get("unit") or default_unit,
+        "salt": salt_of(flag.key, raw),
+        "prerequisites": [
+            {"flag": p["flag"], "variants": list(prerequisite_variants(p))}
+            for p in raw.get("prerequisites", ())
+        ],
+        "targets": targets,
+        "rules": part(rules_source, _compile_rules) if rules_source else [],
+        "default": part(raw["default"], compile_serve),
+    }
+    if "off_variant" in raw:
+        out["off_variant"] = raw["off_variant"]
+    if experiment is not None:
+        out["experiment"] = experiment
+    return out
+
+
+def _compile_now(source: Any, compile_one: Callable[[Any], Any]) -> Any:
+    return compile_one(source)
+
+
+def _compile_rules(source: Any) -> list[dict[str, Any]]:
     rules = []
-    for rule in raw.get("rules", ()):
+    for rule in source:
         segment, when = rule.get("segment"), rule.get("when")
         conditions = ([{"segment": segment}] if segment is not None else []) + (
             [compile_condition(when)] if when is not None else []
@@ -118,24 +147,7 @@ def compile_flag(flag: Flag, default_unit: str, experiment: str | None) -> dict[
         if "name" in rule:
             compiled["name"] = rule["name"]
         rules.append(compiled)
-    out: dict[str, Any] = {
-        "variants": dict(raw["variants"]),
-        "enabled": enabled_of(raw),
-        "unit": raw.get("unit") or default_unit,
-        "salt": salt_of(flag.key, raw),
-        "prerequisites": [
-            {"flag": p["flag"], "variants": list(prerequisite_variants(p))}
-            for p in raw.get("prerequisites", ())
-        ],
-        "targets": targets,
-        "rules": rules,
-        "default": compile_serve(raw["default"]),
-    }
-    if "off_variant" in raw:
-        out["off_variant"] = raw["off_variant"]
-    if experiment is not None:
-        out["experiment"] = experiment
-    return out
+    return rules
 
 
 def compile_experiments(
@@ -215,8 +227,29 @@ def pii_attributes(repo: Repository) -> frozenset[str]:
     return frozenset(str(a) for a in pii) if isinstance(pii, list | tuple) else frozenset()
 
 
-# (kind, key) -> (the source mapping, its experiment, the compiled object)
-CompileMemo = dict[tuple[str, str], tuple[Mapping[str, Any], str | None, dict[str, Any]]]
+class CompileMemo:
+    """What the bundles of one build compiled, shared by its environments: an object
+    equal to one compiled for another environment, and a flag's variants, rules or
+    default that is the very object another flag holds (the load shares the value of an
+    entry written alike: 6,000 flags of the anchor workload hold 1,092 rule lists)."""
+
+    __slots__ = ("objects", "parts")
+
+    def __init__(self) -> None:
+        # (kind, key) -> (the source mapping, its experiment, the compiled object)
+        self.objects: dict[
+            tuple[str, str], tuple[Mapping[str, Any], str | None, dict[str, Any]]
+        ] = {}
+        # id of a source -> (the source, kept so that its id stays its own; compiled)
+        self.parts: dict[int, tuple[Any, Any]] = {}
+
+    def part(self, source: Any, compile_one: Callable[[Any], Any]) -> Any:
+        seen = self.parts.get(id(source))
+        if seen is not None and seen[0] is source:
+            return seen[1]
+        compiled = compile_one(source)
+        self.parts[id(source)] = (source, compiled)
+        return compiled
 
 
 def _compiled(
@@ -230,15 +263,15 @@ def _compiled(
     """``compile_one(*args)``, or the object compiled for another environment from an
     equal source (comparing two mappings costs far less than compiling one)."""
     if memo is not None:
-        seen = memo.get(ident)
+        seen = memo.objects.get(ident)
         if seen is not None and seen[1] == experiment and seen[0] == raw:
             return seen[2]
     if ident[0] == "flags":
-        compiled: dict[str, Any] = compile_one(*args, experiment)
+        compiled: dict[str, Any] = compile_one(*args, experiment, memo)
     else:
         compiled = compile_one(*args)
     if memo is not None:
-        memo[ident] = (raw, experiment, compiled)
+        memo.objects[ident] = (raw, experiment, compiled)
     return compiled
 
 

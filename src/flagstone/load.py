@@ -56,6 +56,7 @@ UNREADABLE = frozenset(
 # Real configurations rarely use aliases; a "billion laughs" file hits this in milliseconds.
 ALIAS_LIMITS = yaml_rs.AliasLimits(max_total_replayed_events=200_000, max_replay_stack_depth=32)
 
+NODE_PROPERTY = re.compile(r"(?:^|[\s\[{,])[&*!][^\s]", re.M)  # anchors, aliases, tags
 _POSITION = re.compile(r"line (\d+), column (\d+)")
 _DOC_MARKER = re.compile(r"^---(?:\s|$)", re.M)
 _ALIAS = re.compile(r"(?<![\w])\*[^\s,\[\]{}]+")
@@ -134,7 +135,7 @@ def parse_yaml(content: bytes | str, file: str) -> Any:
         text = content
     text = text.removeprefix("\ufeff")
     try:
-        data = yaml_rs.loads(text, parse_datetime=False, alias_limits=ALIAS_LIMITS)
+        data = _loads(text)
     except yaml_rs.YAMLDecodeError as e:
         raise LoadError(_decode_problem(str(e), text, file)) from None
     if isinstance(data, list) and _is_multi_document(text):
@@ -150,6 +151,24 @@ def parse_yaml(content: bytes | str, file: str) -> Any:
             )
         )
     return data
+
+
+def _loads(text: str) -> Any:
+    return yaml_rs.loads(text, parse_datetime=False, alias_limits=ALIAS_LIMITS)
+
+
+def parse_mapping_file(content: bytes | str, file: str, cache: BlockCache) -> Any:
+    """``parse_yaml(content, file)``, parsing only the entries ``cache`` has not met in
+    the files read before: the same value, or the same error at the same position."""
+    if isinstance(content, bytes) and len(content) <= MAX_FILE_BYTES:
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        data = cache.parse(text, _loads) if text is not None else None
+        if data is not None:
+            return data
+    return parse_yaml(content, file)
 
 
 def _decode_problem(message: str, text: str, file: str) -> Problem:
@@ -236,6 +255,119 @@ def _find_duplicate_key(text: str, key: str) -> tuple[int, int]:
         elif node.id == "sequence":
             stack.extend(node.value)
     return 1, 1
+
+
+# --- each distinct entry parsed once ---------------------------------------------------
+
+# Where a piece starts, after the newline that ends the one before: a line at column 0 (a
+# top-level key, or a line to refuse), or a line indented by two spaces that may open an
+# entry of its block's mapping (not a comment, nor a sequence's item).
+_PIECE = re.compile(r"\n(?=[^ \n#]|  [^ \n#-])")
+_BLANK_OR_COMMENTS = re.compile(r"(?:\n[ ]*(?:#[^\n]*)?)*")  # lines, each after its newline
+_ONE_SPACE = re.compile(r"\n [^ \n#]")
+_HEADER_ONLY = re.compile(r"[ ]*(?:#[^\n]*)?(?:\n[ ]*(?:#[^\n]*)?)*")  # after `key:`
+
+
+class BlockCache:
+    """What each entry of a block-mapping file parses to, kept across the files of one load
+    of a repository so that an entry is parsed once however often it is written.
+
+    Much of a repository repeats itself: a segment written alike in three environments,
+    flags that differ between environments only in their rollout, the same owner and
+    variants under many flags. ``parse`` cuts a file into pieces at every line that opens a
+    top-level key and at every line indented by two spaces that may open an entry of its
+    mapping, then parses, in one parser call, a document made of every top-level key's
+    line and the entries not met before (once each); an entry met before shares its value.
+
+    An entry's value depends on its text alone: no anchor, alias or tag reaches across
+    entries (files with them are refused), and every key of that document must come out
+    exactly as the cut read it, in order and in number, so a piece the cut misread (a
+    quoted or flow scalar running onto a line that looks like a key, a key the parser
+    resolves to a number) never enters the cache and the file is parsed whole instead.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[str, Any]] = {}  # an entry's text: its key and value
+
+    def parse(self, text: str, loads: Callable[[str], Any]) -> dict[str, Any] | None:
+        """The mapping ``loads(text)`` returns, or None where only a parse of the whole
+        text can say what it holds (its value, or the error and its position)."""
+        if "\t" in text or "\r" in text or text.startswith("\ufeff") or not text.endswith("\n"):
+            return None
+        if any(c in text for c in "&*!") and NODE_PROPERTY.search(text) is not None:
+            return None  # an anchor, alias or tag: pieces that depend on one another
+        # Each piece stands for its text and the newline after it (the split drops it).
+        pieces = _PIECE.split("\n" + text[:-1])
+        if (
+            len(pieces) < 2
+            or pieces[1][0] == " "
+            or _BLANK_OR_COMMENTS.fullmatch(pieces[0]) is None
+        ):
+            return None
+        del pieces[0]
+        entries = self.entries
+        fresh: set[str] = set()
+        add = fresh.add
+        # every key's line, and each entry not parsed before (the first time it appears)
+        document = [p for p in pieces if p[0] != " " or not (p in entries or p in fresh or add(p))]
+        source = "\n".join(document) + "\n"
+        if _ONE_SPACE.search(source) is not None:
+            return None  # a line indented by one space: which mapping it ends is not ours to say
+        try:
+            parsed = loads(source)
+        except Exception:
+            return None
+        if type(parsed) is not dict:
+            return None
+        learned: dict[str, tuple[str, Any]] = {}
+        keys = iter(parsed.items())
+        items: Any = iter(())
+        try:
+            for piece in document:
+                if piece[0] != " ":
+                    if next(items, None) is not None:
+                        return None  # more entries came out than were cut
+                    key, value = next(keys)
+                    if type(key) is not str or not _opens(piece, key):
+                        return None
+                    items = iter(value.items()) if type(value) is dict else iter(())
+                    continue
+                key, value = next(items)
+                if type(key) is not str or not _opens(piece, key, 2):
+                    return None
+                learned[piece] = (key, value)
+        except StopIteration:
+            return None  # fewer keys came out than were cut
+        if next(items, None) is not None or next(keys, None) is not None:
+            return None
+        entries.update(learned)
+        get = entries.__getitem__
+        tops = [i for i, p in enumerate(pieces) if p[0] != " "]
+        tops.append(len(pieces))
+        out: dict[str, Any] = {}
+        for (key, value), start, end in zip(parsed.items(), tops, tops[1:], strict=False):
+            if end == start + 1:
+                out[key] = value  # a key with no entries cut from its block
+                continue
+            top = pieces[start]
+            if len(top) != len(key) + 1 and not _HEADER_ONLY.fullmatch(top, len(key) + 1):
+                return None  # a value on the key's line, then indented entries
+            block = dict(map(get, pieces[start + 1 : end]))
+            if len(block) != end - start - 1:
+                return None  # a key repeated in one mapping: the parser's error to report
+            out[key] = block
+        return out
+
+
+def _opens(piece: str, key: str, indent: int = 0) -> bool:
+    """Whether ``piece`` opens ``key`` at ``indent``, written plain: ``key:`` and a space or
+    the end of its line (a quoted key is left to the parse of the whole file)."""
+    end = indent + len(key)
+    return (
+        piece.startswith(key, indent)
+        and piece.startswith(":", end)
+        and piece[end + 1 : end + 2] in ("", " ", "\n")
+    )
 
 
 # --- positions -----------------------------------------------------------------------
@@ -401,13 +533,16 @@ def load_settings(content: bytes | str, file: str = SETTINGS_FILE) -> Settings:
 
 
 def read_environment(
-    name: str, files: Mapping[str, bytes | Problem]
+    name: str, files: Mapping[str, bytes | Problem], cache: BlockCache | None = None
 ) -> tuple[Environment, list[Problem]]:
     """Build one environment from its files (repository-relative path -> content, or the
     Problem a reader met instead: a symlink leaving the repository, an oversized file).
 
     The same function serves the working tree and git revisions (``gitio`` hands it blobs).
+    ``cache``, shared by the environments of one repository, parses an entry written
+    alike in several files once.
     """
+    cache = BlockCache() if cache is None else cache
     problems: list[Problem] = []
     base = f"{ENVIRONMENTS_DIR}/{name}/"
     keyed: dict[Kind, dict[str, Any]] = {k: {} for k in KEYED_KINDS}
@@ -451,7 +586,7 @@ def read_environment(
             problems.append(content)
             continue
         try:
-            data = parse_yaml(content, rel)
+            data = parse_mapping_file(content, rel, cache)
         except LoadError as e:
             problems.append(e.problem)
             continue
@@ -702,11 +837,12 @@ def assemble_repository(
     problems: list[Problem] = []
     environments: dict[str, Environment] = {}
     sources: dict[str, bytes | Problem] = {SETTINGS_FILE: settings_bytes}
+    cache = BlockCache()
     for name in settings.environments:
         if name not in wanted:
             continue
         files, present = env_files(name)
-        env, found = read_environment(name, files)
+        env, found = read_environment(name, files, cache)
         environments[name] = replace(env, present=present) if not present else env
         sources.update(files)
         problems.extend(found)
