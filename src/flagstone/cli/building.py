@@ -128,12 +128,12 @@ def build(options: BuildOptions) -> BuildResult:
         repo, load_problems = assemble_worktree(worktree)
         # A forked copy validates what this process parsed while this one compiles; not
         # when sealing secrets, which decrypts only once the repository is valid. What
-        # only this process needs (bundle, report) is imported after the fork.
-        checking = (
-            validation_beside(repo, load_problems, names)
-            if flagstone_bundles and not include_secrets
-            else None
-        )
+        # both use is imported before the fork, once for both (jsonschema-rs ~20 ms);
+        # what only this process needs (bundle, report), after it.
+        beside = flagstone_bundles and not include_secrets
+        if beside:
+            _import_shared()
+        checking = validation_beside(repo, load_problems, names) if beside else None
         from flagstone.bundle import dump_bundle, sign_bundle
         from flagstone.report_build import BuildResult, BuiltBundle
 
@@ -196,6 +196,14 @@ def build(options: BuildOptions) -> BuildResult:
             write_bundles(files)
         keep_until_exit(repo, compiled, files)
         return BuildResult(built, warnings, dry_run=options.dry_run)
+
+
+def _import_shared() -> None:
+    with contextlib.suppress(ImportError):  # the process that needs one reports it
+        import jsonschema_rs  # noqa: F401
+
+        import flagstone.conditions
+        import flagstone.privacy  # noqa: F401
 
 
 @contextlib.contextmanager
