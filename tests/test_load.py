@@ -293,8 +293,6 @@ def test_block_cache__shares_entries_written_alike_and_parses_only_new_ones() ->
     "text",
     [
         "a:\n  x: 1\n  x: 2\n",  # a key repeated in one mapping
-        "a:\n  x: 1\nb:\n  y: 2\n  -z: 3\n",  # a key the cut did not see (it skips "-")
-        "a:\n  x: 1\n  -z: 3\nb:\n  y: 2\n",
         "a:\n  x: 1\n  y: 2\nb:\n  x: 1\n  x: 1\n",  # an entry met before, twice in a mapping
         "a:\n  x: 1\na:\n  y: 2\n",  # a repeated top-level key
         "a:\n  x: &v 1\n  y: *v\n",  # an anchor and its alias
@@ -322,6 +320,20 @@ def test_block_cache__shares_entries_written_alike_and_parses_only_new_ones() ->
 )
 def test_block_cache__leaves_to_the_whole_file_what_it_cannot_cut(text: str) -> None:
     assert BlockCache().parse(text, loads) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a:\n  x: 1\nb:\n  y: 2\n  -z: 3\n",  # a key that starts with "-"
+        "a:\n  tags:\n  - x\n  - y\n  z: 1\n",  # a sequence at its key's indentation
+        "a:  # about a\n  x: |+\n    kept\n\n# between\nb:\n  x: 1\n",
+        "a:\n  x: 1\nb: {x: 1}\nc:\n    x: 1\n",  # blocks that are not cut
+    ],
+)
+def test_block_cache__reads_what_it_cuts_as_the_whole_file(text: str) -> None:
+    assert_split_reads_as_whole([text, text.replace("1", "2"), text])
+    assert BlockCache().parse(text, loads) is not None
 
 
 SCALARS = st.one_of(

@@ -261,8 +261,8 @@ def _find_duplicate_key(text: str, key: str) -> tuple[int, int]:
 
 # Where a piece starts, after the newline that ends the one before: a line at column 0 (a
 # top-level key, or a line to refuse), or a line indented by two spaces that may open an
-# entry of its block's mapping (not a comment, nor a sequence's item).
-_PIECE = re.compile(r"\n(?=[^ \n#]|  [^ \n#-])")
+# entry of its block's mapping (not a comment, nor a sequence's item: "- ").
+_PIECE = re.compile(r"\n(?=[^ \n#]|  (?:[^ \n#-]|-[^ \n]))")
 _BLANK_OR_COMMENTS = re.compile(r"(?:\n[ ]*(?:#[^\n]*)?)*")  # lines, each after its newline
 _ONE_SPACE = re.compile(r"\n [^ \n#]")
 _HEADER_ONLY = re.compile(r"[ ]*(?:#[^\n]*)?(?:\n[ ]*(?:#[^\n]*)?)*")  # after `key:`
@@ -323,17 +323,26 @@ class BlockCache:
         keys = iter(parsed.items())
         items: Any = iter(())
         try:
+            # Each key must come out of the line that opens its piece, written plain: the
+            # cut counts as a key every line at column 0 or 2 that can hold one, so a key
+            # the parser read elsewhere (in a scalar running over lines) upsets the count.
             for piece in document:
                 if piece[0] != " ":
                     if next(items, None) is not None:
                         return None  # more entries came out than were cut
                     key, value = next(keys)
-                    if type(key) is not str or not _opens(piece, key):
+                    if type(key) is not str or not piece.startswith(key):
                         return None
-                    items = iter(value.items()) if type(value) is dict else iter(())
+                    end = len(key)
+                    if not piece.startswith(":", end):
+                        return None
+                    opens = len(piece) == end + 1 or _HEADER_ONLY.fullmatch(piece, end + 1)
+                    items = iter(value.items()) if opens and type(value) is dict else iter(())
                     continue
                 key, value = next(items)
-                if type(key) is not str or not _opens(piece, key, 2):
+                if type(key) is not str or not piece.startswith(key, 2):
+                    return None
+                if not piece.startswith(":", len(key) + 2):
                     return None
                 learned[piece] = (key, value)
         except StopIteration:
@@ -357,17 +366,6 @@ class BlockCache:
                 return None  # a key repeated in one mapping: the parser's error to report
             out[key] = block
         return out
-
-
-def _opens(piece: str, key: str, indent: int = 0) -> bool:
-    """Whether ``piece`` opens ``key`` at ``indent``, written plain: ``key:`` and a space or
-    the end of its line (a quoted key is left to the parse of the whole file)."""
-    end = indent + len(key)
-    return (
-        piece.startswith(key, indent)
-        and piece.startswith(":", end)
-        and piece[end + 1 : end + 2] in ("", " ", "\n")
-    )
 
 
 # --- positions -----------------------------------------------------------------------
