@@ -538,9 +538,8 @@ def read_environment(
 
     The same function serves the working tree and git revisions (``gitio`` hands it blobs).
     ``cache``, shared by the environments of one repository, parses an entry written
-    alike in several files once.
+    alike in several files once; without one, each file is parsed whole.
     """
-    cache = BlockCache() if cache is None else cache
     problems: list[Problem] = []
     base = f"{ENVIRONMENTS_DIR}/{name}/"
     keyed: dict[Kind, dict[str, Any]] = {k: {} for k in KEYED_KINDS}
@@ -584,7 +583,11 @@ def read_environment(
             problems.append(content)
             continue
         try:
-            data = parse_mapping_file(content, rel, cache)
+            data = (
+                parse_yaml(content, rel)
+                if cache is None
+                else parse_mapping_file(content, rel, cache)
+            )
         except LoadError as e:
             problems.append(e.problem)
             continue
@@ -835,7 +838,9 @@ def assemble_repository(
     problems: list[Problem] = []
     environments: dict[str, Environment] = {}
     sources: dict[str, bytes | Problem] = {SETTINGS_FILE: settings_bytes}
-    cache = BlockCache()
+    # What environments write alike is parsed once; a file read alone gains little from
+    # the cut (its own repeated entries) and loses most where nothing repeats.
+    cache = BlockCache() if len(set(wanted) & set(settings.environments)) > 1 else None
     for name in settings.environments:
         if name not in wanted:
             continue
