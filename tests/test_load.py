@@ -305,6 +305,10 @@ def test_block_cache__shares_entries_written_alike_and_parses_only_new_ones() ->
         "a:\n  1: x\n",  # a key the parser reads as a number
         "a:\n  true: x\n",
         "a:\n  x: 1\n y: 2\n",  # a line indented by one space
+        # an empty block scalar: "" before a line, "\n" at the end of the text
+        "b:\n  a: |+\nc:\n",
+        "b:\n  a: |\n  c: 1\n",
+        "b:\n  a:\n    x: >\n",
         "---\na:\n  x: 1\n",  # document markers
         "a:\n  x: 1\n...\n",
         "%YAML 1.2\n---\na:\n  x: 1\n",
@@ -336,6 +340,12 @@ def test_block_cache__reads_what_it_cuts_as_the_whole_file(text: str) -> None:
     assert BlockCache().parse(text, loads) is not None
 
 
+def test_block_cache__an_empty_block_scalar__is_read_in_its_own_context() -> None:
+    # "|" with no content reads "\n" at the end of a text and "" before a line: learned at
+    # the end of one file, it would be wrong before the next key of another
+    assert_split_reads_as_whole(["b:\n  x: 1\n  a: |\n", "b:\n  x: 2\n  a: |\nc: 1\n"])
+
+
 SCALARS = st.one_of(
     st.integers(-99, 99).map(str),
     st.sampled_from(
@@ -358,6 +368,9 @@ HOSTILE = st.sampled_from(
         "  x: |\n    text\n  y: 2\n",
         "  x: |+\n    kept\n\n",
         "  x: >-\n    folded\n    text\n",
+        "  x: |\n",  # empty block scalars
+        "  x: |+\n",
+        "    x: >\n",
         "  x:\n  - 1\n  - 2\n",
         "  - item\n",
         "  -x: 1\n",

@@ -265,6 +265,12 @@ def _find_duplicate_key(text: str, key: str) -> tuple[int, int]:
 _PIECE = re.compile(r"\n(?=[^ \n#]|  (?:[^ \n#-]|-[^ \n]))")
 _BLANK_OR_COMMENTS = re.compile(r"(?:\n[ ]*(?:#[^\n]*)?)*")  # lines, each after its newline
 _ONE_SPACE = re.compile(r"\n [^ \n#]")
+# A block scalar with no content line before the next piece or the end: the parser reads
+# it as "" before a line and as "\n" at the end of the text, so its value hangs on what
+# follows its piece.
+_EMPTY_BLOCK_SCALAR = re.compile(
+    r"[|>][0-9+-]*[ ]*(?:#[^\n]*)?\n(?:[ ]*(?:#[^\n]*)?\n)*(?:[^ \n#]|  [^ \n#]|\Z)"
+)
 _HEADER_ONLY = re.compile(r"[ ]*(?:#[^\n]*)?(?:\n[ ]*(?:#[^\n]*)?)*")  # after `key:`
 
 
@@ -313,6 +319,8 @@ class BlockCache:
         source = "\n".join(document) + "\n"
         if _ONE_SPACE.search(source) is not None:
             return None  # a line indented by one space: which mapping it ends is not ours to say
+        if ("|" in source or ">" in source) and _EMPTY_BLOCK_SCALAR.search(source) is not None:
+            return None
         try:
             parsed = loads(source)
         except Exception:
