@@ -175,7 +175,7 @@ def main() -> None:
         "(time.process_time around each step, 5 runs alternating with the code before the "
         "entry-once parse, load average 0.9-1.0, 2026-12-03): all the imports 0.10-0.16 either "
         "way, reading and parsing the YAML 0.13-0.27 -> 0.07-0.13 (under callgrind, the nine "
-        "files' parse 629 M -> 409 M instructions: the cut and its lookups are Python, the "
+        "files' parse 629 M -> 405 M instructions: the cut and its lookups are Python, the "
         "parse they save is Rust), the checks 0.12-0.15 -> 0.08-0.16, compiling 0.06-0.08 -> "
         "0.03-0.06, encoding the three bundles 0.06-0.07 -> 0.04-0.06; the whole one-process "
         "build under callgrind 2,274 M -> 1,910 M instructions. With the worker, the critical "
