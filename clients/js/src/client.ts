@@ -9,17 +9,12 @@
  * (poll.ts: polling a URL, preparing a bundle for `load`), the parts they import and
  * checking signatures (signature.ts) load on first use.
  */
-import { type CompiledBundle, type Resolution, BundleError, compileBundle, outcome, resolve, unitString } from "./evaluate.js";
-import { type Context, type Json, OPERATORS, get } from "./operators.js";
-import type { Counter, counter } from "./parts/consent.js";
+import { type CompiledBundle, type Resolution, BundleError, compileBundle, kit, outcome, parts, resolve } from "./evaluate.js";
+import { type Context, type Json, get } from "./operators.js";
+import type { Counter } from "./parts/consent.js";
 import type { PublicKey } from "./signature.js";
 
-/**
- * The parts that are not the core's own, once imported: the consent counts (parts/consent.ts,
- * by `@flagstone/client/consent` or by `load`). The operators of dates and semver go into
- * the operator table itself.
- */
-export const parts: { consent?: typeof counter } = {};
+export { parts };
 
 /**
  * Augmented by `flagstone codegen --lang ts`, so that flag keys, variants, values,
@@ -186,48 +181,36 @@ export const Client = function (options: ClientOptions = {}): Client {
   let consent: Counter | undefined;
   const flush = (): void => consent?.[1]();
 
+  // Compile and swap in. The listeners hear of it on `load` (poll.ts): the one sync call, from
+  // the constructor, comes before any listener can be added.
   const apply = (bundle: unknown): boolean => {
     try {
       consent ||= onConsentNotGiven && parts.consent?.((counts) => call(onConsentNotGiven, counts), options.flushInterval);
       // Without the part, a bundle whose experiments require consent is refused (null), naming the import.
-      const next = compileBundle(parse(bundle), consent ? consent[0] : onConsentNotGiven ? null : undefined);
-      const previous = live;
+      live = compileBundle(parse(bundle), consent ? consent[0] : onConsentNotGiven ? null : undefined);
       lastError = null;
-      if (next.hash === null || next.hash !== previous?.hash) {
-        live = next;
-        const a = previous?.raw.flags ?? {};
-        const b = next.raw.flags ?? {};
-        const flagsChanged = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).sort();
-        for (const listener of [...listeners]) call(listener, { hash: next.hash, previousHash: previous?.hash ?? null, flagsChanged });
-      }
       return true;
     } catch (e) {
       return refuse(e);
     }
   };
 
+  // poll.ts imports the parts the bundle uses, checks its signature, and tells the listeners
+  // what changed; a bundle with the live one's hash changes nothing. Loaded on first use.
   const load = async (bundle: unknown): Promise<boolean> => {
+    const previous = live;
+    let poll: typeof import("./poll.js");
     try {
-      // poll.ts imports the parts the bundle uses and checks its signature (loaded on first use).
-      await (await import("./poll.js")).prepare((bundle = parse(bundle)), key, !!onConsentNotGiven, OPERATORS, parts, BundleError);
+      poll = await import("./poll.js");
+      if (await poll.prepare((bundle = parse(bundle)), key, !!onConsentNotGiven, kit, previous)) return !(lastError = null);
     } catch (e) {
       return refuse(e);
     }
-    return apply(bundle);
+    return apply(bundle) && poll.changed(previous, live!, listeners, call);
   };
 
   // May throw on a context whose getters throw: the answer that logs it is then the default.
-  const exposure = (experiment: string, arm: string, context: Context): Exposure | null => {
-    const raw = live?.experiments.has(experiment) && live.raw.experiments[experiment];
-    if (!raw) return null;
-    const dimensions: Record<string, unknown> = {};
-    for (const attr of Array.isArray(raw.dimensions) ? raw.dimensions : []) {
-      const v = get(context, attr);
-      if (v != null) dimensions[attr] = v;
-    }
-    const unit = unitString(get(context, raw.unit)) ?? "";
-    return { type: "exposure", experiment, arm, unit, flag: raw.flag, environment: live!.environment, ts: Date.now() / 1000, dimensions };
-  };
+  const exposure = (experiment: string, arm: string, context: Context): Exposure | null => live?.experiments.get(experiment)?.[1](arm, context) ?? null;
   const expose = (experiment: string, arm: string, context: Context): void => {
     const record = onExposure && exposure(experiment, arm, context);
     if (record) call(onExposure!, record);
@@ -302,7 +285,7 @@ export const Client = function (options: ClientOptions = {}): Client {
     },
     arm(experiment, context) {
       try {
-        return (live?.experiments.get(experiment)?.(context) ?? null) as any;
+        return (live?.experiments.get(experiment)?.[0](context) ?? null) as any;
       } catch {
         return null;
       }

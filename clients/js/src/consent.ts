@@ -3,7 +3,7 @@
  * core, so a client with `onConsentNotGiven` loads bundles whose experiments require consent
  * synchronously (`new Client({ bundle })`, SSR).
  */
-import { parts } from "./client.js";
+import { parts } from "./evaluate.js";
 import { counter } from "./parts/consent.js";
 
 parts.consent = counter;

@@ -7,7 +7,10 @@
  */
 import { BundleError } from "./errors.js";
 import { BUCKETS, bucketer } from "./hashing.js";
+import type { Exposure } from "./client.js";
 import { type Context, type Json, OPERATORS, get, getter, hasOwn, lookup, partOf, truthy } from "./operators.js";
+import type { counter } from "./parts/consent.js";
+import type { experiments } from "./parts/experiments.js";
 
 export type Reason = "DISABLED" | "PREREQUISITE_FAILED" | "TARGET_MATCH" | "RULE_MATCH" | "SPLIT" | "DEFAULT" | "FLAG_NOT_FOUND" | "ERROR";
 export const MAX_PREREQUISITE_DEPTH = 32;
@@ -69,7 +72,9 @@ function compileCondition(node: any, segments: (key: string) => Matcher): Matche
   return ms.length === 1 ? a : all && ms.length === 2 ? (ctx) => a(ctx) && b(ctx) : all ? (ctx) => ms.every((m) => m(ctx)) : (ctx) => ms.some((m) => m(ctx));
 }
 
-function compileLeaf({ attr, op, value, ecmascript }: any): Matcher {
+function compileLeaf(node: any): Matcher {
+  const { attr, op } = node;
+  let { value } = node;
   const read = attr.includes(".") ? (ctx: Context) => lookup(ctx, attr) : getter(attr);
   if (op === "exists") {
     const want = truthy(value);
@@ -77,13 +82,7 @@ function compileLeaf({ attr, op, value, ecmascript }: any): Matcher {
   }
   const part = partOf(op);
   const check = hasOwn(OPERATORS, op) ? OPERATORS[op] : part ? unregistered(`the operator '${op}'`, part) : fail(`unknown operator ${op}`);
-  if (op === "matches")
-    try {
-      // flagstone build writes each pattern in ECMAScript form (src/flagstone/ecmascript.py).
-      value = new RegExp(...(ecmascript as [string, string]));
-    } catch {
-      value = new BundleError(`pattern ${value} has no ECMAScript form`); // this condition answers ERROR
-    }
+  if (check.prepare) value = check.prepare(node, BundleError);
   const whenMissing = op === "neq" || op === "not_in";
   // The common cases as closures of their own (no second call per leaf); each agrees with OPERATORS (held by the vectors).
   if (!attr.includes(".")) {
@@ -136,50 +135,29 @@ function compileServe(serve: any, salt: string, unit: string): Serve {
   };
 }
 
-// --- experiments -----------------------------------------------------------------------------
+// --- experiments (parts/experiments.ts) ----------------------------------------------------
 
 /** The unit's arm, or null (not running, no unit, no consent, outside audience, layer or traffic). */
 export type Assign = (ctx: Context) => string | null;
-
-/**
- * Consent is given when the value at the consent path (`privacy.consent_attribute`, default
- * `consent.experiments`), or at a prefix of it, is exactly true: `consent: true` grants every
- * purpose. Nested objects only (not arrays, not a literal dotted key), as in the Python runtime.
- */
-export function hasConsent(ctx: Context, path: string[]): boolean {
-  let node: unknown = ctx;
-  for (const part of path) if ((node = get(node, part)) === true) return true;
-  return false;
-}
+/** An experiment compiled by its part: the assignment, and the exposure record of a unit in an arm. */
+export type CompiledExperiment = [assign: Assign, exposure: (arm: string, ctx: Context) => Exposure];
 
 /** Told of each unit an experiment leaves out for lacking consent (counted, never logged), with the experiment's flag and the bundle's environment. */
 export type OnRefusal = (experiment: string, unit: string, flag: string, environment: string | null) => void;
 
-function compileExperiment(key: string, raw: any, segments: (key: string) => Matcher, refused: OnRefusal | null, environment: string | null): Assign {
-  const { unit, layer, salt, traffic, audience } = raw;
-  const split = arms(raw.arms);
-  const get = getter(unit);
-  const consentPath: string[] = (raw.consent_attribute ?? "consent.experiments").split(".");
-  const armBucket = bucketer(`experiment:${salt}/`);
-  const trafficBucket = bucketer(`experiment:${salt}:traffic/`);
-  const layerBucket = bucketer(`layer:${layer}/`);
-  const inAudience = audience ? compileCondition(audience, segments) : () => true;
-  const [start, end] = raw.layer_range ?? [0, 0];
-  const running = raw.status === "running";
-  const consentRequired = raw.consent_required;
-  if (consentRequired && !refused) unregistered(`consent: required with onConsentNotGiven (flag '${raw.flag}')`, "consent");
-  return (ctx) => {
-    const u = running ? unitString(get(ctx)) : null;
-    if (u === null) return null;
-    if (consentRequired && !hasConsent(ctx, consentPath)) return refused!(key, u, raw.flag, environment), null;
-    if (!inAudience(ctx)) return null;
-    if (layer !== undefined) {
-      const b = layerBucket(u);
-      if (b < start || b >= end) return null;
-    } else if (traffic < BUCKETS && trafficBucket(u) >= traffic) return null;
-    return pick(split, armBucket(u));
-  };
-}
+/**
+ * The parts that are not the core's own, once imported: experiments (parts/experiments.ts)
+ * and the consent counts (parts/consent.ts), each by its entry point or by `Client.load`.
+ * The operators of dates, semver and regex go into the operator table itself.
+ */
+export const parts: { experiment?: ReturnType<typeof experiments>; consent?: typeof counter } = {};
+
+/**
+ * What the parts use of the core, handed to them (a part imports no module of the core, so
+ * the core stays one chunk and a part loaded later shares nothing with it).
+ */
+export const kit = [OPERATORS, parts, BundleError, arms, pick, getter, get, bucketer, unitString, compileCondition, unregistered] as const;
+export type Kit = typeof kit;
 
 // --- flags -----------------------------------------------------------------------------------
 
@@ -191,7 +169,7 @@ export interface CompiledFlag {
 
 export interface CompiledBundle {
   flags: Map<string, CompiledFlag>;
-  experiments: Map<string, Assign>;
+  experiments: Map<string, CompiledExperiment>;
   config: Record<string, Json>;
   hash: string | null;
   environment: string | null;
@@ -225,7 +203,10 @@ export function compileBundle(raw: any, refused: OnRefusal | null = () => {}): C
       return compiled;
     };
     for (const [key] of entries(raw.segments)) segment(key);
-    const experiments = new Map(entries(raw.experiments).map(([k, e]) => [k, ((where = `experiment '${k}'`), compileExperiment(k, e, segment, refused, text(raw.environment)))]));
+    const experiment = parts.experiment;
+    const experiments = new Map(
+      entries(raw.experiments).map(([k, e]) => [k, experiment ? ((where = `experiment '${k}'`), experiment(k, e, segment, refused, text(raw.environment))) : ((where = "the bundle"), unregistered(`experiment '${k}'`, "experiments"))]),
+    );
     const flags = new Map<string, CompiledFlag>();
     for (const [key, flag] of entries(raw.flags)) flags.set(key, ((where = `flag '${key}'`), compileFlag(flag, segment, experiments, flags)));
     for (const [, flag] of entries(raw.flags)) for (const p of flag.prerequisites) flags.has(p.flag) || fail(`unknown prerequisite ${p.flag}`);
@@ -236,7 +217,7 @@ export function compileBundle(raw: any, refused: OnRefusal | null = () => {}): C
 }
 
 // The same order as Python's: kill switch, prerequisites, targets, experiment, rules, default.
-function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: Map<string, Assign>, flags: Map<string, CompiledFlag>): CompiledFlag {
+function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: Map<string, CompiledExperiment>, flags: Map<string, CompiledFlag>): CompiledFlag {
   const { salt, unit, experiment, enabled, off_variant: off = null } = raw;
   if (typeof salt !== "string" || typeof unit !== "string") fail("a flag without salt or unit");
   const unitOf = getter(unit);
@@ -245,7 +226,7 @@ function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: 
   const rules: [Matcher, Serve][] = raw.rules.map((rule: any) => [compileCondition(rule.when, segments), compileServe(rule.serve, salt, unit)]);
   const fallback = compileServe(raw.default, salt, unit);
   const split = raw.default.rollout ? "SPLIT" : "DEFAULT";
-  const assign = experiment == null ? null : experiments.get(experiment) ?? fail(`unknown experiment ${experiment}`);
+  const assign = experiment == null ? null : (experiments.get(experiment) ?? fail(`unknown experiment ${experiment}`))[0];
   const evaluate = (ctx: Context, depth = 0): string | null => {
     if (!enabled) return done(off, "DISABLED");
     if (prerequisites.length && depth >= MAX_PREREQUISITE_DEPTH) return done(null, "ERROR", "prerequisites nest too deeply");

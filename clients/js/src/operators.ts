@@ -4,15 +4,18 @@
  * Context values follow JSON as Python reads it: `true` never equals `1` (but `[true]`
  * equals `[1]`, as Python's `==` has it), `1` equals `1.0`, and a missing attribute
  * (undefined or null) makes every operator false except `neq`, `not_in` and
- * `exists: false`. `matches` patterns arrive translated to ECMAScript by `flagstone build`
- * (src/flagstone/ecmascript.py). Dates (Python 3.11's `datetime.fromisoformat`) and semver
- * are parts of their own (parts/dates.ts, parts/semver.ts).
+ * `exists: false`. Dates (Python 3.11's `datetime.fromisoformat`), semver and `matches` are
+ * parts of their own (parts/dates.ts, parts/semver.ts, parts/regex.ts).
  */
+import type { BundleError } from "./errors.js";
+
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Context = Readonly<Record<string, unknown>>;
-export type Predicate = (value: unknown, operand: any) => boolean;
-
-export const MAX_REGEX_INPUT = 4096;
+/**
+ * An operator: the test of a context value against the condition's operand. `prepare`, when
+ * there, turns the condition into the operand once at compile time (a pattern into a RegExp).
+ */
+export type Predicate = ((value: unknown, operand: any) => boolean) & { prepare?: (condition: any, error: typeof BundleError) => unknown };
 export const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
 
 export const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -77,9 +80,6 @@ const requireString = (o: unknown): string => {
   return o;
 };
 
-// Python's len() counts code points; only a long string needs counting.
-export const withinRegexLimit = (v: string): boolean => v.length <= MAX_REGEX_INPUT || (v.length <= 2 * MAX_REGEX_INPUT && [...v].length <= MAX_REGEX_INPUT);
-
 // --- the table ---------------------------------------------------------------------------
 
 const compare =
@@ -91,7 +91,6 @@ const compare =
   };
 
 // `value` is never missing here: the compiled condition decides missing attributes first.
-// `matches` takes the compiled RegExp (or the Error of a pattern ECMAScript cannot express).
 export const OPERATORS: Record<string, Predicate> = {
   eq: jsonEqual,
   neq: (v, o) => !jsonEqual(v, o),
@@ -100,11 +99,6 @@ export const OPERATORS: Record<string, Predicate> = {
   contains: (v, o) => (typeof v === "string" ? typeof o === "string" && v.includes(o) : Array.isArray(v) && v.some((x) => jsonEqual(x, o))),
   starts_with: (v, o) => typeof v === "string" && v.startsWith(requireString(o)),
   ends_with: (v, o) => typeof v === "string" && v.endsWith(requireString(o)),
-  matches: (v, re: RegExp | Error) => {
-    if (typeof v !== "string" || !withinRegexLimit(v)) return false;
-    if (re instanceof Error) throw re;
-    return re.test(v);
-  },
   gt: compare((a, b) => a > b),
   gte: compare((a, b) => a >= b),
   lt: compare((a, b) => a < b),
@@ -113,8 +107,10 @@ export const OPERATORS: Record<string, Predicate> = {
 
 /**
  * The operators of the parts with entry points of their own, which add them to OPERATORS
- * when imported: `before`/`after` (parts/dates.ts, `@flagstone/client/dates`) and
- * `semver_*` (parts/semver.ts, `@flagstone/client/semver`). A bundle that uses one not
- * added is refused at load, naming the import; `Client.load` and a URL add them themselves.
+ * when imported: `before`/`after` (parts/dates.ts, `@flagstone/client/dates`), `semver_*`
+ * (parts/semver.ts, `@flagstone/client/semver`) and `matches` (parts/regex.ts,
+ * `@flagstone/client/regex`). A bundle that uses one not added is refused at load, naming
+ * the import; `Client.load` and a URL add them themselves.
  */
-export const partOf = (op: string): string | undefined => (op === "before" || op === "after" ? "dates" : /^semver_(eq|[gl]te?)$/.test(op) ? "semver" : undefined);
+export const partOf = (op: string): string | undefined =>
+  op === "before" || op === "after" ? "dates" : /^semver_(eq|[gl]te?)$/.test(op) ? "semver" : op === "matches" ? "regex" : undefined;

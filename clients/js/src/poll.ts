@@ -1,13 +1,13 @@
 /**
  * The asynchronous paths, loaded on first use (apps that pass a bundle never download it):
  * preparing a bundle for `Client.load` (importing the parts it uses, checking its
- * signature) and polling a bundle URL, loaded by `Client.watch`. Each poll sends If-None-Match with the ETag of the live bundle (a
+ * signature), telling the listeners what it changed, and polling a bundle URL, loaded by
+ * `Client.watch`. Each poll sends If-None-Match with the ETag of the live bundle (a
  * 304 costs nothing); while the page is hidden no poll runs, and showing it polls at once.
  * A failed, truncated, invalid or unanswered fetch is refused and the last good bundle stays.
  */
-import type { Client, parts as Parts } from "./client.js";
-import type { BundleError } from "./errors.js";
-import type { Predicate } from "./operators.js";
+import type { ChangeEvent, Client } from "./client.js";
+import type { CompiledBundle, Kit } from "./evaluate.js";
 import type { PublicKey } from "./signature.js";
 
 /**
@@ -15,12 +15,25 @@ import type { PublicKey } from "./signature.js";
  * are imported and added (so the app needs no import of theirs on this path), and with `key`
  * its signature is verified. Nothing of the core is imported: what it needs is handed in.
  */
-export async function prepare(bundle: unknown, key: PublicKey | undefined, consent: boolean, operators: Record<string, Predicate>, parts: typeof Parts, error: typeof BundleError): Promise<void> {
+export async function prepare(bundle: any, key: PublicKey | undefined, consent: boolean, kit: Kit, live: CompiledBundle | null): Promise<boolean> {
+  const [operators, parts, error] = kit;
   const text = JSON.stringify(bundle) ?? "";
   if (/"op":"(before|after)"/.test(text)) Object.assign(operators, (await import("./parts/dates.js")).operators);
   if (/"op":"semver_/.test(text)) Object.assign(operators, (await import("./parts/semver.js")).operators);
+  if (/"op":"matches"/.test(text)) Object.assign(operators, (await import("./parts/regex.js")).operators);
+  if (Object.keys(bundle?.experiments ?? {}).length) parts.experiment ??= (await import("./parts/experiments.js")).experiments(kit);
   if (consent && /"consent_required":true/.test(text)) parts.consent = (await import("./parts/consent.js")).counter;
   if (key) await (await import("./signature.js")).signatures(error).verifyBundle(bundle, key);
+  return typeof bundle?.hash === "string" && bundle.hash === live?.hash;
+}
+
+/** Tell each listener of a new live bundle: its hash, the one before, the flags whose JSON changed. */
+export function changed(previous: CompiledBundle | null, next: CompiledBundle, listeners: Set<(event: ChangeEvent) => void>, call: <T>(listener: (event: T) => void, event: T) => void): true {
+  const a = previous?.raw.flags ?? {};
+  const b = next.raw.flags ?? {};
+  const flagsChanged = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).sort();
+  for (const listener of [...listeners]) call(listener, { hash: next.hash, previousHash: previous?.hash ?? null, flagsChanged });
+  return true;
 }
 
 const hidden = (): boolean => typeof document !== "undefined" && document.visibilityState === "hidden";
