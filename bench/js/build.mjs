@@ -34,7 +34,7 @@ async function size(name, contents, external = []) {
     initial.add(path);
     for (const i of outputs[path].imports) if (i.kind === "import-statement" && outputs[i.path]) walk(i.path);
   };
-  walk(Object.keys(outputs).find((path) => outputs[path].entryPoint));
+  walk(Object.keys(outputs).find((path) => outputs[path].entryPoint === "<stdin>"));
   const sum = (paths, f) => paths.reduce((n, p) => n + f(p), 0);
   const lazy = Object.keys(outputs).filter((p) => !initial.has(p));
   return {

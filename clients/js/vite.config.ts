@@ -4,7 +4,7 @@ import { defineConfig } from "vite";
 export default defineConfig({
   build: {
     lib: {
-      entry: { index: "src/index.ts", full: "src/full.ts", dates: "src/dates.ts", semver: "src/semver.ts", regex: "src/regex.ts", experiments: "src/experiments.ts", consent: "src/consent.ts", react: "src/react.tsx", openfeature: "src/openfeature.ts", verify: "src/verify.ts" },
+      entry: { index: "src/index.ts", full: "src/full.ts", dates: "src/dates.ts", semver: "src/semver.ts", regex: "src/regex.ts", experiments: "src/experiments.ts", prerequisites: "src/prerequisites.ts", consent: "src/consent.ts", react: "src/react.tsx", openfeature: "src/openfeature.ts", verify: "src/verify.ts" },
       formats: ["es"],
     },
     rollupOptions: { external: [/^react($|\/)/, /^@openfeature\//] },

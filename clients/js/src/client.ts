@@ -9,7 +9,7 @@
  * (poll.ts: polling a URL, preparing a bundle for `load`), the parts they import and
  * checking signatures (signature.ts) load on first use.
  */
-import { type CompiledBundle, type Resolution, BundleError, compileBundle, kit, outcome, parts, resolve } from "./evaluate.js";
+import { type CompiledBundle, type CompiledFlag, type Resolution, BundleError, compileBundle, done, kit, outcome, parts } from "./evaluate.js";
 import { type Context, type Json, get } from "./operators.js";
 import type { Counter } from "./parts/consent.js";
 import type { PublicKey } from "./signature.js";
@@ -162,8 +162,8 @@ export const Client = function (options: ClientOptions = {}): Client {
       // an error handler that throws has nowhere left to report to
     }
   };
-  const refuse = (e: any): false => {
-    e = e instanceof Error ? e : new BundleError(String(e));
+  // Every refusal is an Error (poll.ts makes its messages BundleErrors).
+  const refuse = (e: Error): false => {
     lastError = e.message;
     report(e);
     return false;
@@ -191,7 +191,7 @@ export const Client = function (options: ClientOptions = {}): Client {
       lastError = null;
       return true;
     } catch (e) {
-      return refuse(e);
+      return refuse(e as Error);
     }
   };
 
@@ -204,7 +204,7 @@ export const Client = function (options: ClientOptions = {}): Client {
       poll = await import("./poll.js");
       if (await poll.prepare((bundle = parse(bundle)), key, !!onConsentNotGiven, kit, previous)) return !(lastError = null);
     } catch (e) {
-      return refuse(e);
+      return refuse(e as Error);
     }
     return apply(bundle) && poll.changed(previous, live!, listeners, call);
   };
@@ -216,18 +216,21 @@ export const Client = function (options: ClientOptions = {}): Client {
     if (record) call(onExposure!, record);
   };
 
-  // The hot path of variant() and value(): no Resolution is built.
-  const answer = (flag: string, context: Context, fallback: unknown, value?: boolean): any => {
-    const compiled = live?.flags.get(flag);
+  // Every answer: the variant, or null with the reason in `outcome` (the flag in `last`);
+  // an experiment arm served is logged when `log`. Never throws. The hot path of variant()
+  // and value() builds no Resolution.
+  let last: CompiledFlag | undefined;
+  const run = (flag: string, context: Context, log?: boolean): string | null => {
     try {
-      const variant = compiled ? compiled.evaluate(context) : null;
-      if (variant === null) return fallback;
-      if (outcome.experiment !== null) expose(outcome.experiment, variant, context);
-      return value ? compiled!.variants.get(variant) : variant;
-    } catch {
-      return fallback;
+      const variant = (last = live?.flags.get(flag)) ? last.evaluate(context) : done(null, "FLAG_NOT_FOUND", live ? `no flag '${flag}' in the bundle` : "no bundle loaded yet");
+      if (log && outcome.experiment !== null) expose(outcome.experiment, variant!, context);
+      return variant;
+    } catch (e: any) {
+      return done(null, "ERROR", `${e?.name}: ${e?.message}`);
     }
   };
+  const valueOf = (variant: string | null, fallback: unknown): any => (variant === null ? fallback : last!.variants.get(variant));
+  const resolution = (variant: string | null, fallback: unknown): any => ({ value: valueOf(variant, fallback), variant, ...outcome });
 
   const client: Client = {
     ready,
@@ -249,8 +252,8 @@ export const Client = function (options: ClientOptions = {}): Client {
       let stop = (): void => void (url = ""); // stopped before the poller arrived: it never starts
       halt = () => stop();
       import("./poll.js").then(
-        ({ poll }) => url && (stop = poll(client, url, pollInterval, refuse, () => settle(live !== null))),
-        (e) => settle(refuse(e)),
+        ({ poll }) => url && (stop = poll(client, url, pollInterval, refuse, () => settle(live !== null), kit)),
+        (e) => settle(refuse(e as Error)),
       );
       return () => halt();
     },
@@ -266,14 +269,14 @@ export const Client = function (options: ClientOptions = {}): Client {
       listeners.clear();
       flush();
     },
-    variant: (flag: string, context: Context, fallback?: unknown) => answer(flag, context, fallback),
-    value: (flag: string, context: Context, fallback?: unknown) => answer(flag, context, fallback, true),
-    enabled(flag, context, fallback = false) {
-      const value = answer(flag, context, undefined, true);
+    variant: (flag: string, context: Context, fallback?: unknown) => (run(flag, context, true) ?? fallback) as any,
+    value: (flag: string, context: Context, fallback?: unknown) => valueOf(run(flag, context, true), fallback),
+    enabled: (flag, context, fallback = false) => {
+      const value = valueOf(run(flag, context, true), undefined);
       return value === undefined ? fallback : value === true;
     },
-    details: (flag: string, context: Context, fallback?: unknown) => resolve(live, flag, context, fallback, expose) as any,
-    resolve: (flag, context, fallback) => resolve(live, flag, context, fallback) as any,
+    details: (flag: string, context: Context, fallback?: unknown) => resolution(run(flag, context, true), fallback),
+    resolve: (flag, context, fallback) => resolution(run(flag, context), fallback),
     assign(experiment, context) {
       try {
         const arm = client.arm(experiment, context);

@@ -11,9 +11,9 @@ import type { Exposure } from "./client.js";
 import { type Context, type Json, OPERATORS, get, getter, hasOwn, lookup, partOf, truthy } from "./operators.js";
 import type { counter } from "./parts/consent.js";
 import type { experiments } from "./parts/experiments.js";
+import type { prerequisites } from "./parts/prerequisites.js";
 
 export type Reason = "DISABLED" | "PREREQUISITE_FAILED" | "TARGET_MATCH" | "RULE_MATCH" | "SPLIT" | "DEFAULT" | "FLAG_NOT_FOUND" | "ERROR";
-export const MAX_PREREQUISITE_DEPTH = 32;
 
 export interface Resolution<V = Json, N extends string = string> {
   value: V;
@@ -35,7 +35,7 @@ type Serve = (ctx: Context) => string | null;
 export const outcome: Omit<Resolution, "value" | "variant"> = { reason: "DEFAULT", ruleIndex: null, bucket: null, experiment: null, message: null };
 
 // Record the outcome; returns `variant`, so `return done(...)` ends an evaluation.
-function done<T>(variant: T, reason: Reason, message: string | null = null, experiment: string | null = null, ruleIndex: number | null = null, bucket: number | null = null): T {
+export function done<T>(variant: T, reason: Reason, message: string | null = null, experiment: string | null = null, ruleIndex: number | null = null, bucket: number | null = null): T {
   outcome.reason = reason;
   outcome.ruleIndex = ruleIndex;
   outcome.bucket = bucket;
@@ -146,17 +146,18 @@ export type CompiledExperiment = [assign: Assign, exposure: (arm: string, ctx: C
 export type OnRefusal = (experiment: string, unit: string, flag: string, environment: string | null) => void;
 
 /**
- * The parts that are not the core's own, once imported: experiments (parts/experiments.ts)
- * and the consent counts (parts/consent.ts), each by its entry point or by `Client.load`.
+ * The parts that are not the core's own, once imported: experiments (parts/experiments.ts),
+ * prerequisites (parts/prerequisites.ts) and the consent counts (parts/consent.ts), each by
+ * its entry point or by `Client.load`.
  * The operators of dates, semver and regex go into the operator table itself.
  */
-export const parts: { experiment?: ReturnType<typeof experiments>; consent?: typeof counter } = {};
+export const parts: { experiment?: ReturnType<typeof experiments>; prerequisites?: ReturnType<typeof prerequisites>; consent?: typeof counter } = {};
 
 /**
  * What the parts use of the core, handed to them (a part imports no module of the core, so
  * the core stays one chunk and a part loaded later shares nothing with it).
  */
-export const kit = [OPERATORS, parts, BundleError, arms, pick, getter, get, bucketer, unitString, compileCondition, unregistered] as const;
+export const kit = [OPERATORS, parts, BundleError, arms, pick, getter, get, bucketer, unitString, compileCondition, unregistered, done] as const;
 export type Kit = typeof kit;
 
 // --- flags -----------------------------------------------------------------------------------
@@ -208,8 +209,7 @@ export function compileBundle(raw: any, refused: OnRefusal | null = () => {}): C
       entries(raw.experiments).map(([k, e]) => [k, experiment ? ((where = `experiment '${k}'`), experiment(k, e, segment, refused, text(raw.environment))) : ((where = "the bundle"), unregistered(`experiment '${k}'`, "experiments"))]),
     );
     const flags = new Map<string, CompiledFlag>();
-    for (const [key, flag] of entries(raw.flags)) flags.set(key, ((where = `flag '${key}'`), compileFlag(flag, segment, experiments, flags)));
-    for (const [, flag] of entries(raw.flags)) for (const p of flag.prerequisites) flags.has(p.flag) || fail(`unknown prerequisite ${p.flag}`);
+    for (const [key, flag] of entries(raw.flags)) flags.set(key, ((where = `flag '${key}'`), compileFlag(flag, segment, experiments, flags, raw.flags)));
     return { flags, experiments, config: raw.config ?? {}, hash: text(raw.hash), environment: text(raw.environment), raw };
   } catch (e: any) {
     throw e instanceof BundleError ? e : new BundleError(`malformed bundle: ${e.name}: ${e.message}`);
@@ -217,11 +217,11 @@ export function compileBundle(raw: any, refused: OnRefusal | null = () => {}): C
 }
 
 // The same order as Python's: kill switch, prerequisites, targets, experiment, rules, default.
-function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: Map<string, CompiledExperiment>, flags: Map<string, CompiledFlag>): CompiledFlag {
+function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: Map<string, CompiledExperiment>, flags: Map<string, CompiledFlag>, known: object): CompiledFlag {
   const { salt, unit, experiment, enabled, off_variant: off = null } = raw;
   if (typeof salt !== "string" || typeof unit !== "string") fail("a flag without salt or unit");
   const unitOf = getter(unit);
-  const prerequisites: [string, Set<string>][] = raw.prerequisites.map((p: any) => [p.flag, new Set(p.variants)]);
+  const prerequisites = raw.prerequisites.length ? (parts.prerequisites ?? unregistered("prerequisites", "prerequisites"))(raw.prerequisites, flags, off, known) : null;
   const targets = new Map(entries(raw.targets));
   const rules: [Matcher, Serve][] = raw.rules.map((rule: any) => [compileCondition(rule.when, segments), compileServe(rule.serve, salt, unit)]);
   const fallback = compileServe(raw.default, salt, unit);
@@ -229,11 +229,8 @@ function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: 
   const assign = experiment == null ? null : (experiments.get(experiment) ?? fail(`unknown experiment ${experiment}`))[0];
   const evaluate = (ctx: Context, depth = 0): string | null => {
     if (!enabled) return done(off, "DISABLED");
-    if (prerequisites.length && depth >= MAX_PREREQUISITE_DEPTH) return done(null, "ERROR", "prerequisites nest too deeply");
-    for (const [key, allowed] of prerequisites) {
-      const v = flags.get(key)!.evaluate(ctx, depth + 1);
-      if (v === null || !allowed.has(v)) return done(off, "PREREQUISITE_FAILED", key);
-    }
+    const failed = prerequisites?.(ctx, depth);
+    if (failed !== undefined) return failed;
     if (targets.size) {
       const u = unitOf(ctx);
       const target = u == null ? undefined : targets.get(unitString(u) ?? "");
@@ -251,18 +248,4 @@ function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: 
     return v === null ? done(null, "ERROR", `context has no usable '${unit}' for the default rollout`) : done(v, split, null, null, null, outcome.bucket);
   };
   return { variants: new Map(entries(raw.variants)), evaluate };
-}
-
-/** Evaluate to a full Resolution, telling `expose` of an experiment arm served; never throws. */
-export function resolve<V = Json>(bundle: CompiledBundle | null, key: string, ctx: Context, fallback?: V, expose?: (experiment: string, arm: string, ctx: Context) => void): Resolution<V> {
-  const flag = bundle?.flags.get(key);
-  let variant: string | null = null;
-  try {
-    variant = flag ? flag.evaluate(ctx) : done(null, "FLAG_NOT_FOUND", bundle ? `no flag '${key}' in the bundle` : "no bundle loaded yet");
-    if (outcome.experiment !== null) expose?.(outcome.experiment, variant!, ctx);
-  } catch (e: any) {
-    variant = null;
-    done(null, "ERROR", `${e?.name}: ${e?.message}`);
-  }
-  return { value: variant === null ? fallback : (flag!.variants.get(variant) as any), variant, ...outcome };
 }

@@ -83,11 +83,7 @@ export function bucketer(prefix: string): (unit: string) => number {
   let buf = new Uint8Array(prefix.length * 3 + 69);
   const from = writeUtf8(prefix, buf, 5);
   return (unit) => {
-    if (buf.length < from + unit.length * 3) {
-      const grown = new Uint8Array(from + unit.length * 3);
-      grown.set(buf.subarray(0, from));
-      buf = grown;
-    }
+    if (buf.length < from + unit.length * 3) writeUtf8(prefix, (buf = new Uint8Array(from + unit.length * 3)), 5);
     // Most ids are ASCII: one byte a character, no branches of UTF-8.
     let end = from;
     for (let i = 0, c; i < unit.length; i++)

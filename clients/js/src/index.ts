@@ -13,7 +13,7 @@ export type {
   ValueOf,
   VariantOf,
 } from "./client.js";
-export { BundleError, compileBundle, resolve, type CompiledBundle, type Reason, type Resolution } from "./evaluate.js";
+export { BundleError, compileBundle, type CompiledBundle, type Reason, type Resolution } from "./evaluate.js";
 export { bucket, cborText, murmur3 } from "./hashing.js";
 export type { Context, Json } from "./operators.js";
 export type { PublicKey } from "./signature.js";

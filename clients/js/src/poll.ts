@@ -21,6 +21,7 @@ export async function prepare(bundle: any, key: PublicKey | undefined, consent: 
   if (/"op":"(before|after)"/.test(text)) Object.assign(operators, (await import("./parts/dates.js")).operators);
   if (/"op":"semver_/.test(text)) Object.assign(operators, (await import("./parts/semver.js")).operators);
   if (/"op":"matches"/.test(text)) Object.assign(operators, (await import("./parts/regex.js")).operators);
+  if (Object.values(bundle?.flags ?? {}).some((f: any) => f?.prerequisites?.length)) parts.prerequisites ??= (await import("./parts/prerequisites.js")).prerequisites(kit);
   if (Object.keys(bundle?.experiments ?? {}).length) parts.experiment ??= (await import("./parts/experiments.js")).experiments(kit);
   if (consent && /"consent_required":true/.test(text)) parts.consent = (await import("./parts/consent.js")).counter;
   if (key) await (await import("./signature.js")).signatures(error).verifyBundle(bundle, key);
@@ -39,7 +40,7 @@ export function changed(previous: CompiledBundle | null, next: CompiledBundle, l
 const hidden = (): boolean => typeof document !== "undefined" && document.visibilityState === "hidden";
 
 /** Poll `url` for `client` now and every `interval` ms (0: once); returns the function that stops. */
-export function poll(client: Client, url: string, interval: number, refuse: (e: unknown) => unknown, first: () => void): () => void {
+export function poll(client: Client, url: string, interval: number, refuse: (e: Error) => unknown, first: () => void, [, , BundleError]: Kit): () => void {
   const { headers, timeout = 10_000, fetch: fetchFn = globalThis.fetch } = client.options;
   let etag: string | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -52,12 +53,12 @@ export function poll(client: Client, url: string, interval: number, refuse: (e: 
     try {
       const response = await fetchFn(url, { headers: etag ? { ...headers, "If-None-Match": etag } : headers, signal: abort.signal });
       if (response.status === 304) return;
-      // A refusal is a message (the client makes it a BundleError): this chunk shares no module with the core.
-      if (!response.ok) return void refuse(`${url} answered HTTP ${response.status}`);
+      if (!response.ok) return void refuse(new BundleError(`${url} answered HTTP ${response.status}`));
       // Remember the ETag only of a bundle that went live: a truncated transfer is fetched again.
       if (await client.load(await response.text())) etag = response.headers.get("ETag");
     } catch (e) {
-      refuse(abort.signal.aborted ? abort.signal.reason : e);
+      e = abort.signal.aborted ? abort.signal.reason : e;
+      refuse(e instanceof Error ? e : new BundleError(String(e)));
     } finally {
       clearTimeout(deadline);
       first();

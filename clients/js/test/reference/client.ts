@@ -262,7 +262,7 @@ export const Client = function (options: ClientOptions = {}): Client {
       let stop = (): void => void (url = ""); // stopped before the poller arrived: it never starts
       halt = () => stop();
       import("../../src/poll.js").then(
-        ({ poll }) => url && (stop = poll(client, url, pollInterval, refuse, () => settle(live !== null))),
+        ({ poll }) => url && (stop = poll(client, url, pollInterval, refuse, () => settle(live !== null), [0, 0, BundleError] as any)),
         (e) => settle(refuse(e)),
       );
       return () => halt();
