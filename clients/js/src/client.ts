@@ -247,7 +247,7 @@ export const Client = function (options: ClientOptions = {}): Client {
     get bundle() {
       return live?.raw ?? null;
     },
-    watch(url, pollInterval = options.pollInterval ?? 30_000) {
+    watch(url, pollInterval) {
       halt();
       let stop = (): void => void (url = ""); // stopped before the poller arrived: it never starts
       halt = () => stop();

@@ -8,7 +8,7 @@
 import { BundleError } from "./errors.js";
 import { BUCKETS, bucketer } from "./hashing.js";
 import type { Exposure } from "./client.js";
-import { type Context, type Json, OPERATORS, get, getter, hasOwn, lookup, partOf, truthy } from "./operators.js";
+import { type Context, type Json, OPERATORS, get, getter, hasOwn, lookup, partOf } from "./operators.js";
 import type { counter } from "./parts/consent.js";
 import type { experiments } from "./parts/experiments.js";
 import type { prerequisites } from "./parts/prerequisites.js";
@@ -55,7 +55,7 @@ const fail = (what: string): never => {
 let where = "";
 /** The refusal of a bundle that uses a part (dates.ts, semver.ts, consent.ts) not imported. */
 const unregistered = (what: string, part: string): never =>
-  fail(`${where} uses ${what}, which needs import "@flagstone/client/${part}" (or "@flagstone/client/full"); Client.load and a url import it themselves`);
+  fail(`${where} uses ${what}, which needs import "@flagstone/client/${part}" (Client.load and a url import it themselves)`);
 
 // --- conditions ------------------------------------------------------------------------------
 
@@ -77,7 +77,7 @@ function compileLeaf(node: any): Matcher {
   let { value } = node;
   const read = attr.includes(".") ? (ctx: Context) => lookup(ctx, attr) : getter(attr);
   if (op === "exists") {
-    const want = truthy(value);
+    const want = value === true;
     return (ctx) => (read(ctx) != null) === want;
   }
   const part = partOf(op);
@@ -198,7 +198,7 @@ export function compileBundle(raw: any, refused: OnRefusal | null = () => {}): C
       segments.set(key, null);
       const outer = where;
       where = `segment '${key}'`;
-      const compiled = compileCondition((hasOwn(raw.segments ?? {}, key) ? raw.segments[key] : fail(`unknown segment ${key}`)).when, segment);
+      const compiled = compileCondition(((get(raw.segments, key) as any) ?? fail(`unknown segment ${key}`)).when, segment);
       segments.set(key, compiled);
       where = outer;
       return compiled;
@@ -231,11 +231,9 @@ function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: 
     if (!enabled) return done(off, "DISABLED");
     const failed = prerequisites?.(ctx, depth);
     if (failed !== undefined) return failed;
-    if (targets.size) {
-      const u = unitOf(ctx);
-      const target = u == null ? undefined : targets.get(unitString(u) ?? "");
-      if (target !== undefined) return done(target, "TARGET_MATCH");
-    }
+    // A unit that is no id (null) matches no target: every target's key is a string.
+    const target = targets.size ? targets.get(unitString(unitOf(ctx))!) : undefined;
+    if (target !== undefined) return done(target, "TARGET_MATCH");
     const arm = assign && assign(ctx);
     if (arm != null) return done(arm, "SPLIT", null, experiment);
     for (let i = 0; i < rules.length; i++) {

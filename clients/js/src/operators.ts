@@ -1,6 +1,10 @@
 /**
  * Operator semantics, exactly the Python runtime's (src/flagstone/runtime/operators.py).
  *
+ * Operands have the types the bundle schema gives each operator (a list for `in`, a string
+ * for `starts_with`, a number for `gt`, a boolean for `exists`): the Python runtime refuses
+ * any other bundle, and here such an operand gives some answer, never an exception.
+ *
  * Context values follow JSON as Python reads it: `true` never equals `1` (but `[true]`
  * equals `[1]`, as Python's `==` has it), `1` equals `1.0`, and a missing attribute
  * (undefined or null) makes every operator false except `neq`, `not_in` and
@@ -66,29 +70,15 @@ function pyEqual(a: any, b: any): boolean {
 
 export const jsonEqual = (a: unknown, b: unknown): boolean => (typeof a === "boolean" || typeof b === "boolean" ? a === b : pyEqual(a, b));
 
-/** Python's truthiness (`bool(x)`) of a JSON value. */
-export const truthy = (v: unknown): boolean => (isMapping(v) ? Object.keys(v).length > 0 : Array.isArray(v) ? v.length > 0 : !!v);
-
-// Iterating an operand as Python does: a list's items, a string's code points, a dict's keys.
-const anyEqual = (v: unknown, o: any): boolean => {
-  for (const x of isMapping(o) ? Object.keys(o) : o) if (jsonEqual(v, x)) return true;
-  return false;
-};
-
-const requireString = (o: unknown): string => {
-  if (typeof o !== "string") throw new TypeError("operand must be a string");
-  return o;
-};
+// The operand of `in` and `not_in` is a list (the bundle schema says so).
+const anyEqual = (v: unknown, o: unknown[]): boolean => o.some((x) => jsonEqual(v, x));
 
 // --- the table ---------------------------------------------------------------------------
 
 const compare =
   (pred: (a: number, b: number) => boolean): Predicate =>
-  (v, o) => {
-    if (typeof v !== "number") return false;
-    if (typeof o !== "number" && typeof o !== "boolean") throw new TypeError("numeric operand expected");
-    return pred(v, +o);
-  };
+  (v, o) =>
+    typeof v === "number" && pred(v, o);
 
 // `value` is never missing here: the compiled condition decides missing attributes first.
 export const OPERATORS: Record<string, Predicate> = {
@@ -97,8 +87,8 @@ export const OPERATORS: Record<string, Predicate> = {
   in: anyEqual,
   not_in: (v, o) => !anyEqual(v, o),
   contains: (v, o) => (typeof v === "string" ? typeof o === "string" && v.includes(o) : Array.isArray(v) && v.some((x) => jsonEqual(x, o))),
-  starts_with: (v, o) => typeof v === "string" && v.startsWith(requireString(o)),
-  ends_with: (v, o) => typeof v === "string" && v.endsWith(requireString(o)),
+  starts_with: (v, o) => typeof v === "string" && v.startsWith(o),
+  ends_with: (v, o) => typeof v === "string" && v.endsWith(o),
   gt: compare((a, b) => a > b),
   gte: compare((a, b) => a >= b),
   lt: compare((a, b) => a < b),

@@ -39,9 +39,10 @@ export function changed(previous: CompiledBundle | null, next: CompiledBundle, l
 
 const hidden = (): boolean => typeof document !== "undefined" && document.visibilityState === "hidden";
 
-/** Poll `url` for `client` now and every `interval` ms (0: once); returns the function that stops. */
-export function poll(client: Client, url: string, interval: number, refuse: (e: Error) => unknown, first: () => void, [, , BundleError]: Kit): () => void {
-  const { headers, timeout = 10_000, fetch: fetchFn = globalThis.fetch } = client.options;
+/** Poll `url` for `client` now and every `interval` ms (0: once; default the client's `pollInterval`, or 30 s); returns the function that stops. */
+export function poll(client: Client, url: string, interval: number | undefined, refuse: (e: Error) => unknown, first: () => void, [, , BundleError]: Kit): () => void {
+  const { headers, timeout = 10_000, fetch: fetchFn = globalThis.fetch, pollInterval = 30_000 } = client.options;
+  interval ??= pollInterval;
   let etag: string | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let paused = false;

@@ -82,6 +82,23 @@ describe("Client from an object", () => {
     }
   });
 
+  it("an operand of a type the schema refuses (and so the Python runtime) gives an answer, never an exception", () => {
+    const wrong: [string, unknown][] = [["starts_with", 3], ["ends_with", null], ["gt", "10"], ["lte", true], ["exists", []], ["in", "DEU"], ["not_in", { DE: 1 }], ["contains", 1]];
+    const b = structuredClone(bundle);
+    for (const [op, value] of wrong) b.flags[`wrong-${op}`] = { ...b.flags["op-eq"], rules: [{ when: { attr: "a", op, value }, serve: { variant: "yes" } }] };
+    // The Python runtime refuses the bundle at load (schemas/bundle.schema.json).
+    const python = process.env.FLAGSTONE_PYTHON ?? join(process.cwd(), "..", "..", ".venv", "bin", "python");
+    const script = "import json, sys\nfrom flagstone.runtime import Client\ntry:\n    Client.from_dict(json.load(sys.stdin))\nexcept Exception as e:\n    print(type(e).__name__, e)";
+    expect(execFileSync(python, ["-c", script], { input: JSON.stringify(b), encoding: "utf8" })).toMatch(/^BundleError flag 'wrong-starts_with': .* an operand of its type/);
+    const client = new Client({ bundle: b });
+    for (const [op] of wrong)
+      for (const a of [undefined, null, 0, 5, 20, "", "DEU", "30", true, [], {}, [3]]) {
+        const d = client.details(`wrong-${op}`, { a });
+        expect(["RULE_MATCH", "DEFAULT", "ERROR"]).toContain(d.reason);
+        expect(client.variant(`wrong-${op}`, { a }, "fallback")).toBe(d.variant ?? "fallback");
+      }
+  });
+
   it("config reads dotted keys, own properties only", () => {
     const client = new Client({ bundle: { ...bundle, config: { api: { timeout_ms: 2500 }, "x.y": 1 } } });
     expect(client.config("api.timeout_ms")).toBe(2500);

@@ -20,17 +20,18 @@ const agrees = (client: any): void => {
 describe("the async paths import the parts a bundle needs", () => {
   beforeEach(() => vi.resetModules());
 
-  it("the core alone refuses the conformance bundle synchronously (it uses dates and semver)", async () => {
+  it("the core alone refuses the conformance bundle synchronously (it uses every part)", async () => {
     const { Client } = await core();
-    expect(new Client({ bundle: vectors.bundle, onError: () => {} }).lastError).toMatch(/needs import "@flagstone\/client\/(dates|semver)"/);
+    expect(new Client({ bundle: vectors.bundle, onError: () => {} }).lastError).toMatch(/needs import "@flagstone\/client\/(dates|semver|regex|experiments|prerequisites)"/);
   });
 
-  it("await client.load(bundle): dates, semver and the consent counts arrive by themselves", async () => {
+  it("await client.load(bundle): dates, semver, regex, experiments, prerequisites and the consent counts arrive by themselves", async () => {
     const { Client } = await core();
     const counts: any[] = [];
     const client = new Client({ onConsentNotGiven: (c) => counts.push(...c), onError: (e) => counts.push(e.message) });
     expect(await client.load(JSON.stringify(vectors.bundle))).toBe(true);
     agrees(client);
+    for (const a of vectors.assignments) expect([a.experiment, client.arm(a.experiment, a.context)]).toEqual([a.experiment, a.arm]);
     client.flush();
     counts.length = 0;
     expect(client.assign("onboarding", { user_id: "u-not-asked-yet" })).toBeNull(); // consent: required, none given

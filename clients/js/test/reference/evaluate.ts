@@ -212,8 +212,8 @@ export function compileBundle(raw: any, refused: OnRefusal = () => {}): Compiled
     for (const [key] of entries(raw.segments)) segment(key);
     const experiments = new Map(entries(raw.experiments).map(([k, e]) => [k, compileExperiment(k, e, segment, refused)]));
     const flags = new Map<string, CompiledFlag>();
-    for (const [key, flag] of entries(raw.flags)) flags.set(key, compileFlag(flag, segment, experiments, flags));
-    for (const [, flag] of entries(raw.flags)) for (const p of flag.prerequisites) flags.has(p.flag) || fail(`unknown prerequisite ${p.flag}`);
+    // An unknown prerequisite is refused as its flag compiles (the client's order, for bundles with several faults).
+    for (const [key, flag] of entries(raw.flags)) flags.set(key, compileFlag(flag, segment, experiments, flags, raw.flags));
     return { flags, experiments, config: raw.config ?? {}, hash: text(raw.hash), environment: text(raw.environment), raw };
   } catch (e: any) {
     throw e instanceof BundleError ? e : new BundleError(`malformed bundle: ${e.name}: ${e.message}`);
@@ -221,11 +221,11 @@ export function compileBundle(raw: any, refused: OnRefusal = () => {}): Compiled
 }
 
 // The same order as Python's: kill switch, prerequisites, targets, experiment, rules, default.
-function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: Map<string, Assign>, flags: Map<string, CompiledFlag>): CompiledFlag {
+function compileFlag(raw: any, segments: (key: string) => Matcher, experiments: Map<string, Assign>, flags: Map<string, CompiledFlag>, known: object): CompiledFlag {
   const { salt, unit, experiment, enabled, off_variant: off = null } = raw;
   if (typeof salt !== "string" || typeof unit !== "string") fail("a flag without salt or unit");
   const unitOf = getter(unit);
-  const prerequisites: [string, Set<string>][] = raw.prerequisites.map((p: any) => [p.flag, new Set(p.variants)]);
+  const prerequisites: [string, Set<string>][] = raw.prerequisites.map((p: any) => (hasOwn(known ?? {}, p.flag) || fail(`unknown prerequisite ${p.flag}`), [p.flag, new Set(p.variants)]));
   const targets = new Map(entries(raw.targets));
   const rules: [Matcher, Serve][] = raw.rules.map((rule: any) => [compileCondition(rule.when, segments), compileServe(rule.serve, salt, unit)]);
   const fallback = compileServe(raw.default, salt, unit);
