@@ -14,7 +14,7 @@ import { build } from "esbuild";
 
 const [before, after, bundlePath, contextsPath, callsArg = "200000", roundsArg = "9"] = process.argv.slice(2);
 const load = async (src) => {
-  const out = await build({ stdin: { contents: `export { Client } from ${JSON.stringify(resolve(src, "index.ts"))};`, resolveDir: process.cwd(), loader: "ts" }, bundle: true, platform: "node", format: "esm", write: false, logLevel: "error" });
+  const out = await build({ stdin: { contents: `export { Client } from ${JSON.stringify(resolve(src, "full.ts"))};`, resolveDir: process.cwd(), loader: "ts" }, bundle: true, platform: "node", format: "esm", write: false, logLevel: "error" });
   return (await import(`data:text/javascript;base64,${Buffer.from(out.outputFiles[0].contents).toString("base64")}`)).Client;
 };
 const bundle = JSON.parse(readFileSync(bundlePath, "utf8"));

@@ -48,8 +48,9 @@ async function size(name, contents, external = []) {
 
 const core = "../../clients/js/src";
 const sizes = [
-  await size("@flagstone/client (Client: the core without the parts; exposures, config, bundles from objects)", `export { Client } from "${core}/index.ts";`),
-  await size("@flagstone/client/full (the core with dates, semver and the consent counts)", `export { Client } from "${core}/full.ts";`),
+  await size("@flagstone/client (Client: the core; flags with targets, rules, rollouts and the comparison operators, details, exposures, config, bundles from objects)", `export { Client } from "${core}/index.ts";`),
+  await size("@flagstone/client with /experiments (the core and experiments: layers, traffic, audience, exposure records)", `import "${core}/experiments.ts"; export { Client } from "${core}/index.ts";`),
+  await size("@flagstone/client/full (the core with every part: dates, semver, regex, experiments, prerequisites, consent counts)", `export { Client } from "${core}/full.ts";`),
   await size("@flagstone/client/react (beyond the core and React)", `export * from "${core}/react.tsx";`, ["react", "*/client.js", "*/operators.js", "*/evaluate.js", "*/hashing.js", "*/errors.js"]),
   await size("@growthbook/growthbook (GrowthBookClient)", `export { GrowthBookClient } from "@growthbook/growthbook";`),
   await size("@growthbook/growthbook (GrowthBook)", `export { GrowthBook } from "@growthbook/growthbook";`),

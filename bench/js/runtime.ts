@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { GrowthBookClient } from "@growthbook/growthbook";
 import { createInstance } from "@featurevisor/sdk";
 import { FlagdCore } from "@openfeature/flagd-core";
-import { Client } from "../../clients/js/src/index.js";
+import { Client } from "../../clients/js/src/full.js";
 
 type Ctx = Record<string, string>;
 type Sdk = { name: string; flag: (c: Ctx) => unknown; arm: (c: Ctx) => unknown };

@@ -63,17 +63,16 @@ SEMVER_OPERATORS = frozenset({"semver_eq", "semver_gt", "semver_gte", "semver_lt
 
 def bundle_parts(bundle: Mapping[str, Any]) -> set[str]:
     """The parts of the TypeScript client a bundle needs: ``dates`` for ``before``/``after``,
-    ``semver`` for ``semver_*``, ``consent`` for an experiment that requires consent (its
-    units left out are counted for ``onConsentNotGiven``)."""
+    ``semver`` for ``semver_*``, ``regex`` for ``matches``, ``prerequisites`` for a flag with
+    prerequisites, ``experiments`` for any experiment, and ``consent`` for an experiment that
+    requires consent (its units left out are counted for ``onConsentNotGiven``)."""
     parts: set[str] = set()
+    flags = bundle.get("flags", {}).values()
+    experiments = bundle.get("experiments", {}).values()
     conditions: list[Any] = [
-        *(
-            rule.get("when")
-            for f in bundle.get("flags", {}).values()
-            for rule in f.get("rules", ())
-        ),
+        *(rule.get("when") for f in flags for rule in f.get("rules", ())),
         *(s.get("when") for s in bundle.get("segments", {}).values()),
-        *(e.get("audience") for e in bundle.get("experiments", {}).values()),
+        *(e.get("audience") for e in experiments),
     ]
     while conditions:
         node = conditions.pop()
@@ -85,8 +84,14 @@ def bundle_parts(bundle: Mapping[str, Any]) -> set[str]:
                 parts.add("dates")
             elif op in SEMVER_OPERATORS:
                 parts.add("semver")
+            elif op == "matches":
+                parts.add("regex")
             conditions.extend(v for k, v in node.items() if k in ("all", "any", "not"))
-    if any(e.get("consent_required") for e in bundle.get("experiments", {}).values()):
+    if any(f.get("prerequisites") for f in flags):
+        parts.add("prerequisites")
+    if experiments:
+        parts.add("experiments")
+    if any(e.get("consent_required") for e in experiments):
         parts.add("consent")
     return parts
 

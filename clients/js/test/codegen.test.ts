@@ -42,7 +42,7 @@ describe("flagstone codegen --lang ts", () => {
   it("a sample app type-checks against the generated code, and removing a flag it uses breaks the check", () => {
     codegen();
     // The example's bundles use dates, semver and consent: the generated file imports those parts.
-    expect(readFileSync(join(app, "flags.generated.ts"), "utf8")).toMatch(/^import "@flagstone\/client\/consent";\nimport "@flagstone\/client\/dates";\nimport "@flagstone\/client\/semver";$/m);
+    expect(readFileSync(join(app, "flags.generated.ts"), "utf8")).toMatch(/^import "@flagstone\/client\/consent";\nimport "@flagstone\/client\/dates";\nimport "@flagstone\/client\/experiments";\nimport "@flagstone\/client\/prerequisites";\nimport "@flagstone\/client\/semver";$/m);
     expect(typecheck()).toEqual({ status: 0, output: "" });
     removeFlag("graph-renderer");
     codegen();

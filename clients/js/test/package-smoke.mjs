@@ -1,10 +1,13 @@
 // The built package as an app imports it (package.json "exports", by its own name), in
 // plain Node: every entry point loads, answers a shared vector and verifies a signed bundle.
-// The vectors use dates and semver: the parts' entry points add them to the core.
+// The vectors use every part: the parts' entry points add them to the core.
 import { readFileSync } from "node:fs";
 import { Client } from "@flagstone/client";
 import "@flagstone/client/consent";
 import "@flagstone/client/dates";
+import "@flagstone/client/experiments";
+import "@flagstone/client/prerequisites";
+import "@flagstone/client/regex";
 import { Client as FullClient } from "@flagstone/client/full";
 import "@flagstone/client/semver";
 import { FlagstoneWebProvider } from "@flagstone/client/openfeature";
@@ -22,6 +25,7 @@ const check = (what, ok) => {
 const client = new Client({ bundle: vectors.bundle });
 const sample = vectors.flags.filter((_, i) => i % 97 === 0);
 check("every sampled vector", sample.every((c) => client.details(c.flag, c.context).variant === c.variant));
+check("every sampled assignment", vectors.assignments.filter((_, i) => i % 31 === 0).every((a) => client.arm(a.experiment, a.context) === a.arm));
 check("the full entry", FullClient === Client);
 check("the react entry", typeof FeatureFlagProvider === "function" && typeof useVariant === "function");
 check("the openfeature entry", new FlagstoneWebProvider(client).metadata.name === "flagstone");
@@ -30,5 +34,5 @@ check("the bundle hash", (await bundleHash(bundle)) === signed.hash);
 await verifyBundle(bundle, Uint8Array.from(Buffer.from(signed.public_key, "hex")));
 const withKey = new Client({ bundle, publicKey: Uint8Array.from(Buffer.from(signed.public_key, "hex")) });
 check("a signed bundle going live", (await withKey.ready) === true);
-console.log(failed ? `package smoke: ${failed} of 6 checks failed` : "package smoke: the built entry points load and answer");
+console.log(failed ? `package smoke: ${failed} of 7 checks failed` : "package smoke: the built entry points load and answer");
 process.exit(failed ? 1 : 0);

@@ -5,6 +5,7 @@
  * from it; importing the entry point makes the same bundle load synchronously. Only the core
  * is imported here, and the tests run in order: the refusals first, then each entry point.
  */
+import { readFileSync, readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { BundleError, Client, compileBundle } from "../src/index.js";
 import { readVectors } from "./vectors.js";
@@ -109,5 +110,21 @@ describe("each part's entry point", () => {
     expect(client.variant("new-ui", {}, "x")).toBe("x"); // not in this bundle
     for (const c of vectors.flags) expect([c.flag, client.details(c.flag, c.context).variant]).toEqual([c.flag, c.variant]);
     for (const a of vectors.assignments) expect([a.experiment, client.arm(a.experiment, a.context)]).toEqual([a.experiment, a.arm]);
+  });
+});
+
+describe("the package", () => {
+  it("marks every entry point that adds a part as having side effects, so bundlers keep its import", () => {
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+    const adding = readdirSync(new URL("../src/", import.meta.url))
+      .filter((name) => /\.tsx?$/.test(name))
+      .filter((name) => /^(parts\.\w+ \?\?=|parts\.\w+ =|Object\.assign\(OPERATORS|import "\.\/\w+\.js";)/m.test(readFileSync(new URL(`../src/${name}`, import.meta.url), "utf8")))
+      .map((name) => name.replace(/\.tsx?$/, ""));
+    expect(adding.sort()).toEqual(["consent", "dates", "experiments", "full", "prerequisites", "regex", "semver"]);
+    for (const name of adding) {
+      expect(pkg.sideEffects).toContain(`./src/${name}.ts`);
+      expect(pkg.sideEffects).toContain(`./dist/${name}.js`);
+      expect(pkg.exports[`./${name}`]).toEqual({ types: `./dist/${name}.d.ts`, import: `./dist/${name}.js` });
+    }
   });
 });
