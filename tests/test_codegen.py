@@ -139,7 +139,13 @@ def test_codegen_ts__imports_the_client_parts_the_bundles_use(tmp_path):
     assert generated.returncode == 0, generated.stderr
     # The example uses after (a segment), semver_gte (rules, a segment), experiments (one
     # with consent: required) and prerequisites.
-    assert PART_IMPORTS.findall(generated.stdout) == ["consent", "dates", "experiments", "prerequisites", "semver"]
+    assert PART_IMPORTS.findall(generated.stdout) == [
+        "consent",
+        "dates",
+        "experiments",
+        "prerequisites",
+        "semver",
+    ]
     for path in repo.glob("environments/*/experiments.yaml"):
         path.write_text(re.sub(r"(?m)^\s*consent: required\n", "", path.read_text()))
     for path in repo.glob("environments/*/segments.yaml"):
@@ -154,13 +160,23 @@ def test_bundle_parts__names_each_part_a_bundle_uses_and_no_other():
 
     flag = {"rules": [], "prerequisites": []}
     assert bundle_parts({"flags": {"f": flag}, "segments": {}, "experiments": {}}) == set()
-    matching = {"rules": [{"when": {"not": {"any": [{"attr": "e", "op": "matches", "value": "x"}]}}}], "prerequisites": []}
+    matching = {
+        "rules": [{"when": {"not": {"any": [{"attr": "e", "op": "matches", "value": "x"}]}}}],
+        "prerequisites": [],
+    }
     assert bundle_parts({"flags": {"f": matching}}) == {"regex"}
     depending = {"rules": [], "prerequisites": [{"flag": "f", "variants": ["on"]}]}
     assert bundle_parts({"flags": {"f": flag, "g": depending}}) == {"prerequisites"}
     audience = {"all": [{"attr": "v", "op": "semver_lt", "value": "1.0.0"}]}
-    experiments = {"e": {"audience": audience, "consent_required": False}, "c": {"consent_required": True}}
-    assert bundle_parts({"flags": {}, "experiments": experiments}) == {"experiments", "semver", "consent"}
+    experiments = {
+        "e": {"audience": audience, "consent_required": False},
+        "c": {"consent_required": True},
+    }
+    assert bundle_parts({"flags": {}, "experiments": experiments}) == {
+        "experiments",
+        "semver",
+        "consent",
+    }
     segments = {"s": {"when": {"attr": "d", "op": "before", "value": "2026-01-01"}}}
     assert bundle_parts({"segments": segments}) == {"dates"}
 
