@@ -5,9 +5,10 @@
  * the caller's default with a reason. A failed, truncated, invalid or wrongly signed bundle
  * is refused and the last good one stays live. A new bundle is compiled before it replaces
  * the old one in a single assignment. What evaluating needs is here, but for the parts with
- * entry points of their own (parts/: dates, semver, the consent counts); the async paths
- * (poll.ts: polling a URL, preparing a bundle for `load`), the parts they import and
- * checking signatures (signature.ts) load on first use.
+ * entry points of their own (parts/: experiments, prerequisites, regex, dates, semver, the
+ * consent counts); the async paths (poll.ts: polling a URL, preparing a bundle for `load`,
+ * telling the listeners what changed), the parts they import and checking signatures
+ * (signature.ts) load on first use.
  */
 import { type CompiledBundle, type CompiledFlag, type Resolution, BundleError, compileBundle, done, kit, outcome, parts } from "./evaluate.js";
 import { type Context, type Json, get } from "./operators.js";

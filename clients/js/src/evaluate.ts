@@ -3,7 +3,9 @@
  * Module for module the Python runtime's evaluate.py: the same order (kill switch,
  * prerequisites, targets, experiment, rules, default), the same reasons, the same buckets.
  * The hot path allocates nothing: a flag's closure returns the variant and leaves the rest
- * of the outcome in `outcome`, which `resolve` copies into a Resolution when asked.
+ * of the outcome in `outcome`, which the client copies into a Resolution when asked.
+ * Experiments and prerequisites are parts (parts/experiments.ts, parts/prerequisites.ts),
+ * compiled here once imported; a bundle that needs one not imported is refused, naming it.
  */
 import { BundleError } from "./errors.js";
 import { BUCKETS, bucketer } from "./hashing.js";
