@@ -4,9 +4,13 @@ import json
 import shutil
 from pathlib import Path
 
-from flagstone.bundle import build_bundle, compile_condition, content_hash, dump_bundle
+from flagstone.bundle import CompileMemo, build_bundle, compile_condition, content_hash, dump_bundle
 from flagstone.load import load_repository
+from flagstone.model import Repository
+from flagstone.validate import validate_loaded
 from tests.test_validate_corpus import CASES
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_build__same_source__byte_for_byte_identical(tmp_path: Path) -> None:
@@ -131,3 +135,50 @@ def test_build__an_object_identical_across_environments__compiles_once(tmp_path:
     # the variants written alike in both are one value after the load, compiled once
     assert bundles["prod"]["apart"]["variants"] is bundles["dev"]["apart"]["variants"]
     assert bundles["prod"]["apart"]["default"] != bundles["dev"]["apart"]["default"]
+
+
+def _loaded(repo: Repository) -> str:
+    """Every value the load read, per environment, as one text (order and types kept)."""
+    return json.dumps(
+        {
+            name: {
+                "flags": {k: f.raw for k, f in env.flags.items()},
+                "segments": {k: s.raw for k, s in env.segments.items()},
+                "experiments": {k: e.raw for k, e in env.experiments.items()},
+                "config": env.config.values if env.config is not None else None,
+            }
+            for name, env in repo.environments.items()
+        },
+        default=repr,
+    )
+
+
+def test_build_and_validate__never_change_what_the_load_shares_across_environments(
+    tmp_path: Path,
+) -> None:
+    # The load shares one object among the environments that write an entry alike
+    # (load.BlockCache) and the build compiles a shared object once (CompileMemo): a step
+    # that changed one in place would change another environment's answers.
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "environments", root / "environments")
+    shutil.copytree(ROOT / "schemas", root / "schemas")
+    shutil.copy(ROOT / "flagstone.yaml", root / "flagstone.yaml")
+    repo, problems = load_repository(root)
+    names = list(repo.environments)
+    dev, prod = repo.environments["dev"], repo.environments["prod"]
+    assert any(
+        dev.flags[k].raw[field] is prod.flags[k].raw[field]
+        for k in dev.flags.keys() & prod.flags.keys()
+        for field in dev.flags[k].raw.keys() & prod.flags[k].raw.keys()
+        if isinstance(dev.flags[k].raw[field], (dict, list))
+    ), "the example shares no object across environments: this test would prove nothing"
+    before = _loaded(repo)
+    memo = CompileMemo()
+    first = {name: dump_bundle(build_bundle(repo, name, memo=memo)) for name in names}
+    validate_loaded(repo, problems)
+    again = {name: dump_bundle(build_bundle(repo, name, memo=CompileMemo())) for name in names}
+    assert _loaded(repo) == before
+    assert again == first
+    for name in names:
+        alone = load_repository(root, [name])[0]  # no cache: nothing shared
+        assert dump_bundle(build_bundle(alone, name)) == first[name], name
