@@ -55,7 +55,7 @@ const fail = (what: string): never => {
 
 // What is being compiled ("flag 'x'", "segment 'y'", "experiment 'z'"), for the refusal of a part not imported.
 let where = "";
-/** The refusal of a bundle that uses a part (dates.ts, semver.ts, consent.ts) not imported. */
+/** The refusal of a bundle that uses a part (parts/) not imported. */
 const unregistered = (what: string, part: string): never =>
   fail(`${where} uses ${what}, which needs import "@flagstone/client/${part}" (Client.load and a url import it themselves)`);
 
@@ -159,8 +159,22 @@ export const parts: { experiment?: ReturnType<typeof experiments>; prerequisites
  * What the parts use of the core, handed to them (a part imports no module of the core, so
  * the core stays one chunk and a part loaded later shares nothing with it).
  */
-export const kit = [OPERATORS, parts, BundleError, arms, pick, getter, get, bucketer, unitString, compileCondition, unregistered, done] as const;
-export type Kit = typeof kit;
+export type Kit = readonly [
+  operators: typeof OPERATORS,
+  parts: typeof parts,
+  error: typeof BundleError,
+  arms: typeof arms,
+  pick: typeof pick,
+  getter: typeof getter,
+  get: typeof get,
+  bucketer: typeof bucketer,
+  unitString: typeof unitString,
+  condition: typeof compileCondition,
+  unregistered: typeof unregistered,
+  done: typeof done,
+];
+// A tuple, not an object: its names would be bytes of the core (the labels above are types only).
+export const kit: Kit = [OPERATORS, parts, BundleError, arms, pick, getter, get, bucketer, unitString, compileCondition, unregistered, done];
 
 // --- flags -----------------------------------------------------------------------------------
 

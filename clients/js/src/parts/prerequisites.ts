@@ -15,10 +15,10 @@ export const MAX_PREREQUISITE_DEPTH = 32;
  * The prerequisites compiler, made once from what the core hands in. A compiled check
  * answers the flag's outcome when a prerequisite fails, and undefined when all hold.
  */
-export function prerequisites([, , BundleError, , , , , , , , , done]: Kit) {
+export function prerequisites([, , BundleError, , , , get, , , , , done]: Kit) {
   return (list: any[], flags: Map<string, CompiledFlag>, off: string | null, known: object) => {
     const checks: [string, Set<string>][] = list.map((p) => {
-      if (!Object.prototype.hasOwnProperty.call(known ?? {}, p.flag)) throw new BundleError(`unknown prerequisite ${p.flag}`);
+      if (get(known, p.flag) === undefined) throw new BundleError(`unknown prerequisite ${p.flag}`);
       return [p.flag, new Set(p.variants)];
     });
     return (ctx: Context, depth: number): string | null | undefined => {
